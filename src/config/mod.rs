@@ -1,0 +1,232 @@
+//! Config plane: the YAML contract (config.md), its defaults and its strict validator.
+//!
+//! Owns reading a config file into a complete, typed [`Config`]. It must not start anything:
+//! loading is pure, and the same loader runs in the supervisor, in every worker (from the
+//! bootstrap bundle) and in `stream-kernel validate`.
+//!
+//! Guarantees: no coercion of types; unknown keys are errors with a "did you mean" hint; every
+//! error of a file is reported at once, sorted by dotted path, each with a stable
+//! [`ConfigErrorCode`]; malformed YAML, empty files and arbitrary bytes give one clear error
+//! with line and column, never a panic.
+//!
+//! ```
+//! let registry = stream_kernel::apps::fund_load::registry();
+//! let loaded = stream_kernel::config::load_str(
+//!     "version: 1\nscenario: {name: baseline}\n",
+//!     &registry,
+//! )
+//! .unwrap();
+//! assert_eq!(loaded.config.runtime.platform.execution_ipc.ring_bytes, 4 * 1024 * 1024);
+//! ```
+
+mod error;
+mod model;
+pub mod reader;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{
+    ConfigError, ConfigErrorCode, ConfigPath, ConfigReport, ConfigWarning, PathSegment,
+};
+pub use model::*;
+use reader::Diagnostics;
+use serde_norway::Value;
+
+use crate::graph::Registry;
+
+/// Largest config file the loader reads (configs are a few KiB; this bounds hostile input).
+pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
+
+/// A config that passed validation, with its warnings.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl Config {
+    /// The complete config (input plus defaults) as YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load_file(path: &Path, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::Invalid,
+            format!("a readable config file at {}", path.display()),
+            e.to_string(),
+        )
+    })?;
+    load_bytes(&bytes, registry)
+}
+
+/// Reads and validates a config held in memory.
+pub fn load_bytes(bytes: &[u8], registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return Err(single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::TooLarge,
+            format!("a config of at most {MAX_CONFIG_BYTES} bytes"),
+            format!("{} bytes", bytes.len()),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_column(bytes, e.valid_up_to());
+        single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::Syntax,
+            "UTF-8 YAML text",
+            format!("invalid UTF-8 at line {line}, column {column}"),
+        )
+    })?;
+    load_str(text, registry)
+}
+
+/// Reads and validates a config given as YAML text.
+pub fn load_str(text: &str, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+    let root = parse_yaml(text)?;
+    load_value(&root, registry)
+}
+
+/// Validates an already-parsed YAML document.
+pub fn load_value(root: &Value, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+    if !matches!(root, Value::Mapping(_)) {
+        return Err(single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::Type,
+            "a YAML mapping with at least `version` and `scenario`",
+            format!("{} (line 1, column 1)", reader::describe(root)),
+        ));
+    }
+    let mut diag = Diagnostics::default();
+    let config = Config::read(root, &mut diag);
+    let Some(mut config) = config else {
+        return Err(report(diag));
+    };
+    validate::validate(&mut config, registry, &mut diag);
+    if diag.errors.is_empty() {
+        let mut warnings = diag.warnings;
+        warnings.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(LoadedConfig { config, warnings })
+    } else {
+        Err(report(diag))
+    }
+}
+
+fn report(diag: Diagnostics) -> ConfigReport {
+    ConfigReport {
+        errors: diag.errors,
+        warnings: diag.warnings,
+    }
+    .sorted()
+}
+
+fn single_error(
+    path: ConfigPath,
+    code: ConfigErrorCode,
+    expected: impl Into<String>,
+    found: impl Into<String>,
+) -> ConfigReport {
+    ConfigReport {
+        errors: vec![ConfigError::new(path, code, expected, found)],
+        warnings: Vec::new(),
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Value, ConfigReport> {
+    if text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
+    }) {
+        return Err(single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::Empty,
+            "a YAML mapping with at least `version` and `scenario`",
+            "an empty document (line 1, column 1)",
+        ));
+    }
+    if let Some((line, column)) = too_deep_flow_nesting(text) {
+        return Err(single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::Syntax,
+            format!("YAML nested at most {MAX_FLOW_DEPTH} levels deep"),
+            format!("deeper nesting (line {line}, column {column})"),
+        ));
+    }
+    serde_norway::from_str::<Value>(text).map_err(|e| {
+        let message = yaml_message(&e);
+        let found = match e.location() {
+            Some(at) => format!("{message} (line {}, column {})", at.line(), at.column()),
+            None => message,
+        };
+        single_error(
+            ConfigPath::root(),
+            ConfigErrorCode::Syntax,
+            "valid YAML",
+            found,
+        )
+    })
+}
+
+/// The parser's message without its own location suffix and leading "found".
+fn yaml_message(e: &serde_norway::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("unreadable YAML");
+    let without_location = first.split(" at line ").next().unwrap_or(first);
+    without_location
+        .strip_prefix("found ")
+        .unwrap_or(without_location)
+        .to_string()
+}
+
+/// Deepest `[`/`{` nesting accepted. The YAML parser's own limit (128) is reached only after
+/// work that grows quadratically with the input, so hostile input is refused up front.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// The position where flow nesting first exceeds [`MAX_FLOW_DEPTH`] (outside quotes and
+/// comments), scanning in linear time.
+fn too_deep_flow_nesting(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut comment = false;
+    let mut previous = b'\n';
+    for &b in text.as_bytes() {
+        column += 1;
+        match (quote, b) {
+            (_, b'\n') => {
+                line += 1;
+                column = 0;
+                comment = false;
+            }
+            _ if comment => {}
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'#') if previous == b' ' || previous == b'\n' || previous == b'\t' => {
+                comment = true
+            }
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some((line, column));
+                }
+            }
+            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = b;
+    }
+    None
+}
+
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    (line, column)
+}

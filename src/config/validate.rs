@@ -1,0 +1,258 @@
+//! Cross-field rules that no single key can check on its own.
+//!
+//! Node sections are handed to their factories; the pipeline is resolved and type-checked;
+//! in `process_supervisor` mode the control block must exist and every node must be placed in
+//! exactly one group; nodes sharing a store must share a group; and `workers > 1` is refused
+//! wherever splitting a group across processes could change a result.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::error::{ConfigErrorCode, ConfigPath};
+use super::model::Config;
+use super::reader::{Diagnostics, closest};
+use crate::graph::{Graph, NodeRole, NodeState, Registry};
+
+/// Runs every cross-field rule, normalising node sections in place.
+pub fn validate(config: &mut Config, registry: &Registry, diag: &mut Diagnostics) {
+    normalise_node_sections(config, registry, diag);
+    let graph = Graph::check(config, registry, diag);
+    if config.is_process_mode() {
+        check_control_block(config, diag);
+        check_placement(config, diag);
+        if let Some(graph) = &graph {
+            check_shared_stores(config, graph, diag);
+            check_parallel_groups(config, graph, diag);
+        }
+    }
+    check_readiness_timeout(config, diag);
+}
+
+fn normalise_node_sections(config: &mut Config, registry: &Registry, diag: &mut Diagnostics) {
+    let sections_path = ConfigPath::parse("nodes");
+    let pipeline: Vec<&str> = config.pipeline.nodes.iter().map(String::as_str).collect();
+    for name in config.nodes.keys() {
+        if !pipeline.contains(&name.as_str()) {
+            let expected = match closest(name, &pipeline) {
+                Some(hint) => format!("a section for a pipeline node; did you mean `{hint}`?"),
+                None => "a section for a node of `pipeline.nodes`".to_string(),
+            };
+            diag.error(
+                &sections_path.key(name),
+                ConfigErrorCode::UnknownKey,
+                expected,
+                format!("`{name}`"),
+            );
+        }
+    }
+    let mut normalised = BTreeMap::new();
+    for name in &config.pipeline.nodes {
+        let Some(factory) = registry.get(name) else {
+            continue; // reported by the graph check
+        };
+        let section = config.nodes.get(name);
+        if let Some(value) = factory.validate_settings(section, &sections_path.key(name), diag) {
+            normalised.insert(name.clone(), value);
+        }
+    }
+    config.nodes = normalised;
+}
+
+fn check_control_block(config: &Config, diag: &mut Diagnostics) {
+    if config.runtime.platform.execution_ipc.control.is_none() {
+        diag.error(
+            &ConfigPath::parse("runtime.platform.execution_ipc.control"),
+            ConfigErrorCode::Required,
+            "a control block (transport, bind_host, auth, ...) when bootstrap.mode is process_supervisor",
+            "nothing (key missing)",
+        );
+    }
+}
+
+fn groups_path() -> ConfigPath {
+    ConfigPath::parse("runtime.platform.process_groups")
+}
+
+fn check_placement(config: &Config, diag: &mut Diagnostics) {
+    let groups = &config.runtime.platform.process_groups;
+    if groups.is_empty() {
+        diag.error(
+            &groups_path(),
+            ConfigErrorCode::Required,
+            "at least one process group when bootstrap.mode is process_supervisor",
+            "no groups",
+        );
+        return;
+    }
+    let mut group_names: HashMap<&str, usize> = HashMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        if let Some(first) = group_names.insert(&group.name, g) {
+            diag.error(
+                &groups_path().index(g).key("name"),
+                ConfigErrorCode::Duplicate,
+                "a group name used once",
+                format!("`{}`, also the name of process_groups[{first}]", group.name),
+            );
+        }
+    }
+    let mut placed: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        for (k, node) in group.nodes.iter().enumerate() {
+            let path = groups_path().index(g).key("nodes").index(k);
+            if !config.pipeline.nodes.contains(node) {
+                diag.error(
+                    &path,
+                    ConfigErrorCode::NotInPipeline,
+                    "a node of pipeline.nodes",
+                    format!("`{node}`"),
+                );
+                continue;
+            }
+            if let Some((_, other)) = placed.get(node.as_str()) {
+                diag.error(
+                    &path,
+                    ConfigErrorCode::Duplicate,
+                    format!(
+                        "each node in exactly one group; `{node}` is already in group `{other}`"
+                    ),
+                    format!("`{node}` also in group `{}`", group.name),
+                );
+                continue;
+            }
+            placed.insert(node, (g, &group.name));
+        }
+    }
+    let unplaced: Vec<&str> = config
+        .pipeline
+        .nodes
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !placed.contains_key(n))
+        .collect();
+    if !unplaced.is_empty() {
+        diag.error(
+            &groups_path(),
+            ConfigErrorCode::Unplaced,
+            "every pipeline node placed in a group",
+            format!("unplaced: {}", unplaced.join(", ")),
+        );
+    }
+}
+
+fn check_shared_stores(config: &Config, graph: &Graph, diag: &mut Diagnostics) {
+    let mut first_holder: HashMap<&str, (&str, &str)> = HashMap::new();
+    for node in &graph.nodes {
+        let (Some(store), Some(group)) = (node.shared_store, config.group_of(&node.name)) else {
+            continue;
+        };
+        match first_holder.get(store) {
+            None => {
+                first_holder.insert(store, (&node.name, &group.name));
+            }
+            Some((other, other_group)) if *other_group != group.name => {
+                let g = group_index(config, &group.name);
+                diag.error(
+                    &groups_path().index(g).key("nodes"),
+                    ConfigErrorCode::SharedStoreSplit,
+                    format!(
+                        "`{}` and `{other}` in one group: they share the per-worker `{store}` store",
+                        node.name
+                    ),
+                    format!("`{}` in `{}`, `{other}` in `{other_group}`", node.name, group.name),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn group_index(config: &Config, name: &str) -> usize {
+    config
+        .runtime
+        .platform
+        .process_groups
+        .iter()
+        .position(|g| g.name == name)
+        .unwrap_or(0)
+}
+
+/// `workers > 1` is allowed only where it cannot change a result:
+/// - never on a group holding a source or a sink (they are singletons);
+/// - never on a group holding a stateful node without a partition key (its state would be
+///   silently split across workers);
+/// - never upstream of an order-sensitive node (stateful node, `source_seq` sink): its inputs
+///   would arrive out of `seq` order, and this build has no seq-ordered merge of rings.
+fn check_parallel_groups(config: &Config, graph: &Graph, diag: &mut Diagnostics) {
+    for (g, group) in config.runtime.platform.process_groups.iter().enumerate() {
+        if group.workers <= 1 {
+            continue;
+        }
+        let path = groups_path().index(g).key("workers");
+        for node in graph.nodes.iter().filter(|n| group.nodes.contains(&n.name)) {
+            match (&node.role, &node.state) {
+                (NodeRole::Source | NodeRole::Sink, _) => diag.error(
+                    &path,
+                    ConfigErrorCode::CannotParallelize,
+                    format!(
+                        "workers: 1 because group `{}` holds the {} `{}`, which runs as a single worker",
+                        group.name,
+                        if node.role == NodeRole::Source { "source" } else { "sink" },
+                        node.name
+                    ),
+                    format!("workers: {}", group.workers),
+                ),
+                (_, NodeState::Global) => diag.error(
+                    &path,
+                    ConfigErrorCode::CannotParallelize,
+                    format!(
+                        "workers: 1 because node `{}` is stateful without a partition key; its state cannot be split across workers",
+                        node.name
+                    ),
+                    format!("workers: {}", group.workers),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(sensitive) = first_order_sensitive_downstream(config, graph, &group.nodes) {
+            diag.error(
+                &path,
+                ConfigErrorCode::CannotParallelize,
+                format!(
+                    "workers: 1 because order-sensitive node `{sensitive}` is downstream and this build has no seq-ordered merge of parallel workers' outputs",
+                ),
+                format!("workers: {}", group.workers),
+            );
+        }
+    }
+}
+
+fn first_order_sensitive_downstream<'g>(
+    config: &Config,
+    graph: &'g Graph,
+    group_nodes: &[String],
+) -> Option<&'g str> {
+    let first = graph
+        .nodes
+        .iter()
+        .position(|n| group_nodes.contains(&n.name))?;
+    graph.nodes[first..]
+        .iter()
+        .filter(|n| !group_nodes.contains(&n.name) || n.state.is_stateful())
+        .find(|n| n.is_order_sensitive(config))
+        .map(|n| n.name.as_str())
+}
+
+fn check_readiness_timeout(config: &Config, diag: &mut Diagnostics) {
+    let platform = &config.runtime.platform;
+    let timeout = platform.readiness.readiness_timeout_seconds;
+    for (g, group) in platform.process_groups.iter().enumerate() {
+        if timeout < group.start_timeout_seconds {
+            diag.warn(
+                &ConfigPath::parse("runtime.platform.readiness.readiness_timeout_seconds"),
+                format!(
+                    "{timeout}s is below process_groups[{g}] (`{}`) start_timeout_seconds {}s; readiness fails first",
+                    group.name, group.start_timeout_seconds
+                ),
+            );
+        }
+    }
+}
