@@ -1,0 +1,273 @@
+//! Messages: the rkyv types that travel on edges, and how they are encoded and accessed.
+//!
+//! A message is any `rkyv` type whose archive can be validated with bytecheck. Nodes never see
+//! owned messages on their input: they read the **archived** form in place, in a scratch buffer
+//! (inline, in-group edges) or directly inside a shared-memory ring (cross-group edges). The
+//! same node code therefore runs unchanged in every placement.
+//!
+//! Encoding writes straight into a caller-provided slot ([`encode_into`]), so a ring can hand a
+//! claimed slot to the serializer with no intermediate buffer.
+
+use std::any::TypeId;
+use std::fmt;
+
+use rkyv::api::high::HighValidator;
+use rkyv::api::low::LowSerializer;
+use rkyv::bytecheck::CheckBytes;
+use rkyv::rancor;
+use rkyv::ser::allocator::{Arena, ArenaHandle};
+use rkyv::ser::writer::Buffer;
+use rkyv::{Archive, Portable, Serialize};
+
+/// The serializer every message is encoded with: a fixed slot writer plus a scratch arena, and
+/// no pointer sharing (messages are trees; sharing would only add a hash map per encode).
+pub type SlotSerializer<'a, 'b> = LowSerializer<Buffer<'b>, ArenaHandle<'a>, rancor::Error>;
+
+/// Alignment of every encoded message (rkyv archives of our types need at most 16).
+pub const MESSAGE_ALIGN: usize = 16;
+
+/// A type that can travel on an edge.
+///
+/// Implemented for every `Archive + Serialize` type whose archive is checkable; derive
+/// `rkyv::{Archive, Serialize}` on a struct and it is a message.
+pub trait Message: Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + 'static {
+    /// Validates `bytes` (rkyv bytecheck) and returns the archived value.
+    fn access(bytes: &[u8]) -> Result<&Self::Archived, PayloadError>;
+
+    /// Returns the archived value without validation.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be exactly the output of [`encode_into`] for a `Self`, produced by this same
+    /// binary, aligned to [`MESSAGE_ALIGN`], and not modified since.
+    unsafe fn access_trusted(bytes: &[u8]) -> &Self::Archived;
+}
+
+impl<T> Message for T
+where
+    T: Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + 'static,
+    T::Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
+    fn access(bytes: &[u8]) -> Result<&Self::Archived, PayloadError> {
+        rkyv::access::<T::Archived, rancor::Error>(bytes).map_err(|e| PayloadError {
+            type_name: std::any::type_name::<T>(),
+            len: bytes.len(),
+            reason: e.to_string(),
+        })
+    }
+
+    unsafe fn access_trusted(bytes: &[u8]) -> &Self::Archived {
+        // SAFETY: the caller guarantees `bytes` is a valid, aligned archive of `T` produced by
+        // `encode_into` in this binary (see the trait method's `# Safety`).
+        unsafe { rkyv::access_unchecked::<T::Archived>(bytes) }
+    }
+}
+
+/// An archive that failed validation: corrupted, truncated or of another type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payload of {len} bytes is not a valid archived {type_name}: {reason}")]
+pub struct PayloadError {
+    pub type_name: &'static str,
+    pub len: usize,
+    pub reason: String,
+}
+
+/// Encoding did not fit the slot it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("encoded message does not fit in {slot_len} bytes")]
+pub struct EncodeError {
+    pub slot_len: usize,
+}
+
+/// Serializes `value` into the start of `slot` and returns the encoded length.
+///
+/// `slot` must start at a [`MESSAGE_ALIGN`]-aligned address for the result to be accessible.
+/// On error nothing past `slot` was touched; the caller may retry with a larger slot.
+pub fn encode_into<T: Message>(
+    value: &T,
+    slot: &mut [u8],
+    arena: &mut Arena,
+) -> Result<usize, EncodeError> {
+    debug_assert_eq!(slot.as_ptr() as usize % MESSAGE_ALIGN, 0, "unaligned slot");
+    let slot_len = slot.len();
+    let writer = Buffer::from(slot);
+    rkyv::api::low::to_bytes_in_with_alloc::<_, _, rancor::Error>(value, writer, arena.acquire())
+        .map(|written| written.len())
+        .map_err(|_| EncodeError { slot_len })
+}
+
+/// The identity of a message type, for edge type checks.
+///
+/// Cheap to build on every emit: the name is shortened only when displayed.
+#[derive(Clone, Copy)]
+pub struct MessageType {
+    pub id: TypeId,
+    full_name: &'static str,
+}
+
+impl MessageType {
+    #[inline]
+    pub fn of<T: 'static>() -> Self {
+        Self {
+            id: TypeId::of::<T>(),
+            full_name: std::any::type_name::<T>(),
+        }
+    }
+
+    /// The type's name without its module path (`RawLine`).
+    pub fn name(&self) -> &'static str {
+        short_type_name(self.full_name)
+    }
+}
+
+impl PartialEq for MessageType {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for MessageType {}
+
+impl std::hash::Hash for MessageType {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl fmt::Debug for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `stream_kernel::apps::fund_load::messages::RawLine` -> `RawLine` (generic-free types only).
+fn short_type_name(full: &'static str) -> &'static str {
+    if full.contains('<') {
+        return full;
+    }
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// A heap buffer whose start is [`MESSAGE_ALIGN`]-aligned, reused across records.
+#[derive(Debug, Clone)]
+pub struct AlignedBuf {
+    words: Vec<u128>,
+}
+
+impl AlignedBuf {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            words: vec![0; bytes.div_ceil(16).max(1)],
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.words.len() * 16
+    }
+
+    /// Grows to at least `bytes` (contents not preserved).
+    pub fn grow_to(&mut self, bytes: usize) {
+        if bytes > self.capacity() {
+            self.words = vec![0; bytes.div_ceil(16)];
+        }
+    }
+
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        let len = self.capacity();
+        // SAFETY: `words` is a live, initialised allocation of `len` bytes; `u8` has no
+        // alignment or validity requirements, and the `&mut self` borrow makes it exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = self.capacity();
+        // SAFETY: as in `as_mut_bytes`, with a shared borrow.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), len) }
+    }
+}
+
+/// Largest message the scratch encoder will grow to (matches the largest ring record).
+pub const MAX_SCRATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Encodes `value` into `buf`, growing it as needed; returns the encoded length.
+pub fn encode_growing<T: Message>(
+    value: &T,
+    buf: &mut AlignedBuf,
+    arena: &mut Arena,
+) -> Result<usize, EncodeError> {
+    loop {
+        match encode_into(value, buf.as_mut_bytes(), arena) {
+            Ok(len) => return Ok(len),
+            Err(e) if buf.capacity() >= MAX_SCRATCH_BYTES => return Err(e),
+            Err(_) => {
+                let next = (buf.capacity() * 2).min(MAX_SCRATCH_BYTES);
+                buf.grow_to(next);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(rkyv::Archive, rkyv::Serialize, Debug, PartialEq)]
+    struct Sample {
+        id: String,
+        amount: i64,
+    }
+
+    #[test]
+    fn encode_then_access_round_trips() {
+        let mut buf = AlignedBuf::with_capacity(256);
+        let mut arena = Arena::new();
+        let value = Sample {
+            id: "15887".into(),
+            amount: 331_847,
+        };
+        let len = encode_into(&value, buf.as_mut_bytes(), &mut arena).unwrap();
+        let archived = Sample::access(&buf.as_bytes()[..len]).unwrap();
+        assert_eq!(archived.id.as_str(), "15887");
+        assert_eq!(archived.amount.to_native(), 331_847);
+    }
+
+    #[test]
+    fn encode_reports_a_slot_that_is_too_small() {
+        let mut buf = AlignedBuf::with_capacity(16);
+        let mut arena = Arena::new();
+        let value = Sample {
+            id: "x".repeat(100),
+            amount: 1,
+        };
+        let slot = &mut buf.as_mut_bytes()[..16];
+        assert_eq!(
+            encode_into(&value, slot, &mut arena),
+            Err(EncodeError { slot_len: 16 })
+        );
+        let mut growing = AlignedBuf::with_capacity(16);
+        let len = encode_growing(&value, &mut growing, &mut arena).unwrap();
+        assert!(len > 100);
+    }
+
+    #[test]
+    fn access_rejects_out_of_bounds_pointers_and_short_input() {
+        let mut buf = AlignedBuf::with_capacity(256);
+        let mut arena = Arena::new();
+        let value = Sample {
+            id: "x".repeat(100),
+            amount: 7,
+        };
+        let len = encode_into(&value, buf.as_mut_bytes(), &mut arena).unwrap();
+        // The root (last 16 bytes) starts with the string's length and relative offset.
+        let root = len - 16;
+        buf.as_mut_bytes()[root + 4..root + 8].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
+        assert!(Sample::access(&buf.as_bytes()[..len]).is_err());
+        assert!(Sample::access(&buf.as_bytes()[..8]).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! Graph plane: the node API, the node registry, and the typed pipeline graph.
+//!
+//! Owns what a node is ([`Node`], [`Source`]), how nodes are named and built ([`Registry`]),
+//! and how `pipeline.nodes` becomes a type-checked chain ([`Graph`]). It must not know where a
+//! node runs: placement, rings and processes belong to `runtime`, `data` and `supervisor`.
+
+mod build;
+mod message;
+mod node;
+mod registry;
+
+pub use build::{Graph, GraphNode};
+pub use message::{
+    AlignedBuf, EncodeError, MAX_SCRATCH_BYTES, MESSAGE_ALIGN, Message, MessageType, PayloadError,
+    SlotSerializer, encode_growing, encode_into,
+};
+pub use node::{
+    EmitTarget, Emitter, EncodeFn, ErasedNode, ErasedSource, Node, NodeError, Nothing, OutputPort,
+    Pull, RecordContext, Source,
+};
+pub use registry::{
+    BuildContext, BuiltNode, NodeFactory, NodeRole, NodeState, PartitionKey, Placement, Registry,
+    Services, SettingsFn, StateFn,
+};

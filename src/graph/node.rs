@@ -1,0 +1,319 @@
+//! The node API: what a processing step implements, and the type-erased form the runtimes run.
+//!
+//! A [`Node`] reads its input as an rkyv **archived** value (zero-copy), emits typed outputs
+//! through an [`Emitter`], and may hook start and end-of-stream. A [`Source`] has no input and
+//! produces records; the runtime numbers them with `seq`. Nodes never see transport headers:
+//! [`RecordContext`] is the read-only view of the envelope a node is allowed.
+//!
+//! The runtimes (inline, worker) hold nodes as [`ErasedNode`] / [`ErasedSource`] and give them
+//! an [`OutputPort`] that decides where an emitted value goes: a direct call of the next node in
+//! the same process, or a slot claimed in a shared-memory ring.
+
+use std::marker::PhantomData;
+
+use rkyv::ser::allocator::Arena;
+
+use super::message::{EncodeError, Message, MessageType, PayloadError, encode_into};
+
+/// Read-only facts about the record a node is processing.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// Source sequence number (fund-load: the 1-based input line).
+    pub seq: u64,
+    /// W3C trace id, the same on every hop of this record.
+    pub trace_id: [u8; 16],
+    /// The process group running this node (`inline` in the memory profile).
+    pub process_group: &'a str,
+    /// The group that handed this record over, on the first node after a cross-group hop.
+    pub handoff_from: Option<&'a str>,
+    /// Cross-group hand-offs so far.
+    pub route_hop: u16,
+}
+
+/// A node's failure for one record or one lifecycle hook.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node's own failure, in its words.
+    #[error("{0}")]
+    Failed(String),
+    /// The input archive did not validate (only with `validate_payloads: true`).
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// An output did not encode.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// `emit_to` named a node that the graph cannot reach from here.
+    #[error("node `{node}` emitted to unknown target `{target}`")]
+    UnknownTarget { node: String, target: String },
+    /// `emit_to` named a node whose input type differs from the emitted type.
+    #[error("node `{node}` emitted {emitted} to `{target}`, which reads {expected}")]
+    TargetTypeMismatch {
+        node: String,
+        target: String,
+        emitted: MessageType,
+        expected: MessageType,
+    },
+    /// Reading or writing an adapter (file, stdout) failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A node further down the chain failed; the runtime already holds that failure.
+    #[error("a downstream node failed")]
+    Downstream,
+    /// The run is stopping; the source stops at the next record.
+    #[error("stopped")]
+    Stopped,
+}
+
+impl NodeError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::Failed(message.into())
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Where an emitted value goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitTarget<'a> {
+    /// The default edge: the next node of `pipeline.nodes`.
+    Next,
+    /// A node named at run time (resolved through the route cache).
+    Named(&'a str),
+}
+
+/// Encodes one value into a slot the port chose; returns the encoded length.
+pub type EncodeFn<'f> = dyn FnMut(&mut [u8], &mut Arena) -> Result<usize, EncodeError> + 'f;
+
+/// The runtime side of an [`Emitter`]: delivers encoded values.
+pub trait OutputPort {
+    /// Delivers one value of type `ty`; `encode` writes it into the slot the port provides.
+    fn emit(
+        &mut self,
+        target: EmitTarget<'_>,
+        ty: MessageType,
+        encode: &mut EncodeFn<'_>,
+    ) -> Result<(), NodeError>;
+
+    /// Sends the current record to the dead-letter adapter with a reason code and a detail.
+    fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError>;
+}
+
+/// A node's typed handle for its outputs.
+pub struct Emitter<'p, T> {
+    port: &'p mut dyn OutputPort,
+    _output: PhantomData<fn(&T)>,
+}
+
+impl<'p, T: Message> Emitter<'p, T> {
+    pub fn new(port: &'p mut dyn OutputPort) -> Self {
+        Self {
+            port,
+            _output: PhantomData,
+        }
+    }
+
+    /// Emits `value` on the default edge (the next node in `pipeline.nodes`).
+    pub fn emit(&mut self, value: &T) -> Result<(), NodeError> {
+        self.port.emit(
+            EmitTarget::Next,
+            MessageType::of::<T>(),
+            &mut |slot, arena| encode_into(value, slot, arena),
+        )
+    }
+
+    /// Emits `value` to the node named `target` (which must read `T`).
+    pub fn emit_to(&mut self, target: &str, value: &T) -> Result<(), NodeError> {
+        self.port.emit(
+            EmitTarget::Named(target),
+            MessageType::of::<T>(),
+            &mut |slot, arena| encode_into(value, slot, arena),
+        )
+    }
+
+    /// Sends the current record to the dead-letter adapter instead of emitting it.
+    pub fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError> {
+        self.port.dead_letter(reason, detail)
+    }
+}
+
+/// A processing step with a typed, archived input.
+///
+/// ```
+/// use stream_kernel::graph::{Emitter, Node, NodeError, RecordContext};
+///
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// struct Celsius(f64);
+/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// struct Fahrenheit(f64);
+///
+/// struct ToFahrenheit;
+/// impl Node for ToFahrenheit {
+///     type Input = Celsius;
+///     type Output = Fahrenheit;
+///     fn process(
+///         &mut self,
+///         input: &ArchivedCelsius,
+///         _ctx: &RecordContext<'_>,
+///         out: &mut Emitter<'_, Fahrenheit>,
+///     ) -> Result<(), NodeError> {
+///         out.emit(&Fahrenheit(input.0.to_native() * 9.0 / 5.0 + 32.0))
+///     }
+/// }
+/// ```
+pub trait Node: Send + 'static {
+    type Input: Message;
+    type Output: Message;
+
+    /// Processes one record, reading it in place.
+    fn process(
+        &mut self,
+        input: &<Self::Input as rkyv::Archive>::Archived,
+        ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Self::Output>,
+    ) -> Result<(), NodeError>;
+
+    /// Runs once before the first record; a failure is a `bootstrap_error` and nothing starts.
+    fn on_start(&mut self) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    /// Runs once after the last record; may emit final outputs and must flush what it holds.
+    fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Self::Output>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    /// The node's own counters for the run summary (`("blank_lines", 3)`, ...).
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}
+
+/// What [`Source::pull`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pull {
+    /// One record was emitted (it received the next `seq`).
+    Emitted,
+    /// The input is exhausted.
+    Exhausted,
+}
+
+/// A node with no input: reads an adapter and emits one record per input unit.
+///
+/// Each emitted record receives the next `seq` (starting at 1), so a source must emit exactly
+/// one record per input unit to keep `seq` meaningful (fund-load: one per input line).
+pub trait Source: Send + 'static {
+    type Output: Message;
+
+    fn on_start(&mut self) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    /// Emits the next record, or reports that the input is exhausted.
+    fn pull(&mut self, out: &mut Emitter<'_, Self::Output>) -> Result<Pull, NodeError>;
+
+    /// Skips the first `records` input units without emitting them (resuming a stopped run);
+    /// returns how many were skipped.
+    fn skip(&mut self, records: u64) -> Result<u64, NodeError> {
+        let _ = records;
+        Ok(0)
+    }
+
+    /// The source's own counters for the run summary (bytes read, ...).
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}
+
+/// The output type of a sink: a sink emits nothing.
+#[derive(Debug, Clone, Copy, Default, rkyv::Archive, rkyv::Serialize)]
+pub struct Nothing;
+
+/// A node as the runtimes hold it: input as bytes, output through a port.
+pub trait ErasedNode: Send {
+    fn on_start(&mut self) -> Result<(), NodeError>;
+
+    /// Processes one encoded input. `trusted` skips validation: only for bytes this process
+    /// encoded itself (or, with `validate_payloads: false`, same-binary peers).
+    fn process(
+        &mut self,
+        payload: &[u8],
+        trusted: bool,
+        ctx: &RecordContext<'_>,
+        port: &mut dyn OutputPort,
+    ) -> Result<(), NodeError>;
+
+    fn on_end_of_stream(&mut self, port: &mut dyn OutputPort) -> Result<(), NodeError>;
+
+    fn counters(&self) -> Vec<(String, u64)>;
+}
+
+/// A source as the runtimes hold it.
+pub trait ErasedSource: Send {
+    fn on_start(&mut self) -> Result<(), NodeError>;
+    fn pull(&mut self, port: &mut dyn OutputPort) -> Result<Pull, NodeError>;
+    fn skip(&mut self, records: u64) -> Result<u64, NodeError>;
+    fn counters(&self) -> Vec<(String, u64)>;
+}
+
+pub(crate) struct TypedNode<N>(pub N);
+
+impl<N: Node> ErasedNode for TypedNode<N> {
+    fn on_start(&mut self) -> Result<(), NodeError> {
+        self.0.on_start()
+    }
+
+    fn process(
+        &mut self,
+        payload: &[u8],
+        trusted: bool,
+        ctx: &RecordContext<'_>,
+        port: &mut dyn OutputPort,
+    ) -> Result<(), NodeError> {
+        let input = if trusted {
+            // SAFETY: `trusted` is only passed by runtimes for bytes encoded by `encode_into`
+            // in this process for this node's input type (edge types are checked when the
+            // graph is built), or for same-binary peers when the user opted out of validation.
+            unsafe { N::Input::access_trusted(payload) }
+        } else {
+            N::Input::access(payload)?
+        };
+        self.0.process(input, ctx, &mut Emitter::new(port))
+    }
+
+    fn on_end_of_stream(&mut self, port: &mut dyn OutputPort) -> Result<(), NodeError> {
+        self.0.on_end_of_stream(&mut Emitter::new(port))
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.0.counters()
+    }
+}
+
+pub(crate) struct TypedSource<S>(pub S);
+
+impl<S: Source> ErasedSource for TypedSource<S> {
+    fn on_start(&mut self) -> Result<(), NodeError> {
+        self.0.on_start()
+    }
+
+    fn pull(&mut self, port: &mut dyn OutputPort) -> Result<Pull, NodeError> {
+        self.0.pull(&mut Emitter::new(port))
+    }
+
+    fn skip(&mut self, records: u64) -> Result<u64, NodeError> {
+        self.0.skip(records)
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.0.counters()
+    }
+}

@@ -1,0 +1,295 @@
+//! The node registry: named factories that validate a node's config section and build it.
+//!
+//! Supervisor and workers are the same binary with the same registry, so a bootstrap bundle
+//! carries node names and config only, never code. A factory knows its node's role, its input
+//! and output message types (for edge checks), whether it is stateful and by which partition
+//! key, and which per-worker store it shares with other nodes.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use serde_norway::Value;
+
+use super::message::{Message, MessageType};
+use super::node::{
+    ErasedNode, ErasedSource, Node, NodeError, Nothing, Source, TypedNode, TypedSource,
+};
+use crate::config::reader::{Diagnostics, Section};
+use crate::config::{Config, ConfigPath};
+
+/// What a node does in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// No input; produces records numbered by `seq`.
+    Source,
+    /// Input and output.
+    Transform,
+    /// Input only; writes records out (its output type is [`Nothing`]).
+    Sink,
+}
+
+/// Hashes the partition key of one encoded input.
+type KeyFn = dyn Fn(&[u8]) -> u64 + Send + Sync;
+
+/// A stateful node's partition key: a function of its archived input.
+#[derive(Clone)]
+pub struct PartitionKey {
+    /// The key's name for messages (`customer_id`).
+    pub name: &'static str,
+    key_of: Arc<KeyFn>,
+}
+
+impl PartitionKey {
+    /// A key computed from the node's archived input `In`.
+    pub fn new<In: Message>(name: &'static str, key: fn(&In::Archived) -> u64) -> Self {
+        Self {
+            name,
+            key_of: Arc::new(move |bytes: &[u8]| {
+                // SAFETY: `key_of_trusted` is only called on bytes that this process encoded as
+                // an `In` (the edge into this node is type-checked), see its `# Safety`.
+                key(unsafe { In::access_trusted(bytes) })
+            }),
+        }
+    }
+
+    /// The partition hash of one encoded input.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be an archive of this node's input type encoded by this process (the
+    /// contract of [`Message::access_trusted`]).
+    pub unsafe fn key_of_trusted(&self, bytes: &[u8]) -> u64 {
+        (self.key_of)(bytes)
+    }
+}
+
+impl fmt::Debug for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PartitionKey({})", self.name)
+    }
+}
+
+/// Whether and how a node keeps state across records.
+#[derive(Debug, Clone)]
+pub enum NodeState {
+    Stateless,
+    /// Per-key state: records with the same key must reach the same worker, in `seq` order.
+    Partitioned(PartitionKey),
+    /// One state for all records: the node cannot be split across workers.
+    Global,
+}
+
+impl NodeState {
+    pub fn is_stateful(&self) -> bool {
+        !matches!(self, Self::Stateless)
+    }
+}
+
+/// Per-worker services shared by the nodes built in one process (e.g. a window store that
+/// `evaluate_policies` reads and `update_windows` writes).
+#[derive(Default)]
+pub struct Services {
+    by_type: HashMap<TypeId, Box<dyn Any + Send>>,
+}
+
+impl Services {
+    /// The service of type `T`, created by `make` on first use.
+    pub fn get_or_insert_with<T: Clone + Send + 'static>(&mut self, make: impl FnOnce() -> T) -> T {
+        self.by_type
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(make()))
+            .downcast_ref::<T>()
+            .cloned()
+            .unwrap_or_else(|| unreachable!("services are keyed by their own TypeId"))
+    }
+}
+
+/// Where a node is being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Group name, or `inline` in the memory profile.
+    pub group: String,
+    /// 1-based worker index within the group.
+    pub worker_index: u32,
+    pub workers: u32,
+}
+
+impl Placement {
+    pub fn inline() -> Self {
+        Self {
+            group: "inline".to_string(),
+            worker_index: 1,
+            workers: 1,
+        }
+    }
+}
+
+/// Everything a factory may use to build its node.
+pub struct BuildContext<'a> {
+    pub node: &'a str,
+    /// The node's normalised config section (`Null` when it has none).
+    pub settings: &'a Value,
+    pub config: &'a Config,
+    pub placement: &'a Placement,
+    pub services: &'a mut Services,
+}
+
+/// A built node, ready for a runtime.
+pub enum BuiltNode {
+    Source(Box<dyn ErasedSource>),
+    Node(Box<dyn ErasedNode>),
+}
+
+type BuildFn = dyn Fn(&mut BuildContext<'_>) -> Result<BuiltNode, NodeError> + Send + Sync;
+/// Validates a node's section and returns it normalised (`None`: the node takes no settings).
+pub type SettingsFn = fn(Option<&Value>, &ConfigPath, &mut Diagnostics) -> Option<Value>;
+/// Decides a node's statefulness from the whole config.
+pub type StateFn = fn(&Config) -> NodeState;
+
+/// How to validate, describe and build one named node.
+pub struct NodeFactory {
+    pub role: NodeRole,
+    pub input: Option<MessageType>,
+    pub output: Option<MessageType>,
+    settings: SettingsFn,
+    state: StateFn,
+    shared_store: Option<&'static str>,
+    build: Arc<BuildFn>,
+}
+
+fn no_settings(
+    section: Option<&Value>,
+    path: &ConfigPath,
+    diag: &mut Diagnostics,
+) -> Option<Value> {
+    if let Some(section) = section {
+        // Opening and dropping the section reports every key as unknown.
+        drop(Section::open(section, path.clone(), diag));
+    }
+    None
+}
+
+fn stateless(_: &Config) -> NodeState {
+    NodeState::Stateless
+}
+
+impl NodeFactory {
+    /// Declares how the node's config section is validated and normalised.
+    pub fn settings(&mut self, settings: SettingsFn) -> &mut Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Declares the node stateful (or not) as a function of the config.
+    pub fn state(&mut self, state: StateFn) -> &mut Self {
+        self.state = state;
+        self
+    }
+
+    /// Declares that this node shares the named per-worker store with other nodes; all of them
+    /// must be placed in the same group.
+    pub fn shares_store(&mut self, store: &'static str) -> &mut Self {
+        self.shared_store = Some(store);
+        self
+    }
+
+    pub fn validate_settings(
+        &self,
+        section: Option<&Value>,
+        path: &ConfigPath,
+        diag: &mut Diagnostics,
+    ) -> Option<Value> {
+        (self.settings)(section, path, diag)
+    }
+
+    pub fn state_for(&self, config: &Config) -> NodeState {
+        (self.state)(config)
+    }
+
+    pub fn shared_store(&self) -> Option<&'static str> {
+        self.shared_store
+    }
+
+    pub fn build(&self, ctx: &mut BuildContext<'_>) -> Result<BuiltNode, NodeError> {
+        (self.build)(ctx)
+    }
+}
+
+/// Named node factories.
+#[derive(Default)]
+pub struct Registry {
+    factories: BTreeMap<String, NodeFactory>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn insert(&mut self, name: &str, factory: NodeFactory) -> &mut NodeFactory {
+        self.factories.insert(name.to_string(), factory);
+        self.factories
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted just above"))
+    }
+
+    /// Registers a transform node.
+    pub fn transform<N, F>(&mut self, name: &str, build: F) -> &mut NodeFactory
+    where
+        N: Node,
+        F: Fn(&mut BuildContext<'_>) -> Result<N, NodeError> + Send + Sync + 'static,
+    {
+        let role = if TypeId::of::<N::Output>() == TypeId::of::<Nothing>() {
+            NodeRole::Sink
+        } else {
+            NodeRole::Transform
+        };
+        let output = (role == NodeRole::Transform).then(MessageType::of::<N::Output>);
+        self.insert(
+            name,
+            NodeFactory {
+                role,
+                input: Some(MessageType::of::<N::Input>()),
+                output,
+                settings: no_settings,
+                state: stateless,
+                shared_store: None,
+                build: Arc::new(move |ctx| {
+                    build(ctx).map(|node| BuiltNode::Node(Box::new(TypedNode(node))))
+                }),
+            },
+        )
+    }
+
+    /// Registers a source.
+    pub fn source<S, F>(&mut self, name: &str, build: F) -> &mut NodeFactory
+    where
+        S: Source,
+        F: Fn(&mut BuildContext<'_>) -> Result<S, NodeError> + Send + Sync + 'static,
+    {
+        self.insert(
+            name,
+            NodeFactory {
+                role: NodeRole::Source,
+                input: None,
+                output: Some(MessageType::of::<S::Output>()),
+                settings: no_settings,
+                state: stateless,
+                shared_store: None,
+                build: Arc::new(move |ctx| {
+                    build(ctx).map(|source| BuiltNode::Source(Box::new(TypedSource(source))))
+                }),
+            },
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&NodeFactory> {
+        self.factories.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,36 @@
+//! Record identity: run ids and the W3C trace id each record carries on every hop.
+//!
+//! A record's trace id is derived from a random per-run id and its `seq`, so every process of
+//! a run computes the same id for the same record without coordination.
+
+/// A fresh random run id (from the OS RNG through std's hasher keys; never zero).
+pub fn new_run_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish() | 1
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The 16-byte W3C trace id of record `seq` in run `run_id` (never all zeros).
+pub fn trace_id_for(run_id: u64, seq: u64) -> [u8; 16] {
+    let high = mix(run_id ^ mix(seq));
+    let low = run_id.rotate_left(17) ^ seq;
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&high.to_be_bytes());
+    id[8..].copy_from_slice(&low.to_be_bytes());
+    if id == [0; 16] {
+        id[15] = 1;
+    }
+    id
+}

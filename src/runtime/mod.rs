@@ -1,0 +1,14 @@
+//! Runtime plane: executing a graph. Owns the in-process chain executor (direct calls between
+//! nodes of one process), the inline runtime (the memory profile), routing, dead letters and
+//! the run summary. It must not parse configs (it receives validated ones) nor know business
+//! rules (nodes carry them).
+
+pub mod chain;
+pub mod context;
+pub mod dead_letter;
+mod inline;
+pub mod routes;
+mod summary;
+
+pub use inline::{OutputFn, RunError, RunOptions, run_inline, run_inline_with_outputs};
+pub use summary::{NodeReport, RunSummary};
