@@ -1,0 +1,271 @@
+//! The messages on fund-load's edges, in pipeline order, and the decline reason codes.
+//!
+//! Money is integer cents, times are UTC seconds (plus nanoseconds for exact replay checks),
+//! windows are day / week indices counted from the Unix epoch. Ids stay strings (leading zeros
+//! are significant). A reason code travels as a `u8` and is decoded with [`Reason::from_code`],
+//! which rejects unknown values instead of trusting bytes from another process.
+
+use rkyv::{Archive, Serialize};
+
+/// Why an attempt was declined (or that it was not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Reason {
+    Accepted = 0,
+    InputParseError = 1,
+    InvalidIdFormat = 2,
+    InvalidAmountFormat = 3,
+    InvalidTimestamp = 4,
+    IdDuplicateReplay = 5,
+    IdDuplicateConflict = 6,
+    DailyAttemptLimit = 7,
+    PrimeAmountCap = 8,
+    PrimeDailyGlobalLimit = 9,
+    DailyAmountLimit = 10,
+    WeeklyAmountLimit = 11,
+}
+
+impl Reason {
+    /// Every decline reason, in code order.
+    pub const DECLINES: [Reason; 11] = [
+        Reason::InputParseError,
+        Reason::InvalidIdFormat,
+        Reason::InvalidAmountFormat,
+        Reason::InvalidTimestamp,
+        Reason::IdDuplicateReplay,
+        Reason::IdDuplicateConflict,
+        Reason::DailyAttemptLimit,
+        Reason::PrimeAmountCap,
+        Reason::PrimeDailyGlobalLimit,
+        Reason::DailyAmountLimit,
+        Reason::WeeklyAmountLimit,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Decodes a reason read from an archive; unknown codes are `None`.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Accepted),
+            c => Self::DECLINES.get(usize::from(c) - 1).copied(),
+        }
+    }
+
+    /// The reason code as documented (`DAILY_AMOUNT_LIMIT`), or `ACCEPTED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "ACCEPTED",
+            Self::InputParseError => "INPUT_PARSE_ERROR",
+            Self::InvalidIdFormat => "INVALID_ID_FORMAT",
+            Self::InvalidAmountFormat => "INVALID_AMOUNT_FORMAT",
+            Self::InvalidTimestamp => "INVALID_TIMESTAMP",
+            Self::IdDuplicateReplay => "ID_DUPLICATE_REPLAY",
+            Self::IdDuplicateConflict => "ID_DUPLICATE_CONFLICT",
+            Self::DailyAttemptLimit => "DAILY_ATTEMPT_LIMIT",
+            Self::PrimeAmountCap => "PRIME_AMOUNT_CAP",
+            Self::PrimeDailyGlobalLimit => "PRIME_DAILY_GLOBAL_LIMIT",
+            Self::DailyAmountLimit => "DAILY_AMOUNT_LIMIT",
+            Self::WeeklyAmountLimit => "WEEKLY_AMOUNT_LIMIT",
+        }
+    }
+
+    /// True for the reasons that come from unreadable or invalid input fields.
+    pub fn is_input_error(self) -> bool {
+        matches!(
+            self,
+            Self::InputParseError
+                | Self::InvalidIdFormat
+                | Self::InvalidAmountFormat
+                | Self::InvalidTimestamp
+        )
+    }
+}
+
+/// An id as read from the input, losslessly: a string of 1 to 19 ASCII digits is kept as its
+/// value and its length (so `"0528"` and `"528"` stay distinct), anything else as text. Ids are
+/// compared, hashed and printed without copying or re-parsing strings on every hop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize)]
+#[rkyv(derive(Debug))]
+pub struct DigitText {
+    /// The number, when `len > 0`.
+    pub value: u64,
+    /// Digit count (1..=19), or 0 when the id is held in `text`.
+    pub len: u8,
+    /// The id as text when it is not 1..=19 ASCII digits (invalid ids, very long ids).
+    pub text: String,
+}
+
+impl DigitText {
+    /// Sets this id from a string (reusing `text`'s capacity).
+    pub fn set(&mut self, id: &str) {
+        self.text.clear();
+        match short_digits(id) {
+            Some(value) => {
+                self.value = value;
+                self.len = id.len() as u8;
+            }
+            None => {
+                self.value = 0;
+                self.len = 0;
+                self.text.push_str(id);
+            }
+        }
+    }
+
+    /// Copies an archived id (reusing `text`'s capacity).
+    pub fn copy_from(&mut self, id: &ArchivedDigitText) {
+        self.value = id.value.to_native();
+        self.len = id.len;
+        self.text.clear();
+        self.text.push_str(id.text.as_str());
+    }
+}
+
+/// The value of a string of 1 to 19 ASCII digits (always fits a `u64`), else `None`.
+pub fn short_digits(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.bytes().try_fold(0u64, |value, b| {
+        b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
+    })
+}
+
+impl ArchivedDigitText {
+    /// True when the id is held as digits.
+    pub fn is_short(&self) -> bool {
+        self.len > 0
+    }
+
+    /// Writes the id's characters (digits zero-padded to their original length, or the text).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if self.len == 0 {
+            out.extend_from_slice(self.text.as_bytes());
+            return;
+        }
+        let mut digits = [b'0'; 20];
+        let mut value = self.value.to_native();
+        let mut at = digits.len();
+        while value > 0 {
+            at -= 1;
+            digits[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        let len = usize::from(self.len).min(digits.len());
+        out.extend_from_slice(&digits[digits.len() - len..]);
+    }
+
+    /// The id as a string (allocates; for messages and rare paths).
+    pub fn to_text(&self) -> String {
+        let mut out = Vec::with_capacity(20);
+        self.write_to(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// One raw input line (without its line terminator). Bytes, not text: input files are
+/// arbitrary bytes and invalid UTF-8 is a decline reason, not a crash.
+#[derive(Debug, Clone, Default, Archive, Serialize)]
+pub struct RawLine {
+    pub bytes: Vec<u8>,
+}
+
+/// A parsed attempt. When `reason` is an input error the numeric fields are zero and the ids
+/// are the strings as read (they still get an output line).
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+pub struct LoadAttempt {
+    pub id: DigitText,
+    pub customer_id: DigitText,
+    pub amount_cents: u64,
+    /// UTC seconds since the Unix epoch.
+    pub time_secs: i64,
+    /// Sub-second part, kept so that replays compare the exact instant.
+    pub time_nanos: u32,
+    pub reason: u8,
+}
+
+/// An attempt with its calendar keys and features, filled in stage by stage.
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+pub struct Attempt {
+    pub id: DigitText,
+    pub customer_id: DigitText,
+    pub amount_cents: u64,
+    pub time_secs: i64,
+    pub time_nanos: u32,
+    /// UTC day index (days since 1970-01-01).
+    pub day: i32,
+    /// Week index for the configured week start.
+    pub week: i32,
+    pub is_monday: bool,
+    /// Amount after the Monday multiplier (`compute_features`).
+    pub effective_cents: u64,
+    /// Prime gate on and `id` prime (`compute_features`).
+    pub prime_gated: bool,
+    /// Input error or duplicate reason so far; 0 = still a candidate.
+    pub reason: u8,
+}
+
+/// The decision about one attempt (`evaluate_policies`), committed by `update_windows`.
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+pub struct Decision {
+    pub id: DigitText,
+    pub customer_id: DigitText,
+    pub accepted: bool,
+    pub reason: u8,
+    pub effective_cents: u64,
+    pub day: i32,
+    pub week: i32,
+    pub prime_gated: bool,
+}
+
+/// One formatted output line (no newline), plus what the audit sink needs.
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+pub struct OutputLine {
+    pub text: Vec<u8>,
+    pub accepted: bool,
+    pub reason: u8,
+    pub effective_cents: u64,
+    /// Filled only when an audit adapter is configured.
+    pub audit_id: DigitText,
+    pub audit_customer_id: DigitText,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digit_text_keeps_leading_zeros_and_long_ids() {
+        let mut arena = rkyv::ser::allocator::Arena::new();
+        let mut buf = crate::graph::AlignedBuf::with_capacity(256);
+        for id in [
+            "528",
+            "0528",
+            "0",
+            "0000000000000000001",
+            "12345678901234567890",
+            "12a",
+            "",
+        ] {
+            let mut text = DigitText::default();
+            text.set(id);
+            let len = crate::graph::encode_into(&text, buf.as_mut_bytes(), &mut arena).unwrap();
+            let archived =
+                rkyv::access::<ArchivedDigitText, rkyv::rancor::Error>(&buf.as_bytes()[..len])
+                    .unwrap();
+            assert_eq!(archived.to_text(), id);
+        }
+    }
+
+    #[test]
+    fn reason_codes_round_trip_and_reject_unknown() {
+        for reason in Reason::DECLINES {
+            assert_eq!(Reason::from_code(reason.code()), Some(reason));
+        }
+        assert_eq!(Reason::from_code(0), Some(Reason::Accepted));
+        assert_eq!(Reason::from_code(12), None);
+        assert_eq!(Reason::from_code(255), None);
+    }
+}

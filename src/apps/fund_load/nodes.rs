@@ -1,0 +1,700 @@
+//! The fund-load nodes, in pipeline order: source, parse, time keys, idempotency gate, features,
+//! policy evaluation, window update, formatting, sink.
+//!
+//! Each node reads its archived input in place and reuses one owned output value across
+//! records (strings keep their capacity), so the steady state allocates nothing per record.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::generator::Generator;
+use super::messages::*;
+use super::parse::{self, Field};
+use super::rules::{self, Candidate, IdCheck, IdRegistry, Limits, WindowStore};
+use crate::config::{SinkAdapter, SourceAdapter};
+use crate::graph::{Emitter, Node, NodeError, Nothing, Pull, RecordContext, Source};
+
+/// Longest input line kept; the rest of a longer line is discarded (it then fails to parse
+/// and is dead-lettered), so one hostile line cannot exhaust memory.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+fn reason_of(code: u8) -> Result<Reason, NodeError> {
+    Reason::from_code(code).ok_or_else(|| NodeError::failed(format!("unknown reason code {code}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// source
+
+enum Input {
+    Reader(Box<dyn BufRead + Send>),
+    Generated(Box<Generator>),
+}
+
+/// Reads the input adapter line by line: one record per line, `seq` = line number.
+pub struct LineSource {
+    input: Input,
+    line: RawLine,
+    description: String,
+    bytes_read: Arc<AtomicU64>,
+}
+
+impl LineSource {
+    /// Opens the adapter. The file is opened here (a missing file fails at start, before any
+    /// worker is ready), but nothing is read before the first `pull`.
+    pub fn open(adapter: &SourceAdapter, bytes_read: Arc<AtomicU64>) -> Result<Self, NodeError> {
+        let (input, description) = match adapter {
+            SourceAdapter::File { path } => {
+                let file = File::open(path)
+                    .map_err(|e| NodeError::io(format!("opening input {}", path.display()), e))?;
+                (
+                    Input::Reader(Box::new(BufReader::with_capacity(1 << 20, file))),
+                    path.display().to_string(),
+                )
+            }
+            SourceAdapter::Stdin => (
+                Input::Reader(Box::new(BufReader::with_capacity(1 << 20, io::stdin()))),
+                "stdin".to_string(),
+            ),
+            SourceAdapter::Generator { lines, seed } => (
+                Input::Generated(Box::new(Generator::new(*lines, *seed))),
+                format!("generator(lines={lines}, seed={seed})"),
+            ),
+        };
+        Ok(Self {
+            input,
+            line: RawLine::default(),
+            description,
+            bytes_read,
+        })
+    }
+
+    fn read_next(&mut self) -> Result<bool, NodeError> {
+        let buf = &mut self.line.bytes;
+        buf.clear();
+        let got = match &mut self.input {
+            Input::Generated(generator) => {
+                let more = generator.next_line(buf);
+                if more {
+                    self.bytes_read
+                        .fetch_add(buf.len() as u64 + 1, Ordering::Relaxed);
+                }
+                more
+            }
+            Input::Reader(reader) => {
+                let consumed = read_line_bounded(reader.as_mut(), buf, MAX_LINE_BYTES)
+                    .map_err(|e| NodeError::io(format!("reading {}", self.description), e))?;
+                self.bytes_read
+                    .fetch_add(consumed as u64, Ordering::Relaxed);
+                consumed > 0
+            }
+        };
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        Ok(got)
+    }
+}
+
+/// Reads one line (without `\n`) into `buf`, keeping at most `max` bytes of it; returns the
+/// number of bytes consumed from the reader (0 at end of input).
+pub fn read_line_bounded(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(consumed);
+        }
+        let (chunk, done) = match memchr_newline(available) {
+            Some(at) => (&available[..at], Some(at + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(available.len());
+        reader.consume(used);
+        consumed += used;
+        if done.is_some() {
+            return Ok(consumed);
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', bytes)
+}
+
+impl Source for LineSource {
+    type Output = RawLine;
+
+    fn pull(&mut self, out: &mut Emitter<'_, RawLine>) -> Result<Pull, NodeError> {
+        if !self.read_next()? {
+            return Ok(Pull::Exhausted);
+        }
+        out.emit(&self.line)?;
+        Ok(Pull::Emitted)
+    }
+
+    fn skip(&mut self, records: u64) -> Result<u64, NodeError> {
+        let mut skipped = 0;
+        while skipped < records && self.read_next()? {
+            skipped += 1;
+        }
+        Ok(skipped)
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![("bytes_read".into(), self.bytes_read.load(Ordering::Relaxed))]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// parse_load_attempt
+
+/// Parses a line into an attempt; unreadable lines go to the dead-letter adapter; blank lines
+/// are skipped and counted.
+#[derive(Default)]
+pub struct ParseLoadAttempt {
+    out: LoadAttempt,
+    blank_lines: u64,
+    dead_lettered: u64,
+}
+
+impl ParseLoadAttempt {
+    /// Fills `self.out` for a line whose ids are readable strings; returns its reason.
+    fn classify(&mut self, fields: &parse::RawFields<'_>, id: &str, customer: &str) -> Reason {
+        let out = &mut self.out;
+        out.amount_cents = 0;
+        out.time_secs = 0;
+        out.time_nanos = 0;
+        let (Some(id_digits), Some(customer_digits)) =
+            (parse::digits_id(id), parse::digits_id(customer))
+        else {
+            out.id.set(id.trim());
+            out.customer_id.set(customer.trim());
+            return Reason::InvalidIdFormat;
+        };
+        out.id.set(id_digits);
+        out.customer_id.set(customer_digits);
+        let (Some(amount), Some(time)) = (fields.load_amount.as_str(), fields.time.as_str()) else {
+            return Reason::InputParseError;
+        };
+        let Some(cents) = parse::parse_amount_cents(amount) else {
+            return Reason::InvalidAmountFormat;
+        };
+        let Some(instant) = parse::parse_rfc3339(time) else {
+            return Reason::InvalidTimestamp;
+        };
+        out.amount_cents = cents;
+        out.time_secs = instant.secs;
+        out.time_nanos = instant.nanos;
+        Reason::Accepted
+    }
+}
+
+impl Node for ParseLoadAttempt {
+    type Input = RawLine;
+    type Output = LoadAttempt;
+
+    fn process(
+        &mut self,
+        input: &ArchivedRawLine,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, LoadAttempt>,
+    ) -> Result<(), NodeError> {
+        let line = input.bytes.as_slice();
+        if parse::is_blank(line) {
+            self.blank_lines += 1;
+            return Ok(());
+        }
+        let fields = match parse::parse_fields(line) {
+            Ok(fields) => fields,
+            Err(e) => {
+                self.dead_lettered += 1;
+                return out.dead_letter(Reason::InputParseError.as_str(), &e.to_string());
+            }
+        };
+        let (Field::String(id), Field::String(customer)) = (&fields.id, &fields.customer_id) else {
+            self.dead_lettered += 1;
+            return out.dead_letter(
+                Reason::InputParseError.as_str(),
+                "`id` and `customer_id` must both be JSON strings",
+            );
+        };
+        let (id, customer) = (id.clone(), customer.clone());
+        let reason = self.classify(&fields, &id, &customer);
+        self.out.reason = reason.code();
+        out.emit(&self.out)
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![
+            ("blank_lines".into(), self.blank_lines),
+            ("dead_lettered".into(), self.dead_lettered),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// compute_time_keys
+
+/// Adds the UTC day, the week (for the configured week start) and the Monday flag.
+pub struct ComputeTimeKeys {
+    week_start: u8,
+    out: Attempt,
+}
+
+impl ComputeTimeKeys {
+    pub fn new(week_start: u8) -> Self {
+        Self {
+            week_start,
+            out: Attempt::default(),
+        }
+    }
+}
+
+impl Node for ComputeTimeKeys {
+    type Input = LoadAttempt;
+    type Output = Attempt;
+
+    fn process(
+        &mut self,
+        input: &ArchivedLoadAttempt,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Attempt>,
+    ) -> Result<(), NodeError> {
+        let a = &mut self.out;
+        a.id.copy_from(&input.id);
+        a.customer_id.copy_from(&input.customer_id);
+        a.amount_cents = input.amount_cents.to_native();
+        a.time_secs = input.time_secs.to_native();
+        a.time_nanos = input.time_nanos.to_native();
+        a.reason = input.reason;
+        a.effective_cents = a.amount_cents;
+        a.prime_gated = false;
+        let valid = reason_of(input.reason)? == Reason::Accepted;
+        let keys = valid.then(|| rules::calendar_keys(a.time_secs, self.week_start));
+        a.day = keys.map_or(0, |k| k.day);
+        a.week = keys.map_or(0, |k| k.week);
+        a.is_monday = keys.is_some_and(|k| k.is_monday);
+        out.emit(&self.out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// idempotency_gate
+
+/// Declines every repeat of an id: a replay when customer, amount and instant equal the
+/// canonical attempt's, else a conflict. Owns the seen-id registry.
+#[derive(Default)]
+pub struct IdempotencyGate {
+    seen: IdRegistry,
+    out: Attempt,
+}
+
+fn copy_attempt(dst: &mut Attempt, src: &ArchivedAttempt) {
+    dst.id.copy_from(&src.id);
+    dst.customer_id.copy_from(&src.customer_id);
+    dst.amount_cents = src.amount_cents.to_native();
+    dst.time_secs = src.time_secs.to_native();
+    dst.time_nanos = src.time_nanos.to_native();
+    dst.day = src.day.to_native();
+    dst.week = src.week.to_native();
+    dst.is_monday = src.is_monday;
+    dst.effective_cents = src.effective_cents.to_native();
+    dst.prime_gated = src.prime_gated;
+    dst.reason = src.reason;
+}
+
+impl Node for IdempotencyGate {
+    type Input = Attempt;
+    type Output = Attempt;
+
+    fn process(
+        &mut self,
+        input: &ArchivedAttempt,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Attempt>,
+    ) -> Result<(), NodeError> {
+        copy_attempt(&mut self.out, input);
+        if reason_of(input.reason)? == Reason::Accepted {
+            let verdict = self.seen.check(&IdCheck {
+                id: &input.id,
+                customer_id: &input.customer_id,
+                amount_cents: input.amount_cents.to_native(),
+                time_secs: input.time_secs.to_native(),
+                time_nanos: input.time_nanos.to_native(),
+            });
+            self.out.reason = verdict.code();
+        }
+        out.emit(&self.out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// compute_features
+
+/// Applies the Monday multiplier and marks prime ids when the prime gate is on.
+pub struct ComputeFeatures {
+    monday_multiplier_e4: Option<u64>,
+    prime_gate: bool,
+    out: Attempt,
+}
+
+impl ComputeFeatures {
+    pub fn new(monday_multiplier_e4: Option<u64>, prime_gate: bool) -> Self {
+        Self {
+            monday_multiplier_e4,
+            prime_gate,
+            out: Attempt::default(),
+        }
+    }
+}
+
+impl Node for ComputeFeatures {
+    type Input = Attempt;
+    type Output = Attempt;
+
+    fn process(
+        &mut self,
+        input: &ArchivedAttempt,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Attempt>,
+    ) -> Result<(), NodeError> {
+        copy_attempt(&mut self.out, input);
+        if reason_of(input.reason)? == Reason::Accepted {
+            let amount = input.amount_cents.to_native();
+            self.out.effective_cents = match self.monday_multiplier_e4 {
+                Some(m) if input.is_monday => rules::apply_multiplier(amount, m),
+                _ => amount,
+            };
+            self.out.prime_gated = self.prime_gate && rules::is_prime_id(&input.id);
+        }
+        out.emit(&self.out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// evaluate_policies / update_windows (one shared window store per worker)
+
+/// The per-worker window store shared by `evaluate_policies` and `update_windows`.
+pub type SharedWindows = Arc<Mutex<WindowStore>>;
+
+/// Decides each canonical attempt against the velocity limits (first failing check wins).
+pub struct EvaluatePolicies {
+    limits: Limits,
+    windows: SharedWindows,
+    out: Decision,
+}
+
+impl EvaluatePolicies {
+    pub fn new(limits: Limits, windows: SharedWindows) -> Self {
+        Self {
+            limits,
+            windows,
+            out: Decision::default(),
+        }
+    }
+}
+
+fn candidate_of<'a>(customer_id: &'a ArchivedDigitText, d: &Decision) -> Candidate<'a> {
+    Candidate {
+        customer_id,
+        day: d.day,
+        week: d.week,
+        effective_cents: d.effective_cents,
+        prime_gated: d.prime_gated,
+    }
+}
+
+impl Node for EvaluatePolicies {
+    type Input = Attempt;
+    type Output = Decision;
+
+    fn process(
+        &mut self,
+        input: &ArchivedAttempt,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Decision>,
+    ) -> Result<(), NodeError> {
+        let d = &mut self.out;
+        d.id.copy_from(&input.id);
+        d.customer_id.copy_from(&input.customer_id);
+        d.effective_cents = input.effective_cents.to_native();
+        d.day = input.day.to_native();
+        d.week = input.week.to_native();
+        d.prime_gated = input.prime_gated;
+        let prior = reason_of(input.reason)?;
+        let reason = if prior == Reason::Accepted {
+            let candidate = candidate_of(&input.customer_id, d);
+            self.windows.lock().evaluate(&self.limits, &candidate)
+        } else {
+            prior
+        };
+        d.reason = reason.code();
+        d.accepted = reason == Reason::Accepted;
+        out.emit(&self.out)
+    }
+}
+
+/// Commits canonical attempts to the windows (declined ones count as attempts only).
+pub struct UpdateWindows {
+    windows: SharedWindows,
+    out: Decision,
+}
+
+impl UpdateWindows {
+    pub fn new(windows: SharedWindows) -> Self {
+        Self {
+            windows,
+            out: Decision::default(),
+        }
+    }
+}
+
+/// True for decisions that committed to the windows: valid, non-duplicate attempts.
+fn is_canonical(reason: Reason) -> bool {
+    !reason.is_input_error()
+        && !matches!(
+            reason,
+            Reason::IdDuplicateReplay | Reason::IdDuplicateConflict
+        )
+}
+
+impl Node for UpdateWindows {
+    type Input = Decision;
+    type Output = Decision;
+
+    fn process(
+        &mut self,
+        input: &ArchivedDecision,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Decision>,
+    ) -> Result<(), NodeError> {
+        let d = &mut self.out;
+        d.id.copy_from(&input.id);
+        d.customer_id.copy_from(&input.customer_id);
+        d.accepted = input.accepted;
+        d.reason = input.reason;
+        d.effective_cents = input.effective_cents.to_native();
+        d.day = input.day.to_native();
+        d.week = input.week.to_native();
+        d.prime_gated = input.prime_gated;
+        if is_canonical(reason_of(input.reason)?) {
+            let candidate = candidate_of(&input.customer_id, d);
+            self.windows.lock().commit(&candidate, d.accepted);
+        }
+        out.emit(&self.out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// format_output
+
+/// Renders `{"id":"..","customer_id":"..","accepted":true}`.
+pub struct FormatOutput {
+    with_audit: bool,
+    out: OutputLine,
+}
+
+impl FormatOutput {
+    pub fn new(with_audit: bool) -> Self {
+        Self {
+            with_audit,
+            out: OutputLine::default(),
+        }
+    }
+}
+
+impl Node for FormatOutput {
+    type Input = Decision;
+    type Output = OutputLine;
+
+    fn process(
+        &mut self,
+        input: &ArchivedDecision,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, OutputLine>,
+    ) -> Result<(), NodeError> {
+        let o = &mut self.out;
+        o.text.clear();
+        o.text.extend_from_slice(b"{\"id\":");
+        push_json_id(&mut o.text, &input.id);
+        o.text.extend_from_slice(b",\"customer_id\":");
+        push_json_id(&mut o.text, &input.customer_id);
+        o.text.extend_from_slice(if input.accepted {
+            b",\"accepted\":true}"
+        } else {
+            b",\"accepted\":false}"
+        });
+        o.accepted = input.accepted;
+        o.reason = input.reason;
+        o.effective_cents = input.effective_cents.to_native();
+        if self.with_audit {
+            o.audit_id.copy_from(&input.id);
+            o.audit_customer_id.copy_from(&input.customer_id);
+        }
+        out.emit(&self.out)
+    }
+}
+
+/// Appends an id as a JSON string (digits need no escaping; text ids are escaped).
+fn push_json_id(out: &mut Vec<u8>, id: &ArchivedDigitText) {
+    if id.is_short() {
+        out.push(b'"');
+        id.write_to(out);
+        out.push(b'"');
+    } else {
+        parse::push_json_string(out, id.text.as_str());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sink
+
+/// Writes output lines (and audit lines when configured) and counts decisions by reason.
+pub struct LineSink {
+    output: BufWriter<Box<dyn Write + Send>>,
+    output_name: String,
+    audit: Option<(BufWriter<File>, PathBuf)>,
+    accepted: u64,
+    declined: [u64; 12],
+    audit_line: Vec<u8>,
+}
+
+impl LineSink {
+    pub fn open(adapter: &SinkAdapter, audit: Option<&std::path::Path>) -> Result<Self, NodeError> {
+        let (writer, output_name): (Box<dyn Write + Send>, String) = match adapter {
+            SinkAdapter::File { path } => (
+                Box::new(File::create(path).map_err(|e| {
+                    NodeError::io(format!("creating output {}", path.display()), e)
+                })?),
+                path.display().to_string(),
+            ),
+            SinkAdapter::Stdout => (Box::new(io::stdout()), "stdout".to_string()),
+        };
+        let audit = match audit {
+            Some(path) => Some((
+                BufWriter::with_capacity(
+                    1 << 18,
+                    File::create(path).map_err(|e| {
+                        NodeError::io(format!("creating audit {}", path.display()), e)
+                    })?,
+                ),
+                path.to_path_buf(),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            output: BufWriter::with_capacity(1 << 18, writer),
+            output_name,
+            audit,
+            accepted: 0,
+            declined: [0; 12],
+            audit_line: Vec::with_capacity(256),
+        })
+    }
+
+    fn write_audit(
+        &mut self,
+        seq: u64,
+        input: &ArchivedOutputLine,
+        reason: Reason,
+    ) -> Result<(), NodeError> {
+        let Some((writer, path)) = &mut self.audit else {
+            return Ok(());
+        };
+        let line = &mut self.audit_line;
+        line.clear();
+        let cents = input.effective_cents.to_native();
+        line.extend_from_slice(format!("{{\"line\":{seq},\"id\":").as_bytes());
+        push_json_id(line, &input.audit_id);
+        line.extend_from_slice(b",\"customer_id\":");
+        push_json_id(line, &input.audit_customer_id);
+        line.extend_from_slice(
+            format!(
+                ",\"accepted\":{},\"reason\":\"{}\",\"effective_amount\":\"{}.{:02}\"}}\n",
+                input.accepted,
+                reason.as_str(),
+                cents / 100,
+                cents % 100
+            )
+            .as_bytes(),
+        );
+        writer
+            .write_all(line)
+            .map_err(|e| NodeError::io(format!("writing audit {}", path.display()), e))
+    }
+}
+
+impl Node for LineSink {
+    type Input = OutputLine;
+    type Output = Nothing;
+
+    fn process(
+        &mut self,
+        input: &ArchivedOutputLine,
+        ctx: &RecordContext<'_>,
+        _out: &mut Emitter<'_, Nothing>,
+    ) -> Result<(), NodeError> {
+        let reason = reason_of(input.reason)?;
+        if input.accepted {
+            self.accepted += 1;
+        } else {
+            self.declined[usize::from(reason.code())] += 1;
+        }
+        let name = &self.output_name;
+        self.output
+            .write_all(input.text.as_slice())
+            .and_then(|()| self.output.write_all(b"\n"))
+            .map_err(|e| NodeError::io(format!("writing output {name}"), e))?;
+        self.write_audit(ctx.seq, input, reason)
+    }
+
+    fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Nothing>) -> Result<(), NodeError> {
+        let name = &self.output_name;
+        self.output
+            .flush()
+            .map_err(|e| NodeError::io(format!("flushing output {name}"), e))?;
+        if let Some((writer, path)) = &mut self.audit {
+            writer
+                .flush()
+                .map_err(|e| NodeError::io(format!("flushing audit {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut counters = vec![("accepted".to_string(), self.accepted)];
+        for reason in Reason::DECLINES {
+            counters.push((
+                format!("declined.{}", reason.as_str()),
+                self.declined[usize::from(reason.code())],
+            ));
+        }
+        counters
+    }
+}
+
+impl Drop for LineSink {
+    fn drop(&mut self) {
+        // Records written before a failure stay on disk; errors here were already reported
+        // by `on_end_of_stream` on the normal path.
+        let _ = self.output.flush();
+        if let Some((writer, _)) = &mut self.audit {
+            let _ = writer.flush();
+        }
+    }
+}
