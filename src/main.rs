@@ -1,0 +1,439 @@
+//! `stream-kernel`: run, validate and generate fund-load pipelines.
+//!
+//! With no arguments it runs the default job: fund-load (experiment profile) on a generated
+//! input of one million lines, and prints where the output went and a summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use stream_kernel::apps::fund_load;
+use stream_kernel::config::{self, Config, LoadedConfig, SinkAdapter, SourceAdapter};
+use stream_kernel::runtime::{self, RunError, RunOptions, RunSummary};
+
+/// Exit status for config errors (config.md).
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for a run that failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit status for a run interrupted by SIGINT (128 + 2).
+const EXIT_SIGINT: u8 = 130;
+/// Exit status for a run interrupted by SIGTERM (128 + 15).
+const EXIT_SIGTERM: u8 = 143;
+
+/// The default job's config (fund-load, experiment profile).
+const DEFAULT_CONFIG: &str = include_str!("../configs/fund_load_experiment_inline.yml");
+/// Lines of generated input for the default job.
+const DEFAULT_LINES: u64 = 1_000_000;
+/// Where the default job writes.
+const DEFAULT_OUT_DIR: &str = "stream-kernel-out";
+
+#[derive(Parser)]
+#[command(
+    name = "stream-kernel",
+    version,
+    about = "Dataflow pipelines across supervised processes; fund-load adjudication by default"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline (with no config: the default fund-load job on generated input).
+    Run(RunArgs),
+    /// Check a config; with --print, show it with every default filled in.
+    Validate {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        print: bool,
+    },
+    /// Write a deterministic fund-load input (NDJSON).
+    Gen {
+        #[arg(long)]
+        lines: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    /// Config file (default: the built-in fund-load experiment job on generated input).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Input file, overriding adapters.source (`-` = stdin).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Output file, overriding adapters.sink (`-` = stdout).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Skip the first N input records (resume a stopped run).
+    #[arg(long, default_value_t = 0)]
+    skip: u64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(RunArgs::default()),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Validate { config, print }) => validate(&config, print),
+        Some(Command::Gen {
+            lines,
+            seed,
+            output,
+        }) => generate(lines, seed, output.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn validate(path: &Path, print: bool) -> anyhow::Result<ExitCode> {
+    let registry = fund_load::registry();
+    match config::load_file(path, &registry) {
+        Ok(loaded) => {
+            print_warnings(&loaded);
+            if print {
+                print!("{}", loaded.config.to_yaml());
+            } else {
+                println!("{}: ok", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(report) => {
+            eprint!("{}: {report}", path.display());
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn print_warnings(loaded: &LoadedConfig) {
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+}
+
+fn generate(lines: u64, seed: u64, output: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut writer: Box<dyn Write> = match output {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);
+    fund_load::generator::write_lines(lines, seed, &mut buffered)
+        .context("writing generated lines")?;
+    buffered.flush().context("flushing generated lines")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The config of a run: the file given, or the default job, with CLI overrides applied.
+fn run_config(args: &RunArgs) -> Result<(Config, Vec<config::ConfigWarning>), ExitCode> {
+    let registry = fund_load::registry();
+    let loaded = match &args.config {
+        Some(path) => config::load_file(path, &registry).map_err(|report| {
+            eprint!("{}: {report}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        })?,
+        None => default_job(&registry).map_err(|report| {
+            eprint!("built-in default job: {report}");
+            ExitCode::from(EXIT_CONFIG)
+        })?,
+    };
+    let mut config = loaded.config;
+    if let Some(input) = &args.input {
+        config.adapters.source = if input.as_os_str() == "-" {
+            SourceAdapter::Stdin
+        } else {
+            SourceAdapter::File {
+                path: input.clone(),
+            }
+        };
+    }
+    if let Some(output) = &args.output {
+        config.adapters.sink = if output.as_os_str() == "-" {
+            SinkAdapter::Stdout
+        } else {
+            SinkAdapter::File {
+                path: output.clone(),
+            }
+        };
+    }
+    Ok((config, loaded.warnings))
+}
+
+fn default_job(
+    registry: &stream_kernel::graph::Registry,
+) -> Result<LoadedConfig, config::ConfigReport> {
+    let mut loaded = config::load_str(DEFAULT_CONFIG, registry)?;
+    let out_dir = PathBuf::from(DEFAULT_OUT_DIR);
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("warning: cannot create {}: {e}", out_dir.display());
+    }
+    let adapters = &mut loaded.config.adapters;
+    adapters.source = SourceAdapter::Generator {
+        lines: DEFAULT_LINES,
+        seed: 1,
+    };
+    adapters.sink = SinkAdapter::File {
+        path: out_dir.join("output.txt"),
+    };
+    adapters.dead_letter = Some(config::FileAdapter::File {
+        path: out_dir.join("rejects.jsonl"),
+    });
+    Ok(loaded)
+}
+
+/// SIGINT / SIGTERM: the first stops ingestion and drains; a second SIGINT exits at once.
+struct Interrupts {
+    stop: Arc<AtomicBool>,
+    terminated: Arc<AtomicBool>,
+}
+
+impl Interrupts {
+    fn install() -> anyhow::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let terminated = Arc::new(AtomicBool::new(false));
+        // Registered before the flag, so only a SIGINT arriving after the first one exits.
+        signal_hook::flag::register_conditional_shutdown(
+            SIGINT,
+            i32::from(EXIT_SIGINT),
+            Arc::clone(&stop),
+        )?;
+        signal_hook::flag::register(SIGINT, Arc::clone(&stop))?;
+        signal_hook::flag::register(SIGTERM, Arc::clone(&stop))?;
+        signal_hook::flag::register(SIGTERM, Arc::clone(&terminated))?;
+        Ok(Self { stop, terminated })
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.terminated.load(Ordering::Relaxed) {
+            EXIT_SIGTERM
+        } else {
+            EXIT_SIGINT
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (config, warnings) = match run_config(&args) {
+        Ok(parts) => parts,
+        Err(code) => return Ok(code),
+    };
+    for warning in &warnings {
+        eprintln!("{warning}");
+    }
+    let interrupts = Interrupts::install().context("installing signal handlers")?;
+    let progress = Arc::new(AtomicU64::new(0));
+    let options = RunOptions {
+        stop: Some(Arc::clone(&interrupts.stop)),
+        progress: Some(Arc::clone(&progress)),
+        skip: args.skip,
+    };
+    let bar = (!args.quiet && std::io::stderr().is_terminal())
+        .then(|| ProgressReporter::start(&config, progress));
+    let registry = fund_load::registry();
+    let result = runtime::run_inline(&config, &registry, &options);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let to_stderr = matches!(config.adapters.sink, SinkAdapter::Stdout);
+    let mut report = String::new();
+    let code = match result {
+        Ok(summary) => {
+            report.push_str(&render_summary(&config, &summary));
+            if summary.interrupted {
+                report.push_str(&format!(
+                    "  stopped: every record through seq {} is written; resume with --skip {}\n",
+                    summary.last_seq, summary.last_seq
+                ));
+                interrupts.exit_code()
+            } else {
+                0
+            }
+        }
+        Err(RunError::Config(report)) => {
+            eprint!("{report}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(RunError::NodeFailed {
+            node,
+            seq,
+            message,
+            completed_through,
+            summary,
+        }) => {
+            report.push_str(&render_summary(&config, &summary));
+            report.push_str(&format!(
+                "  FAILED: node_error in `{node}` on seq {seq}: {message}\n  completed through seq {completed_through}; records from seq {} on were not completed\n",
+                completed_through + 1
+            ));
+            EXIT_FAILED
+        }
+        Err(error @ RunError::Bootstrap { .. }) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    };
+    if to_stderr {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn describe_source(source: &SourceAdapter) -> String {
+    match source {
+        SourceAdapter::File { path } => path.display().to_string(),
+        SourceAdapter::Stdin => "stdin".to_string(),
+        SourceAdapter::Generator { lines, seed } => {
+            format!("generated (gen --lines {lines} --seed {seed})")
+        }
+    }
+}
+
+fn describe_sink(sink: &SinkAdapter) -> String {
+    match sink {
+        SinkAdapter::File { path } => path.display().to_string(),
+        SinkAdapter::Stdout => "stdout".to_string(),
+    }
+}
+
+fn with_commas(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn render_summary(config: &Config, summary: &RunSummary) -> String {
+    let mut out = String::new();
+    let rate = summary.records_per_sec();
+    out.push_str(&format!(
+        "stream-kernel: scenario `{}` [{}] {} records in {:.3} s = {:.2} M records/s\n",
+        config.scenario.name,
+        summary.profile,
+        with_commas(summary.records_in),
+        summary.elapsed.as_secs_f64(),
+        rate / 1e6
+    ));
+    out.push_str(&format!(
+        "  input:   {}\n",
+        describe_source(&config.adapters.source)
+    ));
+    out.push_str(&format!(
+        "  output:  {}\n",
+        describe_sink(&config.adapters.sink)
+    ));
+    match &summary.dead_letter_path {
+        Some(path) => out.push_str(&format!(
+            "  rejects: {} ({} dead-lettered)\n",
+            path.display(),
+            with_commas(summary.dead_lettered)
+        )),
+        None if summary.dead_lettered > 0 => out.push_str(&format!(
+            "  rejects: {} dead-lettered and not kept (configure adapters.dead_letter to keep them)\n",
+            with_commas(summary.dead_lettered)
+        )),
+        None => {}
+    }
+    if let Some(accepted) = summary.counter("sink", "accepted") {
+        out.push_str(&format!("  accepted: {}\n", with_commas(accepted)));
+        let declines: Vec<(String, u64)> = summary
+            .nodes
+            .iter()
+            .filter(|n| n.name == "sink")
+            .flat_map(|n| n.counters.iter())
+            .filter_map(|(k, v)| k.strip_prefix("declined.").map(|r| (r.to_string(), *v)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let total: u64 = declines.iter().map(|(_, v)| v).sum();
+        out.push_str(&format!("  declined: {}\n", with_commas(total)));
+        for (reason, count) in declines {
+            out.push_str(&format!("    {reason:<26} {:>10}\n", with_commas(count)));
+        }
+    }
+    if let Some(blank) = summary
+        .counter("parse_load_attempt", "blank_lines")
+        .filter(|b| *b > 0)
+    {
+        out.push_str(&format!("  blank lines skipped: {}\n", with_commas(blank)));
+    }
+    out.push_str("  per-node busy time (self time, sampled 1 in 16 records):\n");
+    out.push_str(&summary.node_table());
+    out
+}
+
+/// A progress bar on stderr, fed from the run's progress counter.
+struct ProgressReporter {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ProgressReporter {
+    fn start(config: &Config, progress: Arc<AtomicU64>) -> Self {
+        let total = match config.adapters.source {
+            SourceAdapter::Generator { lines, .. } => Some(lines),
+            _ => None,
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let thread_done = Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let bar = match total {
+                Some(total) => indicatif::ProgressBar::new(total).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                ),
+                None => indicatif::ProgressBar::new_spinner().with_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {pos} records  {per_sec}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                ),
+            };
+            // Quiet for short runs: the bar appears only after half a second.
+            for _ in 0..10 {
+                if thread_done.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            while !thread_done.load(Ordering::Relaxed) {
+                bar.set_position(progress.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        Self { done, thread }
+    }
+
+    fn finish(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
