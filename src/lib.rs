@@ -22,6 +22,7 @@
 
 pub mod apps;
 pub mod config;
+pub mod data;
 pub mod graph;
 pub mod json;
 pub mod runtime;
