@@ -301,9 +301,10 @@ fn ring_03() -> Result<(), Failed> {
     })
 }
 
-fn segment_ring(
-    capacity: usize,
-) -> Result<(Arc<Segment>, Producer<Arc<Segment>>, Consumer<Arc<Segment>>), Failed> {
+/// A ring over a real memfd segment, with the segment kept for fault injection.
+type SegmentRing = (Arc<Segment>, Producer<Arc<Segment>>, Consumer<Arc<Segment>>);
+
+fn segment_ring(capacity: usize) -> Result<SegmentRing, Failed> {
     let segment =
         Arc::new(Segment::create("ring-04", ring_memory_len(capacity)).map_err(|e| e.to_string())?);
     init_ring(&*segment, capacity, 42).map_err(|e| e.to_string())?;
