@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::sync::{Condvar, Mutex};
@@ -112,8 +112,8 @@ const PARK_AT_ONCE: WaitStrategy = WaitStrategy {
 
 const CAPACITY: usize = 1024;
 
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(3600)
+fn far() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn model(preemptions: usize, body: impl Fn() + Sync + Send + 'static) {

@@ -20,7 +20,7 @@
 //! Decoding checks the kind, the payload length and the reserved bytes: bytes from shared
 //! memory are untrusted.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use super::memory::RingMemory;
 use super::ring::{Producer, PushError};
@@ -154,13 +154,13 @@ impl EnvelopeHeader {
 }
 
 /// Writes one envelope into a ring: the header, then a payload that `encode` writes in place
-/// (returning its length, or `None` when the slot is too small). Blocks on a full ring until
-/// `deadline` (backpressure).
+/// (returning its length, or `None` when the slot is too small). Blocks on a full ring at most
+/// `timeout` (backpressure).
 pub fn push_envelope<M: RingMemory>(
     producer: &mut Producer<M>,
     header: &EnvelopeHeader,
     mut encode: impl FnMut(&mut [u8]) -> Option<usize>,
-    deadline: Instant,
+    timeout: Duration,
 ) -> Result<usize, PushError> {
     producer.push_with(
         |slot| {
@@ -169,7 +169,7 @@ pub fn push_envelope<M: RingMemory>(
             header.write(u32::try_from(len).ok()?, head);
             Some(ENVELOPE_HEADER + len)
         },
-        deadline,
+        timeout,
     )
 }
 

@@ -215,14 +215,14 @@ impl RawMemory {
     }
 
     fn word64(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= self.len);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= self.len);
         // SAFETY: in bounds and aligned per the trait method's caller; AtomicU64 has the size
         // and alignment of u64, and all access to this word is atomic.
         unsafe { AtomicU64::from_ptr(self.base.add(offset).cast()) }
     }
 
     fn word32(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= self.len);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= self.len);
         // SAFETY: as in `word64`, for a 4-byte word.
         unsafe { AtomicU32::from_ptr(self.base.add(offset).cast()) }
     }

@@ -21,10 +21,11 @@
 //!
 //! A record is a 16-byte header, `stamp: u64, len: u32, kind: u32`, then `len` body bytes,
 //! padded to 16 (bodies are rkyv-aligned). A record never wraps: at the end of the data area
-//! the producer writes a padding record. `stamp = (position + 1) ^ salt` is the commit flag:
-//! it is unique per lap (positions grow forever), so a record left from an earlier lap never
-//! looks committed, and the per-ring random salt makes it vanishingly unlikely that stale body
-//! bytes at a future record start spell a valid stamp.
+//! the producer writes a padding record. `stamp = ((position + 1) ^ salt) | 1 << 63` is the
+//! commit flag: it is unique per lap (positions grow forever), so a record left from an
+//! earlier lap never looks committed; it is never zero, so untouched memory never looks
+//! committed; and the per-ring random salt makes it vanishingly unlikely that stale body bytes
+//! at a future record start spell a valid stamp.
 //!
 //! # Indices
 //!
@@ -35,10 +36,10 @@
 //! never a panic or an out-of-bounds access.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::Duration;
 
 use super::memory::RingMemory;
-use super::wait::{WaitStrategy, wait_until, wake_if_waiting};
+use super::wait::{Check, WaitStrategy, wait_until, wake_if_waiting};
 
 /// "SKRING" and layout version 1.
 pub const RING_MAGIC: u64 = 0x0001_474e_4952_4b53;
@@ -145,9 +146,14 @@ struct Layout {
     salt: u64,
 }
 
+/// Set in every commit stamp, so a stamp is never zero and never-written (zeroed) memory can
+/// never look committed, whatever the salt. Positions stay far below 2^63, so the tag costs no
+/// uniqueness.
+const STAMP_TAG: u64 = 1 << 63;
+
 impl Layout {
     fn stamp(&self, position: u64) -> u64 {
-        (position + 1) ^ self.salt
+        ((position + 1) ^ self.salt) | STAMP_TAG
     }
 
     fn data_offset(&self, position: u64) -> usize {
@@ -222,7 +228,7 @@ fn read_layout<M: RingMemory>(memory: &M) -> Result<Layout, RingCorrupted> {
             memory.len()
         ));
     }
-    if max_total % 16 != 0 || max_total < 64 || max_total > capacity / 2 {
+    if !max_total.is_multiple_of(16) || max_total < 64 || max_total > capacity / 2 {
         return bad(format!(
             "maximum record {max_total} for capacity {capacity}"
         ));
@@ -334,8 +340,8 @@ impl<M: RingMemory> Producer<M> {
         self.cursor.refresh_head(&self.memory, &self.layout)
     }
 
-    /// Blocks until `need` bytes are free (or the deadline passes).
-    fn wait_for_space(&mut self, need: u64, deadline: Instant) -> Result<(), PushError> {
+    /// Blocks until `need` bytes are free (or `timeout` passes).
+    fn wait_for_space(&mut self, need: u64, timeout: Duration) -> Result<(), PushError> {
         if self.free() >= need {
             return Ok(());
         }
@@ -354,7 +360,7 @@ impl<M: RingMemory> Producer<M> {
         // SAFETY: PRODUCER_WAITING is the producer's futex word in the waiters line; only this
         // producer sets it.
         let ready = unsafe {
-            wait_until(&*memory, word::PRODUCER_WAITING, wait, deadline, || {
+            wait_until(&*memory, word::PRODUCER_WAITING, wait, timeout, |_| {
                 cursor
                     .refresh_head(&*memory, layout)
                     .map(|()| cursor.free(layout) >= need)
@@ -414,12 +420,12 @@ impl<M: RingMemory> Producer<M> {
 
     /// Writes one record whose body `fill` encodes in place into the slot it is given, returning
     /// the body length (or `None` if the slot is too small). Blocks (backpressure) until there
-    /// is room or `deadline` passes. A body that does not fit even the largest slot is
+    /// is room, at most `timeout`. A body that does not fit even the largest slot is
     /// [`PushError::TooLarge`] and no record is written.
     pub fn push_with(
         &mut self,
         mut fill: impl FnMut(&mut [u8]) -> Option<usize>,
-        deadline: Instant,
+        timeout: Duration,
     ) -> Result<usize, PushError> {
         let min_window = (RECORD_HEADER + 16) as u64;
         // Optimistic: whatever contiguous room there is.
@@ -435,10 +441,10 @@ impl<M: RingMemory> Producer<M> {
         // Make a full-size window: wrap if the end is near, then wait for room.
         let to_end = self.layout.capacity - (self.cursor.tail & self.layout.mask);
         if to_end < self.layout.max_total {
-            self.wait_for_space(to_end, deadline)?;
+            self.wait_for_space(to_end, timeout)?;
             self.pad_to_end();
         }
-        self.wait_for_space(self.layout.max_total, deadline)?;
+        self.wait_for_space(self.layout.max_total, timeout)?;
         self.try_fill(self.layout.max_total, &mut fill)
             .ok_or_else(|| self.too_large())
     }
@@ -461,9 +467,9 @@ impl<M: RingMemory> Producer<M> {
         self.free().min(cap)
     }
 
-    /// Writes `body` as one record, blocking until there is room. Bodies larger than
-    /// [`Producer::max_body`] are refused before anything is written.
-    pub fn push(&mut self, body: &[u8], deadline: Instant) -> Result<(), PushError> {
+    /// Writes `body` as one record, blocking until there is room (at most `timeout`). Bodies
+    /// larger than [`Producer::max_body`] are refused before anything is written.
+    pub fn push(&mut self, body: &[u8], timeout: Duration) -> Result<(), PushError> {
         if body.len() > self.max_body() {
             return Err(PushError::TooLarge {
                 len: body.len(),
@@ -476,7 +482,7 @@ impl<M: RingMemory> Producer<M> {
                 target.copy_from_slice(body);
                 Some(body.len())
             },
-            deadline,
+            timeout,
         )
         .map(drop)
     }
@@ -622,7 +628,12 @@ impl ConsumerCursor {
         // SAFETY: fixed, aligned control word.
         // SYNC POINT "flush": pairs with the producer's release store of `TAIL`.
         let tail = unsafe { memory.load_u64(word::TAIL, Ordering::Acquire) };
-        if tail < self.tail_seen || tail > self.head.saturating_add(layout.capacity) {
+        // A published tail is a record boundary (16-aligned), never goes backwards, and never
+        // runs more than a ring ahead of what we read.
+        if !tail.is_multiple_of(16)
+            || tail < self.tail_seen
+            || tail > self.head.saturating_add(layout.capacity)
+        {
             return Err(RingCorrupted::Tail {
                 head: self.head,
                 tail,
@@ -635,10 +646,15 @@ impl ConsumerCursor {
 
     /// The header of the next committed record, skipping padding: `Some((body_len, total))`,
     /// `None` when the next record is not committed yet.
+    ///
+    /// A [`Check::Quick`] look reads only the next stamp (what a spinning or polling consumer
+    /// needs); [`Check::Thorough`] also cross-checks an uncommitted stamp against the producer's
+    /// published tail, which detects a corrupted stamp.
     fn next_committed<M: RingMemory>(
         &mut self,
         memory: &M,
         layout: &Layout,
+        check: Check,
     ) -> Result<Option<(usize, u64)>, RingCorrupted> {
         loop {
             let offset = layout.data_offset(self.head);
@@ -646,6 +662,9 @@ impl ConsumerCursor {
             // SAFETY: `offset` is a 16-aligned position inside the data area (masked).
             // SYNC POINT "commit": pairs with the producer's release store of the stamp.
             let mut stamp = unsafe { memory.load_u64(offset, Ordering::Acquire) };
+            if stamp != expected && check == Check::Quick {
+                return Ok(None);
+            }
             if stamp != expected {
                 // Not committed, unless the producer's published tail says otherwise: its tail
                 // is stored after the stamp, so a tail past us means the stamp must be visible.
@@ -768,17 +787,20 @@ impl<M: RingMemory> Consumer<M> {
         self.cursor.records
     }
 
-    fn next_committed(&mut self) -> Result<Option<(usize, u64)>, RingCorrupted> {
-        self.cursor.next_committed(&self.memory, &self.layout)
+    fn next_committed(&mut self, check: Check) -> Result<Option<(usize, u64)>, RingCorrupted> {
+        self.cursor
+            .next_committed(&self.memory, &self.layout, check)
     }
 
-    /// True when a record is committed and unread.
+    /// True when a record is committed and unread (with the thorough consistency check).
     pub fn has_record(&mut self) -> Result<bool, RingCorrupted> {
-        self.next_committed().map(|next| next.is_some())
+        self.next_committed(Check::Thorough)
+            .map(|next| next.is_some())
     }
 
     /// Processes up to `max_records` committed records in place, in order, then releases them
-    /// all with one store. Returns how many were processed (0 when none was committed).
+    /// all with one store. Returns how many were processed (0 when none was committed: a quick
+    /// look at the next stamp; [`Consumer::wait`] runs the thorough checks before sleeping).
     pub fn poll<E>(
         &mut self,
         max_records: usize,
@@ -787,7 +809,7 @@ impl<M: RingMemory> Consumer<M> {
         let mut processed = 0;
         let mut outcome = Ok(());
         while processed < max_records {
-            let Some((len, total)) = self.next_committed()? else {
+            let Some((len, total)) = self.next_committed(Check::Quick)? else {
                 break;
             };
             let position = self.cursor.head;
@@ -829,16 +851,16 @@ impl<M: RingMemory> Consumer<M> {
         unsafe { wake_if_waiting(&self.memory, word::PRODUCER_WAITING) };
     }
 
-    /// Blocks until a record is committed, the ring is closed and drained, or `deadline`.
-    pub fn wait(&mut self, deadline: Instant) -> Result<Readiness, RingCorrupted> {
-        self.wait_for(deadline, |_| false)
+    /// Blocks until a record is committed, the ring is closed and drained, or `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Readiness, RingCorrupted> {
+        self.wait_for(timeout, |_| false)
     }
 
     /// Like [`Consumer::wait`], also returning `Ready` when `also` says so (for example when
     /// the ring's watermark moved; `also` gets the ring's memory for [`read_watermark`]).
     pub fn wait_for(
         &mut self,
-        deadline: Instant,
+        timeout: Duration,
         mut also: impl FnMut(&M) -> bool,
     ) -> Result<Readiness, RingCorrupted> {
         let mut closed = false;
@@ -850,12 +872,16 @@ impl<M: RingMemory> Consumer<M> {
         } = self;
         // SAFETY: CONSUMER_WAITING is the consumer's futex word; only this consumer sets it.
         let ready = unsafe {
-            wait_until(&*memory, word::CONSUMER_WAITING, wait, deadline, || {
-                if cursor.next_committed(&*memory, layout)?.is_some() || also(&*memory) {
+            wait_until(&*memory, word::CONSUMER_WAITING, wait, timeout, |check| {
+                if cursor.next_committed(&*memory, layout, check)?.is_some() || also(&*memory) {
                     return Ok(true);
                 }
                 // Closed is final only once nothing is left: re-check after seeing the flag.
-                if is_closed(&*memory) && cursor.next_committed(&*memory, layout)?.is_none() {
+                if is_closed(&*memory)
+                    && cursor
+                        .next_committed(&*memory, layout, Check::Thorough)?
+                        .is_none()
+                {
                     closed = true;
                     return Ok(true);
                 }
@@ -912,7 +938,6 @@ mod tests {
     use super::*;
     use crate::data::memory::HeapMemory;
     use std::sync::Arc;
-    use std::time::Duration;
 
     fn ring(capacity: usize) -> (Producer<Arc<HeapMemory>>, Consumer<Arc<HeapMemory>>) {
         let memory = Arc::new(HeapMemory::new(ring_memory_len(capacity)));
@@ -922,8 +947,8 @@ mod tests {
         (producer, consumer)
     }
 
-    fn soon() -> Instant {
-        Instant::now() + Duration::from_secs(5)
+    fn soon() -> Duration {
+        Duration::from_secs(5)
     }
 
     #[test]
@@ -943,6 +968,16 @@ mod tests {
             .unwrap();
         }
         assert_eq!(next_expected, 1000);
+    }
+
+    #[test]
+    fn no_salt_makes_zeroed_memory_look_committed() {
+        for salt in [0, 1, 2, 16, 17, u64::MAX, 1 << 63] {
+            let memory = Arc::new(HeapMemory::new(ring_memory_len(1024)));
+            init_ring(&*memory, 1024, salt).unwrap();
+            let mut consumer = Consumer::attach(memory, WaitStrategy::EFFICIENCY).unwrap();
+            assert_eq!(consumer.has_record(), Ok(false), "salt {salt}");
+        }
     }
 
     #[test]

@@ -65,8 +65,18 @@ impl Default for WaitStrategy {
     }
 }
 
-/// Waits until `ready` returns true or `deadline` passes; `flag` is the waiter's futex word.
-/// Returns whether the condition became true.
+/// How thoroughly a wait condition is checked: a spinning waiter checks only the one word it
+/// waits for (so it does not pull the peer's other cache lines), a waiter about to sleep or
+/// just woken also runs its consistency checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    Quick,
+    Thorough,
+}
+
+/// Waits until `ready` returns true or `timeout` passes; `flag` is the waiter's futex word.
+/// The clock is read only once the waiter reaches the park phase, so short waits cost no
+/// system call. Returns whether the condition became true.
 ///
 /// # Safety
 ///
@@ -76,28 +86,29 @@ pub(crate) unsafe fn wait_until<M: RingMemory, E>(
     memory: &M,
     flag: usize,
     strategy: &WaitStrategy,
-    deadline: Instant,
-    mut ready: impl FnMut() -> Result<bool, E>,
+    timeout: Duration,
+    mut ready: impl FnMut(Check) -> Result<bool, E>,
 ) -> Result<bool, E> {
     for _ in 0..strategy.spins {
-        if ready()? {
+        if ready(Check::Quick)? {
             return Ok(true);
         }
         memory.spin_hint();
     }
     for _ in 0..strategy.yields {
-        if ready()? {
+        if ready(Check::Quick)? {
             return Ok(true);
         }
         memory.yield_now();
     }
+    let deadline = Instant::now() + timeout;
     loop {
         // Announce, then re-check: SYNC POINT "park" pairs with the peer's SeqCst fence before
         // it reads the flag (see the module doc).
         // SAFETY: `flag` is a valid word offset per this function's contract.
         unsafe { memory.store_u32(flag, 1, Ordering::Relaxed) };
         memory.fence(Ordering::SeqCst);
-        if ready()? {
+        if ready(Check::Thorough)? {
             // SAFETY: as above.
             unsafe { memory.store_u32(flag, 0, Ordering::Relaxed) };
             return Ok(true);
@@ -113,7 +124,7 @@ pub(crate) unsafe fn wait_until<M: RingMemory, E>(
         unsafe { memory.wait_u32(flag, 1, sleep) };
         // SAFETY: as above. Clears our announcement whether we were woken or timed out.
         unsafe { memory.store_u32(flag, 0, Ordering::Relaxed) };
-        if ready()? {
+        if ready(Check::Thorough)? {
             return Ok(true);
         }
     }
