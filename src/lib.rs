@@ -22,6 +22,7 @@
 
 pub mod apps;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod graph;
 pub mod json;

@@ -1,0 +1,163 @@
+//! Control messages (control-plane.md "Messages"): what supervisor and workers say to each
+//! other, as rkyv bodies. Validated (bytecheck) and deserialized only after the frame's tag,
+//! direction, worker and version checks passed.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// The kind byte of each message, carried in the frame header (and checked against the body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum MessageKind {
+    Hello = 1,
+    BootstrapBundle = 2,
+    Ack = 3,
+    Ready = 4,
+    StartWork = 5,
+    Heartbeat = 6,
+    Drained = 7,
+    Stop = 8,
+    Failed = 9,
+}
+
+impl MessageKind {
+    pub fn from_u8(byte: u8) -> Option<Self> {
+        Some(match byte {
+            1 => Self::Hello,
+            2 => Self::BootstrapBundle,
+            3 => Self::Ack,
+            4 => Self::Ready,
+            5 => Self::StartWork,
+            6 => Self::Heartbeat,
+            7 => Self::Drained,
+            8 => Self::Stop,
+            9 => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hello => "HELLO",
+            Self::BootstrapBundle => "BOOTSTRAP_BUNDLE",
+            Self::Ack => "ACK",
+            Self::Ready => "READY",
+            Self::StartWork => "START_WORK",
+            Self::Heartbeat => "HEARTBEAT",
+            Self::Drained => "DRAINED",
+            Self::Stop => "STOP",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One ring a worker attaches to, by inherited fd.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct RingBinding {
+    /// The fd number in the worker (inherited from the supervisor).
+    pub fd: i32,
+    /// Bytes of the segment (checked when mapping).
+    pub len: u64,
+    /// True: this worker consumes the ring; false: it produces into it.
+    pub inbound: bool,
+    /// Graph index of the node the ring's records target (inbound) or of the first node of
+    /// the receiving group (outbound).
+    pub node: u32,
+    /// The worker at the other end (`group#n`), for diagnostics.
+    pub peer: String,
+}
+
+/// Everything a worker needs to build and run its part of the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct BootstrapBundle {
+    pub group: String,
+    /// 1-based worker index within the group.
+    pub worker_index: u32,
+    pub workers: u32,
+    /// The validated config (YAML) the worker rebuilds its graph from.
+    pub config_yaml: String,
+    /// Names of the nodes this worker runs, in pipeline order.
+    pub node_names: Vec<String>,
+    pub rings: Vec<RingBinding>,
+    /// Per-worker telemetry ring, if tracing is on.
+    pub telemetry: Option<RingBinding>,
+    /// Run id (trace ids derive from it).
+    pub run_id: u64,
+    /// Diagnostics: the supervisor's correlation id for this bootstrap.
+    pub correlation: u64,
+}
+
+/// Counters a worker reports with each heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct WorkerCounters {
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Bytes waiting in each inbound ring, in binding order.
+    pub ring_depths: Vec<u64>,
+    /// Busy share of the last interval, in per mille.
+    pub busy_per_mille: u32,
+    /// Bytes read by a source (0 for workers without one).
+    pub source_bytes: u64,
+}
+
+/// How a worker should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum StopMode {
+    /// Stop ingesting, drain what is in flight, exit.
+    Graceful = 1,
+    /// Exit at once.
+    Forced = 2,
+}
+
+/// Every control message.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub enum ControlMessage {
+    /// w -> s, first frame: proves key possession.
+    Hello { worker_id: String, pid: u32 },
+    /// s -> w.
+    BootstrapBundle(BootstrapBundle),
+    /// both: `kind` acknowledged, with the acknowledged frame's correlation id.
+    Ack { kind: u8, correlation: u64 },
+    /// w -> s: every node's `on_start` succeeded and the rings are attached.
+    Ready { worker_id: String },
+    /// s -> w: the workers that had to be READY (all of them).
+    StartWork { required: Vec<String> },
+    /// w -> s.
+    Heartbeat {
+        worker_id: String,
+        counters: WorkerCounters,
+    },
+    /// w -> s: a sink finished (or stopped): the last `seq` it completed, and counts.
+    Drained {
+        last_seq: u64,
+        records: u64,
+        /// Node counters and stats as `name=value` lines, for the run summary.
+        report: String,
+    },
+    /// s -> w.
+    Stop { mode: StopMode, deadline_ms: u64 },
+    /// w -> s: the worker failed (category as in supervisor.md).
+    Failed { category: String, message: String },
+}
+
+impl ControlMessage {
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::Hello { .. } => MessageKind::Hello,
+            Self::BootstrapBundle(_) => MessageKind::BootstrapBundle,
+            Self::Ack { .. } => MessageKind::Ack,
+            Self::Ready { .. } => MessageKind::Ready,
+            Self::StartWork { .. } => MessageKind::StartWork,
+            Self::Heartbeat { .. } => MessageKind::Heartbeat,
+            Self::Drained { .. } => MessageKind::Drained,
+            Self::Stop { .. } => MessageKind::Stop,
+            Self::Failed { .. } => MessageKind::Failed,
+        }
+    }
+}
