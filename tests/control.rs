@@ -17,7 +17,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::prelude::*;
 use stream_kernel::config::{Auth, AuthMode, Control, ControlTransport};
 use stream_kernel::control::frame::{
-    Direction, FrameError, FrameHeader, PROTOCOL_VERSION, ReadError, RejectKind, encode_frame,
+    Direction, FrameHeader, PROTOCOL_VERSION, ReadError, RejectKind, encode_frame,
 };
 use stream_kernel::control::{
     BootstrapBundle, ControlAddress, ControlListener, ControlMessage, ControlServer, Endpoint,
@@ -558,7 +558,7 @@ fn ctrl_06(transport: ControlTransport) -> Result<(), Failed> {
     stream1.write_all(&reflected)?;
     rejected(supervisor1.recv(PATIENCE), RejectKind::Misrouted)?;
     // And on the worker side: its own frame reflected back to it.
-    let mut worker = h.worker(1);
+    let worker = h.worker(1);
     let _accepted = h.accept();
     let mut checker = FrameChecker::for_worker(
         1,
@@ -575,7 +575,7 @@ fn ctrl_06(transport: ControlTransport) -> Result<(), Failed> {
         &heartbeat(),
     );
     rejected(checker.check(&mut &own[..]), RejectKind::Misrouted)?;
-    drop(worker.tx.close());
+    worker.tx.close();
     Ok(())
 }
 

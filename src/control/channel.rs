@@ -820,7 +820,9 @@ impl ControlServer {
             .directory
             .key(number)
             .cloned()
-            .ok_or(AcceptError::Rejected(ReadError::Rejected(FrameError::BadTag)))?;
+            .ok_or(AcceptError::Rejected(ReadError::Rejected(
+                FrameError::BadTag,
+            )))?;
         endpoint.tx.key = key;
         endpoint.tx.worker = number;
         Ok(Some(Accepted {
