@@ -26,4 +26,8 @@ pub mod control;
 pub mod data;
 pub mod graph;
 pub mod json;
+pub mod observability;
 pub mod runtime;
+pub mod supervisor;
+
+pub use runtime::worker_entry;

@@ -86,6 +86,8 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // Spawned workers are this same binary: become one now if that is what we are.
+    stream_kernel::worker_entry(fund_load::registry);
     let cli = Cli::parse();
     let result = match cli.command {
         None => run(RunArgs::default()),
@@ -242,6 +244,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for warning in &warnings {
         eprintln!("{warning}");
     }
+    let identity = stream_kernel::observability::logging::LogIdentity::current("supervisor");
+    stream_kernel::observability::logging::init(&config.runtime.observability.logging, identity)
+        .context("opening the log destinations")?;
+    if config.is_process_mode() {
+        return run_process_groups(&config);
+    }
     let interrupts = Interrupts::install().context("installing signal handlers")?;
     let progress = Arc::new(AtomicU64::new(0));
     let options = RunOptions {
@@ -295,6 +303,70 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if to_stderr {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// A `process_supervisor` run: workers in their groups, supervised until the sinks drain.
+fn run_process_groups(config: &Config) -> anyhow::Result<ExitCode> {
+    use stream_kernel::supervisor::{RunEnd, SupervisorOptions, run_supervised};
+    let registry = fund_load::registry();
+    let options = SupervisorOptions {
+        worker_exe: None,
+        handle_signals: true,
+        stop: None,
+    };
+    let run = match run_supervised(config, &registry, &options) {
+        Ok(run) => run,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    };
+    let mut report = render_summary(config, &run.summary);
+    use stream_kernel::supervisor::EventKind;
+    if let (Some(startup), Some(stop)) = (
+        run.startup_ms(),
+        run.phase_ms(EventKind::SupervisorGracefulStop),
+    ) {
+        report.push_str(&format!(
+            "  workers: spawn to all READY {startup} ms; graceful stop {stop} ms\n"
+        ));
+    }
+    let code = match &run.end {
+        RunEnd::Drained => 0,
+        RunEnd::Failed(failure) => {
+            report.push_str(&format!(
+                "  FAILED: worker {} (group {}) {}: {}\n  completed through seq {}; records from seq {} on were not completed{}\n",
+                failure.worker,
+                failure.group,
+                failure.category,
+                failure.detail,
+                run.completed_through,
+                run.completed_through + 1,
+                if run.source_last_seq > run.completed_through {
+                    format!(" (the source had read through seq {})", run.source_last_seq)
+                } else {
+                    String::new()
+                }
+            ));
+            EXIT_FAILED
+        }
+        RunEnd::Interrupted(signal) => {
+            report.push_str(&format!(
+                "  stopped: every record through seq {} is written; resume with --skip {}\n",
+                run.completed_through, run.completed_through
+            ));
+            match signal {
+                Some(s) if *s == signal_hook::consts::SIGTERM => EXIT_SIGTERM,
+                _ => EXIT_SIGINT,
+            }
+        }
+    };
+    if matches!(config.adapters.sink, SinkAdapter::Stdout) {
         eprint!("{report}");
     } else {
         print!("{report}");

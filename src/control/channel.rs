@@ -305,9 +305,11 @@ impl ControlListener {
                 })
             }
             ControlTransport::Unix => {
-                // tempfile creates the directory with mode 0700.
+                remove_stale_socket_dirs();
+                // tempfile creates the directory with mode 0700. The owner's pid in the name
+                // lets a later run remove it if this process dies without cleaning up.
                 let dir = tempfile::Builder::new()
-                    .prefix("stream-kernel-control-")
+                    .prefix(&format!("{SOCKET_DIR_PREFIX}{}-", std::process::id()))
                     .tempdir()
                     .map_err(ControlError::SocketDir)?;
                 let path = dir.path().join("control.sock");
@@ -356,6 +358,33 @@ impl ControlListener {
             ListenerKind::Unix { listener, .. } => ControlStream::Unix(listener.accept()?.0),
         };
         Ok(Some(stream))
+    }
+}
+
+/// Prefix of control socket directories in the temp dir: `<prefix><owner pid>-<random>`.
+pub const SOCKET_DIR_PREFIX: &str = "stream-kernel-control-";
+
+/// Removes control socket directories whose owning process no longer exists (a supervisor
+/// killed with `kill -9` cannot remove its own).
+pub fn remove_stale_socket_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SOCKET_DIR_PREFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

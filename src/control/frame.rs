@@ -209,19 +209,30 @@ fn is_timeout(e: &std::io::Error) -> bool {
     )
 }
 
-/// Reads exactly `buf.len()` bytes; `Ok(n < len)` on end of stream or timeout after `n` bytes.
-fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+/// How a [`read_fully`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    /// Every byte was read.
+    Complete,
+    /// End of stream after this many bytes.
+    Eof(usize),
+    /// The read timeout passed after this many bytes.
+    TimedOut(usize),
+}
+
+/// Reads exactly `buf.len()` bytes, telling end of stream from a timeout.
+fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<Filled> {
     let mut got = 0;
     while got < buf.len() {
         match reader.read(&mut buf[got..]) {
-            Ok(0) => break,
+            Ok(0) => return Ok(Filled::Eof(got)),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if is_timeout(&e) => break,
+            Err(e) if is_timeout(&e) => return Ok(Filled::TimedOut(got)),
             Err(e) => return Err(e),
         }
     }
-    Ok(got)
+    Ok(Filled::Complete)
 }
 
 /// A frame that passed checks 1-3: its header and its (still unparsed) message bytes.
@@ -239,16 +250,13 @@ pub fn read_frame(
     key_of: impl FnOnce(u32) -> Option<WorkerKey>,
 ) -> Result<AuthenticFrame, ReadError> {
     let mut length = [0u8; 4];
-    match read_fully(reader, &mut length) {
-        Ok(0) => {
-            return Err(ReadError::Closed);
-        }
-        Ok(4) => {}
-        Ok(got) => {
+    match read_fully(reader, &mut length).map_err(ReadError::Io)? {
+        Filled::Complete => {}
+        Filled::Eof(0) => return Err(ReadError::Closed),
+        Filled::TimedOut(0) => return Err(ReadError::TimedOut),
+        Filled::Eof(got) | Filled::TimedOut(got) => {
             return Err(FrameError::Truncated { expected: 4, got }.into());
         }
-        Err(e) if is_timeout(&e) => return Err(ReadError::TimedOut),
-        Err(e) => return Err(ReadError::Io(e)),
     }
     let declared = u64::from(u32::from_be_bytes(length));
     let max = max_message + FRAME_OVERHEAD as u64;
@@ -258,13 +266,15 @@ pub fn read_frame(
     }
     let mut body = vec![0u8; declared as usize];
     // Check 2.
-    let got = read_fully(reader, &mut body).map_err(ReadError::Io)?;
-    if got < body.len() {
-        return Err(FrameError::Truncated {
-            expected: body.len(),
-            got,
+    match read_fully(reader, &mut body).map_err(ReadError::Io)? {
+        Filled::Complete => {}
+        Filled::Eof(got) | Filled::TimedOut(got) => {
+            return Err(FrameError::Truncated {
+                expected: body.len(),
+                got,
+            }
+            .into());
         }
-        .into());
     }
     // Check 3: a frame too short to hold a header and a tag cannot be authentic.
     if body.len() < FRAME_OVERHEAD {

@@ -160,6 +160,14 @@ impl KeyPipe {
 ///
 /// `fd` must be an open fd this process owns and that nothing else uses.
 pub unsafe fn read_inherited_key(fd: RawFd) -> Result<WorkerKey, KeyError> {
+    // Refuse an fd that is not open rather than take ownership of nothing.
+    // SAFETY: F_GETFD on an integer fd has no memory-safety requirements.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(KeyError::Read {
+            fd,
+            source: std::io::Error::last_os_error(),
+        });
+    }
     // SAFETY: ownership of an open fd is handed over by the caller.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     let mut bytes = [0u8; KEY_LEN];

@@ -119,7 +119,7 @@ pub(crate) fn build_nodes(
     registry: &Registry,
     graph: &Graph,
     placement: &Placement,
-    is_local: impl Fn(usize) -> bool,
+    is_local: &dyn Fn(usize) -> bool,
 ) -> Result<LocalNodes, RunError> {
     let mut services = Services::default();
     let mut source = None;
@@ -206,6 +206,203 @@ pub(crate) fn end_of_stream(
     Ok(())
 }
 
+/// A process's local nodes and what drives them: the source (if this process holds it), the
+/// chain of other local nodes, and the chain's shared state. Used by the inline runtime and by
+/// every worker.
+pub(crate) struct LocalPipeline {
+    pub source: Option<Box<dyn ErasedSource>>,
+    pub source_name: String,
+    pub source_stats: NodeStats,
+    pub stages: Vec<Stage>,
+    pub env: ChainEnv,
+    pub group: String,
+    pub run_id: u64,
+}
+
+/// How a source run ended.
+pub(crate) struct SourceRun {
+    /// Highest `seq` emitted.
+    pub last_seq: u64,
+    /// Records emitted in this run.
+    pub emitted: u64,
+    /// Stopped by the stop check before the input ended.
+    pub interrupted: bool,
+    pub failure: Option<NodeFailure>,
+}
+
+impl LocalPipeline {
+    /// Builds the local nodes of `graph` for `placement` (does not start them).
+    pub fn build(
+        config: &Config,
+        registry: &Registry,
+        graph: &Graph,
+        placement: &Placement,
+        is_local: impl Fn(usize) -> bool,
+        run_id: u64,
+    ) -> Result<Self, RunError> {
+        let LocalNodes { source, stages } =
+            build_nodes(config, registry, graph, placement, &is_local)?;
+        let source_name = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(i, n)| is_local(*i) && n.role == crate::graph::NodeRole::Source)
+            .map_or_else(String::new, |(_, n)| n.name.clone());
+        Ok(Self {
+            source,
+            source_name,
+            source_stats: NodeStats::default(),
+            stages,
+            env: ChainEnv::new(Routes::from_graph(graph), config.runtime.on_node_error),
+            group: placement.group.clone(),
+            run_id,
+        })
+    }
+
+    /// Calls every local node's `on_start`.
+    pub fn start(&mut self) -> Result<(), RunError> {
+        start_nodes(self.source.as_mut(), &self.source_name, &mut self.stages)
+    }
+
+    /// Skips the first `records` input units of the local source.
+    pub fn skip(&mut self, records: u64) -> Result<u64, RunError> {
+        let Some(source) = self.source.as_mut() else {
+            return Ok(0);
+        };
+        source.skip(records).map_err(|e| RunError::Bootstrap {
+            node: self.source_name.clone(),
+            message: format!("skipping {records} records: {e}"),
+        })
+    }
+
+    /// Pulls the local source until it is exhausted, `stop()` says so, or a node fails.
+    /// Records are numbered from `after + 1`. `progress` gets the count now and then.
+    pub fn drive_source(
+        &mut self,
+        egress: &mut dyn Egress,
+        after: u64,
+        stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(u64),
+    ) -> SourceRun {
+        let mut seq = after;
+        let mut run = SourceRun {
+            last_seq: after,
+            emitted: 0,
+            interrupted: false,
+            failure: None,
+        };
+        let Some(mut source) = self.source.take() else {
+            return run;
+        };
+        loop {
+            if stop() {
+                run.interrupted = true;
+                break;
+            }
+            let next = seq + 1;
+            self.env.timing = next.is_multiple_of(TIMING_SAMPLE);
+            let ctx = RecordContext {
+                seq: next,
+                trace_id: trace_id_for(self.run_id, next),
+                process_group: &self.group,
+                handoff_from: None,
+                route_hop: 0,
+            };
+            let Self {
+                stages,
+                env,
+                source_name,
+                source_stats,
+                ..
+            } = self;
+            let (pulled, emitted) = timed(env, source_stats, |env| {
+                let mut port = ChainPort {
+                    from: 0,
+                    from_name: source_name,
+                    downstream: stages,
+                    env,
+                    egress: &mut *egress,
+                    ctx: &ctx,
+                    emitted: 0,
+                };
+                let pulled = source.pull(&mut port);
+                (pulled, port.emitted)
+            });
+            self.source_stats.records_out += emitted;
+            match pulled {
+                Ok(Pull::Emitted) => {
+                    seq = next;
+                    // For a source, `records_in` counts pulls that emitted a record.
+                    self.source_stats.records_in += 1;
+                    run.emitted += 1;
+                    if seq.is_multiple_of(1024) {
+                        progress(run.emitted);
+                    }
+                }
+                Ok(Pull::Exhausted) => break,
+                Err(NodeError::Downstream) => {
+                    run.failure = self.env.failure.take();
+                    break;
+                }
+                Err(error) => {
+                    run.failure = Some(NodeFailure {
+                        node: self.source_name.clone(),
+                        seq: next,
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        self.source = Some(source);
+        progress(run.emitted);
+        run.last_seq = seq;
+        run
+    }
+
+    /// Runs every local node's end-of-stream hook; returns the failure, if one happened.
+    pub fn finish(&mut self, egress: &mut dyn Egress, last_seq: u64) -> Option<NodeFailure> {
+        self.env.timing = false;
+        let run_id = self.run_id;
+        let group = self.group.clone();
+        let ctx = RecordContext {
+            seq: last_seq,
+            trace_id: trace_id_for(run_id, last_seq),
+            process_group: &group,
+            handoff_from: None,
+            route_hop: 0,
+        };
+        match end_of_stream(&mut self.stages, &ctx, &mut self.env, egress) {
+            Ok(()) => None,
+            Err(_) => self.env.failure.take(),
+        }
+    }
+
+    /// Per-node reports of this process.
+    pub fn reports(&self) -> Vec<NodeReport> {
+        let mut nodes = Vec::with_capacity(self.stages.len() + 1);
+        if let Some(source) = &self.source {
+            nodes.push(NodeReport {
+                name: self.source_name.clone(),
+                group: self.group.clone(),
+                busy_ns: self
+                    .source_stats
+                    .busy_estimate_over(self.source_stats.records_in),
+                stats: self.source_stats.clone(),
+                counters: source.counters(),
+            });
+        }
+        nodes.extend(self.stages.iter().map(|s| NodeReport {
+            name: s.name.clone(),
+            group: self.group.clone(),
+            busy_ns: s.stats.estimated_busy_ns(),
+            stats: s.stats.clone(),
+            counters: s.node.counters(),
+        }));
+        nodes
+    }
+}
+
 /// Runs the graph of `config` inline.
 pub fn run_inline(
     config: &Config,
@@ -231,22 +428,20 @@ pub fn run_inline_with_outputs<'o>(
         }));
     };
     let placement = Placement::inline();
-    let LocalNodes {
-        mut source,
-        mut stages,
-    } = build_nodes(config, registry, &graph, &placement, |_| true)?;
-    let source_name = graph
-        .nodes
-        .first()
-        .map_or("source", |n| n.name.as_str())
-        .to_string();
-    start_nodes(source.as_mut(), &source_name, &mut stages)?;
-    let Some(mut source) = source else {
+    let run_id = super::context::new_run_id();
+    let mut pipeline =
+        LocalPipeline::build(config, registry, &graph, &placement, |_| true, run_id)?;
+    pipeline.start()?;
+    if pipeline.source.is_none() {
         return Err(RunError::Bootstrap {
-            node: source_name,
+            node: graph
+                .nodes
+                .first()
+                .map_or("source", |n| n.name.as_str())
+                .to_string(),
             message: "an inline run needs a source as the first pipeline node".to_string(),
         });
-    };
+    }
     let mut egress = InlineEgress {
         dead_letters: DeadLetters::open(config.adapters.dead_letter.as_ref()).map_err(|e| {
             RunError::Bootstrap {
@@ -258,124 +453,39 @@ pub fn run_inline_with_outputs<'o>(
         scratch: AlignedBuf::with_capacity(4096),
         arena: rkyv::ser::allocator::Arena::new(),
     };
-    let mut env = ChainEnv::new(Routes::from_graph(&graph), config.runtime.on_node_error);
-    let mut source_stats = NodeStats::default();
-    let skipped = if options.skip > 0 {
-        source.skip(options.skip).map_err(|e| RunError::Bootstrap {
-            node: source_name.clone(),
-            message: format!("skipping {} records: {e}", options.skip),
-        })?
-    } else {
-        0
-    };
-    let run_id = super::context::new_run_id();
+    let skipped = pipeline.skip(options.skip)?;
     let started = Instant::now();
-    let mut seq = skipped;
-    let mut interrupted = false;
-    let mut failure: Option<NodeFailure> = None;
-    loop {
-        if options
+    let stop = || {
+        options
             .stop
             .as_ref()
             .is_some_and(|s| s.load(Ordering::Relaxed))
-        {
-            interrupted = true;
-            break;
+    };
+    let progress = |n: u64| {
+        if let Some(p) = &options.progress {
+            p.store(n, Ordering::Relaxed);
         }
-        let next = seq + 1;
-        env.timing = next % TIMING_SAMPLE == 0;
-        let ctx = RecordContext {
-            seq: next,
-            trace_id: trace_id_for(run_id, next),
-            process_group: &placement.group,
-            handoff_from: None,
-            route_hop: 0,
-        };
-        let pulled = timed(&mut env, &mut source_stats, |env| {
-            let mut port = ChainPort {
-                from: 0,
-                from_name: &source_name,
-                downstream: &mut stages,
-                env,
-                egress: &mut egress,
-                ctx: &ctx,
-                emitted: 0,
-            };
-            let pulled = source.pull(&mut port);
-            (pulled, port.emitted)
-        });
-        source_stats.records_out += pulled.1;
-        match pulled.0 {
-            Ok(Pull::Emitted) => {
-                seq = next;
-                // For a source, `records_in` counts pulls that emitted a record.
-                source_stats.records_in += 1;
-                if seq % 1024 == 0
-                    && let Some(progress) = &options.progress
-                {
-                    progress.store(seq - skipped, Ordering::Relaxed);
-                }
-            }
-            Ok(Pull::Exhausted) => break,
-            Err(NodeError::Downstream) => {
-                failure = env.failure.take();
-                break;
-            }
-            Err(error) => {
-                failure = Some(NodeFailure {
-                    node: source_name.clone(),
-                    seq: next,
-                    error,
-                });
-                break;
-            }
-        }
-    }
+    };
+    let run = pipeline.drive_source(&mut egress, skipped, &stop, &progress);
+    let mut failure = run.failure;
     if failure.is_none() {
-        let ctx = RecordContext {
-            seq,
-            trace_id: trace_id_for(run_id, seq),
-            process_group: &placement.group,
-            handoff_from: None,
-            route_hop: 0,
-        };
-        env.timing = false;
-        if end_of_stream(&mut stages, &ctx, &mut env, &mut egress).is_err() {
-            failure = env.failure.take();
-        }
+        failure = pipeline.finish(&mut egress, run.last_seq);
     }
     let flushed = egress.dead_letters.flush();
-    if let Some(progress) = &options.progress {
-        progress.store(seq - skipped, Ordering::Relaxed);
-    }
-    let mut nodes = vec![NodeReport {
-        name: source_name.clone(),
-        group: placement.group.clone(),
-        busy_ns: source_stats.busy_estimate_over(source_stats.records_in),
-        stats: source_stats,
-        counters: source.counters(),
-    }];
-    nodes.extend(stages.iter().map(|s| NodeReport {
-        name: s.name.clone(),
-        group: placement.group.clone(),
-        busy_ns: s.stats.estimated_busy_ns(),
-        stats: s.stats.clone(),
-        counters: s.node.counters(),
-    }));
     let summary = RunSummary {
         profile: "inline".to_string(),
-        records_in: seq - skipped,
+        records_in: run.emitted,
         skipped,
         last_seq: if failure.is_some() {
-            seq.saturating_sub(1)
+            run.last_seq.saturating_sub(1)
         } else {
-            seq
+            run.last_seq
         },
         elapsed: started.elapsed(),
         dead_lettered: egress.dead_letters.count(),
         dead_letter_path: egress.dead_letters.destination().map(|p| p.to_path_buf()),
-        interrupted,
-        nodes,
+        interrupted: run.interrupted,
+        nodes: pipeline.reports(),
     };
     if let Some(failure) = failure {
         return Err(RunError::NodeFailed {
@@ -389,9 +499,9 @@ pub fn run_inline_with_outputs<'o>(
     if let Err(error) = flushed {
         return Err(RunError::NodeFailed {
             node: "dead_letter".to_string(),
-            seq,
+            seq: run.last_seq,
             message: error.to_string(),
-            completed_through: seq,
+            completed_through: run.last_seq,
             summary: Box::new(summary),
         });
     }

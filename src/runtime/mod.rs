@@ -1,7 +1,7 @@
 //! Runtime plane: executing a graph. Owns the in-process chain executor (direct calls between
-//! nodes of one process), the inline runtime (the memory profile), routing, dead letters and
-//! the run summary. It must not parse configs (it receives validated ones) nor know business
-//! rules (nodes carry them).
+//! nodes of one process), the inline runtime (the memory profile), the worker process runtime,
+//! routing, dead letters and the run summary. It must not parse configs (it receives validated
+//! ones) nor know business rules (nodes carry them).
 
 pub mod chain;
 pub mod context;
@@ -9,6 +9,10 @@ pub mod dead_letter;
 mod inline;
 pub mod routes;
 mod summary;
+pub mod worker;
 
 pub use inline::{OutputFn, RunError, RunOptions, run_inline, run_inline_with_outputs};
-pub use summary::{NodeReport, RunSummary};
+pub use summary::{
+    NodeReport, RunSummary, decode_reports, encode_reports, report_field, report_flag,
+};
+pub use worker::worker_entry;

@@ -89,3 +89,86 @@ impl RunSummary {
         out
     }
 }
+
+fn clean(text: &str) -> String {
+    text.replace(['\t', '\n'], " ")
+}
+
+/// Node reports as text lines (a worker's DRAINED report): name, group, records in and out,
+/// errors, busy ns, sampled busy ns, sampled records, then `counter=value` pairs.
+pub fn encode_reports(reports: &[NodeReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let counters: Vec<String> = r
+            .counters
+            .iter()
+            .map(|(k, v)| format!("{}={v}", clean(k).replace([',', '='], "_")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            clean(&r.name),
+            clean(&r.group),
+            r.stats.records_in,
+            r.stats.records_out,
+            r.stats.errors,
+            r.busy_ns,
+            r.stats.sampled_busy_ns,
+            r.stats.sampled_records,
+            counters.join(",")
+        );
+    }
+    out
+}
+
+/// Parses [`encode_reports`] lines; malformed lines are skipped (the report comes from another
+/// process and is informational).
+pub fn decode_reports(text: &str) -> Vec<NodeReport> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() != 9 {
+                return None;
+            }
+            let n = |i: usize| f[i].parse::<u64>().ok();
+            let counters = f[8]
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    Some((k.to_string(), v.parse().ok()?))
+                })
+                .collect();
+            Some(NodeReport {
+                name: f[0].to_string(),
+                group: f[1].to_string(),
+                stats: NodeStats {
+                    records_in: n(2)?,
+                    records_out: n(3)?,
+                    errors: n(4)?,
+                    sampled_busy_ns: n(6)?,
+                    sampled_records: n(7)?,
+                },
+                busy_ns: n(5)?,
+                counters,
+            })
+        })
+        .collect()
+}
+
+/// A `#name=value` field of a worker's report.
+pub fn report_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// A `#name=true|false` field of a worker's report.
+pub fn report_flag(text: &str, name: &str) -> bool {
+    text.lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .any(|l| l == format!("{name}=true"))
+}

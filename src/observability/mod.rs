@@ -1,0 +1,4 @@
+//! Observability plane: logs (lifecycle events and errors through `tracing`), and in later
+//! steps spans and their exporters. It must never block or slow the data plane.
+
+pub mod logging;

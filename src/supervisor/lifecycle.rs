@@ -1,0 +1,238 @@
+//! Worker lifecycle: the six states, the failure categories, the event catalogue, and the
+//! registry that records them.
+//!
+//! State machine (supervisor.md): `starting -> ready -> running -> stopping -> stopped`, and
+//! `failed` from any state. Only the supervisor's loop changes a worker's state; every change
+//! emits a structured [`LifecycleEvent`] (with `ts`, `worker_id`, `group`, `pid` and its own
+//! fields) that is kept in order and rendered through the logging plane, one line each.
+
+use std::time::{Duration, Instant};
+
+use crate::control::WorkerCounters;
+
+/// Where a worker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerState {
+    Starting,
+    Ready,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Every state, for gauges.
+    pub const ALL: [WorkerState; 6] = [
+        Self::Starting,
+        Self::Ready,
+        Self::Running,
+        Self::Stopping,
+        Self::Stopped,
+        Self::Failed,
+    ];
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a worker failed (a stable set, shown in events, errors, `/metrics` and the summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureCategory {
+    StartTimeout,
+    BootstrapError,
+    HeartbeatTimeout,
+    Crashed,
+    Exited,
+    ControlError,
+    NodeError,
+    RingCorrupted,
+}
+
+impl FailureCategory {
+    pub const ALL: [FailureCategory; 8] = [
+        Self::StartTimeout,
+        Self::BootstrapError,
+        Self::HeartbeatTimeout,
+        Self::Crashed,
+        Self::Exited,
+        Self::ControlError,
+        Self::NodeError,
+        Self::RingCorrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StartTimeout => "start_timeout",
+            Self::BootstrapError => "bootstrap_error",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::Crashed => "crashed",
+            Self::Exited => "exited",
+            Self::ControlError => "control_error",
+            Self::NodeError => "node_error",
+            Self::RingCorrupted => "ring_corrupted",
+        }
+    }
+
+    /// The category a worker reported in a FAILED message.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for FailureCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The event catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    WorkerSpawned,
+    WorkerBootstrapLoaded,
+    WorkerReady,
+    WorkerRunning,
+    WorkerStopping,
+    WorkerStopped,
+    WorkerFailed,
+    SupervisorStartGroups,
+    SupervisorWaitReady,
+    SupervisorStartWorkload,
+    SupervisorGracefulStop,
+    SupervisorForceStop,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WorkerSpawned => "worker_spawned",
+            Self::WorkerBootstrapLoaded => "worker_bootstrap_loaded",
+            Self::WorkerReady => "worker_ready",
+            Self::WorkerRunning => "worker_running",
+            Self::WorkerStopping => "worker_stopping",
+            Self::WorkerStopped => "worker_stopped",
+            Self::WorkerFailed => "worker_failed",
+            Self::SupervisorStartGroups => "supervisor_start_groups",
+            Self::SupervisorWaitReady => "supervisor_wait_ready",
+            Self::SupervisorStartWorkload => "supervisor_start_workload",
+            Self::SupervisorGracefulStop => "supervisor_graceful_stop",
+            Self::SupervisorForceStop => "supervisor_force_stop",
+        }
+    }
+}
+
+/// One lifecycle event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleEvent {
+    /// Unix time, milliseconds.
+    pub ts: u64,
+    pub kind: EventKind,
+    pub worker_id: Option<String>,
+    pub group: Option<String>,
+    pub pid: Option<u32>,
+    /// The event's own fields, in order (`startup_ms`, `mode`, `category`, ...).
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl LifecycleEvent {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the supervisor knows of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub group: String,
+    /// 1-based index within the group.
+    pub index: u32,
+    /// 1-based number within the run (control frames carry it).
+    pub number: u32,
+    pub pid: Option<u32>,
+    pub state: WorkerState,
+    pub spawned_at: Option<Instant>,
+    pub last_heartbeat: Option<Instant>,
+    pub counters: WorkerCounters,
+    /// `exit 0`, `signal SIGKILL`, ... once reaped.
+    pub exit: Option<String>,
+    pub failure: Option<(FailureCategory, String)>,
+    pub stop_mode: Option<&'static str>,
+    pub holds_sink: bool,
+    pub holds_source: bool,
+    pub drained: bool,
+    /// The worker's control connection is open (its frames may still be in flight).
+    pub connected: bool,
+    /// Reaped, waiting for the connection's last frames before the exit is judged.
+    pub pending_exit: Option<(std::process::ExitStatus, Instant)>,
+}
+
+/// One worker in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    pub id: String,
+    pub pid: Option<u32>,
+    pub state: WorkerState,
+    /// Time since the last heartbeat (or since spawn when none yet).
+    pub heartbeat_age: Option<Duration>,
+    pub counters: WorkerCounters,
+    pub failure: Option<(FailureCategory, String)>,
+}
+
+/// Group -> workers, as `snapshot()` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub groups: Vec<(String, Vec<WorkerSnapshot>)>,
+}
+
+impl Snapshot {
+    /// Every worker, in spawn order.
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerSnapshot> {
+        self.groups.iter().flat_map(|(_, workers)| workers.iter())
+    }
+
+    pub fn worker(&self, id: &str) -> Option<&WorkerSnapshot> {
+        self.workers().find(|w| w.id == id)
+    }
+}
+
+/// Builds a snapshot from the records, grouped in spawn order.
+pub fn snapshot_of(records: &[WorkerRecord]) -> Snapshot {
+    let mut groups: Vec<(String, Vec<WorkerSnapshot>)> = Vec::new();
+    for record in records {
+        let worker = WorkerSnapshot {
+            id: record.id.clone(),
+            pid: record.pid,
+            state: record.state,
+            heartbeat_age: record
+                .last_heartbeat
+                .or(record.spawned_at)
+                .map(|t| t.elapsed()),
+            counters: record.counters.clone(),
+            failure: record.failure.clone(),
+        };
+        match groups.iter_mut().find(|(name, _)| *name == record.group) {
+            Some((_, workers)) => workers.push(worker),
+            None => groups.push((record.group.clone(), vec![worker])),
+        }
+    }
+    Snapshot { groups }
+}

@@ -1,0 +1,19 @@
+//! Supervisor plane: starts, watches and stops worker processes; never on the data path.
+//!
+//! Owns spawning (re-exec with key and fds inherited), the lifecycle registry and its events,
+//! the monitor (reaping, heartbeats, failure categories), signals, and the health endpoints.
+//! Its loop is the only writer of worker state (see `run.rs` for the state machine).
+
+pub mod health;
+pub mod lifecycle;
+pub mod monitor;
+mod run;
+pub mod spawn;
+
+pub use lifecycle::{
+    EventKind, FailureCategory, LifecycleEvent, Snapshot, WorkerSnapshot, WorkerState,
+};
+pub use run::{
+    RunEnd, RunFailure, SupervisedRun, Supervisor, SupervisorError, SupervisorOptions,
+    run_supervised,
+};

@@ -1,0 +1,156 @@
+//! The monitor's threads: they watch and report, the supervisor's loop decides.
+//!
+//! - one acceptor: authenticates each new control connection's HELLO (garbage is dropped, the
+//!   run goes on);
+//! - one reader per worker connection: forwards every accepted frame and every rejection;
+//! - one reaper per child: blocks in `waitpid` (no polling), so a death is seen at once;
+//! - one signal thread (when the supervisor owns the process's signals): SIGTERM, SIGINT.
+//!
+//! All of them feed one channel of [`Event`]s; the supervisor's loop is the only place that
+//! changes worker state.
+
+use std::process::{Child, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::control::{Accepted, ControlServer, FrameReceiver, ReadError, Received};
+
+/// Something a monitor thread saw.
+#[derive(Debug)]
+pub enum Event {
+    /// A worker connected and authenticated.
+    Accepted(Box<Accepted>),
+    /// A connection was refused (garbage, wrong key, not a HELLO).
+    Refused(String),
+    /// A frame from a worker, with every check passed.
+    Frame { worker: String, received: Received },
+    /// A frame from a worker was rejected, or its connection failed.
+    ControlProblem {
+        worker: String,
+        detail: String,
+        closed: bool,
+    },
+    /// A child exited (reaped).
+    Exited {
+        worker: String,
+        status: ExitStatus,
+        at: Instant,
+    },
+    /// SIGTERM or SIGINT arrived.
+    Signal(i32),
+}
+
+/// Accepts connections until `shutdown` is set.
+#[must_use = "join the acceptor so that the listener (and its socket directory) is dropped"]
+pub fn spawn_acceptor(
+    server: Arc<ControlServer>,
+    hello_timeout: Duration,
+    events: Sender<Event>,
+    shutdown: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !shutdown.load(Ordering::Relaxed) {
+            let event = match server.accept(Duration::from_millis(100), hello_timeout) {
+                Ok(None) => continue,
+                Ok(Some(accepted)) => Event::Accepted(Box::new(accepted)),
+                Err(e) => Event::Refused(e.to_string()),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Forwards a worker's frames until its connection closes.
+pub fn spawn_reader(worker: String, mut rx: FrameReceiver, events: Sender<Event>) {
+    std::thread::spawn(move || {
+        loop {
+            let event = match rx.recv(Duration::from_millis(500)) {
+                Ok(received) => Event::Frame {
+                    worker: worker.clone(),
+                    received,
+                },
+                Err(ReadError::TimedOut) => continue,
+                Err(ReadError::Closed) => {
+                    let _ = events.send(Event::ControlProblem {
+                        worker: worker.clone(),
+                        detail: "control connection closed".into(),
+                        closed: true,
+                    });
+                    return;
+                }
+                Err(ReadError::Io(e)) => {
+                    let _ = events.send(Event::ControlProblem {
+                        worker: worker.clone(),
+                        detail: format!("control connection failed: {e}"),
+                        closed: true,
+                    });
+                    return;
+                }
+                Err(ReadError::Rejected(e)) => Event::ControlProblem {
+                    worker: worker.clone(),
+                    detail: e.to_string(),
+                    closed: matches!(e, crate::control::FrameError::BadTag),
+                },
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Reaps `child` and reports its exit.
+pub fn spawn_reaper(worker: String, mut child: Child, events: Sender<Event>) {
+    std::thread::spawn(move || {
+        let status = loop {
+            match child.wait() {
+                Ok(status) => break status,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        };
+        let _ = events.send(Event::Exited {
+            worker,
+            status,
+            at: Instant::now(),
+        });
+    });
+}
+
+/// Forwards SIGTERM and SIGINT to the loop.
+pub fn spawn_signal_thread(
+    events: Sender<Event>,
+) -> std::io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if events.send(Event::Signal(signal)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(handle)
+}
+
+/// `exit 0`, `exit 3`, `signal SIGKILL`.
+pub fn describe_exit(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("signal {}", signal_name(signal)),
+        (None, None) => "unknown".into(),
+    }
+}
+
+pub fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
