@@ -1,7 +1,8 @@
 //! `stream-kernel`: run, validate and generate fund-load pipelines.
 //!
-//! With no arguments it runs the default job: fund-load (experiment profile) on a generated
-//! input of one million lines, and prints where the output went and a summary.
+//! With no arguments it runs the default job: fund-load (experiment profile, four supervised
+//! worker processes) on a generated input of one million lines, and prints where the output
+//! went and a summary.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ const EXIT_SIGINT: u8 = 130;
 /// Exit status for a run interrupted by SIGTERM (128 + 15).
 const EXIT_SIGTERM: u8 = 143;
 
-/// The default job's config (fund-load, experiment profile).
-const DEFAULT_CONFIG: &str = include_str!("../configs/fund_load_experiment_inline.yml");
+/// The default job's config (fund-load, experiment profile, four supervised processes).
+const DEFAULT_CONFIG: &str = include_str!("../configs/fund_load_experiment_4proc.yml");
 /// Lines of generated input for the default job.
 const DEFAULT_LINES: u64 = 1_000_000;
 /// Where the default job writes.

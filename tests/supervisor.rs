@@ -432,10 +432,12 @@ fn life_02() -> Result<(), Failed> {
         group("a", "ticker", ""),
         group("b", "record", "")
     );
+    // A source that keeps running for the whole test: a worker that has drained is no longer
+    // judged on heartbeats (its work is done), so the SIGSTOP must hit a live run.
     let config = config(
         dir.path(),
         "ticker, record",
-        "ticker: {records: 0}",
+        "ticker: {records: 1000000, delay_us: 1000}",
         &groups,
         "",
     );

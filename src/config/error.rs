@@ -145,6 +145,8 @@ pub enum ConfigErrorCode {
     CannotParallelize,
     /// Two connected nodes disagree on the message type of their edge.
     EdgeTypeMismatch,
+    /// A process group's nodes are not consecutive in `pipeline.nodes`.
+    GroupNotContiguous,
 }
 
 impl ConfigErrorCode {
@@ -168,6 +170,7 @@ impl ConfigErrorCode {
             Self::SharedStoreSplit => "E_SHARED_STORE_SPLIT",
             Self::CannotParallelize => "E_CANNOT_PARALLELIZE",
             Self::EdgeTypeMismatch => "E_EDGE_TYPE_MISMATCH",
+            Self::GroupNotContiguous => "E_GROUP_NOT_CONTIGUOUS",
         }
     }
 }

@@ -121,6 +121,7 @@ fn check_placement(config: &Config, diag: &mut Diagnostics) {
             placed.insert(node, (g, &group.name));
         }
     }
+    check_contiguous(config, diag);
     let unplaced: Vec<&str> = config
         .pipeline
         .nodes
@@ -135,6 +136,32 @@ fn check_placement(config: &Config, diag: &mut Diagnostics) {
             "every pipeline node placed in a group",
             format!("unplaced: {}", unplaced.join(", ")),
         );
+    }
+}
+
+/// Records only move forward through the chain of groups, one ring per pair of neighbours, so
+/// each group must hold consecutive pipeline nodes (a group holding nodes 1 and 3 while
+/// another holds node 2 would send every record back and forth between processes).
+fn check_contiguous(config: &Config, diag: &mut Diagnostics) {
+    for (g, group) in config.runtime.platform.process_groups.iter().enumerate() {
+        let mut positions: Vec<usize> = group
+            .nodes
+            .iter()
+            .filter_map(|n| config.pipeline.nodes.iter().position(|p| p == n))
+            .collect();
+        positions.sort_unstable();
+        if positions.windows(2).any(|w| w[1] != w[0] + 1) {
+            let names: Vec<&str> = positions
+                .iter()
+                .map(|p| config.pipeline.nodes[*p].as_str())
+                .collect();
+            diag.error(
+                &groups_path().index(g).key("nodes"),
+                ConfigErrorCode::GroupNotContiguous,
+                "consecutive pipeline nodes in each group (records only move forward from group to group)",
+                format!("`{}` holds {}", group.name, names.join(", ")),
+            );
+        }
     }
 }
 

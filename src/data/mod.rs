@@ -14,7 +14,7 @@ pub use envelope::{ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind,
 pub use memory::{HeapMemory, RingMemory};
 pub use ring::{
     Consumer, PollError, Producer, PushError, Readiness, RecordRef, RingCorrupted, RingInitError,
-    init_ring, read_watermark, ring_memory_len,
+    init_ring, read_counts, read_depth, read_progress, read_watermark, ring_memory_len,
 };
 pub use segment::{Segment, SegmentCreateError, SegmentOpenError, clear_cloexec};
 pub use wait::WaitStrategy;

@@ -12,7 +12,7 @@
 //! |---|---|---|---|
 //! | header | 0 | magic, version, capacity, max record, salt | creator, once |
 //! | producer | 128 | tail, heartbeat, watermark, closed, pid, records written | producer |
-//! | consumer | 256 | head, heartbeat, pid, records read | consumer |
+//! | consumer | 256 | head, heartbeat, pid, records read, progress | consumer |
 //! | waiters | 384 | consumer-waiting flag (384), producer-waiting flag (448) | the waiter sets, the peer clears |
 //! | data | 512 | `capacity` bytes of records | producer writes, consumer reads |
 //!
@@ -70,6 +70,7 @@ mod word {
     pub const CONSUMER_BEAT: usize = 264;
     pub const CONSUMER_PID: usize = 272;
     pub const RECORDS_READ: usize = 280;
+    pub const CONSUMER_PROGRESS: usize = 288;
 
     pub const CONSUMER_WAITING: usize = 384;
     pub const PRODUCER_WAITING: usize = 448;
@@ -722,6 +723,34 @@ fn is_closed<M: RingMemory>(memory: &M) -> bool {
     unsafe { memory.load_u64(word::PRODUCER_CLOSED, Ordering::Acquire) != 0 }
 }
 
+/// A ring consumer's last published progress (see [`Consumer::publish_progress`]).
+pub fn read_progress<M: RingMemory>(memory: &M) -> u64 {
+    // SAFETY: fixed, aligned control word.
+    // SYNC POINT "progress": pairs with `publish_progress`'s release store.
+    unsafe { memory.load_u64(word::CONSUMER_PROGRESS, Ordering::Acquire) }
+}
+
+/// Records a ring's producer committed and its consumer read, as last published.
+pub fn read_counts<M: RingMemory>(memory: &M) -> (u64, u64) {
+    // SAFETY: fixed, aligned control words.
+    unsafe {
+        (
+            memory.load_u64(word::RECORDS_WRITTEN, Ordering::Relaxed),
+            memory.load_u64(word::RECORDS_READ, Ordering::Relaxed),
+        )
+    }
+}
+
+/// Bytes published but not yet released, as last published by both ends.
+pub fn read_depth<M: RingMemory>(memory: &M) -> u64 {
+    // SAFETY: fixed, aligned control words.
+    unsafe {
+        let tail = memory.load_u64(word::TAIL, Ordering::Relaxed);
+        let head = memory.load_u64(word::HEAD, Ordering::Relaxed);
+        tail.saturating_sub(head)
+    }
+}
+
 /// A ring's latest watermark (see [`Producer::publish_watermark`]).
 pub fn read_watermark<M: RingMemory>(memory: &M) -> u64 {
     // SAFETY: fixed, aligned control word.
@@ -898,6 +927,17 @@ impl<M: RingMemory> Consumer<M> {
     /// The producer's latest watermark (see [`Producer::publish_watermark`]).
     pub fn watermark(&self) -> u64 {
         read_watermark(&self.memory)
+    }
+
+    /// Publishes the consumer's progress (a sink: "every record through this `seq` is
+    /// durably written"), readable by anyone mapping the ring, even after this process died.
+    pub fn publish_progress(&self, seq: u64) {
+        // SAFETY: fixed, aligned control word of the consumer's line.
+        // SYNC POINT "progress": pairs with `read_progress`'s acquire load.
+        unsafe {
+            self.memory
+                .store_u64(word::CONSUMER_PROGRESS, seq, Ordering::Release)
+        };
     }
 
     /// Bytes published but not yet read, from the producer's last published tail.

@@ -97,6 +97,10 @@ impl Segment {
             name: name.to_string(),
             source,
         })?;
+        let fd = above_reserved(fd).map_err(|source| SegmentCreateError::Create {
+            name: name.to_string(),
+            source,
+        })?;
         let file = File::from(fd);
         file.set_len(len as u64)
             .map_err(|source| SegmentCreateError::Resize {
@@ -204,6 +208,20 @@ impl Segment {
             );
         }
     }
+}
+
+/// Lowest fd number a segment may have: a child's fds 0-9 are reserved for its standard streams
+/// and its key pipe (fd 3), so an inherited segment fd must never collide with them.
+pub const FIRST_SEGMENT_FD: RawFd = 10;
+
+/// Moves `fd` to a number at or above [`FIRST_SEGMENT_FD`] (close-on-exec kept).
+fn above_reserved(fd: OwnedFd) -> Result<OwnedFd, nix::Error> {
+    if fd.as_raw_fd() >= FIRST_SEGMENT_FD {
+        return Ok(fd);
+    }
+    let moved = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(FIRST_SEGMENT_FD))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
 /// Clears `FD_CLOEXEC` on `fd`. Async-signal-safe: meant for `pre_exec` in a child.

@@ -28,6 +28,22 @@ pub struct RecordContext<'a> {
     pub handoff_from: Option<&'a str>,
     /// Cross-group hand-offs so far.
     pub route_hop: u16,
+    /// The embedding caller's correlation id: carried along, never shown to nodes.
+    pub(crate) reply_to: u64,
+}
+
+impl<'a> RecordContext<'a> {
+    /// A context for a record entering the graph in `process_group`.
+    pub fn new(seq: u64, trace_id: [u8; 16], process_group: &'a str) -> Self {
+        Self {
+            seq,
+            trace_id,
+            process_group,
+            handoff_from: None,
+            route_hop: 0,
+            reply_to: 0,
+        }
+    }
 }
 
 /// A node's failure for one record or one lifecycle hook.
@@ -195,6 +211,13 @@ pub trait Node: Send + 'static {
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+
+    /// Makes everything written so far durable (handed to the operating system). The runtime
+    /// calls it at batch boundaries before it reports records as completed; sinks with
+    /// buffers implement it.
+    fn flush(&mut self) -> Result<(), NodeError> {
+        Ok(())
+    }
 }
 
 /// What [`Source::pull`] reports.
@@ -254,6 +277,8 @@ pub trait ErasedNode: Send {
     fn on_end_of_stream(&mut self, port: &mut dyn OutputPort) -> Result<(), NodeError>;
 
     fn counters(&self) -> Vec<(String, u64)>;
+
+    fn flush(&mut self) -> Result<(), NodeError>;
 }
 
 /// A source as the runtimes hold it.
@@ -295,6 +320,10 @@ impl<N: Node> ErasedNode for TypedNode<N> {
 
     fn counters(&self) -> Vec<(String, u64)> {
         self.0.counters()
+    }
+
+    fn flush(&mut self) -> Result<(), NodeError> {
+        self.0.flush()
     }
 }
 

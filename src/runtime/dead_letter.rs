@@ -80,3 +80,12 @@ impl DeadLetters {
         self.out.as_ref().map(|(_, p)| p.as_path())
     }
 }
+
+/// A dead letter travelling to the worker that holds the sink (and the dead-letter adapter),
+/// as the payload of a dead-letter envelope.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize)]
+pub struct DeadLetterRecord {
+    pub node: String,
+    pub reason: String,
+    pub detail: String,
+}

@@ -301,13 +301,7 @@ impl LocalPipeline {
             }
             let next = seq + 1;
             self.env.timing = next.is_multiple_of(TIMING_SAMPLE);
-            let ctx = RecordContext {
-                seq: next,
-                trace_id: trace_id_for(self.run_id, next),
-                process_group: &self.group,
-                handoff_from: None,
-                route_hop: 0,
-            };
+            let ctx = RecordContext::new(next, trace_id_for(self.run_id, next), &self.group);
             let Self {
                 stages,
                 env,
@@ -365,13 +359,7 @@ impl LocalPipeline {
         self.env.timing = false;
         let run_id = self.run_id;
         let group = self.group.clone();
-        let ctx = RecordContext {
-            seq: last_seq,
-            trace_id: trace_id_for(run_id, last_seq),
-            process_group: &group,
-            handoff_from: None,
-            route_hop: 0,
-        };
+        let ctx = RecordContext::new(last_seq, trace_id_for(run_id, last_seq), &group);
         match end_of_stream(&mut self.stages, &ctx, &mut self.env, egress) {
             Ok(()) => None,
             Err(_) => self.env.failure.take(),

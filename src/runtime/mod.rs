@@ -9,6 +9,7 @@ pub mod dead_letter;
 mod inline;
 pub mod routes;
 mod summary;
+pub mod topology;
 pub mod worker;
 
 pub use inline::{OutputFn, RunError, RunOptions, run_inline, run_inline_with_outputs};

@@ -15,14 +15,19 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::chain::Egress;
-use super::dead_letter::DeadLetters;
+use super::dead_letter::{DeadLetterRecord, DeadLetters};
 use super::inline::{LocalPipeline, RunError};
 use super::summary::encode_reports;
+use super::topology::Topology;
 use crate::config::Config;
 use crate::control::{
     BootstrapBundle, ControlAddress, ControlMessage, Endpoint, EndpointSettings, FrameSender,
     KEY_FD, MessageKind, ReadError, StopMode, WorkerCounters, WorkerSession, connect,
     read_inherited_key,
+};
+use crate::data::{
+    Consumer, EnvelopeHeader, EnvelopeKind, PollError, Producer, PushError, Segment, WaitStrategy,
+    push_envelope,
 };
 use crate::graph::{EncodeFn, Graph, MessageType, NodeError, Placement, RecordContext, Registry};
 use crate::supervisor::spawn::env;
@@ -109,6 +114,9 @@ struct Shared {
     records_out: AtomicU64,
     source_bytes: AtomicU64,
     done: AtomicBool,
+    /// STOP means "stop ingesting and drain" for the worker that holds the source, "stop at
+    /// the next batch" for the others.
+    holds_source: AtomicBool,
 }
 
 impl Shared {
@@ -121,6 +129,10 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) != RUNNING
+    }
+
+    fn drain_on_stop(&self) -> bool {
+        self.holds_source.load(Ordering::Relaxed)
     }
 
     /// Blocks until STOP arrives (woken by the control thread, no polling).
@@ -233,6 +245,7 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
         records_out: AtomicU64::new(0),
         source_bytes: AtomicU64::new(0),
         done: AtomicBool::new(false),
+        holds_source: AtomicBool::new(false),
     });
     run_bootstrapped(worker_env, registry, &bundle, rx, shared)
 }
@@ -269,10 +282,26 @@ fn run_bootstrapped(
         &config.runtime.observability.logging,
         crate::observability::logging::LogIdentity::current(&worker_env.worker_id),
     );
-    let mut pipeline = match build_pipeline(&config, &registry, bundle) {
+    let mut diag = crate::config::reader::Diagnostics::default();
+    let Some(graph) = Graph::check(&config, &registry, &mut diag) else {
+        shared.fail(
+            "bootstrap_error",
+            "bundled pipeline does not build a graph".into(),
+        );
+        return exit::BOOTSTRAP;
+    };
+    let topology = Topology::of(&config, &graph);
+    let mut pipeline = match build_pipeline(&config, &registry, &graph, bundle) {
         Ok(pipeline) => pipeline,
         Err(e) => {
             shared.fail("bootstrap_error", e.to_string());
+            return exit::BOOTSTRAP;
+        }
+    };
+    let io = match GroupIo::attach(&config, bundle) {
+        Ok(io) => io,
+        Err(e) => {
+            shared.fail("ring_corrupted", e);
             return exit::BOOTSTRAP;
         }
     };
@@ -280,6 +309,9 @@ fn run_bootstrapped(
         shared.fail("bootstrap_error", e.to_string());
         return exit::BOOTSTRAP;
     }
+    shared
+        .holds_source
+        .store(pipeline.source.is_some(), Ordering::Relaxed);
     let ready = shared
         .session
         .lock()
@@ -306,7 +338,21 @@ fn run_bootstrapped(
     if !shared.wait_for_start(readiness + worker_env.start_timeout) {
         return exit_after_stop(&shared);
     }
-    let code = run_data(&config, &mut pipeline, &shared);
+    let Some(span) = topology.group(&bundle.group).cloned() else {
+        shared.fail(
+            "bootstrap_error",
+            format!("group {} is not in the topology", bundle.group),
+        );
+        return exit::BOOTSTRAP;
+    };
+    let mut data = GroupData {
+        config: &config,
+        topology: &topology,
+        span,
+        pipeline: &mut pipeline,
+        shared: &shared,
+    };
+    let code = data.run(io);
     if code != exit::OK {
         return code;
     }
@@ -328,15 +374,9 @@ fn heartbeat_interval(config: &Config, group: &str) -> Duration {
 fn build_pipeline(
     config: &Config,
     registry: &Registry,
+    graph: &Graph,
     bundle: &BootstrapBundle,
 ) -> Result<LocalPipeline, RunError> {
-    let mut diag = crate::config::reader::Diagnostics::default();
-    let Some(graph) = Graph::check(config, registry, &mut diag) else {
-        return Err(RunError::Config(crate::config::ConfigReport {
-            errors: diag.errors,
-            warnings: diag.warnings,
-        }));
-    };
     let placement = Placement {
         group: bundle.group.clone(),
         worker_index: bundle.worker_index,
@@ -350,30 +390,182 @@ fn build_pipeline(
     LocalPipeline::build(
         config,
         registry,
-        &graph,
+        graph,
         &placement,
         |i| local[i],
         bundle.run_id,
     )
 }
 
-/// Where a worker's values go when they leave its local chain. Rings to other groups arrive
-/// with process-group execution; until then a worker runs groups that hold their whole path.
-struct WorkerEgress {
-    dead_letters: DeadLetters,
+/// The rings of one worker: inbound from the previous group, outbound to the next.
+struct GroupIo {
+    inbound: Vec<Consumer<Segment>>,
+    outbound: Vec<Producer<Segment>>,
 }
 
-impl Egress for WorkerEgress {
+impl GroupIo {
+    fn attach(config: &Config, bundle: &BootstrapBundle) -> Result<Self, String> {
+        let profile = config
+            .runtime
+            .platform
+            .process_groups
+            .iter()
+            .find(|g| g.name == bundle.group)
+            .map_or(WaitStrategy::BALANCED, |g| {
+                WaitStrategy::for_profile(g.runner_profile)
+            });
+        let mut io = Self {
+            inbound: Vec::new(),
+            outbound: Vec::new(),
+        };
+        for binding in &bundle.rings {
+            // SAFETY: the supervisor passed this fd to this worker alone (spawn.rs).
+            let segment = unsafe { Segment::open_inherited(binding.fd, binding.len as usize) }
+                .map_err(|e| format!("ring with {}: {e}", binding.peer))?;
+            if binding.inbound {
+                io.inbound.push(
+                    Consumer::attach(segment, profile)
+                        .map_err(|e| format!("ring from {}: {e}", binding.peer))?,
+                );
+            } else {
+                io.outbound.push(
+                    Producer::attach(segment, profile)
+                        .map_err(|e| format!("ring to {}: {e}", binding.peer))?,
+                );
+            }
+        }
+        Ok(io)
+    }
+}
+
+/// How long one blocked push waits before checking whether the run is stopping.
+const PUSH_SLICE: Duration = Duration::from_millis(100);
+/// How long one idle wait on the inbound ring lasts before checking STOP.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// Records taken from the inbound ring per batch (one release, one publish, one flush).
+const BATCH: usize = 256;
+
+/// A worker's failure, with its category.
+struct WorkerFailure {
+    category: &'static str,
+    message: String,
+}
+
+/// Where a worker's values go when they leave its local chain: the next group's ring, or,
+/// in the worker that holds the sink, the dead-letter adapter.
+struct WorkerEgress<'s> {
+    outbound: Vec<Producer<Segment>>,
+    group_index: u16,
+    dead_letters: Option<DeadLetters>,
+    arena: rkyv::ser::allocator::Arena,
+    /// Values sent on for the record being processed (0 after it: a drop).
+    forwarded: u64,
+    sent: u64,
+    shared: &'s Shared,
+    ring_error: Option<String>,
+}
+
+impl WorkerEgress<'_> {
+    fn header_for(
+        &self,
+        ctx: &RecordContext<'_>,
+        target: u32,
+        kind: EnvelopeKind,
+        route_hop: u16,
+    ) -> EnvelopeHeader {
+        EnvelopeHeader {
+            seq: ctx.seq,
+            trace_id: ctx.trace_id,
+            parent_span_id: [0; 8],
+            reply_to: ctx.reply_to,
+            target,
+            source_group: self.group_index,
+            route_hop,
+            trace_flags: 0,
+            kind,
+        }
+    }
+
+    /// Writes one envelope into the outbound ring, waiting out backpressure unless the run is
+    /// being aborted.
+    fn push(
+        &mut self,
+        header: &EnvelopeHeader,
+        encode: &mut dyn FnMut(&mut [u8], &mut rkyv::ser::allocator::Arena) -> Option<usize>,
+    ) -> Result<(), NodeError> {
+        let Some(producer) = self.outbound.first_mut() else {
+            return Err(NodeError::failed(format!(
+                "node {} is in another group and this worker has no ring to it",
+                header.target
+            )));
+        };
+        let arena = &mut self.arena;
+        loop {
+            match push_envelope(producer, header, |slot| encode(slot, arena), PUSH_SLICE) {
+                Ok(_) => {
+                    self.forwarded += 1;
+                    self.sent += 1;
+                    return Ok(());
+                }
+                Err(PushError::TimedOut)
+                    if self.shared.stopping() && !self.shared.drain_on_stop() =>
+                {
+                    return Err(NodeError::Stopped);
+                }
+                Err(PushError::TimedOut) => {}
+                Err(PushError::TooLarge { len, max }) => {
+                    return Err(NodeError::failed(format!(
+                        "an envelope of more than {len} bytes does not fit the ring (max {max})"
+                    )));
+                }
+                Err(PushError::Corrupted(e)) => {
+                    self.ring_error = Some(e.to_string());
+                    return Err(NodeError::failed(format!("outbound ring corrupted: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Forwards an envelope received from upstream, one hop further.
+    fn forward_raw(&mut self, header: &EnvelopeHeader, payload: &[u8]) -> Result<(), NodeError> {
+        let mut header = *header;
+        header.route_hop = header.route_hop.saturating_add(1);
+        header.source_group = self.group_index;
+        self.push(&header, &mut |slot, _| {
+            slot.get_mut(..payload.len())?.copy_from_slice(payload);
+            Some(payload.len())
+        })
+    }
+
+    fn marker(&mut self, kind: EnvelopeKind, seq: u64) -> Result<(), NodeError> {
+        let mut header = EnvelopeHeader::data(seq, 0);
+        header.kind = kind;
+        header.source_group = self.group_index;
+        self.push(&header, &mut |_, _| Some(0))
+    }
+
+    fn flush(&mut self) {
+        for producer in &mut self.outbound {
+            producer.flush();
+        }
+    }
+}
+
+impl Egress for WorkerEgress<'_> {
     fn forward(
         &mut self,
         target: usize,
-        _ctx: &RecordContext<'_>,
+        ctx: &RecordContext<'_>,
         _ty: MessageType,
-        _encode: &mut EncodeFn<'_>,
+        encode: &mut EncodeFn<'_>,
     ) -> Result<(), NodeError> {
-        Err(NodeError::failed(format!(
-            "node {target} is in another group and this worker has no ring to it"
-        )))
+        let header = self.header_for(
+            ctx,
+            target as u32,
+            EnvelopeKind::Data,
+            ctx.route_hop.saturating_add(1),
+        );
+        self.push(&header, &mut |slot, arena| encode(slot, arena).ok())
     }
 
     fn terminal(
@@ -393,71 +585,416 @@ impl Egress for WorkerEgress {
         reason: &str,
         detail: &str,
     ) -> Result<(), NodeError> {
-        self.dead_letters.write(ctx.seq, node, reason, detail)
+        if let Some(dead_letters) = &mut self.dead_letters {
+            return dead_letters.write(ctx.seq, node, reason, detail);
+        }
+        let record = DeadLetterRecord {
+            node: node.to_string(),
+            reason: reason.to_string(),
+            detail: detail.to_string(),
+        };
+        let header = self.header_for(
+            ctx,
+            0,
+            EnvelopeKind::DeadLetter,
+            ctx.route_hop.saturating_add(1),
+        );
+        self.push(&header, &mut |slot, arena| {
+            crate::graph::encode_into(&record, slot, arena).ok()
+        })
     }
 }
 
-/// Runs the worker's data loop; reports DRAINED (or FAILED).
-fn run_data(config: &Config, pipeline: &mut LocalPipeline, shared: &Arc<Shared>) -> i32 {
-    let dead_letters = match DeadLetters::open(config.adapters.dead_letter.as_ref()) {
-        Ok(dead_letters) => dead_letters,
-        Err(e) => {
-            shared.fail("node_error", e.to_string());
-            return exit::NODE_ERROR;
+/// One worker's share of the run.
+struct GroupData<'a> {
+    config: &'a Config,
+    topology: &'a Topology,
+    span: crate::runtime::topology::GroupSpan,
+    pipeline: &'a mut LocalPipeline,
+    shared: &'a Arc<Shared>,
+}
+
+impl GroupData<'_> {
+    fn run(&mut self, io: GroupIo) -> i32 {
+        let dead_letters = if self.span.holds_sink {
+            match DeadLetters::open(self.config.adapters.dead_letter.as_ref()) {
+                Ok(dead_letters) => Some(dead_letters),
+                Err(e) => {
+                    self.shared.fail("node_error", e.to_string());
+                    return exit::NODE_ERROR;
+                }
+            }
+        } else {
+            None
+        };
+        let mut egress = WorkerEgress {
+            outbound: io.outbound,
+            group_index: self.span.index,
+            dead_letters,
+            arena: rkyv::ser::allocator::Arena::new(),
+            forwarded: 0,
+            sent: 0,
+            shared: self.shared,
+            ring_error: None,
+        };
+        let started = Instant::now();
+        let outcome = if self.pipeline.source.is_some() {
+            self.run_source(&mut egress)
+        } else {
+            self.run_inbound(io.inbound, &mut egress)
+        };
+        let (last_seq, records, interrupted) = match outcome {
+            Ok(done) => done,
+            Err(failure) => {
+                self.shared.fail(failure.category, failure.message);
+                return exit::NODE_ERROR;
+            }
+        };
+        let reports = self.pipeline.reports();
+        let mut report = encode_reports(&reports);
+        report.push_str(&format!(
+            "#dead_lettered={}\n#elapsed_ns={}\n#interrupted={}\n#sent={}\n",
+            egress.dead_letters.as_ref().map_or(0, DeadLetters::count),
+            started.elapsed().as_nanos(),
+            interrupted,
+            egress.sent,
+        ));
+        self.shared.done.store(true, Ordering::Relaxed);
+        self.shared.send(
+            &ControlMessage::Drained {
+                last_seq,
+                records,
+                report,
+            },
+            0,
+        );
+        exit::OK
+    }
+
+    fn node_failure(
+        &self,
+        failure: super::chain::NodeFailure,
+        egress: &WorkerEgress<'_>,
+    ) -> WorkerFailure {
+        if let Some(ring) = &egress.ring_error {
+            return WorkerFailure {
+                category: "ring_corrupted",
+                message: ring.clone(),
+            };
         }
-    };
-    let mut egress = WorkerEgress { dead_letters };
-    if pipeline.source.is_none() {
-        // Nothing to ingest and no inbound ring: wait for STOP.
-        shared.wait_for_stop();
-        return exit::OK;
-    }
-    let stop = || shared.stopping();
-    let progress = |n: u64| shared.records_in.store(n, Ordering::Relaxed);
-    let started = Instant::now();
-    let run = pipeline.drive_source(&mut egress, 0, &stop, &progress);
-    let mut failure = run.failure;
-    if failure.is_none() {
-        failure = pipeline.finish(&mut egress, run.last_seq);
-    }
-    if failure.is_none()
-        && let Err(e) = egress.dead_letters.flush()
-    {
-        shared.fail("node_error", e.to_string());
-        return exit::NODE_ERROR;
-    }
-    let reports = pipeline.reports();
-    shared.records_out.store(
-        reports.last().map_or(0, |r| r.stats.records_in),
-        Ordering::Relaxed,
-    );
-    if let Some(failure) = failure {
-        shared.fail(
-            "node_error",
-            format!(
+        WorkerFailure {
+            category: "node_error",
+            message: format!(
                 "node `{}` failed on seq {}: {}",
                 failure.node, failure.seq, failure.error
             ),
-        );
-        return exit::NODE_ERROR;
+        }
     }
-    let mut report = encode_reports(&reports);
-    report.push_str(&format!(
-        "#dead_lettered={}\n#elapsed_ns={}\n#interrupted={}\n",
-        egress.dead_letters.count(),
-        started.elapsed().as_nanos(),
-        run.interrupted
-    ));
-    shared.done.store(true, Ordering::Relaxed);
-    shared.send(
-        &ControlMessage::Drained {
-            last_seq: run.last_seq,
-            records: run.emitted,
-            report,
-        },
-        0,
-    );
-    exit::OK
+
+    /// The worker that holds the source: pull, run the local chain, forward; then drain.
+    fn run_source(
+        &mut self,
+        egress: &mut WorkerEgress<'_>,
+    ) -> Result<(u64, u64, bool), WorkerFailure> {
+        let shared = Arc::clone(self.shared);
+        let stop = move || shared.stopping();
+        let shared = Arc::clone(self.shared);
+        let progress = move |n: u64| shared.records_in.store(n, Ordering::Relaxed);
+        let run = self.pipeline.drive_source(egress, 0, &stop, &progress);
+        if let Some(failure) = run.failure {
+            return Err(self.node_failure(failure, egress));
+        }
+        self.finish(egress, run.last_seq)?;
+        Ok((run.last_seq, run.emitted, run.interrupted))
+    }
+
+    /// Runs end of stream locally, flushes, and passes end of stream on.
+    fn finish(
+        &mut self,
+        egress: &mut WorkerEgress<'_>,
+        last_seq: u64,
+    ) -> Result<(), WorkerFailure> {
+        if let Some(failure) = self.pipeline.finish(egress, last_seq) {
+            return Err(self.node_failure(failure, egress));
+        }
+        self.flush_sink(egress, last_seq)?;
+        if !egress.outbound.is_empty() {
+            egress
+                .marker(EnvelopeKind::EndOfStream, last_seq)
+                .map_err(|e| WorkerFailure {
+                    category: "ring_corrupted",
+                    message: format!("passing end of stream on: {e}"),
+                })?;
+        }
+        egress.flush();
+        Ok(())
+    }
+
+    /// In the worker that holds the sink: makes the output durable up to `seq`.
+    fn flush_sink(
+        &mut self,
+        egress: &mut WorkerEgress<'_>,
+        _seq: u64,
+    ) -> Result<(), WorkerFailure> {
+        if !self.span.holds_sink {
+            return Ok(());
+        }
+        for stage in &mut self.pipeline.stages {
+            stage.node.flush().map_err(|e| WorkerFailure {
+                category: "node_error",
+                message: format!("node `{}` failed to flush: {e}", stage.name),
+            })?;
+        }
+        if let Some(dead_letters) = &mut egress.dead_letters {
+            dead_letters.flush().map_err(|e| WorkerFailure {
+                category: "node_error",
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A worker fed by the previous group: consume, run the local chain in place in the ring,
+    /// forward; on end of stream, drain.
+    fn run_inbound(
+        &mut self,
+        mut inbound: Vec<Consumer<Segment>>,
+        egress: &mut WorkerEgress<'_>,
+    ) -> Result<(u64, u64, bool), WorkerFailure> {
+        let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
+        let mut completed = 0u64;
+        let mut consumed = 0u64;
+        let mut ended = vec![false; inbound.len()];
+        while !ended.iter().all(|e| *e) {
+            if self.shared.stopping() && !self.shared.drain_on_stop() {
+                // Abort: report how far this worker got.
+                return Ok((completed, consumed, true));
+            }
+            let mut any = false;
+            for (r, consumer) in inbound.iter_mut().enumerate() {
+                if ended[r] {
+                    continue;
+                }
+                let mut step = BatchStep::default();
+                let polled = consumer.poll(BATCH, |record| {
+                    self.handle_record(record.body, trusted, egress, &mut step)
+                });
+                match polled {
+                    Ok(n) => {
+                        any |= n > 0;
+                        consumed += n as u64;
+                    }
+                    Err(PollError::Corrupted(e)) => {
+                        return Err(WorkerFailure {
+                            category: "ring_corrupted",
+                            message: format!("inbound ring: {e}"),
+                        });
+                    }
+                    Err(PollError::Handler(failure)) => return Err(failure),
+                }
+                if step.end_of_stream {
+                    ended[r] = true;
+                }
+                if step.completed > completed {
+                    completed = step.completed;
+                }
+                if self.span.holds_sink && any {
+                    self.flush_sink(egress, completed)?;
+                    consumer.publish_progress(completed);
+                }
+            }
+            egress.flush();
+            self.shared.records_in.store(consumed, Ordering::Relaxed);
+            if !any {
+                for (r, consumer) in inbound.iter_mut().enumerate() {
+                    if !ended[r] {
+                        match consumer.wait(WAIT_SLICE) {
+                            Ok(crate::data::Readiness::Closed) => ended[r] = true,
+                            Ok(_) => {}
+                            Err(e) => {
+                                return Err(WorkerFailure {
+                                    category: "ring_corrupted",
+                                    message: format!("inbound ring: {e}"),
+                                });
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        let last = self.topology_last_seq(completed);
+        self.finish(egress, last)?;
+        if self.span.holds_sink {
+            for consumer in &inbound {
+                consumer.publish_progress(last);
+            }
+        }
+        Ok((last, consumed, false))
+    }
+
+    fn topology_last_seq(&self, completed: u64) -> u64 {
+        let _ = self.topology;
+        completed
+    }
+
+    /// One inbound envelope.
+    fn handle_record(
+        &mut self,
+        body: &[u8],
+        trusted: bool,
+        egress: &mut WorkerEgress<'_>,
+        step: &mut BatchStep,
+    ) -> Result<(), WorkerFailure> {
+        let (header, payload) = EnvelopeHeader::read(body).map_err(|e| WorkerFailure {
+            category: "ring_corrupted",
+            message: format!("inbound envelope: {e}"),
+        })?;
+        let holds_sink = self.span.holds_sink;
+        let forwarded_failure = |e: NodeError| WorkerFailure {
+            category: "ring_corrupted",
+            message: format!("forwarding seq {}: {e}", header.seq),
+        };
+        match header.kind {
+            EnvelopeKind::EndOfStream => {
+                step.end_of_stream = true;
+                return Ok(());
+            }
+            EnvelopeKind::DropMarker if holds_sink => {}
+            EnvelopeKind::DeadLetter if holds_sink => {
+                let record =
+                    <DeadLetterRecord as crate::graph::Message>::access(payload).map_err(|e| {
+                        WorkerFailure {
+                            category: "ring_corrupted",
+                            message: format!("dead letter of seq {}: {e}", header.seq),
+                        }
+                    })?;
+                if let Some(dead_letters) = &mut egress.dead_letters {
+                    dead_letters
+                        .write(
+                            header.seq,
+                            record.node.as_str(),
+                            record.reason.as_str(),
+                            record.detail.as_str(),
+                        )
+                        .map_err(|e| WorkerFailure {
+                            category: "node_error",
+                            message: e.to_string(),
+                        })?;
+                }
+            }
+            EnvelopeKind::DropMarker | EnvelopeKind::DeadLetter => {
+                egress
+                    .forward_raw(&header, payload)
+                    .map_err(forwarded_failure)?;
+            }
+            EnvelopeKind::Data => {
+                let target = header.target as usize;
+                let local = self.pipeline.stages.iter().position(|s| s.index == target);
+                let Some(position) = local else {
+                    egress
+                        .forward_raw(&header, payload)
+                        .map_err(forwarded_failure)?;
+                    step.completed = step.completed.max(header.seq);
+                    return Ok(());
+                };
+                self.run_local(position, &header, payload, trusted, egress)?;
+            }
+        }
+        step.completed = step.completed.max(header.seq);
+        Ok(())
+    }
+
+    /// Runs the local chain on one envelope's payload, read in place in the ring.
+    fn run_local(
+        &mut self,
+        position: usize,
+        header: &EnvelopeHeader,
+        payload: &[u8],
+        trusted: bool,
+        egress: &mut WorkerEgress<'_>,
+    ) -> Result<(), WorkerFailure> {
+        let handoff_from = self.topology.name_of(header.source_group);
+        let ctx = RecordContext {
+            seq: header.seq,
+            trace_id: header.trace_id,
+            process_group: &self.span.name,
+            handoff_from,
+            route_hop: header.route_hop,
+            reply_to: header.reply_to,
+        };
+        egress.forwarded = 0;
+        self.pipeline.env.timing = header.seq.is_multiple_of(super::chain::TIMING_SAMPLE);
+        let (stage, rest) = self.pipeline.stages[position..]
+            .split_first_mut()
+            .unwrap_or_else(|| unreachable!("position comes from a search of the stages"));
+        let super::chain::Stage {
+            name,
+            index,
+            node,
+            stats,
+            ..
+        } = stage;
+        let result = super::chain::run_node(
+            name,
+            *index,
+            node.as_mut(),
+            stats,
+            payload,
+            trusted,
+            &ctx,
+            rest,
+            &mut self.pipeline.env,
+            egress,
+        );
+        if result.is_err() {
+            let failure = self
+                .pipeline
+                .env
+                .failure
+                .take()
+                .unwrap_or(super::chain::NodeFailure {
+                    node: name.clone(),
+                    seq: header.seq,
+                    error: NodeError::failed("unknown failure"),
+                });
+            if let Some(ring) = &egress.ring_error {
+                return Err(WorkerFailure {
+                    category: "ring_corrupted",
+                    message: ring.clone(),
+                });
+            }
+            return Err(WorkerFailure {
+                category: if matches!(failure.error, NodeError::Payload(_)) {
+                    "ring_corrupted"
+                } else {
+                    "node_error"
+                },
+                message: format!(
+                    "node `{}` failed on seq {}: {}",
+                    failure.node, failure.seq, failure.error
+                ),
+            });
+        }
+        // Nothing left this worker for a record that did not end here: a drop, marked so
+        // that the sink's accounting of `seq` stays complete.
+        if egress.forwarded == 0 && !self.span.holds_sink {
+            egress
+                .marker(EnvelopeKind::DropMarker, header.seq)
+                .map_err(|e| WorkerFailure {
+                    category: "ring_corrupted",
+                    message: format!("marking seq {} dropped: {e}", header.seq),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// What one inbound batch saw.
+#[derive(Default)]
+struct BatchStep {
+    end_of_stream: bool,
+    completed: u64,
 }
 
 /// After the work: waits for STOP (the supervisor sends it once every sink drained).

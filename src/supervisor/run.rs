@@ -178,8 +178,17 @@ pub struct Supervisor {
     lifecycle_level: LifecycleLevel,
     work_started_at: Option<Instant>,
     failure_counts: HashMap<FailureCategory, u64>,
-    /// Keeps ring segments alive for the run (issued to workers by fd).
-    _segments: Vec<crate::data::Segment>,
+    /// Every ring of the run, mapped here too (metrics, crash accounting).
+    rings: Vec<PlannedRing>,
+    /// Peak and summed ring depth samples, per ring, for the summary.
+    ring_samples: Vec<(u64, u64, u64)>,
+}
+
+/// One ring between a worker and a worker of the next group.
+struct PlannedRing {
+    name: String,
+    segment: crate::data::Segment,
+    consumer: usize,
 }
 
 impl Drop for Supervisor {
@@ -232,7 +241,8 @@ impl Supervisor {
             .ok_or_else(|| {
                 SupervisorError::Setup("process_supervisor mode needs a control block".into())
             })?;
-        let (records, plans) = plan_workers(config, &graph);
+        let (records, mut plans) = plan_workers(config, &graph);
+        let rings = plan_rings(config, &graph, &records, &mut plans)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let master = MasterKey::generate()?;
         let directory = Arc::new(KeyDirectory::derive(&master, &ids));
@@ -298,7 +308,8 @@ impl Supervisor {
             lifecycle_level: logging.lifecycle_events.level,
             work_started_at: None,
             failure_counts: HashMap::new(),
-            _segments: Vec::new(),
+            ring_samples: vec![(0, 0, 0); rings.len()],
+            rings,
         };
         let exe = match &options.worker_exe {
             Some(exe) => exe.clone(),
@@ -797,7 +808,13 @@ impl Supervisor {
         }
     }
 
-    fn refresh_metrics(&self) {
+    fn refresh_metrics(&mut self) {
+        for (ring, sample) in self.rings.iter().zip(self.ring_samples.iter_mut()) {
+            let depth = crate::data::read_depth(&ring.segment);
+            sample.0 = sample.0.max(depth);
+            sample.1 += depth;
+            sample.2 += 1;
+        }
         let mut view = MetricsView {
             workers: self
                 .records
@@ -823,6 +840,16 @@ impl Supervisor {
             ..MetricsView::default()
         };
         view.restarts = 0;
+        view.ring_depths = self
+            .rings
+            .iter()
+            .map(|r| (r.name.clone(), crate::data::read_depth(&r.segment)))
+            .collect();
+        view.ring_records = self
+            .rings
+            .iter()
+            .map(|r| (r.name.clone(), crate::data::read_counts(&r.segment).0))
+            .collect();
         if let Ok(mut metrics) = self.health_state.metrics.lock() {
             *metrics = view;
         }
@@ -922,9 +949,53 @@ impl Supervisor {
         }
     }
 
+    /// An interrupted run (SIGTERM, SIGINT, stop request): the workers holding sources stop
+    /// ingesting at their next record and end-of-stream drains the pipeline; once every sink
+    /// reported DRAINED (or the largest stop timeout passed, or a second SIGINT), everyone stops.
+    pub fn drain_then_stop(&mut self) {
+        let stop_timeout = self
+            .plans
+            .iter()
+            .map(|p| p.stop_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let deadline_ms = now_ms() + stop_timeout.as_millis() as u64;
+        self.health_state.stopping.store(true, Ordering::Relaxed);
+        let sources: Vec<usize> = (0..self.records.len())
+            .filter(|i| self.records[*i].holds_source && self.records[*i].exit.is_none())
+            .collect();
+        for index in sources {
+            let worker = self.records[index].id.clone();
+            let correlation = self.next_correlation;
+            self.next_correlation += 1;
+            self.send(
+                &worker,
+                &ControlMessage::Stop {
+                    mode: StopMode::Graceful,
+                    deadline_ms,
+                },
+                correlation,
+            );
+        }
+        let deadline = Instant::now() + stop_timeout;
+        let sinks: Vec<String> = self
+            .records
+            .iter()
+            .filter(|r| r.holds_sink)
+            .map(|r| r.id.clone())
+            .collect();
+        while !sinks.iter().all(|s| self.drained.contains_key(s))
+            && self.failure.is_none()
+            && !self.force_requested
+            && Instant::now() < deadline
+        {
+            self.pump(Duration::from_millis(5));
+        }
+        self.stop_all();
+    }
+
     /// Stops every worker: STOP (graceful) to those that can hear it, then SIGKILL to whoever
     /// is alive after the largest `stop_timeout_seconds` (or at once after a second SIGINT).
-    /// With `drain`, a graceful stop first lets sources stop and the pipeline drain.
     pub fn stop_all(&mut self) {
         self.health_state.stopping.store(true, Ordering::Relaxed);
         notify_stopping();
@@ -1078,14 +1149,45 @@ impl Supervisor {
         }
     }
 
-    /// Highest `seq` every sink completed.
+    /// Highest `seq` every sink completed: from its DRAINED report, or, when the sink's
+    /// worker died, from the progress it published in its inbound ring after each flush.
     pub fn completed_through(&self) -> u64 {
-        self.records
-            .iter()
-            .filter(|r| r.holds_sink)
-            .map(|r| self.drained.get(&r.id).map_or(0, |(last, _, _)| *last))
+        (0..self.records.len())
+            .filter(|i| self.records[*i].holds_sink)
+            .map(|i| match self.drained.get(&self.records[i].id) {
+                Some((last, _, _)) => *last,
+                None => self
+                    .rings
+                    .iter()
+                    .filter(|r| r.consumer == i)
+                    .map(|r| crate::data::read_progress(&r.segment))
+                    .min()
+                    .unwrap_or(0),
+            })
             .min()
             .unwrap_or(0)
+    }
+
+    /// Per ring: name, records through it, peak and mean occupancy (bytes) over the run.
+    pub fn ring_report(&self) -> Vec<(String, u64, u64, u64)> {
+        self.rings
+            .iter()
+            .zip(&self.ring_samples)
+            .map(|(r, (peak, sum, n))| {
+                let records = crate::data::read_counts(&r.segment).0;
+                (
+                    r.name.clone(),
+                    records,
+                    *peak,
+                    if *n > 0 { sum / n } else { 0 },
+                )
+            })
+            .collect()
+    }
+
+    /// Every worker's id and pid.
+    pub fn workers(&self) -> Vec<(String, Option<u32>)> {
+        self.records.iter().map(|r| (r.id.clone(), r.pid)).collect()
     }
 
     /// Highest `seq` the source read (from its DRAINED report or its last heartbeat).
@@ -1101,6 +1203,63 @@ impl Supervisor {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// Creates one ring per (worker, worker of the next group) pair and records each end in the
+/// two workers' plans (binding in the bundle, fd to inherit).
+fn plan_rings(
+    config: &Config,
+    graph: &Graph,
+    records: &[WorkerRecord],
+    plans: &mut [WorkerPlan],
+) -> Result<Vec<PlannedRing>, SupervisorError> {
+    let topology = crate::runtime::topology::Topology::of(config, graph);
+    let capacity = config.runtime.platform.execution_ipc.ring_bytes as usize;
+    let len = crate::data::ring_memory_len(capacity);
+    let mut rings = Vec::new();
+    for pair in topology.groups.windows(2) {
+        let (from, to) = (&pair[0], &pair[1]);
+        let producers: Vec<usize> = (0..records.len())
+            .filter(|i| records[*i].group == from.name)
+            .collect();
+        let consumers: Vec<usize> = (0..records.len())
+            .filter(|i| records[*i].group == to.name)
+            .collect();
+        for &p in &producers {
+            for &c in &consumers {
+                let name = format!("{}->{}", records[p].id, records[c].id);
+                let segment = crate::data::Segment::create(&name, len)
+                    .map_err(|e| SupervisorError::Setup(e.to_string()))?;
+                let mut salt = [0u8; 8];
+                getrandom::fill(&mut salt).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+                crate::data::init_ring(&segment, capacity, u64::from_le_bytes(salt))
+                    .map_err(|e| SupervisorError::Setup(e.to_string()))?;
+                let fd = segment.inheritable_fd();
+                plans[p].rings.push(RingBinding {
+                    fd,
+                    len: len as u64,
+                    inbound: false,
+                    node: to.first as u32,
+                    peer: records[c].id.clone(),
+                });
+                plans[p].inherit.push(fd);
+                plans[c].rings.push(RingBinding {
+                    fd,
+                    len: len as u64,
+                    inbound: true,
+                    node: to.first as u32,
+                    peer: records[p].id.clone(),
+                });
+                plans[c].inherit.push(fd);
+                rings.push(PlannedRing {
+                    name,
+                    segment,
+                    consumer: c,
+                });
+            }
+        }
+    }
+    Ok(rings)
 }
 
 /// Workers in spawn order (groups in config order, workers by index) with their plans.
@@ -1169,7 +1328,10 @@ pub fn run_supervised(
         return Err(e);
     }
     let end = supervisor.run_until_done();
-    supervisor.stop_all();
+    match end {
+        RunEnd::Interrupted(_) => supervisor.drain_then_stop(),
+        _ => supervisor.stop_all(),
+    }
     // A run that drained but had a worker fail while stopping is still a failed run.
     let end = match (&end, supervisor.failure()) {
         (RunEnd::Drained, Some(failure)) => RunEnd::Failed(failure.clone()),

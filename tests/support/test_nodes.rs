@@ -148,6 +148,11 @@ impl Node for Record {
             .flush()
             .map_err(|e| NodeError::io("flushing ticks", e))
     }
+    fn flush(&mut self) -> Result<(), NodeError> {
+        self.out
+            .flush()
+            .map_err(|e| NodeError::io("flushing ticks", e))
+    }
 }
 
 fn ticker_settings(

@@ -663,6 +663,19 @@ impl Node for LineSink {
         self.write_audit(ctx.seq, input, reason)
     }
 
+    fn flush(&mut self) -> Result<(), NodeError> {
+        let name = &self.output_name;
+        self.output
+            .flush()
+            .map_err(|e| NodeError::io(format!("flushing output {name}"), e))?;
+        if let Some((writer, path)) = &mut self.audit {
+            writer
+                .flush()
+                .map_err(|e| NodeError::io(format!("flushing audit {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
     fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Nothing>) -> Result<(), NodeError> {
         let name = &self.output_name;
         self.output
