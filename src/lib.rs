@@ -31,3 +31,4 @@ pub mod runtime;
 pub mod supervisor;
 
 pub use runtime::worker_entry;
+pub use supervisor::Runtime;

@@ -316,9 +316,8 @@ fn run_process_groups(config: &Config) -> anyhow::Result<ExitCode> {
     use stream_kernel::supervisor::{RunEnd, SupervisorOptions, run_supervised};
     let registry = fund_load::registry();
     let options = SupervisorOptions {
-        worker_exe: None,
         handle_signals: true,
-        stop: None,
+        ..SupervisorOptions::default()
     };
     let run = match run_supervised(config, &registry, &options) {
         Ok(run) => run,
@@ -459,6 +458,28 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
     }
     out.push_str("  per-node busy time (self time, sampled 1 in 16 records):\n");
     out.push_str(&summary.node_table());
+    if !summary.rings.is_empty() {
+        out.push_str("  per-worker busy time (not waiting on a ring):\n");
+        out.push_str(&summary.worker_table());
+        out.push_str("  per-edge ring occupancy (sampled by the supervisor):\n");
+        out.push_str(&summary.ring_table());
+    }
+    let route = summary.route_cache;
+    if route.hits + route.misses + route.negative_hits > 0 {
+        out.push_str(&format!(
+            "  route cache: {} hits, {} negative hits, {} misses, {} + {} entries, generation {}\n",
+            route.hits,
+            route.negative_hits,
+            route.misses,
+            route.positive_entries,
+            route.negative_entries,
+            route.generation
+        ));
+    }
+    out.push_str(&format!(
+        "  peak RSS: {:.1} MiB (all processes)\n",
+        summary.peak_rss_kib as f64 / 1024.0
+    ));
     out
 }
 

@@ -219,6 +219,16 @@ pub struct RoutingCache {
     pub max_entries: u64,
 }
 
+impl Default for RoutingCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            negative_cache: true,
+            max_entries: 100_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Health {
     pub enabled: bool,
@@ -630,11 +640,7 @@ fn default_platform() -> Platform {
             start_work_on_all_groups_ready: true,
             readiness_timeout_seconds: 30.0,
         },
-        routing_cache: RoutingCache {
-            enabled: true,
-            negative_cache: true,
-            max_entries: 100_000,
-        },
+        routing_cache: RoutingCache::default(),
         health: Health {
             enabled: true,
             bind: "127.0.0.1:0".to_string(),

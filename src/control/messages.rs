@@ -97,12 +97,11 @@ pub struct BootstrapBundle {
 pub struct WorkerCounters {
     pub records_in: u64,
     pub records_out: u64,
-    /// Bytes waiting in each inbound ring, in binding order.
-    pub ring_depths: Vec<u64>,
-    /// Busy share of the last interval, in per mille.
+    /// Busy share of the last interval, in per mille (time not spent waiting on a ring).
     pub busy_per_mille: u32,
-    /// Bytes read by a source (0 for workers without one).
-    pub source_bytes: u64,
+    /// Route cache counters in [`crate::runtime::routes::RouteCacheCounters::pairs`] order,
+    /// as of the worker's last batch.
+    pub route_cache: Vec<u64>,
 }
 
 /// How a worker should stop.

@@ -28,6 +28,9 @@ use super::ring::{Producer, PushError};
 /// Bytes of an envelope header; payloads start at this (16-aligned) offset.
 pub const ENVELOPE_HEADER: usize = 64;
 
+/// `target` of a terminal output on its way back to an embedding host (no node reads it).
+pub const TERMINAL_TARGET: u32 = u32::MAX;
+
 /// What an envelope carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]

@@ -10,7 +10,9 @@ pub mod ring;
 pub mod segment;
 pub mod wait;
 
-pub use envelope::{ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind, push_envelope};
+pub use envelope::{
+    ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind, TERMINAL_TARGET, push_envelope,
+};
 pub use memory::{HeapMemory, RingMemory};
 pub use ring::{
     Consumer, PollError, Producer, PushError, Readiness, RecordRef, RingCorrupted, RingInitError,

@@ -248,6 +248,8 @@ pub struct Producer<M: RingMemory> {
     layout: Layout,
     cursor: ProducerCursor,
     wait: WaitStrategy,
+    /// Time spent blocked on a full ring (process-local; feeds the worker's busy share).
+    stalled: Duration,
 }
 
 /// The producer's private positions.
@@ -316,7 +318,13 @@ impl<M: RingMemory> Producer<M> {
                 records: 0,
             },
             wait,
+            stalled: Duration::ZERO,
         })
+    }
+
+    /// Time this producer spent blocked on a full ring.
+    pub fn stalled(&self) -> Duration {
+        self.stalled
     }
 
     /// Largest record body this ring accepts.
@@ -357,7 +365,9 @@ impl<M: RingMemory> Producer<M> {
             layout,
             cursor,
             wait,
+            stalled,
         } = self;
+        let blocked_at = std::time::Instant::now();
         // SAFETY: PRODUCER_WAITING is the producer's futex word in the waiters line; only this
         // producer sets it.
         let ready = unsafe {
@@ -366,7 +376,9 @@ impl<M: RingMemory> Producer<M> {
                     .refresh_head(&*memory, layout)
                     .map(|()| cursor.free(layout) >= need)
             })
-        }?;
+        };
+        *stalled += blocked_at.elapsed();
+        let ready = ready?;
         if ready {
             Ok(())
         } else {

@@ -168,6 +168,14 @@ impl Segment {
         }
     }
 
+    /// A second mapping of the same memory through a duplicated fd (for a second owner in
+    /// this process, such as an embedding host's end of a ring).
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        let file = self.file.try_clone()?;
+        let map = map(&file, self.len())?;
+        Ok(Self::from_parts(file, map, self.name.clone()))
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -52,6 +52,9 @@ pub enum NodeError {
     /// The node's own failure, in its words.
     #[error("{0}")]
     Failed(String),
+    /// The node panicked; the runtime caught it at the node boundary.
+    #[error("panicked: {0}")]
+    Panicked(String),
     /// The input archive did not validate (only with `validate_payloads: true`).
     #[error(transparent)]
     Payload(#[from] PayloadError),

@@ -147,7 +147,11 @@ impl ChainEnv {
         error: NodeError,
         egress: &mut dyn Egress,
     ) -> Result<(), NodeError> {
-        let policy_applies = matches!(error, NodeError::Failed(_));
+        // A node's own failures (errors and panics) follow the policy; transport problems
+        // (payloads that do not validate, rings) always fail the run. A node that panicked
+        // keeps running for the next record under `dead_letter`, with whatever state the
+        // panic left: the policy trades that risk for availability, as the user chose.
+        let policy_applies = matches!(error, NodeError::Failed(_) | NodeError::Panicked(_));
         if policy_applies && self.policy == NodeErrorPolicy::DeadLetter {
             self.dead_lettered += 1;
             return egress.dead_letter(ctx, node, "NODE_ERROR", &error.to_string());
@@ -201,6 +205,15 @@ pub fn timed<R>(
     result
 }
 
+/// The text of a caught panic (`panic!` with a literal or a formatted message).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 /// Runs `node` on one encoded input, then (depth first) everything it emits locally.
 #[allow(clippy::too_many_arguments)]
 pub fn run_node(
@@ -227,7 +240,10 @@ pub fn run_node(
             ctx,
             emitted: 0,
         };
-        let result = node.process(payload, trusted, ctx, &mut port);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            node.process(payload, trusted, ctx, &mut port)
+        }))
+        .unwrap_or_else(|panic| Err(NodeError::Panicked(panic_message(panic.as_ref()))));
         emitted = port.emitted;
         result
     });
@@ -288,7 +304,11 @@ pub struct ChainPort<'c, 'r> {
 }
 
 impl ChainPort<'_, '_> {
-    fn resolve(&self, target: EmitTarget<'_>, ty: MessageType) -> Result<Option<usize>, NodeError> {
+    fn resolve(
+        &mut self,
+        target: EmitTarget<'_>,
+        ty: MessageType,
+    ) -> Result<Option<usize>, NodeError> {
         match target {
             EmitTarget::Next => Ok(self.env.routes.next_of(self.from)),
             EmitTarget::Named(name) => self

@@ -15,7 +15,7 @@ use super::chain::{
 use super::context::trace_id_for;
 use super::dead_letter::DeadLetters;
 use super::routes::Routes;
-use super::summary::{NodeReport, RunSummary};
+use super::summary::{NodeReport, RunSummary, WorkerReport};
 use crate::config::{Config, ConfigReport};
 use crate::graph::{
     AlignedBuf, BuildContext, BuiltNode, EncodeFn, ErasedSource, Graph, MessageType, NodeError,
@@ -230,6 +230,22 @@ pub(crate) struct SourceRun {
     pub failure: Option<NodeFailure>,
 }
 
+/// The routing table as seen from `group`: in process mode every node's group is its chain
+/// position; inline, everything is group 0.
+fn routes_for(config: &Config, graph: &Graph, group: &str) -> Routes {
+    let routes =
+        Routes::from_graph(graph).with_cache(config.runtime.platform.routing_cache.clone());
+    if !config.is_process_mode() {
+        return routes;
+    }
+    let topology = super::topology::Topology::of(config, graph);
+    let groups = (0..graph.nodes.len())
+        .map(|node| topology.group_of_node(node).map_or(0, |g| g.index))
+        .collect();
+    let home = topology.group(group).map_or(0, |g| g.index);
+    routes.with_groups(groups, home)
+}
+
 impl LocalPipeline {
     /// Builds the local nodes of `graph` for `placement` (does not start them).
     pub fn build(
@@ -253,7 +269,10 @@ impl LocalPipeline {
             source_name,
             source_stats: NodeStats::default(),
             stages,
-            env: ChainEnv::new(Routes::from_graph(graph), config.runtime.on_node_error),
+            env: ChainEnv::new(
+                routes_for(config, graph, &placement.group),
+                config.runtime.on_node_error,
+            ),
             group: placement.group.clone(),
             run_id,
         })
@@ -460,6 +479,7 @@ pub fn run_inline_with_outputs<'o>(
         failure = pipeline.finish(&mut egress, run.last_seq);
     }
     let flushed = egress.dead_letters.flush();
+    let peak_rss_kib = crate::observability::process::peak_rss_kib().unwrap_or(0);
     let summary = RunSummary {
         profile: "inline".to_string(),
         records_in: run.emitted,
@@ -474,6 +494,16 @@ pub fn run_inline_with_outputs<'o>(
         dead_letter_path: egress.dead_letters.destination().map(|p| p.to_path_buf()),
         interrupted: run.interrupted,
         nodes: pipeline.reports(),
+        workers: vec![WorkerReport {
+            id: "inline".to_string(),
+            group: "inline".to_string(),
+            elapsed: started.elapsed(),
+            busy: started.elapsed(),
+            peak_rss_kib,
+        }],
+        rings: Vec::new(),
+        route_cache: pipeline.env.routes.cache_counters(),
+        peak_rss_kib,
     };
     if let Some(failure) = failure {
         return Err(RunError::NodeFailed {

@@ -14,6 +14,7 @@ pub mod worker;
 
 pub use inline::{OutputFn, RunError, RunOptions, run_inline, run_inline_with_outputs};
 pub use summary::{
-    NodeReport, RunSummary, decode_reports, encode_reports, report_field, report_flag,
+    NodeReport, RingReport, RunSummary, WorkerReport, decode_reports, encode_reports, report_field,
+    report_flag,
 };
 pub use worker::worker_entry;

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::chain::NodeStats;
+use super::routes::RouteCacheCounters;
 
 /// One node's share of a run.
 #[derive(Debug, Clone)]
@@ -35,6 +36,49 @@ pub struct RunSummary {
     /// The run was stopped before its input ended (SIGTERM / SIGINT).
     pub interrupted: bool,
     pub nodes: Vec<NodeReport>,
+    /// One entry per process that did work (one `inline` entry in the memory profile).
+    pub workers: Vec<WorkerReport>,
+    /// One entry per ring (empty inline).
+    pub rings: Vec<RingReport>,
+    /// Route cache counters, summed over workers (`generation`: the highest).
+    pub route_cache: RouteCacheCounters,
+    /// Peak resident memory of every process of the run together (supervisor included), KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// One worker process's share of a run.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    pub id: String,
+    pub group: String,
+    /// START_WORK to DRAINED.
+    pub elapsed: Duration,
+    /// Of `elapsed`, the time not spent waiting on a ring (idle inbound or full outbound).
+    pub busy: Duration,
+    pub peak_rss_kib: u64,
+}
+
+impl WorkerReport {
+    /// `busy / elapsed` in percent.
+    pub fn busy_percent(&self) -> f64 {
+        let elapsed = self.elapsed.as_secs_f64();
+        if elapsed > 0.0 {
+            self.busy.as_secs_f64() * 100.0 / elapsed
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One ring's traffic and occupancy over a run, sampled by the supervisor.
+#[derive(Debug, Clone, Default)]
+pub struct RingReport {
+    /// `producer-worker->consumer-worker`.
+    pub name: String,
+    pub records: u64,
+    pub capacity_bytes: u64,
+    pub peak_bytes: u64,
+    pub mean_bytes: u64,
 }
 
 impl RunSummary {
@@ -84,6 +128,55 @@ impl RunSummary {
                 node.stats.errors,
                 busy as f64 / 1e6,
                 share
+            );
+        }
+        out
+    }
+
+    /// The worker table as text: busy share and peak memory per worker process.
+    pub fn worker_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>10} {:>10} {:>6} {:>10}",
+            "worker", "elapsed", "busy", "busy%", "peak RSS"
+        );
+        for w in &self.workers {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>8.1}ms {:>8.1}ms {:>5.1}% {:>7.1}MiB",
+                w.id,
+                w.elapsed.as_secs_f64() * 1e3,
+                w.busy.as_secs_f64() * 1e3,
+                w.busy_percent(),
+                w.peak_rss_kib as f64 / 1024.0
+            );
+        }
+        out
+    }
+
+    /// The ring table as text: records through each ring and its sampled occupancy.
+    pub fn ring_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "  {:<56} {:>10} {:>10} {:>10} {:>6}",
+            "ring", "records", "peak", "mean", "peak%"
+        );
+        for r in &self.rings {
+            let percent = if r.capacity_bytes > 0 {
+                r.peak_bytes as f64 * 100.0 / r.capacity_bytes as f64
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "  {:<56} {:>10} {:>9}K {:>9}K {:>5.1}%",
+                r.name,
+                r.records,
+                r.peak_bytes / 1024,
+                r.mean_bytes / 1024,
+                percent
             );
         }
         out

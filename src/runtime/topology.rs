@@ -68,6 +68,13 @@ impl Topology {
         self.groups.iter().find(|g| g.name == name)
     }
 
+    /// The group that holds graph node `node`.
+    pub fn group_of_node(&self, node: usize) -> Option<&GroupSpan> {
+        self.groups
+            .iter()
+            .find(|g| (g.first..=g.last).contains(&node))
+    }
+
     /// The group after `name` in the chain.
     pub fn next(&self, name: &str) -> Option<&GroupSpan> {
         let at = self.groups.iter().position(|g| g.name == name)?;

@@ -112,7 +112,10 @@ struct Shared {
     stop: AtomicU8,
     records_in: AtomicU64,
     records_out: AtomicU64,
-    source_bytes: AtomicU64,
+    /// Nanoseconds spent waiting on rings (idle inbound, full outbound) since START_WORK.
+    idle_ns: AtomicU64,
+    /// The route cache's counters as of the last batch.
+    route_cache: Mutex<Vec<u64>>,
     done: AtomicBool,
     /// STOP means "stop ingesting and drain" for the worker that holds the source, "stop at
     /// the next batch" for the others.
@@ -125,6 +128,15 @@ impl Shared {
             Ok(mut tx) => tx.send(message, correlation).is_ok(),
             Err(_) => false,
         }
+    }
+
+    fn is_started(&self) -> bool {
+        self.started.0.lock().map(|s| *s).unwrap_or(false)
+    }
+
+    fn add_idle(&self, waited: Duration) {
+        self.idle_ns
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn stopping(&self) -> bool {
@@ -243,7 +255,8 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
         stop: AtomicU8::new(RUNNING),
         records_in: AtomicU64::new(0),
         records_out: AtomicU64::new(0),
-        source_bytes: AtomicU64::new(0),
+        idle_ns: AtomicU64::new(0),
+        route_cache: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
         holds_source: AtomicBool::new(false),
     });
@@ -351,6 +364,7 @@ fn run_bootstrapped(
         span,
         pipeline: &mut pipeline,
         shared: &shared,
+        ends_chain: io.outbound.is_empty(),
     };
     let code = data.run(io);
     if code != exit::OK {
@@ -449,6 +463,27 @@ const BATCH: usize = 256;
 struct WorkerFailure {
     category: &'static str,
     message: String,
+    /// The record a node failed on (node errors only): everything before it is complete.
+    failed_seq: Option<u64>,
+}
+
+impl WorkerFailure {
+    fn ring(message: String) -> Self {
+        Self {
+            category: "ring_corrupted",
+            message,
+            failed_seq: None,
+        }
+    }
+
+    /// A node error that is not about one record (opening or flushing an adapter).
+    fn node(message: String) -> Self {
+        Self {
+            category: "node_error",
+            message,
+            failed_seq: None,
+        }
+    }
 }
 
 /// Where a worker's values go when they leave its local chain: the next group's ring, or,
@@ -500,8 +535,14 @@ impl WorkerEgress<'_> {
             )));
         };
         let arena = &mut self.arena;
+        let stalled_before = producer.stalled();
         loop {
-            match push_envelope(producer, header, |slot| encode(slot, arena), PUSH_SLICE) {
+            let pushed = push_envelope(producer, header, |slot| encode(slot, arena), PUSH_SLICE);
+            let stalled = producer.stalled();
+            if stalled != stalled_before {
+                self.shared.add_idle(stalled - stalled_before);
+            }
+            match pushed {
                 Ok(_) => {
                     self.forwarded += 1;
                     self.sent += 1;
@@ -537,9 +578,12 @@ impl WorkerEgress<'_> {
         })
     }
 
-    fn marker(&mut self, kind: EnvelopeKind, seq: u64) -> Result<(), NodeError> {
+    /// An end-of-stream or drop marker; a drop marker keeps the record's `reply_to`, so an
+    /// embedding host learns that its request produced nothing.
+    fn marker(&mut self, kind: EnvelopeKind, seq: u64, reply_to: u64) -> Result<(), NodeError> {
         let mut header = EnvelopeHeader::data(seq, 0);
         header.kind = kind;
+        header.reply_to = reply_to;
         header.source_group = self.group_index;
         self.push(&header, &mut |_, _| Some(0))
     }
@@ -568,14 +612,26 @@ impl Egress for WorkerEgress<'_> {
         self.push(&header, &mut |slot, arena| encode(slot, arena).ok())
     }
 
+    /// A terminal output goes back to the embedding host when this worker has a ring to it
+    /// (the last group of an embedded run); a batch run has no reader and discards it, as the
+    /// inline runtime does without an output callback.
     fn terminal(
         &mut self,
         _from: usize,
-        _ctx: &RecordContext<'_>,
+        ctx: &RecordContext<'_>,
         _ty: MessageType,
-        _encode: &mut EncodeFn<'_>,
+        encode: &mut EncodeFn<'_>,
     ) -> Result<(), NodeError> {
-        Ok(())
+        if self.outbound.is_empty() {
+            return Ok(());
+        }
+        let header = self.header_for(
+            ctx,
+            crate::data::TERMINAL_TARGET,
+            EnvelopeKind::Data,
+            ctx.route_hop,
+        );
+        self.push(&header, &mut |slot, arena| encode(slot, arena).ok())
     }
 
     fn dead_letter(
@@ -612,11 +668,15 @@ struct GroupData<'a> {
     span: crate::runtime::topology::GroupSpan,
     pipeline: &'a mut LocalPipeline,
     shared: &'a Arc<Shared>,
+    /// No outbound ring: this worker is where records end (the sink's worker, or the last
+    /// group of a run whose terminal outputs have no reader). It writes dead letters, absorbs
+    /// drop markers and publishes its progress for crash accounting.
+    ends_chain: bool,
 }
 
 impl GroupData<'_> {
     fn run(&mut self, io: GroupIo) -> i32 {
-        let dead_letters = if self.span.holds_sink {
+        let dead_letters = if self.ends_chain {
             match DeadLetters::open(self.config.adapters.dead_letter.as_ref()) {
                 Ok(dead_letters) => Some(dead_letters),
                 Err(e) => {
@@ -638,27 +698,38 @@ impl GroupData<'_> {
             ring_error: None,
         };
         let started = Instant::now();
+        let mut inbound = io.inbound;
         let outcome = if self.pipeline.source.is_some() {
             self.run_source(&mut egress)
         } else {
-            self.run_inbound(io.inbound, &mut egress)
+            self.run_inbound(&mut inbound, &mut egress)
         };
         let (last_seq, records, interrupted) = match outcome {
             Ok(done) => done,
             Err(failure) => {
+                if let Some(seq) = failure.failed_seq {
+                    self.complete_before(seq, &mut egress, &inbound);
+                }
                 self.shared.fail(failure.category, failure.message);
                 return exit::NODE_ERROR;
             }
         };
         let reports = self.pipeline.reports();
         let mut report = encode_reports(&reports);
+        let elapsed = started.elapsed();
+        let idle = Duration::from_nanos(self.shared.idle_ns.load(Ordering::Relaxed));
         report.push_str(&format!(
-            "#dead_lettered={}\n#elapsed_ns={}\n#interrupted={}\n#sent={}\n",
+            "#dead_lettered={}\n#elapsed_ns={}\n#busy_ns={}\n#peak_rss_kib={}\n#interrupted={}\n#sent={}\n",
             egress.dead_letters.as_ref().map_or(0, DeadLetters::count),
-            started.elapsed().as_nanos(),
+            elapsed.as_nanos(),
+            elapsed.saturating_sub(idle).as_nanos(),
+            crate::observability::process::peak_rss_kib().unwrap_or(0),
             interrupted,
             egress.sent,
         ));
+        for (name, value) in self.pipeline.env.routes.cache_counters().pairs() {
+            report.push_str(&format!("#route_cache.{name}={value}\n"));
+        }
         self.shared.done.store(true, Ordering::Relaxed);
         self.shared.send(
             &ControlMessage::Drained {
@@ -671,23 +742,50 @@ impl GroupData<'_> {
         exit::OK
     }
 
+    /// A node failed on record `seq` (policy `fail`): every record before it is good, so it
+    /// is completed rather than lost. The sink's worker makes its output durable and records
+    /// `seq - 1` as its progress; any other worker publishes what it forwarded and passes end
+    /// of stream on, and the supervisor lets the groups after it drain before stopping them.
+    fn complete_before(
+        &mut self,
+        seq: u64,
+        egress: &mut WorkerEgress<'_>,
+        inbound: &[Consumer<Segment>],
+    ) {
+        if self.ends_chain {
+            if self.flush_sink(egress).is_ok() {
+                for consumer in inbound {
+                    consumer.publish_progress(seq.saturating_sub(1));
+                }
+            }
+            return;
+        }
+        egress.flush();
+        // Best effort: the push gives up when the supervisor stops the run.
+        let _ = egress.marker(EnvelopeKind::EndOfStream, seq.saturating_sub(1), 0);
+        egress.flush();
+    }
+
     fn node_failure(
         &self,
         failure: super::chain::NodeFailure,
         egress: &WorkerEgress<'_>,
     ) -> WorkerFailure {
         if let Some(ring) = &egress.ring_error {
-            return WorkerFailure {
-                category: "ring_corrupted",
-                message: ring.clone(),
-            };
+            return WorkerFailure::ring(ring.clone());
+        }
+        let message = format!(
+            "node `{}` failed on seq {}: {}",
+            failure.node, failure.seq, failure.error
+        );
+        // An input that did not validate is the transport's fault, not the node's.
+        if matches!(failure.error, NodeError::Payload(_)) {
+            return WorkerFailure::ring(message);
         }
         WorkerFailure {
             category: "node_error",
-            message: format!(
-                "node `{}` failed on seq {}: {}",
-                failure.node, failure.seq, failure.error
-            ),
+            message,
+            failed_seq: Some(failure.seq),
         }
     }
 
@@ -717,39 +815,30 @@ impl GroupData<'_> {
         if let Some(failure) = self.pipeline.finish(egress, last_seq) {
             return Err(self.node_failure(failure, egress));
         }
-        self.flush_sink(egress, last_seq)?;
+        self.flush_sink(egress)?;
         if !egress.outbound.is_empty() {
             egress
-                .marker(EnvelopeKind::EndOfStream, last_seq)
-                .map_err(|e| WorkerFailure {
-                    category: "ring_corrupted",
-                    message: format!("passing end of stream on: {e}"),
-                })?;
+                .marker(EnvelopeKind::EndOfStream, last_seq, 0)
+                .map_err(|e| WorkerFailure::ring(format!("passing end of stream on: {e}")))?;
         }
         egress.flush();
         Ok(())
     }
 
     /// In the worker that holds the sink: makes the output durable up to `seq`.
-    fn flush_sink(
-        &mut self,
-        egress: &mut WorkerEgress<'_>,
-        _seq: u64,
-    ) -> Result<(), WorkerFailure> {
-        if !self.span.holds_sink {
+    fn flush_sink(&mut self, egress: &mut WorkerEgress<'_>) -> Result<(), WorkerFailure> {
+        if !self.ends_chain {
             return Ok(());
         }
         for stage in &mut self.pipeline.stages {
-            stage.node.flush().map_err(|e| WorkerFailure {
-                category: "node_error",
-                message: format!("node `{}` failed to flush: {e}", stage.name),
+            stage.node.flush().map_err(|e| {
+                WorkerFailure::node(format!("node `{}` failed to flush: {e}", stage.name))
             })?;
         }
         if let Some(dead_letters) = &mut egress.dead_letters {
-            dead_letters.flush().map_err(|e| WorkerFailure {
-                category: "node_error",
-                message: e.to_string(),
-            })?;
+            dead_letters
+                .flush()
+                .map_err(|e| WorkerFailure::node(e.to_string()))?;
         }
         Ok(())
     }
@@ -758,7 +847,7 @@ impl GroupData<'_> {
     /// forward; on end of stream, drain.
     fn run_inbound(
         &mut self,
-        mut inbound: Vec<Consumer<Segment>>,
+        inbound: &mut [Consumer<Segment>],
         egress: &mut WorkerEgress<'_>,
     ) -> Result<(u64, u64, bool), WorkerFailure> {
         let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
@@ -785,10 +874,7 @@ impl GroupData<'_> {
                         consumed += n as u64;
                     }
                     Err(PollError::Corrupted(e)) => {
-                        return Err(WorkerFailure {
-                            category: "ring_corrupted",
-                            message: format!("inbound ring: {e}"),
-                        });
+                        return Err(WorkerFailure::ring(format!("inbound ring: {e}")));
                     }
                     Err(PollError::Handler(failure)) => return Err(failure),
                 }
@@ -798,24 +884,24 @@ impl GroupData<'_> {
                 if step.completed > completed {
                     completed = step.completed;
                 }
-                if self.span.holds_sink && any {
-                    self.flush_sink(egress, completed)?;
+                if self.ends_chain && any {
+                    self.flush_sink(egress)?;
                     consumer.publish_progress(completed);
                 }
             }
             egress.flush();
-            self.shared.records_in.store(consumed, Ordering::Relaxed);
+            self.publish_counters(consumed, egress);
             if !any {
                 for (r, consumer) in inbound.iter_mut().enumerate() {
                     if !ended[r] {
-                        match consumer.wait(WAIT_SLICE) {
+                        let waiting = Instant::now();
+                        let woke = consumer.wait(WAIT_SLICE);
+                        self.shared.add_idle(waiting.elapsed());
+                        match woke {
                             Ok(crate::data::Readiness::Closed) => ended[r] = true,
                             Ok(_) => {}
                             Err(e) => {
-                                return Err(WorkerFailure {
-                                    category: "ring_corrupted",
-                                    message: format!("inbound ring: {e}"),
-                                });
+                                return Err(WorkerFailure::ring(format!("inbound ring: {e}")));
                             }
                         }
                         break;
@@ -823,19 +909,27 @@ impl GroupData<'_> {
                 }
             }
         }
-        let last = self.topology_last_seq(completed);
+        let last = completed;
         self.finish(egress, last)?;
-        if self.span.holds_sink {
-            for consumer in &inbound {
+        if self.ends_chain {
+            for consumer in inbound.iter() {
                 consumer.publish_progress(last);
             }
         }
         Ok((last, consumed, false))
     }
 
-    fn topology_last_seq(&self, completed: u64) -> u64 {
-        let _ = self.topology;
-        completed
+    /// What the heartbeat thread reports: records in and out, route cache counters.
+    fn publish_counters(&self, consumed: u64, egress: &WorkerEgress<'_>) {
+        self.shared.records_in.store(consumed, Ordering::Relaxed);
+        self.shared
+            .records_out
+            .store(egress.sent, Ordering::Relaxed);
+        if let Ok(mut counters) = self.shared.route_cache.lock() {
+            counters.clear();
+            let route = self.pipeline.env.routes.cache_counters();
+            counters.extend(route.pairs().iter().map(|(_, v)| *v));
+        }
     }
 
     /// One inbound envelope.
@@ -846,28 +940,21 @@ impl GroupData<'_> {
         egress: &mut WorkerEgress<'_>,
         step: &mut BatchStep,
     ) -> Result<(), WorkerFailure> {
-        let (header, payload) = EnvelopeHeader::read(body).map_err(|e| WorkerFailure {
-            category: "ring_corrupted",
-            message: format!("inbound envelope: {e}"),
-        })?;
-        let holds_sink = self.span.holds_sink;
-        let forwarded_failure = |e: NodeError| WorkerFailure {
-            category: "ring_corrupted",
-            message: format!("forwarding seq {}: {e}", header.seq),
-        };
+        let (header, payload) = EnvelopeHeader::read(body)
+            .map_err(|e| WorkerFailure::ring(format!("inbound envelope: {e}")))?;
+        let ends_chain = self.ends_chain;
+        let forwarded_failure =
+            |e: NodeError| WorkerFailure::ring(format!("forwarding seq {}: {e}", header.seq));
         match header.kind {
             EnvelopeKind::EndOfStream => {
                 step.end_of_stream = true;
                 return Ok(());
             }
-            EnvelopeKind::DropMarker if holds_sink => {}
-            EnvelopeKind::DeadLetter if holds_sink => {
+            EnvelopeKind::DropMarker if ends_chain => {}
+            EnvelopeKind::DeadLetter if ends_chain => {
                 let record =
                     <DeadLetterRecord as crate::graph::Message>::access(payload).map_err(|e| {
-                        WorkerFailure {
-                            category: "ring_corrupted",
-                            message: format!("dead letter of seq {}: {e}", header.seq),
-                        }
+                        WorkerFailure::ring(format!("dead letter of seq {}: {e}", header.seq))
                     })?;
                 if let Some(dead_letters) = &mut egress.dead_letters {
                     dead_letters
@@ -877,10 +964,7 @@ impl GroupData<'_> {
                             record.reason.as_str(),
                             record.detail.as_str(),
                         )
-                        .map_err(|e| WorkerFailure {
-                            category: "node_error",
-                            message: e.to_string(),
-                        })?;
+                        .map_err(|e| WorkerFailure::node(e.to_string()))?;
                 }
             }
             EnvelopeKind::DropMarker | EnvelopeKind::DeadLetter => {
@@ -958,32 +1042,15 @@ impl GroupData<'_> {
                     seq: header.seq,
                     error: NodeError::failed("unknown failure"),
                 });
-            if let Some(ring) = &egress.ring_error {
-                return Err(WorkerFailure {
-                    category: "ring_corrupted",
-                    message: ring.clone(),
-                });
-            }
-            return Err(WorkerFailure {
-                category: if matches!(failure.error, NodeError::Payload(_)) {
-                    "ring_corrupted"
-                } else {
-                    "node_error"
-                },
-                message: format!(
-                    "node `{}` failed on seq {}: {}",
-                    failure.node, failure.seq, failure.error
-                ),
-            });
+            return Err(self.node_failure(failure, egress));
         }
         // Nothing left this worker for a record that did not end here: a drop, marked so
         // that the sink's accounting of `seq` stays complete.
-        if egress.forwarded == 0 && !self.span.holds_sink {
+        if egress.forwarded == 0 && !self.ends_chain {
             egress
-                .marker(EnvelopeKind::DropMarker, header.seq)
-                .map_err(|e| WorkerFailure {
-                    category: "ring_corrupted",
-                    message: format!("marking seq {} dropped: {e}", header.seq),
+                .marker(EnvelopeKind::DropMarker, header.seq, header.reply_to)
+                .map_err(|e| {
+                    WorkerFailure::ring(format!("marking seq {} dropped: {e}", header.seq))
                 })?;
         }
         Ok(())
@@ -1072,15 +1139,39 @@ fn handle_control(shared: &Arc<Shared>, received: crate::control::Received) {
     }
 }
 
+/// Busy share between two heartbeats: wall time minus time spent waiting on rings.
+#[derive(Default)]
+struct BusyMeter {
+    last: Option<(Instant, u64)>,
+}
+
+impl BusyMeter {
+    fn sample(&mut self, working: bool, idle_ns: u64) -> u32 {
+        let now = Instant::now();
+        let previous = self.last.replace((now, idle_ns));
+        let (Some((then, idle_then)), true) = (previous, working) else {
+            return 0;
+        };
+        let wall = now.duration_since(then).as_nanos().max(1) as u64;
+        let idle = idle_ns.saturating_sub(idle_then).min(wall);
+        ((wall - idle) * 1000 / wall) as u32
+    }
+}
+
 fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
     std::thread::spawn(move || {
+        let mut busy = BusyMeter::default();
         loop {
+            let working = shared.is_started() && !shared.done.load(Ordering::Relaxed);
             let counters = WorkerCounters {
                 records_in: shared.records_in.load(Ordering::Relaxed),
                 records_out: shared.records_out.load(Ordering::Relaxed),
-                ring_depths: Vec::new(),
-                busy_per_mille: 0,
-                source_bytes: shared.source_bytes.load(Ordering::Relaxed),
+                busy_per_mille: busy.sample(working, shared.idle_ns.load(Ordering::Relaxed)),
+                route_cache: shared
+                    .route_cache
+                    .lock()
+                    .map(|c| c.clone())
+                    .unwrap_or_default(),
             };
             let beat = ControlMessage::Heartbeat {
                 worker_id: shared.worker_id.clone(),

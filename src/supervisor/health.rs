@@ -39,6 +39,8 @@ pub struct MetricsView {
     pub ring_records: Vec<(String, u64)>,
     /// (worker, records in)
     pub worker_records: Vec<(String, u64)>,
+    /// (worker, busy share of its last heartbeat interval in per mille)
+    pub worker_busy: Vec<(String, u64)>,
     /// (counter, value): route cache counters.
     pub route_cache: Vec<(&'static str, u64)>,
     /// (exporter, outcome, count): spans exported / dropped / failed.
@@ -60,6 +62,11 @@ struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EdgeLabel {
     edge: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabel {
+    worker: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,7 +164,15 @@ pub fn render_metrics(view: &MetricsView) -> String {
         "Records each worker took in",
         view.worker_records
             .iter()
-            .map(|(w, v)| (EdgeLabel { edge: w.clone() }, *v as i64)),
+            .map(|(w, v)| (WorkerLabel { worker: w.clone() }, *v as i64)),
+    );
+    gauge_family(
+        &mut registry,
+        "worker_busy_per_mille",
+        "Share of the last heartbeat interval each worker spent not waiting on a ring",
+        view.worker_busy
+            .iter()
+            .map(|(w, v)| (WorkerLabel { worker: w.clone() }, *v as i64)),
     );
     gauge_family(
         &mut registry,

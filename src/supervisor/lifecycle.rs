@@ -176,7 +176,8 @@ pub struct WorkerRecord {
     pub exit: Option<String>,
     pub failure: Option<(FailureCategory, String)>,
     pub stop_mode: Option<&'static str>,
-    pub holds_sink: bool,
+    /// In the last group of the chain: its DRAINED means the run's records are all through.
+    pub ends_chain: bool,
     pub holds_source: bool,
     pub drained: bool,
     /// The worker's control connection is open (its frames may still be in flight).

@@ -5,11 +5,13 @@
 //! Its loop is the only writer of worker state (see `run.rs` for the state machine).
 
 pub mod health;
+mod host;
 pub mod lifecycle;
 pub mod monitor;
 mod run;
 pub mod spawn;
 
+pub use host::{HostError, Reply, ReplyKind, Runtime};
 pub use lifecycle::{
     EventKind, FailureCategory, LifecycleEvent, Snapshot, WorkerSnapshot, WorkerState,
 };

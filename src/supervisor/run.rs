@@ -35,7 +35,10 @@ use crate::control::{
     SessionError, StopMode, SupervisorSessions, now_ms,
 };
 use crate::graph::{Graph, NodeRole, Registry};
-use crate::runtime::{NodeReport, RunSummary, decode_reports, report_field, report_flag};
+use crate::runtime::routes::RouteCacheCounters;
+use crate::runtime::{
+    NodeReport, RingReport, RunSummary, WorkerReport, decode_reports, report_field, report_flag,
+};
 
 /// How long a reaped worker's connection may stay open before its exit is judged anyway.
 const EXIT_GRACE: Duration = Duration::from_millis(200);
@@ -50,6 +53,10 @@ pub struct SupervisorOptions {
     pub handle_signals: bool,
     /// Set to request a graceful stop from another thread.
     pub stop: Option<Arc<AtomicBool>>,
+    /// The caller is an embedding host (see [`crate::supervisor::Runtime`]): when the pipeline
+    /// has no source, plan a ring from the host into each worker of the first group; when its
+    /// last node is not a sink, a ring from each worker of the last group back to the host.
+    pub host_rings: bool,
 }
 
 /// A supervised run could not be set up or did not complete.
@@ -184,11 +191,14 @@ pub struct Supervisor {
     ring_samples: Vec<(u64, u64, u64)>,
 }
 
-/// One ring between a worker and a worker of the next group.
+/// One ring between a worker and a worker of the next group (or the embedding host).
 struct PlannedRing {
     name: String,
     segment: crate::data::Segment,
-    consumer: usize,
+    /// The consuming worker (`None`: the host).
+    consumer: Option<usize>,
+    /// The end the embedding host holds, for host rings.
+    host: Option<HostEnd>,
 }
 
 impl Drop for Supervisor {
@@ -216,6 +226,18 @@ impl Drop for Supervisor {
     }
 }
 
+/// The config's graph, type-checked; its errors as a config report.
+pub(crate) fn checked_graph(
+    config: &Config,
+    registry: &Registry,
+) -> Result<Graph, SupervisorError> {
+    let mut diag = crate::config::reader::Diagnostics::default();
+    Graph::check(config, registry, &mut diag).ok_or(SupervisorError::Config(ConfigReport {
+        errors: diag.errors,
+        warnings: diag.warnings,
+    }))
+}
+
 impl Supervisor {
     /// Plans the workers, opens the control listener and health server, and spawns every
     /// worker in config order (groups in order, workers by index). Returns once all are spawned.
@@ -225,13 +247,7 @@ impl Supervisor {
         options: &SupervisorOptions,
     ) -> Result<Self, SupervisorError> {
         let launched_at = Instant::now();
-        let mut diag = crate::config::reader::Diagnostics::default();
-        let Some(graph) = Graph::check(config, registry, &mut diag) else {
-            return Err(SupervisorError::Config(ConfigReport {
-                errors: diag.errors,
-                warnings: diag.warnings,
-            }));
-        };
+        let graph = checked_graph(config, registry)?;
         let control = config
             .runtime
             .platform
@@ -242,7 +258,7 @@ impl Supervisor {
                 SupervisorError::Setup("process_supervisor mode needs a control block".into())
             })?;
         let (records, mut plans) = plan_workers(config, &graph);
-        let rings = plan_rings(config, &graph, &records, &mut plans)?;
+        let rings = plan_rings(config, &graph, &records, &mut plans, options.host_rings)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let master = MasterKey::generate()?;
         let directory = Arc::new(KeyDirectory::derive(&master, &ids));
@@ -837,6 +853,12 @@ impl Supervisor {
                 .iter()
                 .map(|r| (r.id.clone(), r.counters.records_in))
                 .collect(),
+            worker_busy: self
+                .records
+                .iter()
+                .map(|r| (r.id.clone(), u64::from(r.counters.busy_per_mille)))
+                .collect(),
+            route_cache: self.route_cache_counters().pairs().to_vec(),
             ..MetricsView::default()
         };
         view.restarts = 0;
@@ -921,20 +943,13 @@ impl Supervisor {
             self.pump(Duration::from_millis(10));
         }
         self.emit_phase(EventKind::SupervisorStartWorkload, started);
-        match &self.failure {
-            Some(failure) => Err(SupervisorError::WorkerFailed(failure.clone())),
-            None => Ok(()),
-        }
+        // The gate is open: a failure from here on belongs to the run, which
+        // `run_until_done` reports with its accounting.
+        Ok(())
     }
 
-    /// Runs until every sink drained, a worker fails, or a stop is requested.
+    /// Runs until the last group (the sink's) drained, a worker fails, or a stop is requested.
     pub fn run_until_done(&mut self) -> RunEnd {
-        let sinks: Vec<String> = self
-            .records
-            .iter()
-            .filter(|r| r.holds_sink)
-            .map(|r| r.id.clone())
-            .collect();
         loop {
             if let Some(failure) = &self.failure {
                 return RunEnd::Failed(failure.clone());
@@ -942,7 +957,7 @@ impl Supervisor {
             if let Some(signal) = self.stop_signal {
                 return RunEnd::Interrupted(signal);
             }
-            if !sinks.is_empty() && sinks.iter().all(|s| self.drained.contains_key(s)) {
+            if self.last_group_drained() {
                 return RunEnd::Drained;
             }
             self.pump(Duration::from_millis(50));
@@ -953,12 +968,7 @@ impl Supervisor {
     /// ingesting at their next record and end-of-stream drains the pipeline; once every sink
     /// reported DRAINED (or the largest stop timeout passed, or a second SIGINT), everyone stops.
     pub fn drain_then_stop(&mut self) {
-        let stop_timeout = self
-            .plans
-            .iter()
-            .map(|p| p.stop_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
+        let stop_timeout = self.largest_stop_timeout();
         let deadline_ms = now_ms() + stop_timeout.as_millis() as u64;
         self.health_state.stopping.store(true, Ordering::Relaxed);
         let sources: Vec<usize> = (0..self.records.len())
@@ -978,13 +988,7 @@ impl Supervisor {
             );
         }
         let deadline = Instant::now() + stop_timeout;
-        let sinks: Vec<String> = self
-            .records
-            .iter()
-            .filter(|r| r.holds_sink)
-            .map(|r| r.id.clone())
-            .collect();
-        while !sinks.iter().all(|s| self.drained.contains_key(s))
+        while !self.last_group_drained()
             && self.failure.is_none()
             && !self.force_requested
             && Instant::now() < deadline
@@ -1000,12 +1004,7 @@ impl Supervisor {
         self.health_state.stopping.store(true, Ordering::Relaxed);
         notify_stopping();
         let graceful_started = Instant::now();
-        let stop_timeout = self
-            .plans
-            .iter()
-            .map(|p| p.stop_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
+        let stop_timeout = self.largest_stop_timeout();
         let deadline_ms = now_ms() + stop_timeout.as_millis() as u64;
         let mut immediate: Vec<usize> = Vec::new();
         for index in 0..self.records.len() {
@@ -1119,6 +1118,7 @@ impl Supervisor {
             .filter_map(|(_, _, r)| report_field(r, "elapsed_ns"))
             .max()
             .unwrap_or(0);
+        let workers = self.worker_reports();
         RunSummary {
             profile: "process_supervisor".to_string(),
             records_in,
@@ -1146,20 +1146,63 @@ impl Supervisor {
                 .any(|(_, _, r)| report_flag(r, "interrupted"))
                 || self.stop_signal.is_some(),
             nodes,
+            peak_rss_kib: crate::observability::process::peak_rss_kib().unwrap_or(0)
+                + workers.iter().map(|w| w.peak_rss_kib).sum::<u64>(),
+            workers,
+            rings: self.ring_report(),
+            route_cache: self.route_cache_counters(),
         }
+    }
+
+    /// Each worker that reported DRAINED: its elapsed and busy time and peak memory.
+    fn worker_reports(&self) -> Vec<WorkerReport> {
+        self.records
+            .iter()
+            .filter_map(|record| {
+                let (_, _, report) = self.drained.get(&record.id)?;
+                let field = |name| report_field(report, name).unwrap_or(0);
+                Some(WorkerReport {
+                    id: record.id.clone(),
+                    group: record.group.clone(),
+                    elapsed: Duration::from_nanos(field("elapsed_ns")),
+                    busy: Duration::from_nanos(field("busy_ns")),
+                    peak_rss_kib: field("peak_rss_kib"),
+                })
+            })
+            .collect()
+    }
+
+    /// Route cache counters summed over the workers' DRAINED reports (or, for a worker that
+    /// has not drained, its last heartbeat); `generation` is the highest seen.
+    fn route_cache_counters(&self) -> RouteCacheCounters {
+        let mut total = RouteCacheCounters::default();
+        for record in &self.records {
+            let values: Vec<u64> = match self.drained.get(&record.id) {
+                Some((_, _, report)) => RouteCacheCounters::default()
+                    .pairs()
+                    .iter()
+                    .map(|(name, _)| {
+                        report_field(report, &format!("route_cache.{name}")).unwrap_or(0)
+                    })
+                    .collect(),
+                None => record.counters.route_cache.clone(),
+            };
+            total.add(&values);
+        }
+        total
     }
 
     /// Highest `seq` every sink completed: from its DRAINED report, or, when the sink's
     /// worker died, from the progress it published in its inbound ring after each flush.
     pub fn completed_through(&self) -> u64 {
         (0..self.records.len())
-            .filter(|i| self.records[*i].holds_sink)
+            .filter(|i| self.records[*i].ends_chain)
             .map(|i| match self.drained.get(&self.records[i].id) {
                 Some((last, _, _)) => *last,
                 None => self
                     .rings
                     .iter()
-                    .filter(|r| r.consumer == i)
+                    .filter(|r| r.consumer == Some(i))
                     .map(|r| crate::data::read_progress(&r.segment))
                     .min()
                     .unwrap_or(0),
@@ -1168,21 +1211,92 @@ impl Supervisor {
             .unwrap_or(0)
     }
 
-    /// Per ring: name, records through it, peak and mean occupancy (bytes) over the run.
-    pub fn ring_report(&self) -> Vec<(String, u64, u64, u64)> {
+    /// Per ring: records through it, and its peak and mean occupancy as sampled at every
+    /// supervisor wake-up (heartbeats, control frames, and at least every 50 ms).
+    pub fn ring_report(&self) -> Vec<RingReport> {
+        let capacity = self.config.runtime.platform.execution_ipc.ring_bytes;
         self.rings
             .iter()
             .zip(&self.ring_samples)
-            .map(|(r, (peak, sum, n))| {
-                let records = crate::data::read_counts(&r.segment).0;
-                (
-                    r.name.clone(),
-                    records,
-                    *peak,
-                    if *n > 0 { sum / n } else { 0 },
-                )
+            .map(|(r, (peak, sum, n))| RingReport {
+                name: r.name.clone(),
+                records: crate::data::read_counts(&r.segment).0,
+                capacity_bytes: capacity,
+                peak_bytes: *peak,
+                mean_bytes: if *n > 0 { sum / n } else { 0 },
             })
             .collect()
+    }
+
+    /// The run's id (trace ids of its records derive from it).
+    pub fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    /// The rings whose other end belongs to an embedding host.
+    pub(crate) fn host_rings(
+        &self,
+    ) -> impl Iterator<Item = (&str, HostEnd, &crate::data::Segment)> {
+        self.rings
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), r.host?, &r.segment)))
+    }
+
+    /// Waits, at most the largest stop timeout, for the last group to report DRAINED (an
+    /// embedding host has sent end of stream and read every reply).
+    pub(crate) fn wait_drained(&mut self) -> RunEnd {
+        let deadline = Instant::now() + self.largest_stop_timeout();
+        loop {
+            if let Some(failure) = &self.failure {
+                return RunEnd::Failed(failure.clone());
+            }
+            if self.last_group_drained() {
+                return RunEnd::Drained;
+            }
+            if Instant::now() >= deadline {
+                return RunEnd::Interrupted(None);
+            }
+            self.pump(Duration::from_millis(20));
+        }
+    }
+
+    /// A node error (policy `fail`) leaves its worker alive long enough to pass on every
+    /// record before the failing one, with end of stream: the groups after it complete those
+    /// (at most the largest stop timeout) so the report says exactly what was done.
+    fn drain_after_node_error(&mut self, failure: &RunFailure) {
+        let failed_at_end = self
+            .records
+            .iter()
+            .any(|r| r.id == failure.worker && r.ends_chain);
+        if failed_at_end {
+            return;
+        }
+        let deadline = Instant::now() + self.largest_stop_timeout();
+        let last_group_gone = |s: &Self| {
+            s.records
+                .iter()
+                .any(|r| r.ends_chain && r.exit.is_some() && !s.drained.contains_key(&r.id))
+        };
+        while !self.last_group_drained()
+            && !last_group_gone(self)
+            && !self.force_requested
+            && Instant::now() < deadline
+        {
+            self.pump(Duration::from_millis(5));
+        }
+    }
+
+    fn last_group_drained(&self) -> bool {
+        let mut last = self.records.iter().filter(|r| r.ends_chain).peekable();
+        last.peek().is_some() && last.all(|r| self.drained.contains_key(&r.id))
+    }
+
+    fn largest_stop_timeout(&self) -> Duration {
+        self.plans
+            .iter()
+            .map(|p| p.stop_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30))
     }
 
     /// Every worker's id and pid.
@@ -1205,67 +1319,135 @@ impl Supervisor {
     }
 }
 
-/// Creates one ring per (worker, worker of the next group) pair and records each end in the
-/// two workers' plans (binding in the bundle, fd to inherit).
+/// Which end of a ring the embedding host holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostEnd {
+    /// The host produces into the ring (submissions to the first group).
+    Producer,
+    /// The host consumes the ring (terminal outputs of the last group).
+    Consumer,
+}
+
+/// Creates the run's rings and records each worker end in its plan (binding in the bundle, fd
+/// to inherit): one per (worker, worker of the next group) pair, plus, for an embedding host,
+/// one from the host into each first-group worker and one from each last-group worker back.
 fn plan_rings(
     config: &Config,
     graph: &Graph,
     records: &[WorkerRecord],
     plans: &mut [WorkerPlan],
+    host_rings: bool,
 ) -> Result<Vec<PlannedRing>, SupervisorError> {
     let topology = crate::runtime::topology::Topology::of(config, graph);
     let capacity = config.runtime.platform.execution_ipc.ring_bytes as usize;
-    let len = crate::data::ring_memory_len(capacity);
-    let mut rings = Vec::new();
+    let mut planner = RingPlanner {
+        capacity,
+        len: crate::data::ring_memory_len(capacity),
+        rings: Vec::new(),
+    };
+    let workers_of = |group: &str| -> Vec<usize> {
+        (0..records.len())
+            .filter(|i| records[*i].group == group)
+            .collect()
+    };
     for pair in topology.groups.windows(2) {
         let (from, to) = (&pair[0], &pair[1]);
-        let producers: Vec<usize> = (0..records.len())
-            .filter(|i| records[*i].group == from.name)
-            .collect();
-        let consumers: Vec<usize> = (0..records.len())
-            .filter(|i| records[*i].group == to.name)
-            .collect();
-        for &p in &producers {
-            for &c in &consumers {
+        for p in workers_of(&from.name) {
+            for c in workers_of(&to.name) {
                 let name = format!("{}->{}", records[p].id, records[c].id);
-                let segment = crate::data::Segment::create(&name, len)
-                    .map_err(|e| SupervisorError::Setup(e.to_string()))?;
-                let mut salt = [0u8; 8];
-                getrandom::fill(&mut salt).map_err(|e| SupervisorError::Setup(e.to_string()))?;
-                crate::data::init_ring(&segment, capacity, u64::from_le_bytes(salt))
-                    .map_err(|e| SupervisorError::Setup(e.to_string()))?;
-                let fd = segment.inheritable_fd();
-                plans[p].rings.push(RingBinding {
-                    fd,
-                    len: len as u64,
-                    inbound: false,
-                    node: to.first as u32,
-                    peer: records[c].id.clone(),
-                });
-                plans[p].inherit.push(fd);
-                plans[c].rings.push(RingBinding {
-                    fd,
-                    len: len as u64,
-                    inbound: true,
-                    node: to.first as u32,
-                    peer: records[p].id.clone(),
-                });
-                plans[c].inherit.push(fd);
-                rings.push(PlannedRing {
+                let segment = planner.create(&name)?;
+                let node = to.first as u32;
+                planner.bind(plans, p, &segment, false, node, &records[c].id);
+                planner.bind(plans, c, &segment, true, node, &records[p].id);
+                planner.rings.push(PlannedRing {
                     name,
                     segment,
-                    consumer: c,
+                    consumer: Some(c),
+                    host: None,
                 });
             }
         }
     }
-    Ok(rings)
+    if !host_rings {
+        return Ok(planner.rings);
+    }
+    let last_is_sink = graph.nodes.last().is_some_and(|n| n.role == NodeRole::Sink);
+    if let (false, Some(first)) = (graph.has_source(), topology.groups.first()) {
+        for c in workers_of(&first.name) {
+            let name = format!("host->{}", records[c].id);
+            let segment = planner.create(&name)?;
+            planner.bind(plans, c, &segment, true, first.first as u32, "host");
+            planner.rings.push(PlannedRing {
+                name,
+                segment,
+                consumer: Some(c),
+                host: Some(HostEnd::Producer),
+            });
+        }
+    }
+    if let (false, Some(last)) = (last_is_sink, topology.groups.last()) {
+        for p in workers_of(&last.name) {
+            let name = format!("{}->host", records[p].id);
+            let segment = planner.create(&name)?;
+            let target = crate::data::TERMINAL_TARGET;
+            planner.bind(plans, p, &segment, false, target, "host");
+            planner.rings.push(PlannedRing {
+                name,
+                segment,
+                consumer: None,
+                host: Some(HostEnd::Consumer),
+            });
+        }
+    }
+    Ok(planner.rings)
+}
+
+/// Creates ring segments of one size and binds their ends to workers.
+struct RingPlanner {
+    capacity: usize,
+    len: usize,
+    rings: Vec<PlannedRing>,
+}
+
+impl RingPlanner {
+    fn create(&self, name: &str) -> Result<crate::data::Segment, SupervisorError> {
+        let segment = crate::data::Segment::create(name, self.len)
+            .map_err(|e| SupervisorError::Setup(e.to_string()))?;
+        let mut salt = [0u8; 8];
+        getrandom::fill(&mut salt).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+        crate::data::init_ring(&segment, self.capacity, u64::from_le_bytes(salt))
+            .map_err(|e| SupervisorError::Setup(e.to_string()))?;
+        Ok(segment)
+    }
+
+    /// Records one end of `segment` in worker `worker`'s plan.
+    fn bind(
+        &self,
+        plans: &mut [WorkerPlan],
+        worker: usize,
+        segment: &crate::data::Segment,
+        inbound: bool,
+        node: u32,
+        peer: &str,
+    ) {
+        let fd = segment.inheritable_fd();
+        plans[worker].rings.push(RingBinding {
+            fd,
+            len: self.len as u64,
+            inbound,
+            node,
+            peer: peer.to_string(),
+        });
+        plans[worker].inherit.push(fd);
+    }
 }
 
 /// Workers in spawn order (groups in config order, workers by index) with their plans.
 fn plan_workers(config: &Config, graph: &Graph) -> (Vec<WorkerRecord>, Vec<WorkerPlan>) {
     let mut records = Vec::new();
     let mut plans = Vec::new();
+    let topology = crate::runtime::topology::Topology::of(config, graph);
+    let last_group = topology.groups.last().map(|g| g.name.clone());
     for group in &config.runtime.platform.process_groups {
         let holds = |role: NodeRole| {
             graph
@@ -1287,7 +1469,7 @@ fn plan_workers(config: &Config, graph: &Graph) -> (Vec<WorkerRecord>, Vec<Worke
                 exit: None,
                 failure: None,
                 stop_mode: None,
-                holds_sink: holds(NodeRole::Sink),
+                ends_chain: last_group.as_deref() == Some(group.name.as_str()),
                 holds_source: holds(NodeRole::Source),
                 drained: false,
                 connected: false,
@@ -1328,8 +1510,18 @@ pub fn run_supervised(
         return Err(e);
     }
     let end = supervisor.run_until_done();
-    match end {
+    Ok(finish_run(supervisor, end))
+}
+
+/// Stops every worker after a run ended with `end` (an interrupted run drains first) and
+/// builds the report.
+pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedRun {
+    match &end {
         RunEnd::Interrupted(_) => supervisor.drain_then_stop(),
+        RunEnd::Failed(failure) if failure.category == FailureCategory::NodeError => {
+            supervisor.drain_after_node_error(failure);
+            supervisor.stop_all();
+        }
         _ => supervisor.stop_all(),
     }
     // A run that drained but had a worker fail while stopping is still a failed run.
@@ -1337,11 +1529,11 @@ pub fn run_supervised(
         (RunEnd::Drained, Some(failure)) => RunEnd::Failed(failure.clone()),
         _ => end,
     };
-    Ok(SupervisedRun {
+    SupervisedRun {
         summary: supervisor.summary(),
         completed_through: supervisor.completed_through(),
         source_last_seq: supervisor.source_last_seq(),
         events: supervisor.events().to_vec(),
         end,
-    })
+    }
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_norway::Value;
+use stream_kernel::apps::fund_load::messages::{ArchivedRawLine, RawLine};
 use stream_kernel::config::reader::{self as r, Diagnostics, Section};
 use stream_kernel::config::{ConfigPath, SinkAdapter};
 use stream_kernel::graph::{
@@ -185,6 +186,12 @@ fn setting(value: &Value, key: &str, default: u64) -> u64 {
 /// The registry of test nodes.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
+    register(&mut registry);
+    registry
+}
+
+/// Adds the test nodes to `registry` (which may hold an application's nodes already).
+pub fn register(registry: &mut Registry) {
     registry
         .source("ticker", |ctx| {
             Ok(Ticker {
@@ -199,15 +206,265 @@ pub fn registry() -> Registry {
     registry.transform("fail_start", |_| Ok(FailStart));
     registry.transform("stuck", |_| Ok(Stuck));
     registry.transform("record", |ctx| {
-        let path = match &ctx.config.adapters.sink {
-            SinkAdapter::File { path } => path.clone(),
-            SinkAdapter::Stdout => return Err(NodeError::failed("record needs a file sink")),
-        };
-        let file = std::fs::File::create(&path)
-            .map_err(|e| NodeError::io(format!("creating {}", path.display()), e))?;
         Ok(Record {
-            out: std::io::BufWriter::new(file),
+            out: std::io::BufWriter::new(create_sink_file(ctx.config)?),
         })
     });
     registry
+        .transform("probe_start", |_| Ok(ProbeStart))
+        .settings(any_settings);
+    for name in ["probe_a", "probe_b", "probe_c", "probe_d"] {
+        registry
+            .transform(name, |_| Ok(ProbeHop))
+            .settings(any_settings);
+    }
+    registry.transform("probe_sink", |ctx| {
+        Ok(ProbeSink {
+            out: std::io::BufWriter::new(create_sink_file(ctx.config)?),
+        })
+    });
+    registry
+        .transform("fail_on", |ctx| {
+            Ok(FailOn {
+                seq: setting(ctx.settings, "seq", 0),
+                panic: ctx.settings.get("panic").and_then(Value::as_bool) == Some(true),
+            })
+        })
+        .settings(any_settings);
+    registry
+        .transform("router", |ctx| {
+            let target = ctx
+                .settings
+                .get("target")
+                .and_then(Value::as_str)
+                .unwrap_or("record")
+                .to_string();
+            Ok(Router { target })
+        })
+        .settings(any_settings);
+    registry
+        .transform("hold_lines", |ctx| {
+            Ok(HoldLines {
+                hold: Duration::from_millis(setting(ctx.settings, "hold_ms", 0)),
+            })
+        })
+        .settings(any_settings);
+}
+
+fn create_sink_file(config: &stream_kernel::config::Config) -> Result<std::fs::File, NodeError> {
+    let path = match &config.adapters.sink {
+        SinkAdapter::File { path } => path.clone(),
+        SinkAdapter::Stdout => return Err(NodeError::failed("this test sink needs a file")),
+    };
+    std::fs::File::create(&path)
+        .map_err(|e| NodeError::io(format!("creating {}", path.display()), e))
+}
+
+/// Test nodes take any settings and read what they know.
+fn any_settings(
+    section: Option<&Value>,
+    _path: &ConfigPath,
+    _diag: &mut Diagnostics,
+) -> Option<Value> {
+    section.cloned()
+}
+
+/// One node's view of a record, as a probe saw it.
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize)]
+pub struct Hop {
+    pub pid: u32,
+    pub group: String,
+    pub handoff_from: String,
+    pub route_hop: u16,
+    pub seq: u64,
+    pub trace_id: [u8; 16],
+}
+
+/// A tick with the hops it went through.
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize)]
+pub struct Probe {
+    pub n: u64,
+    pub hops: Vec<Hop>,
+}
+
+fn hop_here(ctx: &RecordContext<'_>) -> Hop {
+    Hop {
+        pid: std::process::id(),
+        group: ctx.process_group.to_string(),
+        handoff_from: ctx.handoff_from.unwrap_or("").to_string(),
+        route_hop: ctx.route_hop,
+        seq: ctx.seq,
+        trace_id: ctx.trace_id,
+    }
+}
+
+fn hops_of(probe: &ArchivedProbe) -> Vec<Hop> {
+    probe
+        .hops
+        .iter()
+        .map(|h| Hop {
+            pid: h.pid.to_native(),
+            group: h.group.to_string(),
+            handoff_from: h.handoff_from.to_string(),
+            route_hop: h.route_hop.to_native(),
+            seq: h.seq.to_native(),
+            trace_id: h.trace_id,
+        })
+        .collect()
+}
+
+/// Turns a tick into a probe carrying its first hop.
+pub struct ProbeStart;
+
+impl Node for ProbeStart {
+    type Input = Tick;
+    type Output = Probe;
+    fn process(
+        &mut self,
+        input: &ArchivedTick,
+        ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Probe>,
+    ) -> Result<(), NodeError> {
+        out.emit(&Probe {
+            n: input.n.to_native(),
+            hops: vec![hop_here(ctx)],
+        })
+    }
+}
+
+/// Adds its hop to the probe.
+pub struct ProbeHop;
+
+impl Node for ProbeHop {
+    type Input = Probe;
+    type Output = Probe;
+    fn process(
+        &mut self,
+        input: &ArchivedProbe,
+        ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Probe>,
+    ) -> Result<(), NodeError> {
+        let mut hops = hops_of(input);
+        hops.push(hop_here(ctx));
+        out.emit(&Probe {
+            n: input.n.to_native(),
+            hops,
+        })
+    }
+}
+
+/// Writes each probe as one line: `n` then `pid,group,handoff_from,route_hop,seq,trace` per
+/// hop (including its own), separated by `;`.
+pub struct ProbeSink {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+pub fn format_hop(h: &Hop) -> String {
+    let trace: String = h.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{},{},{},{},{},{}",
+        h.pid, h.group, h.handoff_from, h.route_hop, h.seq, trace
+    )
+}
+
+impl Node for ProbeSink {
+    type Input = Probe;
+    type Output = Nothing;
+    fn process(
+        &mut self,
+        input: &ArchivedProbe,
+        ctx: &RecordContext<'_>,
+        _out: &mut Emitter<'_, Nothing>,
+    ) -> Result<(), NodeError> {
+        let mut hops = hops_of(input);
+        hops.push(hop_here(ctx));
+        let hops: Vec<String> = hops.iter().map(format_hop).collect();
+        writeln!(self.out, "{}\t{}", input.n.to_native(), hops.join(";"))
+            .map_err(|e| NodeError::io("writing probes", e))
+    }
+    fn flush(&mut self) -> Result<(), NodeError> {
+        self.out
+            .flush()
+            .map_err(|e| NodeError::io("flushing probes", e))
+    }
+    fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Nothing>) -> Result<(), NodeError> {
+        self.flush()
+    }
+}
+
+/// Passes ticks on, except record `seq`: an error there (or a panic with `panic: true`).
+pub struct FailOn {
+    seq: u64,
+    panic: bool,
+}
+
+pub const FAIL_ON_MESSAGE: &str = "tick rejected on purpose";
+
+impl Node for FailOn {
+    type Input = Tick;
+    type Output = Tick;
+    fn process(
+        &mut self,
+        input: &ArchivedTick,
+        ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Tick>,
+    ) -> Result<(), NodeError> {
+        if ctx.seq == self.seq {
+            if self.panic {
+                panic!("{FAIL_ON_MESSAGE}");
+            }
+            return Err(NodeError::failed(FAIL_ON_MESSAGE));
+        }
+        out.emit(&Tick {
+            n: input.n.to_native(),
+        })
+    }
+}
+
+/// Sends every tick to the node named by its `target` setting (an explicit target).
+pub struct Router {
+    target: String,
+}
+
+impl Node for Router {
+    type Input = Tick;
+    type Output = Tick;
+    fn process(
+        &mut self,
+        input: &ArchivedTick,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Tick>,
+    ) -> Result<(), NodeError> {
+        out.emit_to(
+            &self.target,
+            &Tick {
+                n: input.n.to_native(),
+            },
+        )
+    }
+}
+
+/// Passes fund-load input lines on; its `on_start` takes `hold_ms` (a worker held back from
+/// READY).
+pub struct HoldLines {
+    hold: Duration,
+}
+
+impl Node for HoldLines {
+    type Input = RawLine;
+    type Output = RawLine;
+    fn on_start(&mut self) -> Result<(), NodeError> {
+        std::thread::sleep(self.hold);
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        input: &ArchivedRawLine,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, RawLine>,
+    ) -> Result<(), NodeError> {
+        out.emit(&RawLine {
+            bytes: input.bytes.to_vec(),
+        })
+    }
 }

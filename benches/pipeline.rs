@@ -1,0 +1,113 @@
+//! Pipeline benchmark (benchmarks.md): the fund-load experiment job on a generated 1 M-line
+//! input, inline (one process) vs the 4-group profile (four worker processes), alternating in
+//! one run so both see the same machine. Prints records/s of each, the ratio, and the peak
+//! resident memory of each run (all processes together for the 4-group one).
+//!
+//! `cargo bench --bench pipeline` (`PIPELINE_LINES`, `PIPELINE_ROUNDS` override the defaults).
+//! The bench binary is also the worker executable: `main` calls `worker_entry` first.
+
+#[path = "../tests/support/fund_load_runs.rs"]
+mod fund_load_runs;
+
+use std::path::Path;
+use std::time::Duration;
+
+use fund_load_runs::{Profile, bundled_config, generated_input};
+use stream_kernel::apps::fund_load;
+use stream_kernel::runtime::{RunSummary, run_inline};
+use stream_kernel::supervisor::{SupervisorOptions, run_supervised};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resets this process's peak RSS (VmHWM) so the next run reports its own peak, not the last one's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn inline(input: &Path, dir: &Path) -> RunSummary {
+    let registry = fund_load::registry();
+    let config = bundled_config(&registry, Profile::Experiment, "inline", input, dir)
+        .expect("inline config");
+    reset_peak_rss();
+    run_inline(&config, &registry, &Default::default()).expect("inline run")
+}
+
+fn four_groups(input: &Path, dir: &Path) -> RunSummary {
+    let registry = fund_load::registry();
+    let config = bundled_config(&registry, Profile::Experiment, "4proc", input, dir)
+        .expect("4-group config");
+    reset_peak_rss();
+    run_supervised(&config, &registry, &SupervisorOptions::default())
+        .expect("4-group run")
+        .summary
+}
+
+fn rate(summary: &RunSummary) -> f64 {
+    summary.records_in as f64 / summary.elapsed.as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn main() {
+    stream_kernel::worker_entry(fund_load::registry);
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this with no flag: stay short.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let lines = env_or("PIPELINE_LINES", if benching { 1_000_000 } else { 20_000 });
+    let rounds = env_or("PIPELINE_ROUNDS", if benching { 5 } else { 1 }).max(1) as usize;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input.txt");
+    generated_input(&input, lines).expect("generated input");
+    let outputs = [dir.path().join("inline"), dir.path().join("4proc")];
+    for out in &outputs {
+        std::fs::create_dir(out).expect("output dir");
+    }
+
+    let (mut inline_rates, mut group_rates) = (Vec::new(), Vec::new());
+    let (mut inline_rss, mut group_rss) = (0u64, 0u64);
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let a = inline(&input, &outputs[0]);
+        let b = four_groups(&input, &outputs[1]);
+        let (ra, rb) = (rate(&a), rate(&b));
+        println!(
+            "round {round}: inline {:>10.0} rec/s ({:.3} s) | 4-group {:>10.0} rec/s ({:.3} s) | ratio {:.2}x",
+            ra,
+            a.elapsed.as_secs_f64(),
+            rb,
+            b.elapsed.as_secs_f64(),
+            rb / ra
+        );
+        inline_rates.push(ra);
+        group_rates.push(rb);
+        ratios.push(rb / ra);
+        inline_rss = inline_rss.max(a.peak_rss_kib);
+        group_rss = group_rss.max(b.peak_rss_kib);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let same = std::fs::read(outputs[0].join("output.txt")).ok()
+        == std::fs::read(outputs[1].join("output.txt")).ok();
+    println!("== stream-kernel pipeline benchmark ({lines} generated lines, experiment) ==");
+    println!(
+        "inline   p50 {:>10.0} rec/s   peak RSS {:>8.1} MiB",
+        median(&mut inline_rates),
+        inline_rss as f64 / 1024.0
+    );
+    println!(
+        "4-group  p50 {:>10.0} rec/s   peak RSS {:>8.1} MiB (5 processes)",
+        median(&mut group_rates),
+        group_rss as f64 / 1024.0
+    );
+    println!(
+        "ratio 4-group / inline: p50 {:.2}x (target >= 1.5x); outputs identical: {same}",
+        median(&mut ratios)
+    );
+}
