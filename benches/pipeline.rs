@@ -3,11 +3,17 @@
 //! one run so both see the same machine. Prints records/s of each, the ratio, and the peak
 //! resident memory of each run (all processes together for the 4-group one).
 //!
+//! With `PIPELINE_TRACING=1` it compares the 4-group run with tracing off, with
+//! `sample_ratio: 0.01` exporting OTLP/gRPC to a receiver in this process, and exporting to an
+//! endpoint that refuses connections (observability.md's overhead targets).
+//!
 //! `cargo bench --bench pipeline` (`PIPELINE_LINES`, `PIPELINE_ROUNDS` override the defaults).
 //! The bench binary is also the worker executable: `main` calls `worker_entry` first.
 
 #[path = "../tests/support/fund_load_runs.rs"]
 mod fund_load_runs;
+#[path = "../tests/support/otlp_receiver.rs"]
+mod otlp_receiver;
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,12 +62,101 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// The 4-group config with OTLP/gRPC tracing at 1% to `endpoint`.
+fn traced(input: &Path, dir: &Path, endpoint: &str) -> stream_kernel::config::Config {
+    let registry = fund_load::registry();
+    let mut config = bundled_config(&registry, Profile::Experiment, "4proc", input, dir)
+        .expect("4-group config");
+    let tracing = &mut config.runtime.observability.tracing;
+    tracing.enabled = true;
+    tracing.sample_ratio = 0.01;
+    tracing.exporters = vec![stream_kernel::config::TraceExporter::OtelOtlp(
+        stream_kernel::config::OtlpSettings {
+            protocol: stream_kernel::config::OtlpProtocol::Grpc,
+            endpoint: Some(endpoint.to_string()),
+            headers: Default::default(),
+            timeout_seconds: 2.0,
+            service_name: Some("pipeline-bench".into()),
+            service_name_by_process_group: false,
+        },
+    )];
+    config
+}
+
+fn supervised(config: &stream_kernel::config::Config) -> RunSummary {
+    run_supervised(
+        config,
+        &fund_load::registry(),
+        &SupervisorOptions::default(),
+    )
+    .expect("4-group run")
+    .summary
+}
+
+/// Tracing off vs on (receiver up) vs on (endpoint refusing), alternating, same input.
+fn tracing_overhead(input: &Path, dir: &Path, lines: u64, rounds: usize) {
+    let receiver = otlp_receiver::Receiver::start(otlp_receiver::Protocol::Grpc).expect("receiver");
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let outs: Vec<_> = ["off", "on", "down"].iter().map(|n| dir.join(n)).collect();
+    for out in &outs {
+        std::fs::create_dir_all(out).expect("output dir");
+    }
+    let (mut off, mut on, mut down) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let a = four_groups(input, &outs[0]);
+        let b = supervised(&traced(input, &outs[1], &receiver.endpoint));
+        let c = supervised(&traced(input, &outs[2], &refused));
+        println!(
+            "round {round}: off {:.0} rec/s | otlp {:.0} rec/s ({:.2}x) {:?} | endpoint down {:.0} rec/s ({:.2}x) {:?}",
+            rate(&a),
+            rate(&b),
+            rate(&b) / rate(&a),
+            b.spans.first(),
+            rate(&c),
+            rate(&c) / rate(&a),
+            c.spans.first(),
+        );
+        off.push(rate(&a));
+        on.push(rate(&b) / rate(&a));
+        down.push(rate(&c) / rate(&a));
+    }
+    let same = |i: usize| {
+        std::fs::read(outs[0].join("output.txt")).ok()
+            == std::fs::read(outs[i].join("output.txt")).ok()
+    };
+    println!(
+        "== stream-kernel tracing overhead ({lines} generated lines, 4 groups, sample_ratio 0.01) =="
+    );
+    println!("tracing off       p50 {:>10.0} rec/s", median(&mut off));
+    println!(
+        "OTLP to receiver  p50 ratio {:.2}x of off (target >= 0.9x); output identical: {}",
+        median(&mut on),
+        same(1)
+    );
+    println!(
+        "OTLP endpoint down p50 ratio {:.2}x of off (target >= 0.9x); output identical: {}",
+        median(&mut down),
+        same(2)
+    );
+    println!("spans received by the receiver: {}", receiver.spans().len());
+}
+
 fn main() {
     stream_kernel::worker_entry(fund_load::registry);
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this with no flag: stay short.
     let benching = std::env::args().any(|a| a == "--bench");
     let lines = env_or("PIPELINE_LINES", if benching { 1_000_000 } else { 20_000 });
     let rounds = env_or("PIPELINE_ROUNDS", if benching { 5 } else { 1 }).max(1) as usize;
+    if std::env::var("PIPELINE_TRACING").is_ok_and(|v| v == "1") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("input.txt");
+        generated_input(&input, lines).expect("generated input");
+        tracing_overhead(&input, dir.path(), lines, rounds);
+        return;
+    }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input.txt");

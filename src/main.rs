@@ -100,6 +100,8 @@ fn main() -> ExitCode {
             output,
         }) => generate(lines, seed, output.as_deref()),
     };
+    // The last batch of OTLP log records leaves before the process does.
+    stream_kernel::observability::otlp_logs::shutdown();
     match result {
         Ok(code) => code,
         Err(error) => {
@@ -474,6 +476,12 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
             route.positive_entries,
             route.negative_entries,
             route.generation
+        ));
+    }
+    for exporter in &summary.spans {
+        out.push_str(&format!(
+            "  spans via {}: {} produced, {} exported, {} dropped, {} failed\n",
+            exporter.kind, exporter.produced, exporter.exported, exporter.dropped, exporter.failed
         ));
     }
     out.push_str(&format!(

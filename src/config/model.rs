@@ -374,6 +374,17 @@ impl Serialize for LogExporter {
         struct PathOnly<'a> {
             path: &'a PathBuf,
         }
+        /// Log exporters have no per-group service name: print only the keys they accept.
+        #[derive(Serialize)]
+        struct LogOtlp<'a> {
+            protocol: OtlpProtocol,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            endpoint: &'a Option<String>,
+            headers: &'a BTreeMap<String, String>,
+            timeout_seconds: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            service_name: &'a Option<String>,
+        }
         let mut map = s.serialize_map(None)?;
         match self {
             Self::Stdout => map.serialize_entry("kind", "stdout")?,
@@ -383,7 +394,14 @@ impl Serialize for LogExporter {
             }
             Self::OtelLogsOtlp(settings) => {
                 map.serialize_entry("kind", "otel_logs_otlp")?;
-                map.serialize_entry("settings", settings)?;
+                let printed = LogOtlp {
+                    protocol: settings.protocol,
+                    endpoint: &settings.endpoint,
+                    headers: &settings.headers,
+                    timeout_seconds: settings.timeout_seconds,
+                    service_name: &settings.service_name,
+                };
+                map.serialize_entry("settings", &printed)?;
             }
         }
         map.end()

@@ -30,6 +30,10 @@ pub struct RecordContext<'a> {
     pub route_hop: u16,
     /// The embedding caller's correlation id: carried along, never shown to nodes.
     pub(crate) reply_to: u64,
+    /// The span that emitted this record's value (0: none), the parent of the next span.
+    pub(crate) parent_span: u64,
+    /// Whether this record is traced (head sampling at the source).
+    pub(crate) sampled: bool,
 }
 
 impl<'a> RecordContext<'a> {
@@ -42,6 +46,8 @@ impl<'a> RecordContext<'a> {
             handoff_from: None,
             route_hop: 0,
             reply_to: 0,
+            parent_span: 0,
+            sampled: false,
         }
     }
 }

@@ -37,14 +37,44 @@ impl LogIdentity {
 
 /// Collects an event's message and fields.
 #[derive(Default)]
-struct Fields {
-    message: String,
-    pairs: Vec<(String, String)>,
+pub(crate) struct Fields {
+    pub(crate) message: String,
+    pub(crate) pairs: Vec<(String, String)>,
+}
+
+/// Separates packed `key=value` pairs (a control character no field value contains).
+const PACK_SEPARATOR: char = '\u{1f}';
+const PACKED: &str = "lifecycle_fields";
+
+/// Packs an event's dynamic fields into one `tracing` field value (`tracing` macros need
+/// static field names); every layer unpacks them into separate fields.
+pub fn pack_fields<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut packed = String::new();
+    for (key, value) in pairs {
+        if !packed.is_empty() {
+            packed.push(PACK_SEPARATOR);
+        }
+        packed.push_str(key);
+        packed.push('=');
+        packed.extend(value.chars().filter(|c| *c != PACK_SEPARATOR));
+    }
+    packed
+}
+
+impl Fields {
+    fn unpack(&mut self, packed: &str) {
+        for pair in packed.split(PACK_SEPARATOR).filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            self.pairs.push((key.to_string(), value.to_string()));
+        }
+    }
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
+        if field.name() == PACKED {
+            self.unpack(value);
+        } else if field.name() == "message" {
             self.message = value.to_string();
         } else {
             self.pairs
@@ -54,7 +84,9 @@ impl Visit for Fields {
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let text = format!("{value:?}");
-        if field.name() == "message" {
+        if field.name() == PACKED {
+            self.unpack(&text);
+        } else if field.name() == "message" {
             self.message = text;
         } else {
             self.pairs.push((field.name().to_string(), text));
@@ -83,7 +115,7 @@ fn now_ms() -> u64 {
 }
 
 /// The fields of an event with the identity's defaults for `worker_id` and `pid`.
-fn resolve(identity: &LogIdentity, fields: &Fields) -> (String, String) {
+pub(crate) fn resolve(identity: &LogIdentity, fields: &Fields) -> (String, String) {
     let find = |name: &str| {
         fields
             .pairs
@@ -179,7 +211,6 @@ pub struct LogInitError {
 }
 
 /// Installs the global subscriber for `logging` (once per process; later calls are ignored).
-/// `otel_logs_otlp` exporters are attached by the observability plane when it starts.
 pub fn init(logging: &Logging, identity: LogIdentity) -> Result<(), LogInitError> {
     let filter = level_filter(logging.level);
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
@@ -202,7 +233,13 @@ pub fn init(logging: &Logging, identity: LogIdentity) -> Result<(), LogInitError
                     file: Mutex::new(std::io::LineWriter::new(file)),
                 }));
             }
-            LogExporter::OtelLogsOtlp(_) => {}
+            LogExporter::OtelLogsOtlp(settings) => {
+                match super::otlp_logs::OtlpLogLayer::new(settings, identity.clone()) {
+                    Ok(layer) => layers.push(Box::new(layer)),
+                    // Logging must not stop a run: say so on stderr and go on without it.
+                    Err(e) => eprintln!("{e}"),
+                }
+            }
         }
     }
     let subscriber = tracing_subscriber::registry().with(layers.with_filter(filter));

@@ -2,5 +2,9 @@
 //! figures, and in later steps spans and their exporters. It must never block or slow the data
 //! plane.
 
+pub mod export;
 pub mod logging;
+pub mod otlp_logs;
 pub mod process;
+pub mod span;
+pub mod telemetry;

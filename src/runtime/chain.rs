@@ -21,6 +21,7 @@ use crate::graph::{
     AlignedBuf, EmitTarget, EncodeError, EncodeFn, ErasedNode, MessageType, NodeError, OutputPort,
     RecordContext,
 };
+use crate::observability::span::{SpanRecord, Tracer, span_id_for, unix_ns};
 
 /// Per-node counters of one process.
 #[derive(Debug, Clone, Default)]
@@ -124,6 +125,10 @@ pub struct ChainEnv {
     /// Whether the current record is timed.
     pub timing: bool,
     pub dead_lettered: u64,
+    /// Span production, when tracing is on.
+    pub tracer: Option<Tracer>,
+    /// The error of the node whose span is being closed (set by the node's failure path).
+    span_error: Option<String>,
 }
 
 impl ChainEnv {
@@ -136,7 +141,45 @@ impl ChainEnv {
             children_ns: 0,
             timing: false,
             dead_lettered: 0,
+            tracer: None,
+            span_error: None,
         }
+    }
+
+    /// Records the span of node `node` (graph index `index`) that ran record `ctx` from
+    /// `start_ns` until now, when the record is sampled and tracing is on.
+    pub fn record_span(
+        &mut self,
+        node: &str,
+        ctx: &RecordContext<'_>,
+        span_id: u64,
+        start_ns: u64,
+        error: Option<String>,
+    ) {
+        let Some(tracer) = self.tracer.as_mut() else {
+            return;
+        };
+        let span = SpanRecord {
+            trace_id: ctx.trace_id,
+            span_id,
+            parent_span_id: ctx.parent_span,
+            name: node.to_string(),
+            process_group: ctx.process_group.to_string(),
+            handoff_from: ctx.handoff_from.map(str::to_string),
+            route_hop: ctx.route_hop,
+            worker_id: tracer.worker_id.clone(),
+            pid: tracer.pid,
+            seq: ctx.seq,
+            start_unix_ns: start_ns,
+            end_unix_ns: unix_ns(),
+            error,
+        };
+        tracer.record(span);
+    }
+
+    /// Whether record `ctx` gets spans in this process.
+    pub fn traces(&self, ctx: &RecordContext<'_>) -> bool {
+        ctx.sampled && self.tracer.is_some()
     }
 
     /// Applies the error policy to a node's failure on record `ctx.seq`.
@@ -214,9 +257,44 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
-/// Runs `node` on one encoded input, then (depth first) everything it emits locally.
+/// Runs `node` on one encoded input, then (depth first) everything it emits locally; a
+/// sampled record gets a span covering the node's call, whose id is the parent of whatever
+/// the node emits.
 #[allow(clippy::too_many_arguments)]
 pub fn run_node(
+    name: &str,
+    index: usize,
+    node: &mut dyn ErasedNode,
+    stats: &mut NodeStats,
+    payload: &[u8],
+    trusted: bool,
+    ctx: &RecordContext<'_>,
+    downstream: &mut [Stage],
+    env: &mut ChainEnv,
+    egress: &mut dyn Egress,
+) -> Result<(), NodeError> {
+    if !env.traces(ctx) {
+        return run_node_untraced(
+            name, index, node, stats, payload, trusted, ctx, downstream, env, egress,
+        );
+    }
+    let start_ns = unix_ns();
+    let span_id = span_id_for(&ctx.trace_id, ctx.parent_span, index);
+    let child = RecordContext {
+        parent_span: span_id,
+        ..*ctx
+    };
+    let result = run_node_untraced(
+        name, index, node, stats, payload, trusted, &child, downstream, env, egress,
+    );
+    // Nested spans took their own errors already: what is left is this node's.
+    let error = env.span_error.take();
+    env.record_span(name, ctx, span_id, start_ns, error);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_node_untraced(
     name: &str,
     index: usize,
     node: &mut dyn ErasedNode,
@@ -253,6 +331,9 @@ pub fn run_node(
         Err(NodeError::Downstream) => Err(NodeError::Downstream),
         Err(error) => {
             stats.errors += 1;
+            if env.traces(ctx) {
+                env.span_error = Some(error.to_string());
+            }
             env.handle_failure(name, ctx, error, egress)
         }
     }

@@ -21,6 +21,8 @@ use crate::graph::{
     AlignedBuf, BuildContext, BuiltNode, EncodeFn, ErasedSource, Graph, MessageType, NodeError,
     Placement, Pull, RecordContext, Registry, Services,
 };
+use crate::observability::export::{ExportPipeline, PipelineSink, RunResource};
+use crate::observability::span::{Tracer, span_id_for, unix_ns};
 
 /// Controls for a run that a caller may hold on to.
 #[derive(Debug, Clone, Default)]
@@ -219,6 +221,22 @@ pub(crate) struct LocalPipeline {
     pub run_id: u64,
 }
 
+/// The context of record `seq` as the source emits it: its trace id, and when it is sampled,
+/// the source's span as the parent of the first node's span.
+fn root_context<'g>(env: &ChainEnv, run_id: u64, group: &'g str, seq: u64) -> RecordContext<'g> {
+    let derived = trace_id_for(run_id, seq);
+    let mut ctx = RecordContext::new(seq, derived, group);
+    if let Some(tracer) = &env.tracer {
+        let (trace_id, parent, sampled) = tracer.root_of(derived);
+        ctx.trace_id = trace_id;
+        ctx.sampled = sampled;
+        if sampled {
+            ctx.parent_span = span_id_for(&trace_id, parent, 0);
+        }
+    }
+    ctx
+}
+
 /// How a source run ended.
 pub(crate) struct SourceRun {
     /// Highest `seq` emitted.
@@ -320,7 +338,8 @@ impl LocalPipeline {
             }
             let next = seq + 1;
             self.env.timing = next.is_multiple_of(TIMING_SAMPLE);
-            let ctx = RecordContext::new(next, trace_id_for(self.run_id, next), &self.group);
+            let ctx = root_context(&self.env, self.run_id, &self.group, next);
+            let span_start = if ctx.sampled { unix_ns() } else { 0 };
             let Self {
                 stages,
                 env,
@@ -344,6 +363,16 @@ impl LocalPipeline {
             self.source_stats.records_out += emitted;
             match pulled {
                 Ok(Pull::Emitted) => {
+                    if ctx.sampled {
+                        let caller = self.env.tracer.as_ref().and_then(|t| t.parent);
+                        let root = RecordContext {
+                            parent_span: caller.map_or(0, |p| p.span_id),
+                            ..ctx
+                        };
+                        let name = self.source_name.clone();
+                        self.env
+                            .record_span(&name, &root, ctx.parent_span, span_start, None);
+                    }
                     seq = next;
                     // For a source, `records_in` counts pulls that emitted a record.
                     self.source_stats.records_in += 1;
@@ -410,6 +439,34 @@ impl LocalPipeline {
     }
 }
 
+/// Starts the span exporters of an inline run and points the pipeline's tracer at them.
+fn start_inline_tracing(
+    config: &Config,
+    run_id: u64,
+    pipeline: &mut LocalPipeline,
+) -> Result<Option<std::sync::Arc<ExportPipeline>>, RunError> {
+    let tracing = &config.runtime.observability.tracing;
+    if !tracing.enabled {
+        return Ok(None);
+    }
+    let resource = RunResource {
+        scenario: config.scenario.name.clone(),
+        run_id,
+    };
+    let export = std::sync::Arc::new(ExportPipeline::start(tracing, &resource).map_err(|e| {
+        RunError::Bootstrap {
+            node: "tracing".to_string(),
+            message: e.to_string(),
+        }
+    })?);
+    pipeline.env.tracer = Some(Tracer::new(
+        tracing.sample_ratio,
+        "inline".to_string(),
+        Box::new(PipelineSink(std::sync::Arc::clone(&export))),
+    ));
+    Ok(Some(export))
+}
+
 /// Runs the graph of `config` inline.
 pub fn run_inline(
     config: &Config,
@@ -438,6 +495,7 @@ pub fn run_inline_with_outputs<'o>(
     let run_id = super::context::new_run_id();
     let mut pipeline =
         LocalPipeline::build(config, registry, &graph, &placement, |_| true, run_id)?;
+    let export = start_inline_tracing(config, run_id, &mut pipeline)?;
     pipeline.start()?;
     if pipeline.source.is_none() {
         return Err(RunError::Bootstrap {
@@ -504,6 +562,7 @@ pub fn run_inline_with_outputs<'o>(
         rings: Vec::new(),
         route_cache: pipeline.env.routes.cache_counters(),
         peak_rss_kib,
+        spans: export.map(|e| e.finish()).unwrap_or_default(),
     };
     if let Some(failure) = failure {
         return Err(RunError::NodeFailed {

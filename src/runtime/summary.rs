@@ -42,6 +42,8 @@ pub struct RunSummary {
     pub rings: Vec<RingReport>,
     /// Route cache counters, summed over workers (`generation`: the highest).
     pub route_cache: RouteCacheCounters,
+    /// Span export counters, one entry per exporter (empty with tracing off).
+    pub spans: Vec<crate::observability::export::ExporterCounters>,
     /// Peak resident memory of every process of the run together (supervisor included), KiB.
     pub peak_rss_kib: u64,
 }

@@ -30,6 +30,8 @@ use crate::data::{
     push_envelope,
 };
 use crate::graph::{EncodeFn, Graph, MessageType, NodeError, Placement, RecordContext, Registry};
+use crate::observability::span::Tracer;
+use crate::observability::telemetry::RingSpanSink;
 use crate::supervisor::spawn::env;
 
 /// Worker exit statuses.
@@ -66,6 +68,7 @@ pub fn worker_entry(make_registry: impl FnOnce() -> Registry) {
             exit::CONTROL
         }
     };
+    crate::observability::otlp_logs::shutdown();
     std::process::exit(code);
 }
 
@@ -318,6 +321,10 @@ fn run_bootstrapped(
             return exit::BOOTSTRAP;
         }
     };
+    if let Err(e) = attach_telemetry(&config, bundle, &worker_env.worker_id, &mut pipeline) {
+        shared.fail("ring_corrupted", e);
+        return exit::BOOTSTRAP;
+    }
     if let Err(e) = pipeline.start() {
         shared.fail("bootstrap_error", e.to_string());
         return exit::BOOTSTRAP;
@@ -371,6 +378,29 @@ fn run_bootstrapped(
         return code;
     }
     exit_after_stop(&shared)
+}
+
+/// Points the pipeline's tracer at this worker's telemetry ring (tracing on).
+fn attach_telemetry(
+    config: &Config,
+    bundle: &BootstrapBundle,
+    worker_id: &str,
+    pipeline: &mut LocalPipeline,
+) -> Result<(), String> {
+    let Some(binding) = &bundle.telemetry else {
+        return Ok(());
+    };
+    // SAFETY: the supervisor passed this fd to this worker alone (spawn.rs).
+    let segment = unsafe { Segment::open_inherited(binding.fd, binding.len as usize) }
+        .map_err(|e| format!("telemetry ring: {e}"))?;
+    let producer = Producer::attach(segment, WaitStrategy::EFFICIENCY)
+        .map_err(|e| format!("telemetry ring: {e}"))?;
+    pipeline.env.tracer = Some(Tracer::new(
+        config.runtime.observability.tracing.sample_ratio,
+        worker_id.to_string(),
+        Box::new(RingSpanSink::new(producer)),
+    ));
+    Ok(())
 }
 
 fn heartbeat_interval(config: &Config, group: &str) -> Duration {
@@ -511,12 +541,12 @@ impl WorkerEgress<'_> {
         EnvelopeHeader {
             seq: ctx.seq,
             trace_id: ctx.trace_id,
-            parent_span_id: [0; 8],
+            parent_span_id: ctx.parent_span.to_be_bytes(),
             reply_to: ctx.reply_to,
             target,
             source_group: self.group_index,
             route_hop,
-            trace_flags: 0,
+            trace_flags: u8::from(ctx.sampled),
             kind,
         }
     }
@@ -729,6 +759,14 @@ impl GroupData<'_> {
         ));
         for (name, value) in self.pipeline.env.routes.cache_counters().pairs() {
             report.push_str(&format!("#route_cache.{name}={value}\n"));
+        }
+        if let Some(tracer) = self.pipeline.env.tracer.as_mut() {
+            tracer.sink.close();
+            report.push_str(&format!(
+                "#spans_produced={}\n#spans_dropped={}\n",
+                tracer.produced,
+                tracer.sink.dropped()
+            ));
         }
         self.shared.done.store(true, Ordering::Relaxed);
         self.shared.send(
@@ -1006,6 +1044,8 @@ impl GroupData<'_> {
             handoff_from,
             route_hop: header.route_hop,
             reply_to: header.reply_to,
+            parent_span: u64::from_be_bytes(header.parent_span_id),
+            sampled: header.trace_flags & 1 == 1,
         };
         egress.forwarded = 0;
         self.pipeline.env.timing = header.seq.is_multiple_of(super::chain::TIMING_SAMPLE);

@@ -108,6 +108,8 @@ pub struct Runtime {
     next_ingress: usize,
     entry: (u32, String, MessageType),
     run_id: u64,
+    /// Head sampling ratio when tracing is on: submitted records are traced at this rate.
+    sample_ratio: Option<f64>,
     arena: rkyv::ser::allocator::Arena,
     watcher: Watcher,
 }
@@ -180,6 +182,7 @@ impl Runtime {
         }
         let (ingress, egress, egress_names) = attach_host_ends(&supervisor)?;
         let run_id = supervisor.run_id();
+        let tracing = &config.runtime.observability.tracing;
         Ok(Self {
             egress_ended: vec![false; egress.len()],
             ingress,
@@ -190,6 +193,7 @@ impl Runtime {
             next_ingress: 0,
             entry,
             run_id,
+            sample_ratio: tracing.enabled.then_some(tracing.sample_ratio),
             arena: rkyv::ser::allocator::Arena::new(),
             watcher: watch(supervisor),
         })
@@ -213,6 +217,10 @@ impl Runtime {
         let mut header = EnvelopeHeader::data(seq, self.entry.0);
         header.reply_to = reply_to;
         header.trace_id = crate::runtime::context::trace_id_for(self.run_id, seq);
+        header.trace_flags = u8::from(
+            self.sample_ratio
+                .is_some_and(|r| crate::observability::span::is_sampled(&header.trace_id, r)),
+        );
         // Round robin over the first group's workers (all of them run the entry node).
         let ring = self.next_ingress % self.ingress.len().max(1);
         self.next_ingress = self.next_ingress.wrapping_add(1);

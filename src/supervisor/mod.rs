@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod monitor;
 mod run;
 pub mod spawn;
+mod telemetry;
 
 pub use host::{HostError, Reply, ReplyKind, Runtime};
 pub use lifecycle::{

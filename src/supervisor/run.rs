@@ -189,6 +189,8 @@ pub struct Supervisor {
     rings: Vec<PlannedRing>,
     /// Peak and summed ring depth samples, per ring, for the summary.
     ring_samples: Vec<(u64, u64, u64)>,
+    /// Telemetry rings, drain thread and span exporters (tracing on).
+    telemetry: Option<super::telemetry::RunTelemetry>,
 }
 
 /// One ring between a worker and a worker of the next group (or the embedding host).
@@ -260,6 +262,10 @@ impl Supervisor {
         let (records, mut plans) = plan_workers(config, &graph);
         let rings = plan_rings(config, &graph, &records, &mut plans, options.host_rings)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let run_id = crate::runtime::context::new_run_id();
+        let telemetry = super::telemetry::RunTelemetry::start(config, &ids, run_id, |i, fd| {
+            plans[i].inherit.push(fd);
+        })?;
         let master = MasterKey::generate()?;
         let directory = Arc::new(KeyDirectory::derive(&master, &ids));
         let listener = ControlListener::bind(&control)?;
@@ -314,7 +320,7 @@ impl Supervisor {
             acceptor: Some(acceptor),
             signals,
             external_stop: options.stop.clone(),
-            run_id: crate::runtime::context::new_run_id(),
+            run_id,
             next_correlation: 1,
             failure: None,
             stop_signal: None,
@@ -326,6 +332,7 @@ impl Supervisor {
             failure_counts: HashMap::new(),
             ring_samples: vec![(0, 0, 0); rings.len()],
             rings,
+            telemetry,
         };
         let exe = match &options.worker_exe {
             Some(exe) => exe.clone(),
@@ -426,28 +433,24 @@ impl Supervisor {
 
     fn record_event(&mut self, event: LifecycleEvent) {
         if self.lifecycle_enabled {
-            let fields: String = event
-                .fields
-                .iter()
-                .map(|(k, v)| format!(" {k}={v}"))
-                .collect();
             let worker = event
                 .worker_id
                 .clone()
                 .unwrap_or_else(|| "supervisor".into());
             let pid = event.pid.unwrap_or_else(std::process::id).to_string();
-            let group = event
+            let pairs = event
                 .group
-                .clone()
-                .map(|g| format!(" group={g}"))
-                .unwrap_or_default();
-            let message = format!("{}{group}{fields}", event.kind.as_str());
+                .iter()
+                .map(|g| ("group", g.as_str()))
+                .chain(event.fields.iter().map(|(k, v)| (*k, v.as_str())));
+            let fields = crate::observability::logging::pack_fields(pairs);
+            let kind = event.kind.as_str();
             match self.lifecycle_level() {
                 tracing::Level::DEBUG => {
-                    tracing::debug!(target: "lifecycle", worker_id = %worker, pid = %pid, "{message}")
+                    tracing::debug!(target: "lifecycle", worker_id = %worker, pid = %pid, lifecycle_fields = %fields, "{kind}")
                 }
                 _ => {
-                    tracing::info!(target: "lifecycle", worker_id = %worker, pid = %pid, "{message}")
+                    tracing::info!(target: "lifecycle", worker_id = %worker, pid = %pid, lifecycle_fields = %fields, "{kind}")
                 }
             }
         }
@@ -576,7 +579,7 @@ impl Supervisor {
             config_yaml: self.config_yaml.clone(),
             node_names: plan.nodes.clone(),
             rings: plan.rings.clone(),
-            telemetry: None,
+            telemetry: self.telemetry.as_ref().and_then(|t| t.binding(index)),
             run_id: self.run_id,
             correlation,
         });
@@ -859,6 +862,21 @@ impl Supervisor {
                 .map(|r| (r.id.clone(), u64::from(r.counters.busy_per_mille)))
                 .collect(),
             route_cache: self.route_cache_counters().pairs().to_vec(),
+            spans: self
+                .telemetry
+                .as_ref()
+                .map(|t| t.counters())
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|c| {
+                    [
+                        (c.kind.clone(), "produced", c.produced),
+                        (c.kind.clone(), "exported", c.exported),
+                        (c.kind.clone(), "dropped", c.dropped),
+                        (c.kind.clone(), "failed", c.failed),
+                    ]
+                })
+                .collect(),
             ..MetricsView::default()
         };
         view.restarts = 0;
@@ -1151,6 +1169,24 @@ impl Supervisor {
             workers,
             rings: self.ring_report(),
             route_cache: self.route_cache_counters(),
+            spans: self
+                .telemetry
+                .as_ref()
+                .map(|t| t.counters())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Ends span export: the drain thread reads what the workers left, the exporters get
+    /// their deadline. Call after every worker stopped.
+    fn finish_telemetry(&mut self) {
+        let worker_dropped = self
+            .drained
+            .values()
+            .filter_map(|(_, _, r)| report_field(r, "spans_dropped"))
+            .sum();
+        if let Some(telemetry) = self.telemetry.as_mut() {
+            telemetry.finish(worker_dropped);
         }
     }
 
@@ -1524,6 +1560,7 @@ pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedR
         }
         _ => supervisor.stop_all(),
     }
+    supervisor.finish_telemetry();
     // A run that drained but had a worker fail while stopping is still a failed run.
     let end = match (&end, supervisor.failure()) {
         (RunEnd::Drained, Some(failure)) => RunEnd::Failed(failure.clone()),
