@@ -43,14 +43,69 @@ fn inline(input: &Path, dir: &Path) -> RunSummary {
     run_inline(&config, &registry, &Default::default()).expect("inline run")
 }
 
-fn four_groups(input: &Path, dir: &Path) -> RunSummary {
+/// A supervised run of the bundled experiment config `placement` (`4proc`, `5proc`).
+fn groups(placement: &str, input: &Path, dir: &Path) -> RunSummary {
     let registry = fund_load::registry();
-    let config = bundled_config(&registry, Profile::Experiment, "4proc", input, dir)
-        .expect("4-group config");
+    let config = bundled_config(&registry, Profile::Experiment, placement, input, dir)
+        .expect("bundled config");
     reset_peak_rss();
     run_supervised(&config, &registry, &SupervisorOptions::default())
-        .expect("4-group run")
+        .expect("supervised run")
         .summary
+}
+
+fn four_groups(input: &Path, dir: &Path) -> RunSummary {
+    groups("4proc", input, dir)
+}
+
+/// Inline, 4 groups and 5 groups (parsing on two workers), alternating, same input.
+fn compare_placements(input: &Path, dir: &Path, lines: u64, rounds: usize) {
+    let names = ["inline", "4proc", "5proc"];
+    let outputs: Vec<_> = names.iter().map(|n| dir.join(n)).collect();
+    for out in &outputs {
+        std::fs::create_dir_all(out).expect("output dir");
+    }
+    let mut rates = vec![Vec::new(); names.len()];
+    let mut ratios = vec![Vec::new(); names.len()];
+    let mut rss = vec![0u64; names.len()];
+    for round in 1..=rounds {
+        let runs = [
+            inline(input, &outputs[0]),
+            groups("4proc", input, &outputs[1]),
+            groups("5proc", input, &outputs[2]),
+        ];
+        let base = rate(&runs[0]);
+        let line: Vec<String> = names
+            .iter()
+            .zip(&runs)
+            .map(|(n, r)| format!("{n} {:.0} rec/s ({:.2}x)", rate(r), rate(r) / base))
+            .collect();
+        println!("round {round}: {}", line.join(" | "));
+        for (i, run) in runs.iter().enumerate() {
+            rates[i].push(rate(run));
+            ratios[i].push(rate(run) / base);
+            rss[i] = rss[i].max(run.peak_rss_kib);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reference = std::fs::read(outputs[0].join("output.txt")).ok();
+    println!("== stream-kernel pipeline benchmark ({lines} generated lines, experiment) ==");
+    let labels = [
+        "inline (1 process)",
+        "4 groups (5 processes)",
+        "5 groups, parse x2 (7 processes)",
+    ];
+    for i in 0..names.len() {
+        let same = std::fs::read(outputs[i].join("output.txt")).ok() == reference;
+        println!(
+            "{:<34} p50 {:>10.0} rec/s   ratio to inline p50 {:.2}x   peak RSS {:>7.1} MiB   output identical: {same}",
+            labels[i],
+            median(&mut rates[i]),
+            median(&mut ratios[i]),
+            rss[i] as f64 / 1024.0,
+        );
+    }
+    println!("target: 4 groups >= 1.5x inline");
 }
 
 fn rate(summary: &RunSummary) -> f64 {
@@ -161,48 +216,5 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input.txt");
     generated_input(&input, lines).expect("generated input");
-    let outputs = [dir.path().join("inline"), dir.path().join("4proc")];
-    for out in &outputs {
-        std::fs::create_dir(out).expect("output dir");
-    }
-
-    let (mut inline_rates, mut group_rates) = (Vec::new(), Vec::new());
-    let (mut inline_rss, mut group_rss) = (0u64, 0u64);
-    let mut ratios = Vec::new();
-    for round in 1..=rounds {
-        let a = inline(&input, &outputs[0]);
-        let b = four_groups(&input, &outputs[1]);
-        let (ra, rb) = (rate(&a), rate(&b));
-        println!(
-            "round {round}: inline {:>10.0} rec/s ({:.3} s) | 4-group {:>10.0} rec/s ({:.3} s) | ratio {:.2}x",
-            ra,
-            a.elapsed.as_secs_f64(),
-            rb,
-            b.elapsed.as_secs_f64(),
-            rb / ra
-        );
-        inline_rates.push(ra);
-        group_rates.push(rb);
-        ratios.push(rb / ra);
-        inline_rss = inline_rss.max(a.peak_rss_kib);
-        group_rss = group_rss.max(b.peak_rss_kib);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let same = std::fs::read(outputs[0].join("output.txt")).ok()
-        == std::fs::read(outputs[1].join("output.txt")).ok();
-    println!("== stream-kernel pipeline benchmark ({lines} generated lines, experiment) ==");
-    println!(
-        "inline   p50 {:>10.0} rec/s   peak RSS {:>8.1} MiB",
-        median(&mut inline_rates),
-        inline_rss as f64 / 1024.0
-    );
-    println!(
-        "4-group  p50 {:>10.0} rec/s   peak RSS {:>8.1} MiB (5 processes)",
-        median(&mut group_rates),
-        group_rss as f64 / 1024.0
-    );
-    println!(
-        "ratio 4-group / inline: p50 {:.2}x (target >= 1.5x); outputs identical: {same}",
-        median(&mut ratios)
-    );
+    compare_placements(&input, dir.path(), lines, rounds);
 }

@@ -460,6 +460,42 @@ fn cfg_12_parallel_global_state_is_rejected_with_the_node_name() {
     );
 }
 
+/// CFG-12 (the accepted side): in the baseline the policy nodes are partitioned by
+/// `customer_id`, so `workers: 2` on their group is valid (records are routed by that key).
+#[test]
+fn cfg_12_partitioned_policy_group_may_run_two_workers() {
+    let root = with("runtime.platform.process_groups[2].workers", "2");
+    let text = serde_norway::to_string(&root).unwrap();
+    let loaded = load(&text).unwrap_or_else(|report| panic!("rejected:\n{report}"));
+    assert_eq!(loaded.config.runtime.platform.process_groups[2].workers, 2);
+}
+
+/// CFG-12: a parallel group whose first node has no partition key cannot route records to
+/// its partitioned node (`idempotency_gate`, key `id`): rejected naming both nodes.
+#[test]
+fn cfg_12_parallel_group_needs_a_partitioned_first_node() {
+    let report = errors_of(&with("runtime.platform.process_groups[1].workers", "2"));
+    let path = "runtime.platform.process_groups[1].workers";
+    assert_error(&report, path, Code::CannotParallelize);
+    let message = report.at(path).next().unwrap().to_string();
+    assert!(
+        message.contains("idempotency_gate") && message.contains("compute_time_keys"),
+        "{message}"
+    );
+}
+
+/// CFG-12: source and sink groups stay single workers, naming the node.
+#[test]
+fn cfg_12_source_and_sink_groups_stay_single() {
+    for (group, node) in [(0, "source"), (3, "sink")] {
+        let path = format!("runtime.platform.process_groups[{group}].workers");
+        let report = errors_of(&with(&path, "2"));
+        assert_error(&report, &path, Code::CannotParallelize);
+        let message = report.at(&path).next().unwrap().to_string();
+        assert!(message.contains(&format!("`{node}`")), "{message}");
+    }
+}
+
 /// CFG-13: malformed YAML gives one error with line and column.
 #[test]
 fn cfg_13_malformed_yaml_reports_line_and_column() {

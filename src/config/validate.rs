@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::error::{ConfigErrorCode, ConfigPath};
 use super::model::Config;
 use super::reader::{Diagnostics, closest};
-use crate::graph::{Graph, NodeRole, NodeState, Registry};
+use crate::graph::{Graph, GraphNode, NodeRole, NodeState, Registry};
 
 /// Runs every cross-field rule, normalising node sections in place.
 pub fn validate(config: &mut Config, registry: &Registry, diag: &mut Diagnostics) {
@@ -206,66 +206,75 @@ fn group_index(config: &Config, name: &str) -> usize {
 /// - never on a group holding a source or a sink (they are singletons);
 /// - never on a group holding a stateful node without a partition key (its state would be
 ///   silently split across workers);
-/// - never upstream of an order-sensitive node (stateful node, `source_seq` sink): its inputs
-///   would arrive out of `seq` order, and this build has no seq-ordered merge of rings.
+/// - a group holding partitioned nodes gets each record on the worker chosen by the partition
+///   key of the group's first node, so that node must be partitioned and every stateful node
+///   of the group must use the same key. Stateless groups take records round robin.
+///
+/// Order-sensitive nodes downstream of parallel workers are fed by a `seq`-ordered merge of
+/// their inbound rings (data-plane.md), so they see the inline order.
 fn check_parallel_groups(config: &Config, graph: &Graph, diag: &mut Diagnostics) {
     for (g, group) in config.runtime.platform.process_groups.iter().enumerate() {
         if group.workers <= 1 {
             continue;
         }
         let path = groups_path().index(g).key("workers");
-        for node in graph.nodes.iter().filter(|n| group.nodes.contains(&n.name)) {
-            match (&node.role, &node.state) {
-                (NodeRole::Source | NodeRole::Sink, _) => diag.error(
-                    &path,
-                    ConfigErrorCode::CannotParallelize,
-                    format!(
-                        "workers: 1 because group `{}` holds the {} `{}`, which runs as a single worker",
-                        group.name,
-                        if node.role == NodeRole::Source { "source" } else { "sink" },
-                        node.name
-                    ),
-                    format!("workers: {}", group.workers),
-                ),
-                (_, NodeState::Global) => diag.error(
-                    &path,
-                    ConfigErrorCode::CannotParallelize,
-                    format!(
-                        "workers: 1 because node `{}` is stateful without a partition key; its state cannot be split across workers",
-                        node.name
-                    ),
-                    format!("workers: {}", group.workers),
-                ),
-                _ => {}
-            }
-        }
-        if let Some(sensitive) = first_order_sensitive_downstream(config, graph, &group.nodes) {
+        let found = format!("workers: {}", group.workers);
+        let mut refuse = |reason: String| {
             diag.error(
                 &path,
                 ConfigErrorCode::CannotParallelize,
-                format!(
-                    "workers: 1 because order-sensitive node `{sensitive}` is downstream and this build has no seq-ordered merge of parallel workers' outputs",
-                ),
-                format!("workers: {}", group.workers),
-            );
+                reason,
+                found.clone(),
+            )
+        };
+        let nodes: Vec<&GraphNode> = graph
+            .nodes
+            .iter()
+            .filter(|n| group.nodes.contains(&n.name))
+            .collect();
+        for node in &nodes {
+            match (&node.role, &node.state) {
+                (NodeRole::Source | NodeRole::Sink, _) => refuse(format!(
+                    "workers: 1 because group `{}` holds the {} `{}`, which runs as a single worker",
+                    group.name,
+                    if node.role == NodeRole::Source {
+                        "source"
+                    } else {
+                        "sink"
+                    },
+                    node.name
+                )),
+                (_, NodeState::Global) => refuse(format!(
+                    "workers: 1 because node `{}` is stateful without a partition key; its state cannot be split across workers",
+                    node.name
+                )),
+                _ => {}
+            }
+        }
+        let Some(entry) = nodes.first() else {
+            continue;
+        };
+        let entry_key = match &entry.state {
+            NodeState::Partitioned(key) => Some(key.name),
+            _ => None,
+        };
+        for node in nodes.iter().skip(1) {
+            let NodeState::Partitioned(key) = &node.state else {
+                continue;
+            };
+            match entry_key {
+                None => refuse(format!(
+                    "workers: 1 because node `{}` is partitioned by `{}` but the group's first node `{}` has no partition key to route records by",
+                    node.name, key.name, entry.name
+                )),
+                Some(entry_key) if entry_key != key.name => refuse(format!(
+                    "workers: 1 because node `{}` is partitioned by `{}` but records are routed by the first node `{}`'s key `{entry_key}`",
+                    node.name, key.name, entry.name
+                )),
+                Some(_) => {}
+            }
         }
     }
-}
-
-fn first_order_sensitive_downstream<'g>(
-    config: &Config,
-    graph: &'g Graph,
-    group_nodes: &[String],
-) -> Option<&'g str> {
-    let first = graph
-        .nodes
-        .iter()
-        .position(|n| group_nodes.contains(&n.name))?;
-    graph.nodes[first..]
-        .iter()
-        .filter(|n| !group_nodes.contains(&n.name) || n.state.is_stateful())
-        .find(|n| n.is_order_sensitive(config))
-        .map(|n| n.name.as_str())
 }
 
 fn check_readiness_timeout(config: &Config, diag: &mut Diagnostics) {

@@ -870,6 +870,34 @@ impl<M: RingMemory> Consumer<M> {
         outcome.map(|()| processed)
     }
 
+    /// The next committed record's body, read in place without consuming it (`None` when
+    /// none is committed). [`Consumer::advance`] consumes it; [`Consumer::release`] frees the
+    /// space of what was consumed. Used by a k-way merge that must look at every ring's head
+    /// before it takes one.
+    pub fn peek(&mut self) -> Result<Option<&[u8]>, RingCorrupted> {
+        let Some((len, _)) =
+            self.cursor
+                .next_committed(&self.memory, &self.layout, Check::Quick)?
+        else {
+            return Ok(None);
+        };
+        let offset = self.layout.data_offset(self.cursor.head) + RECORD_HEADER;
+        // SAFETY: as in `poll`: inside the data area, committed, not released until `release`.
+        Ok(Some(unsafe { self.memory.bytes(offset, len) }))
+    }
+
+    /// Consumes the record [`Consumer::peek`] returned (no-op when none is committed).
+    pub fn advance(&mut self) -> Result<(), RingCorrupted> {
+        if let Some((_, total)) =
+            self.cursor
+                .next_committed(&self.memory, &self.layout, Check::Quick)?
+        {
+            self.cursor.head += total;
+            self.cursor.records += 1;
+        }
+        Ok(())
+    }
+
     /// Publishes the read position, freeing space, and wakes a producer parked on a full ring.
     pub fn release(&mut self) {
         if self.cursor.head == self.cursor.released {

@@ -160,6 +160,12 @@ pub struct AlignedBuf {
     words: Vec<u128>,
 }
 
+impl Default for AlignedBuf {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
 impl AlignedBuf {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {

@@ -1,6 +1,6 @@
 //! Observability plane: logs (lifecycle events and errors through `tracing`), process resource
-//! figures, and in later steps spans and their exporters. It must never block or slow the data
-//! plane.
+//! figures, spans (sampling, telemetry rings) and their exporters. It must never block or slow
+//! the data plane.
 
 pub mod export;
 pub mod logging;

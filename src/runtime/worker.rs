@@ -10,6 +10,8 @@
 //! A control thread handles START_WORK and STOP and exits the process if the supervisor goes
 //! away; a heartbeat thread reports counters every `heartbeat_seconds`.
 
+use crate::data::RingCorrupted;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +31,10 @@ use crate::data::{
     Consumer, EnvelopeHeader, EnvelopeKind, PollError, Producer, PushError, Segment, WaitStrategy,
     push_envelope,
 };
-use crate::graph::{EncodeFn, Graph, MessageType, NodeError, Placement, RecordContext, Registry};
+use crate::graph::{
+    AlignedBuf, EncodeFn, Graph, MessageType, NodeError, NodeState, PartitionKey, Placement,
+    RecordContext, Registry,
+};
 use crate::observability::span::Tracer;
 use crate::observability::telemetry::RingSpanSink;
 use crate::supervisor::spawn::env;
@@ -371,6 +376,8 @@ fn run_bootstrapped(
         span,
         pipeline: &mut pipeline,
         shared: &shared,
+        next_group_keys: next_group_keys(&topology, &graph, &bundle.group),
+        timed_count: 0,
         ends_chain: io.outbound.is_empty(),
     };
     let code = data.run(io);
@@ -378,6 +385,31 @@ fn run_bootstrapped(
         return code;
     }
     exit_after_stop(&shared)
+}
+
+/// The partition keys of the partitioned nodes in the group after `group`, by graph index.
+fn next_group_keys(
+    topology: &Topology,
+    graph: &Graph,
+    group: &str,
+) -> HashMap<usize, PartitionKey> {
+    let Some(next) = topology.next(group) else {
+        return HashMap::new();
+    };
+    (next.first..=next.last)
+        .filter_map(|i| match &graph.nodes.get(i)?.state {
+            NodeState::Partitioned(key) => Some((i, key.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ring (of `rings`, one per worker of the next group) that a partition hash maps to.
+/// The hash is mixed first: key hashes of ids are not uniform in their low bits.
+fn partition_ring(hash: u64, rings: usize) -> usize {
+    let mut z = hash ^ (hash >> 31);
+    z = z.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((z ^ (z >> 29)) % rings.max(1) as u64) as usize
 }
 
 /// Points the pipeline's tracer at this worker's telemetry ring (tracing on).
@@ -486,6 +518,10 @@ impl GroupIo {
 const PUSH_SLICE: Duration = Duration::from_millis(100);
 /// How long one idle wait on the inbound ring lasts before checking STOP.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// A merge with no record on any ring waits this long on one ring before looking at the next.
+const MERGE_IDLE_SLICE: Duration = Duration::from_millis(1);
+/// Idle merge rounds (about a millisecond each) before it waits in [`WAIT_SLICE`]s.
+const IDLE_ROUNDS_BEFORE_PARKING: u64 = 200;
 /// Records taken from the inbound ring per batch (one release, one publish, one flush).
 const BATCH: usize = 256;
 
@@ -528,7 +564,67 @@ struct WorkerEgress<'s> {
     sent: u64,
     shared: &'s Shared,
     ring_error: Option<String>,
+    /// How values pick one of several outbound rings (one per worker of the next group).
+    routing: OutboundRouting,
+    /// Watermark bookkeeping for the outbound rings.
+    marks: Watermarks,
 }
+
+/// Ring choice when the next group has several workers: by the target node's partition key
+/// (same key, same worker, always) or round robin for stateless targets. Ring `k` leads to
+/// worker `k + 1` of the next group in every producer, so a key maps to one worker run-wide.
+#[derive(Default)]
+struct OutboundRouting {
+    /// Partition keys of the next group's partitioned nodes, by graph index.
+    keys: HashMap<usize, PartitionKey>,
+    next: usize,
+    /// Where a value is encoded to compute its key before it is copied into its ring.
+    scratch: AlignedBuf,
+}
+
+impl OutboundRouting {
+    fn round_robin(&mut self, rings: usize) -> usize {
+        let ring = self.next % rings.max(1);
+        self.next = self.next.wrapping_add(1);
+        ring
+    }
+}
+
+/// The watermark a worker publishes on each outbound ring: every record with `seq` at or
+/// below it is fully processed and its outputs are written. Records are processed in `seq`
+/// order (a merge feeds any worker with several inbound rings), so sending `seq` proves every
+/// earlier record done; upstream watermarks prove it for records that sent nothing here.
+#[derive(Default)]
+struct Watermarks {
+    /// Highest `seq` seen in an outgoing envelope.
+    current: u64,
+    /// Every record below `current` is done.
+    done_through: u64,
+    /// What the inbound rings prove done (records never routed to this worker included).
+    upstream: u64,
+    published: u64,
+}
+
+impl Watermarks {
+    fn observe(&mut self, seq: u64) {
+        if seq > self.current {
+            self.done_through = self.done_through.max(seq - 1);
+            self.current = seq;
+        }
+    }
+
+    /// The watermark to publish now, if it moved.
+    fn due(&mut self) -> Option<u64> {
+        let mark = self.done_through.max(self.upstream);
+        (mark > self.published).then(|| {
+            self.published = mark;
+            mark
+        })
+    }
+}
+
+/// Envelopes between watermark publications on the source's worker (others publish per batch).
+const WATERMARK_EVERY: u64 = 256;
 
 impl WorkerEgress<'_> {
     fn header_for(
@@ -555,10 +651,15 @@ impl WorkerEgress<'_> {
     /// being aborted.
     fn push(
         &mut self,
+        ring: usize,
         header: &EnvelopeHeader,
         encode: &mut dyn FnMut(&mut [u8], &mut rkyv::ser::allocator::Arena) -> Option<usize>,
     ) -> Result<(), NodeError> {
-        let Some(producer) = self.outbound.first_mut() else {
+        self.marks.observe(header.seq);
+        if self.sent.is_multiple_of(WATERMARK_EVERY) {
+            self.publish_watermark();
+        }
+        let Some(producer) = self.outbound.get_mut(ring) else {
             return Err(NodeError::failed(format!(
                 "node {} is in another group and this worker has no ring to it",
                 header.target
@@ -602,26 +703,68 @@ impl WorkerEgress<'_> {
         let mut header = *header;
         header.route_hop = header.route_hop.saturating_add(1);
         header.source_group = self.group_index;
-        self.push(&header, &mut |slot, _| {
+        let ring = self.routing.round_robin(self.outbound.len());
+        self.push(ring, &header, &mut |slot, _| {
             slot.get_mut(..payload.len())?.copy_from_slice(payload);
             Some(payload.len())
         })
     }
 
-    /// An end-of-stream or drop marker; a drop marker keeps the record's `reply_to`, so an
-    /// embedding host learns that its request produced nothing.
+    /// An end-of-stream marker (on every outbound ring) or a drop marker (on one); a drop
+    /// marker keeps the record's `reply_to`, so an embedding host learns that its request
+    /// produced nothing.
     fn marker(&mut self, kind: EnvelopeKind, seq: u64, reply_to: u64) -> Result<(), NodeError> {
         let mut header = EnvelopeHeader::data(seq, 0);
         header.kind = kind;
         header.reply_to = reply_to;
         header.source_group = self.group_index;
-        self.push(&header, &mut |_, _| Some(0))
+        if kind == EnvelopeKind::EndOfStream {
+            for ring in 0..self.outbound.len() {
+                self.push(ring, &header, &mut |_, _| Some(0))?;
+            }
+            return Ok(());
+        }
+        let ring = self.routing.round_robin(self.outbound.len());
+        self.push(ring, &header, &mut |_, _| Some(0))
+    }
+
+    /// Publishes the watermark on every outbound ring when it moved (which also publishes the
+    /// rings' tails and wakes parked consumers).
+    fn publish_watermark(&mut self) {
+        if let Some(mark) = self.marks.due() {
+            for producer in &mut self.outbound {
+                producer.publish_watermark(mark);
+            }
+        }
     }
 
     fn flush(&mut self) {
+        self.publish_watermark();
         for producer in &mut self.outbound {
             producer.flush();
         }
+    }
+
+    /// The ring for a value for node `target`: by the target's partition key when it has
+    /// one (the value is encoded into scratch first: returns its length), else round robin.
+    fn ring_for(
+        &mut self,
+        target: usize,
+        encode: &mut EncodeFn<'_>,
+    ) -> Result<(usize, Option<usize>), NodeError> {
+        let rings = self.outbound.len();
+        if rings <= 1 {
+            return Ok((0, None));
+        }
+        let Some(key) = self.routing.keys.get(&target) else {
+            return Ok((self.routing.round_robin(rings), None));
+        };
+        let len =
+            super::chain::encode_growing_with(&mut self.routing.scratch, &mut self.arena, encode)?;
+        // SAFETY: the scratch holds an archive of the target's input type that this process
+        // encoded just now (the edge is type-checked), as `key_of_trusted` requires.
+        let hash = unsafe { key.key_of_trusted(&self.routing.scratch.as_bytes()[..len]) };
+        Ok((partition_ring(hash, rings), Some(len)))
     }
 }
 
@@ -639,7 +782,19 @@ impl Egress for WorkerEgress<'_> {
             EnvelopeKind::Data,
             ctx.route_hop.saturating_add(1),
         );
-        self.push(&header, &mut |slot, arena| encode(slot, arena).ok())
+        match self.ring_for(target, encode)? {
+            (ring, None) => self.push(ring, &header, &mut |slot, arena| encode(slot, arena).ok()),
+            (ring, Some(len)) => {
+                let bytes = std::mem::take(&mut self.routing.scratch);
+                let pushed = self.push(ring, &header, &mut |slot, _| {
+                    slot.get_mut(..len)?
+                        .copy_from_slice(&bytes.as_bytes()[..len]);
+                    Some(len)
+                });
+                self.routing.scratch = bytes;
+                pushed
+            }
+        }
     }
 
     /// A terminal output goes back to the embedding host when this worker has a ring to it
@@ -661,7 +816,7 @@ impl Egress for WorkerEgress<'_> {
             EnvelopeKind::Data,
             ctx.route_hop,
         );
-        self.push(&header, &mut |slot, arena| encode(slot, arena).ok())
+        self.push(0, &header, &mut |slot, arena| encode(slot, arena).ok())
     }
 
     fn dead_letter(
@@ -685,10 +840,99 @@ impl Egress for WorkerEgress<'_> {
             EnvelopeKind::DeadLetter,
             ctx.route_hop.saturating_add(1),
         );
-        self.push(&header, &mut |slot, arena| {
+        let ring = self.routing.round_robin(self.outbound.len());
+        self.push(ring, &header, &mut |slot, arena| {
             crate::graph::encode_into(&record, slot, arena).ok()
         })
     }
+}
+
+/// The next step of a k-way merge.
+enum MergePick {
+    /// Take the head of this ring: it is the smallest `seq` anywhere.
+    Take(usize),
+    /// This ring may still send something smaller than the smallest head: wait for it.
+    Wait(usize),
+    /// No ring has a record: the next one may come on any of them.
+    Idle,
+    /// Every ring ended.
+    Ended,
+}
+
+/// The `seq` and kind of a ring's head record, if one is committed.
+fn head_of(ring: &mut Consumer<Segment>) -> Result<Option<(u64, EnvelopeKind)>, RingCorrupted> {
+    let Some(body) = ring.peek()? else {
+        return Ok(None);
+    };
+    let (header, _) = EnvelopeHeader::read(body).map_err(|e| RingCorrupted::Record {
+        position: 0,
+        detail: format!("inbound envelope: {e}"),
+    })?;
+    Ok(Some((header.seq, header.kind)))
+}
+
+/// Chooses the next record of a k-way merge by `seq` (ties: the lower ring). End-of-stream
+/// markers are consumed here and end their ring.
+fn merge_pick(
+    rings: &mut [Consumer<Segment>],
+    ended: &mut [bool],
+) -> Result<MergePick, RingCorrupted> {
+    // Watermarks before heads: a watermark read first covers every record committed before
+    // it, so a ring found empty afterwards really has nothing at or below its watermark.
+    let marks: Vec<u64> = rings.iter().map(Consumer::watermark).collect();
+    let mut heads = vec![None; rings.len()];
+    for (r, ring) in rings.iter_mut().enumerate() {
+        if ended[r] {
+            continue;
+        }
+        match head_of(ring)? {
+            Some((_, EnvelopeKind::EndOfStream)) => {
+                ring.advance()?;
+                ended[r] = true;
+            }
+            head => heads[r] = head.map(|(seq, _)| seq),
+        }
+    }
+    let Some((smallest, seq)) = heads
+        .iter()
+        .enumerate()
+        .filter_map(|(r, head)| head.map(|seq| (r, seq)))
+        .min_by_key(|(r, seq)| (*seq, *r))
+    else {
+        return Ok(if ended.iter().all(|e| *e) {
+            MergePick::Ended
+        } else {
+            MergePick::Idle
+        });
+    };
+    let holding_back = (0..rings.len())
+        .find(|&o| o != smallest && !ended[o] && heads[o].is_none() && marks[o] < seq);
+    Ok(match holding_back {
+        Some(o) => MergePick::Wait(o),
+        None => MergePick::Take(smallest),
+    })
+}
+
+/// Every inbound record at or below the returned `seq` has been taken: for each ring still
+/// open, its head's `seq - 1`, or its watermark when it is empty.
+fn inbound_done_through(
+    rings: &mut [Consumer<Segment>],
+    ended: &[bool],
+) -> Result<u64, WorkerFailure> {
+    let mut through = u64::MAX;
+    for (r, ring) in rings.iter_mut().enumerate() {
+        if ended[r] {
+            continue;
+        }
+        let mark = ring.watermark();
+        let done =
+            match head_of(ring).map_err(|e| WorkerFailure::ring(format!("inbound ring: {e}")))? {
+                Some((seq, _)) => seq.saturating_sub(1),
+                None => mark,
+            };
+        through = through.min(done);
+    }
+    Ok(if through == u64::MAX { 0 } else { through })
 }
 
 /// One worker's share of the run.
@@ -698,6 +942,10 @@ struct GroupData<'a> {
     span: crate::runtime::topology::GroupSpan,
     pipeline: &'a mut LocalPipeline,
     shared: &'a Arc<Shared>,
+    /// Partition keys of the next group's partitioned nodes (routing to its workers).
+    next_group_keys: HashMap<usize, PartitionKey>,
+    /// Records run by this worker (picks the ones whose node times are sampled).
+    timed_count: u64,
     /// No outbound ring: this worker is where records end (the sink's worker, or the last
     /// group of a run whose terminal outputs have no reader). It writes dead letters, absorbs
     /// drop markers and publishes its progress for crash accounting.
@@ -726,6 +974,11 @@ impl GroupData<'_> {
             sent: 0,
             shared: self.shared,
             ring_error: None,
+            routing: OutboundRouting {
+                keys: std::mem::take(&mut self.next_group_keys),
+                ..OutboundRouting::default()
+            },
+            marks: Watermarks::default(),
         };
         let started = Instant::now();
         let mut inbound = io.inbound;
@@ -888,6 +1141,9 @@ impl GroupData<'_> {
         inbound: &mut [Consumer<Segment>],
         egress: &mut WorkerEgress<'_>,
     ) -> Result<(u64, u64, bool), WorkerFailure> {
+        if inbound.len() > 1 {
+            return self.run_merged(inbound, egress);
+        }
         let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
         let mut completed = 0u64;
         let mut consumed = 0u64;
@@ -927,13 +1183,19 @@ impl GroupData<'_> {
                     consumer.publish_progress(completed);
                 }
             }
+            egress.marks.upstream = inbound_done_through(inbound, &ended)?;
             egress.flush();
             self.publish_counters(consumed, egress);
             if !any {
                 for (r, consumer) in inbound.iter_mut().enumerate() {
                     if !ended[r] {
                         let waiting = Instant::now();
-                        let woke = consumer.wait(WAIT_SLICE);
+                        // A moved watermark wakes us too: it must travel on even when no
+                        // record comes this way (a skewed partition), or a merge downstream
+                        // would wait for it.
+                        let mark = consumer.watermark();
+                        let woke = consumer
+                            .wait_for(WAIT_SLICE, |m| crate::data::read_watermark(m) != mark);
                         self.shared.add_idle(waiting.elapsed());
                         match woke {
                             Ok(crate::data::Readiness::Closed) => ended[r] = true,
@@ -955,6 +1217,105 @@ impl GroupData<'_> {
             }
         }
         Ok((last, consumed, false))
+    }
+
+    /// A worker fed by several rings (the previous group runs several workers): a k-way merge
+    /// by `seq`. The smallest head is taken once every other ring's head is past it or its
+    /// watermark says nothing at or below it will come; a ring whose end of stream arrived
+    /// no longer holds anything back. So the local chain sees records in `seq` order, as inline.
+    fn run_merged(
+        &mut self,
+        inbound: &mut [Consumer<Segment>],
+        egress: &mut WorkerEgress<'_>,
+    ) -> Result<(u64, u64, bool), WorkerFailure> {
+        let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
+        let ring_error = |e: RingCorrupted| WorkerFailure::ring(format!("inbound ring: {e}"));
+        let mut ended = vec![false; inbound.len()];
+        let (mut completed, mut consumed) = (0u64, 0u64);
+        let mut idle_rounds = 0u64;
+        while !ended.iter().all(|e| *e) {
+            if self.shared.stopping() && !self.shared.drain_on_stop() {
+                return Ok((completed, consumed, true));
+            }
+            let mut step = BatchStep::default();
+            let mut taken = 0;
+            let mut blocked_on = None;
+            let mut idle = false;
+            while taken < BATCH {
+                match merge_pick(inbound, &mut ended).map_err(ring_error)? {
+                    MergePick::Take(r) => {
+                        let body = inbound[r].peek().map_err(ring_error)?.ok_or_else(|| {
+                            WorkerFailure::ring("inbound ring: a peeked record vanished".into())
+                        })?;
+                        self.handle_record(body, trusted, egress, &mut step)?;
+                        inbound[r].advance().map_err(ring_error)?;
+                        taken += 1;
+                    }
+                    MergePick::Wait(r) => {
+                        blocked_on = Some(r);
+                        break;
+                    }
+                    MergePick::Idle => {
+                        idle = true;
+                        break;
+                    }
+                    MergePick::Ended => break,
+                }
+            }
+            for consumer in inbound.iter_mut() {
+                consumer.release();
+            }
+            consumed += taken as u64;
+            completed = completed.max(step.completed);
+            if self.ends_chain && taken > 0 {
+                self.flush_sink(egress)?;
+                for consumer in inbound.iter() {
+                    consumer.publish_progress(completed);
+                }
+            }
+            egress.marks.upstream = inbound_done_through(inbound, &ended)?;
+            egress.flush();
+            self.publish_counters(consumed, egress);
+            idle_rounds = if idle && taken == 0 {
+                idle_rounds + 1
+            } else {
+                0
+            };
+            let wait_on = match (taken, blocked_on, idle) {
+                (0, Some(r), _) => Some((r, WAIT_SLICE)),
+                // Nothing anywhere: the next record may come on any ring, so look at them in
+                // turn with short waits; after a while of nothing, park for longer.
+                (0, None, true) => {
+                    let open: Vec<usize> = (0..inbound.len()).filter(|r| !ended[*r]).collect();
+                    let slice = if idle_rounds > IDLE_ROUNDS_BEFORE_PARKING {
+                        WAIT_SLICE
+                    } else {
+                        MERGE_IDLE_SLICE
+                    };
+                    open.get(idle_rounds as usize % open.len().max(1))
+                        .map(|r| (*r, slice))
+                }
+                _ => None,
+            };
+            if let Some((r, slice)) = wait_on {
+                let waiting = Instant::now();
+                let mark = inbound[r].watermark();
+                let woke = inbound[r]
+                    .wait_for(slice, |m| crate::data::read_watermark(m) != mark)
+                    .map_err(ring_error)?;
+                self.shared.add_idle(waiting.elapsed());
+                if woke == crate::data::Readiness::Closed {
+                    ended[r] = true;
+                }
+            }
+        }
+        self.finish(egress, completed)?;
+        if self.ends_chain {
+            for consumer in inbound.iter() {
+                consumer.publish_progress(completed);
+            }
+        }
+        Ok((completed, consumed, false))
     }
 
     /// What the heartbeat thread reports: records in and out, route cache counters.
@@ -1048,7 +1409,10 @@ impl GroupData<'_> {
             sampled: header.trace_flags & 1 == 1,
         };
         egress.forwarded = 0;
-        self.pipeline.env.timing = header.seq.is_multiple_of(super::chain::TIMING_SAMPLE);
+        // Sample by this worker's own count, not by `seq`: with round robin over workers,
+        // every multiple of the sample period could land on one worker.
+        self.timed_count = self.timed_count.wrapping_add(1);
+        self.pipeline.env.timing = self.timed_count.is_multiple_of(super::chain::TIMING_SAMPLE);
         let (stage, rest) = self.pipeline.stages[position..]
             .split_first_mut()
             .unwrap_or_else(|| unreachable!("position comes from a search of the stages"));

@@ -11,7 +11,8 @@ use stream_kernel::apps::fund_load::messages::{ArchivedRawLine, RawLine};
 use stream_kernel::config::reader::{self as r, Diagnostics, Section};
 use stream_kernel::config::{ConfigPath, SinkAdapter};
 use stream_kernel::graph::{
-    Emitter, Node, NodeError, Nothing, Pull, RecordContext, Registry, Source,
+    Emitter, Node, NodeError, NodeState, Nothing, PartitionKey, Pull, RecordContext, Registry,
+    Source,
 };
 
 /// One tick.
@@ -59,6 +60,46 @@ impl Node for Pass {
     ) -> Result<(), NodeError> {
         out.emit(&Tick {
             n: input.n.to_native(),
+        })
+    }
+}
+
+/// Stateful, partitioned by a "hot" key: every tick whose `n` is not a multiple of `spread`
+/// has key 0, the rest key `n` (so one worker of a partitioned group gets almost everything;
+/// `spread: 0` puts every tick on key 0 and leaves the other workers idle). Emits
+/// `n * 1_000_000 + (ticks seen so far for the key)`: a key split across workers or seen out of
+/// order changes the output.
+pub struct KeyedCount {
+    spread: u64,
+    counts: std::collections::HashMap<u64, u64>,
+}
+
+/// The partition key of a tick for [`KeyedCount`] (spread read from the config).
+pub fn hot_key(n: u64, spread: u64) -> u64 {
+    if spread != 0 && n.is_multiple_of(spread) {
+        n
+    } else {
+        0
+    }
+}
+
+/// The `spread` every `keyed_count` of this process uses (its state fn has no settings).
+pub static KEYED_SPREAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+
+impl Node for KeyedCount {
+    type Input = Tick;
+    type Output = Tick;
+    fn process(
+        &mut self,
+        input: &ArchivedTick,
+        _ctx: &RecordContext<'_>,
+        out: &mut Emitter<'_, Tick>,
+    ) -> Result<(), NodeError> {
+        let n = input.n.to_native();
+        let count = self.counts.entry(hot_key(n, self.spread)).or_insert(0);
+        *count += 1;
+        out.emit(&Tick {
+            n: n * 1_000_000 + *count,
         })
     }
 }
@@ -202,6 +243,29 @@ pub fn register(registry: &mut Registry) {
         })
         .settings(ticker_settings);
     registry.transform("pass", |_| Ok(Pass));
+    registry
+        .transform("keyed_count", |ctx| {
+            Ok(KeyedCount {
+                spread: setting(ctx.settings, "spread", 100),
+                counts: Default::default(),
+            })
+        })
+        .settings(any_settings)
+        .state(|config| {
+            let spread = config
+                .nodes
+                .get("keyed_count")
+                .and_then(|s| s.get("spread"))
+                .and_then(Value::as_u64)
+                .unwrap_or(100);
+            KEYED_SPREAD.store(spread, std::sync::atomic::Ordering::Relaxed);
+            NodeState::Partitioned(PartitionKey::new::<Tick>("hot_key", |t| {
+                hot_key(
+                    t.n.to_native(),
+                    KEYED_SPREAD.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            }))
+        });
     registry.transform("hang", |_| Ok(Hang));
     registry.transform("fail_start", |_| Ok(FailStart));
     registry.transform("stuck", |_| Ok(Stuck));
