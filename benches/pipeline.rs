@@ -1,7 +1,8 @@
 //! Pipeline benchmark (benchmarks.md): the fund-load experiment job on a generated 1 M-line
-//! input, inline (one process) vs the 4-group profile (four worker processes), alternating in
-//! one run so both see the same machine. Prints records/s of each, the ratio, and the peak
-//! resident memory of each run (all processes together for the 4-group one).
+//! input, inline (one process) vs the 4-group profile (four worker processes) vs the 5-group
+//! one (parsing on two workers), alternating in one run so all see the same machine. Prints
+//! records/s of each, the ratios to inline, and the peak resident memory of each run (all
+//! processes together for the supervised ones).
 //!
 //! With `PIPELINE_TRACING=1` it compares the 4-group run with tracing off, with
 //! `sample_ratio: 0.01` exporting OTLP/gRPC to a receiver in this process, and exporting to an

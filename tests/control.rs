@@ -5,6 +5,9 @@
 //! This binary is also its own child process: with `SK_CONTROL_ROLE=worker` its `main` runs a
 //! worker that reads its key from the inherited pipe on fd 3 and says HELLO.
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use checks::check;
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::prelude::*;
 use stream_kernel::config::{Auth, AuthMode, Control, ControlTransport};
@@ -123,14 +127,6 @@ fn control_config(transport: ControlTransport) -> Control {
             nonce_cache_size: 1000,
         },
         max_payload_bytes: 64 * 1024,
-    }
-}
-
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
     }
 }
 
@@ -701,7 +697,13 @@ fn key_hygiene(transport: ControlTransport) -> Result<(), Failed> {
     // SAFETY: only dup2 (async-signal-safe) runs between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(read_fd, KEY_FD) < 0 {
+            // When the pipe already is fd 3, dup2 does nothing and leaves close-on-exec set
+            // (the test threads run in parallel, so fd 3 may be free when the pipe is made).
+            if read_fd == KEY_FD {
+                if libc::fcntl(KEY_FD, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(read_fd, KEY_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -709,7 +711,16 @@ fn key_hygiene(transport: ControlTransport) -> Result<(), Failed> {
     }
     let child = command.spawn()?;
     drop(pipe);
-    let accepted = h.accept();
+    let Some(accepted) = h.server.accept(PATIENCE, PATIENCE)? else {
+        let mut child = child;
+        let _ = child.kill();
+        let output = child.wait_with_output()?;
+        return Err(format!(
+            "the worker did not connect; its stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    };
     check(accepted.worker_id == "group#1", || "hello".into())?;
     let pid = child.id();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;

@@ -9,11 +9,15 @@
 #[path = "support/fund_load_runs.rs"]
 mod fund_load_runs;
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use checks::{alive, check, parent_of};
 use fund_load_runs::{Profile, generated_input, inline_run};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -32,14 +36,6 @@ fn main() {
         Trial::test("r3_sigterm_mid_run_drains_a_prefix_and_exits_143", r3),
     ];
     libtest_mimic::run(&args, tests).exit();
-}
-
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
 }
 
 /// The shared input and the inline run's full output on it.
@@ -141,22 +137,6 @@ fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| parent_of(*p) == Some(pid))
         .collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rfind(')')
-                .map(|i| !s[i + 2..].starts_with('Z'))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 /// Waits until the CLI has its 4 workers and its output reached `bytes` (or it exited).

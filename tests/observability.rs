@@ -13,16 +13,20 @@ mod otlp_receiver;
 #[path = "support/test_nodes.rs"]
 mod test_nodes;
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use checks::check;
 use fund_load_runs::generated_input;
 use libtest_mimic::{Arguments, Failed, Trial};
 use otlp_receiver::{Protocol, ReceivedSpan, Receiver, wait_for_spans};
 use stream_kernel::apps::fund_load;
-use stream_kernel::config::{self, Config, FileAdapter, SinkAdapter, SourceAdapter};
+use stream_kernel::config::{self, Config};
 use stream_kernel::observability::export::ExporterCounters;
 use stream_kernel::runtime::RunSummary;
 use stream_kernel::supervisor::{SupervisorOptions, run_supervised};
@@ -84,14 +88,6 @@ fn main() {
     libtest_mimic::run(&args, tests).exit();
 }
 
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
-}
-
 /// Nodes of the fund-load graph: a sampled record has one span per node.
 const NODES: usize = 9;
 const GROUPS: [&str; 4] = [
@@ -123,15 +119,7 @@ fn traced_config(
     let mut config = config::load_str(&yaml, &registry())
         .map_err(|r| format!("{}: {r}\n{yaml}", path.display()))?
         .config;
-    config.adapters.source = SourceAdapter::File {
-        path: input.to_path_buf(),
-    };
-    config.adapters.sink = SinkAdapter::File {
-        path: dir.join("output.txt"),
-    };
-    config.adapters.dead_letter = Some(FileAdapter::File {
-        path: dir.join("rejects.jsonl"),
-    });
+    fund_load_runs::point_at(&mut config, input, dir);
     config.runtime.platform.health.enabled = false;
     Ok(config)
 }

@@ -10,12 +10,16 @@ mod fund_load_runs;
 #[path = "support/test_nodes.rs"]
 mod test_nodes;
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use checks::check;
 use fund_load_runs::{Profile, generated_input, sample_input};
 use libtest_mimic::{Arguments, Failed, Trial};
-use stream_kernel::config::{self, Config, FileAdapter, SinkAdapter, SourceAdapter};
+use stream_kernel::config::{self, Config, SinkAdapter};
 use stream_kernel::graph::Registry;
 use stream_kernel::supervisor::{RunEnd, SupervisedRun, SupervisorOptions, run_supervised};
 
@@ -54,14 +58,6 @@ fn main() {
     libtest_mimic::run(&args, tests).exit();
 }
 
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
-}
-
 /// A tick pipeline: `nodes` in order, `groups` as (name, nodes, workers); `None` = inline.
 fn tick_config(
     dir: &Path,
@@ -98,7 +94,7 @@ fn tick_config(
 }
 
 /// Runs `config` (inline or supervised) and returns its output file.
-fn output_of(config: &Config, dir: &Path) -> Result<Vec<u8>, Failed> {
+fn output_of(config: &Config) -> Result<Vec<u8>, Failed> {
     let started = Instant::now();
     if config.is_process_mode() {
         let run = run_supervised(config, &registry(), &SupervisorOptions::default())
@@ -114,7 +110,10 @@ fn output_of(config: &Config, dir: &Path) -> Result<Vec<u8>, Failed> {
     check(started.elapsed() < STALL, || {
         format!("the run took {:?}", started.elapsed())
     })?;
-    Ok(std::fs::read(dir.join("out.txt"))?)
+    match &config.adapters.sink {
+        SinkAdapter::File { path } => Ok(std::fs::read(path)?),
+        SinkAdapter::Stdout => Err("these runs write a file".into()),
+    }
 }
 
 /// Prints how the records split over the workers of each node.
@@ -138,14 +137,8 @@ fn same_as_inline(
     let (inline_dir, process_dir) = (dir.path().join("inline"), dir.path().join("process"));
     std::fs::create_dir_all(&inline_dir)?;
     std::fs::create_dir_all(&process_dir)?;
-    let expected = output_of(
-        &tick_config(&inline_dir, nodes, settings, None)?,
-        &inline_dir,
-    )?;
-    let got = output_of(
-        &tick_config(&process_dir, nodes, settings, Some(groups))?,
-        &process_dir,
-    )?;
+    let expected = output_of(&tick_config(&inline_dir, nodes, settings, None)?)?;
+    let got = output_of(&tick_config(&process_dir, nodes, settings, Some(groups))?)?;
     check(!expected.is_empty(), || {
         "the inline run wrote nothing".into()
     })?;
@@ -182,15 +175,7 @@ fn bundled(config_name: &str, input: &Path, dir: &Path) -> Result<Config, Failed
     let mut config = config::load_file(&path, &registry())
         .map_err(|r| format!("{}: {r}", path.display()))?
         .config;
-    config.adapters.source = SourceAdapter::File {
-        path: input.to_path_buf(),
-    };
-    config.adapters.sink = SinkAdapter::File {
-        path: dir.join("out.txt"),
-    };
-    config.adapters.dead_letter = Some(FileAdapter::File {
-        path: dir.join("rejects.jsonl"),
-    });
+    fund_load_runs::point_at(&mut config, input, dir);
     config.runtime.platform.health.enabled = false;
     Ok(config)
 }
@@ -217,8 +202,8 @@ fn fund_load_same_as_inline(profile: Profile, parallel: &str) -> Result<(), Fail
         );
         std::fs::create_dir_all(&a)?;
         std::fs::create_dir_all(&b)?;
-        let expected = output_of(&bundled(inline_name, input, &a)?, &a)?;
-        let got = output_of(&bundled(parallel, input, &b)?, &b)?;
+        let expected = output_of(&bundled(inline_name, input, &a)?)?;
+        let got = output_of(&bundled(parallel, input, &b)?)?;
         check(got == expected, || {
             format!(
                 "{parallel} on {}: output differs from inline",

@@ -11,10 +11,14 @@ mod test_nodes;
 #[path = "support/fund_load_runs.rs"]
 mod fund_load_runs;
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use checks::check;
 use libtest_mimic::{Arguments, Failed, Trial};
 use stream_kernel::config::{self, Config};
 use stream_kernel::graph::Registry;
@@ -85,14 +89,6 @@ fn registry() -> Registry {
     let mut registry = stream_kernel::apps::fund_load::registry();
     test_nodes::register(&mut registry);
     registry
-}
-
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
 }
 
 /// A process-mode config of test nodes. `groups`: `(name, [nodes])` in order.

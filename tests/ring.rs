@@ -5,6 +5,9 @@
 //! This test binary is also its own child process: when `SK_RING_ROLE` is set, `main` runs that
 //! role (for example the producer of RING-03) instead of the tests.
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::collections::VecDeque;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use checks::check;
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::prelude::*;
 use stream_kernel::data::ring::fault_offsets;
@@ -61,14 +65,6 @@ fn main() {
         ),
     ];
     libtest_mimic::run(&args, tests).exit();
-}
-
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
 }
 
 fn heap_ring(

@@ -8,11 +8,15 @@
 #[path = "support/test_nodes.rs"]
 mod test_nodes;
 
+#[path = "support/checks.rs"]
+mod checks;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use checks::{alive, check, parent_of};
 use libtest_mimic::{Arguments, Failed, Trial};
 use stream_kernel::config::{self, Config};
 use stream_kernel::control::now_ms;
@@ -68,14 +72,6 @@ fn main() {
     libtest_mimic::run(&args, tests).exit();
 }
 
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
-}
-
 /// A process-mode config of test nodes: `groups` is YAML for `process_groups`.
 fn config(dir: &Path, pipeline: &str, nodes: &str, groups: &str, extra_platform: &str) -> Config {
     let yaml = format!(
@@ -120,24 +116,6 @@ fn launch(config: &Config) -> Result<Supervisor, Failed> {
 
 fn events_of(events: &[LifecycleEvent], kind: EventKind) -> Vec<&LifecycleEvent> {
     events.iter().filter(|e| e.kind == kind).collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still has a /proc entry; look at its state.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rfind(')')
-                .map(|i| !s[i + 2..].starts_with('Z'))
-                .unwrap_or(false)
-        })
-        .unwrap_or(false)
 }
 
 /// P5PRE-SUP-01: start spawns real OS processes; each pid is alive and a child of ours.

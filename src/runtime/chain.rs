@@ -273,23 +273,34 @@ pub fn run_node(
     env: &mut ChainEnv,
     egress: &mut dyn Egress,
 ) -> Result<(), NodeError> {
-    if !env.traces(ctx) {
-        return run_node_untraced(
-            name, index, node, stats, payload, trusted, ctx, downstream, env, egress,
-        );
-    }
-    let start_ns = unix_ns();
-    let span_id = span_id_for(&ctx.trace_id, ctx.parent_span, index);
-    let child = RecordContext {
+    let span = env.traces(ctx).then(|| {
+        (
+            unix_ns(),
+            span_id_for(&ctx.trace_id, ctx.parent_span, index),
+        )
+    });
+    // What this node emits has its span as parent.
+    let child = span.map(|(_, span_id)| RecordContext {
         parent_span: span_id,
         ..*ctx
-    };
+    });
     let result = run_node_untraced(
-        name, index, node, stats, payload, trusted, &child, downstream, env, egress,
+        name,
+        index,
+        node,
+        stats,
+        payload,
+        trusted,
+        child.as_ref().unwrap_or(ctx),
+        downstream,
+        env,
+        egress,
     );
-    // Nested spans took their own errors already: what is left is this node's.
-    let error = env.span_error.take();
-    env.record_span(name, ctx, span_id, start_ns, error);
+    if let Some((start_ns, span_id)) = span {
+        // Nested spans took their own errors already: what is left is this node's.
+        let error = env.span_error.take();
+        env.record_span(name, ctx, span_id, start_ns, error);
+    }
     result
 }
 

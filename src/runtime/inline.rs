@@ -21,7 +21,7 @@ use crate::graph::{
     AlignedBuf, BuildContext, BuiltNode, EncodeFn, ErasedSource, Graph, MessageType, NodeError,
     Placement, Pull, RecordContext, Registry, Services,
 };
-use crate::observability::export::{ExportPipeline, PipelineSink, RunResource};
+use crate::observability::export::{ExportPipeline, PipelineSink};
 use crate::observability::span::{Tracer, span_id_for, unix_ns};
 
 /// Controls for a run that a caller may hold on to.
@@ -445,22 +445,17 @@ fn start_inline_tracing(
     run_id: u64,
     pipeline: &mut LocalPipeline,
 ) -> Result<Option<std::sync::Arc<ExportPipeline>>, RunError> {
-    let tracing = &config.runtime.observability.tracing;
-    if !tracing.enabled {
-        return Ok(None);
-    }
-    let resource = RunResource {
-        scenario: config.scenario.name.clone(),
-        run_id,
-    };
-    let export = std::sync::Arc::new(ExportPipeline::start(tracing, &resource).map_err(|e| {
+    let started = crate::observability::export::start_for_run(config, run_id).map_err(|e| {
         RunError::Bootstrap {
             node: "tracing".to_string(),
             message: e.to_string(),
         }
-    })?);
+    })?;
+    let Some(export) = started.map(std::sync::Arc::new) else {
+        return Ok(None);
+    };
     pipeline.env.tracer = Some(Tracer::new(
-        tracing.sample_ratio,
+        config.runtime.observability.tracing.sample_ratio,
         "inline".to_string(),
         Box::new(PipelineSink(std::sync::Arc::clone(&export))),
     ));

@@ -7,7 +7,7 @@ use super::run::SupervisorError;
 use crate::config::Config;
 use crate::control::RingBinding;
 use crate::data::{Consumer, Segment, WaitStrategy};
-use crate::observability::export::{ExportPipeline, ExporterCounters, RunResource};
+use crate::observability::export::{ExportPipeline, ExporterCounters, start_for_run};
 use crate::observability::telemetry::{DrainThread, TELEMETRY_RING_BYTES};
 
 pub(crate) struct RunTelemetry {
@@ -33,15 +33,10 @@ impl RunTelemetry {
         run_id: u64,
         mut inherit: impl FnMut(usize, i32),
     ) -> Result<Option<Self>, SupervisorError> {
-        let tracing = &config.runtime.observability.tracing;
-        if !tracing.enabled {
+        let Some(pipeline) = start_for_run(config, run_id).map_err(setup)? else {
             return Ok(None);
-        }
-        let resource = RunResource {
-            scenario: config.scenario.name.clone(),
-            run_id,
         };
-        let pipeline = Arc::new(ExportPipeline::start(tracing, &resource).map_err(setup)?);
+        let pipeline = Arc::new(pipeline);
         let len = crate::data::ring_memory_len(TELEMETRY_RING_BYTES);
         let mut bindings = Vec::new();
         let mut segments = Vec::new();

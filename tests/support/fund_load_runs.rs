@@ -62,6 +62,12 @@ pub fn bundled_config(
     let mut config = config::load_file(&path, registry)
         .map_err(|r| format!("{}: {r}", path.display()))?
         .config;
+    point_at(&mut config, input, dir);
+    Ok(config)
+}
+
+/// Points `config` at `input`, writing `output.txt` and `rejects.jsonl` in `dir`.
+pub fn point_at(config: &mut Config, input: &Path, dir: &Path) {
     config.adapters.source = SourceAdapter::File {
         path: input.to_path_buf(),
     };
@@ -71,7 +77,6 @@ pub fn bundled_config(
     config.adapters.dead_letter = Some(FileAdapter::File {
         path: dir.join("rejects.jsonl"),
     });
-    Ok(config)
 }
 
 /// The inline (memory) profile on `input`, output in `dir`.

@@ -96,6 +96,22 @@ struct Lane {
 }
 
 impl Lane {
+    fn new(kind: &'static str, max_items: usize, drop_policy: DropPolicy) -> Self {
+        Self {
+            kind,
+            queue: Mutex::new(QueueState {
+                spans: VecDeque::new(),
+                closing: false,
+                in_flight: 0,
+                abandoned: false,
+            }),
+            ready: Condvar::new(),
+            counts: Counts::default(),
+            max_items,
+            drop_policy,
+        }
+    }
+
     fn offer(&self, span: &Arc<SpanRecord>) {
         self.counts.offered.fetch_add(1, Ordering::Relaxed);
         let mut queue = self.queue.lock();
@@ -188,6 +204,22 @@ fn export_loop(lane: &Lane, mut exporter: Box<dyn SpanExporter>, batch: usize, i
     }
 }
 
+/// Starts the exporters of a run of `config` (`None` with tracing off).
+pub fn start_for_run(
+    config: &crate::config::Config,
+    run_id: u64,
+) -> Result<Option<ExportPipeline>, ExportSetupError> {
+    let tracing = &config.runtime.observability.tracing;
+    if !tracing.enabled {
+        return Ok(None);
+    }
+    let resource = RunResource {
+        scenario: config.scenario.name.clone(),
+        run_id,
+    };
+    ExportPipeline::start(tracing, &resource).map(Some)
+}
+
 /// The queues and export threads of a run.
 pub struct ExportPipeline {
     lanes: Vec<Arc<Lane>>,
@@ -229,19 +261,11 @@ impl ExportPipeline {
                     Box::new(bridge::BridgeExporter::new(settings, resource)?),
                 ),
             };
-            let lane = Arc::new(Lane {
+            let lane = Arc::new(Lane::new(
                 kind,
-                queue: Mutex::new(QueueState {
-                    spans: VecDeque::new(),
-                    closing: false,
-                    in_flight: 0,
-                    abandoned: false,
-                }),
-                ready: Condvar::new(),
-                counts: Counts::default(),
-                max_items: tracing.queue.max_items.max(1) as usize,
-                drop_policy: tracing.queue.drop_policy,
-            });
+                tracing.queue.max_items.max(1) as usize,
+                tracing.queue.drop_policy,
+            ));
             let thread_lane = Arc::clone(&lane);
             let thread = std::thread::Builder::new()
                 .name(format!("export-{kind}"))
@@ -321,19 +345,7 @@ mod tests {
     use super::*;
 
     fn lane(policy: DropPolicy) -> Lane {
-        Lane {
-            kind: "test",
-            queue: Mutex::new(QueueState {
-                spans: VecDeque::new(),
-                closing: false,
-                in_flight: 0,
-                abandoned: false,
-            }),
-            ready: Condvar::new(),
-            counts: Counts::default(),
-            max_items: 4,
-            drop_policy: policy,
-        }
+        Lane::new("test", 4, policy)
     }
 
     fn span(seq: u64) -> Arc<SpanRecord> {

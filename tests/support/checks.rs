@@ -1,0 +1,34 @@
+//! Small helpers shared by the process tests: a failing check with a message, and process
+//! facts read from `/proc`.
+
+#![allow(dead_code)]
+
+use libtest_mimic::Failed;
+
+/// `Ok` when `condition` holds, else a failure with `message()`.
+pub fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message().into())
+    }
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is a live process (a zombie still has a /proc entry: look at its state).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rfind(')')
+                .map(|i| !s[i + 2..].starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
