@@ -872,19 +872,22 @@ fn head_of(ring: &mut Consumer<Segment>) -> Result<Option<(u64, EnvelopeKind)>, 
 }
 
 /// Chooses the next record of a k-way merge by `seq` (ties: the lower ring). End-of-stream
-/// markers are consumed here and end their ring.
+/// markers are consumed here and end their ring. `heads` caches each ring's head `seq` (a
+/// committed record does not change until it is taken; the caller clears a ring's entry when
+/// it takes its head), so each pick looks only at the rings whose head is not known yet.
 fn merge_pick(
     rings: &mut [Consumer<Segment>],
     ended: &mut [bool],
+    heads: &mut [Option<u64>],
 ) -> Result<MergePick, RingCorrupted> {
-    // Watermarks before heads: a watermark read first covers every record committed before
-    // it, so a ring found empty afterwards really has nothing at or below its watermark.
-    let marks: Vec<u64> = rings.iter().map(Consumer::watermark).collect();
-    let mut heads = vec![None; rings.len()];
+    let mut marks = vec![u64::MAX; rings.len()];
     for (r, ring) in rings.iter_mut().enumerate() {
-        if ended[r] {
+        if ended[r] || heads[r].is_some() {
             continue;
         }
+        // Watermark before head: a watermark read first covers every record committed
+        // before it, so a ring found empty afterwards has nothing at or below it.
+        marks[r] = ring.watermark();
         match head_of(ring)? {
             Some((_, EnvelopeKind::EndOfStream)) => {
                 ring.advance()?;
@@ -1231,6 +1234,7 @@ impl GroupData<'_> {
         let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
         let ring_error = |e: RingCorrupted| WorkerFailure::ring(format!("inbound ring: {e}"));
         let mut ended = vec![false; inbound.len()];
+        let mut heads = vec![None; inbound.len()];
         let (mut completed, mut consumed) = (0u64, 0u64);
         let mut idle_rounds = 0u64;
         while !ended.iter().all(|e| *e) {
@@ -1242,8 +1246,9 @@ impl GroupData<'_> {
             let mut blocked_on = None;
             let mut idle = false;
             while taken < BATCH {
-                match merge_pick(inbound, &mut ended).map_err(ring_error)? {
+                match merge_pick(inbound, &mut ended, &mut heads).map_err(ring_error)? {
                     MergePick::Take(r) => {
+                        heads[r] = None;
                         let body = inbound[r].peek().map_err(ring_error)?.ok_or_else(|| {
                             WorkerFailure::ring("inbound ring: a peeked record vanished".into())
                         })?;
