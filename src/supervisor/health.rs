@@ -303,3 +303,35 @@ pub fn notify_ready() {
 pub fn notify_stopping() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Span counters appear per exporter and outcome, next to the ring and worker figures.
+    #[test]
+    fn metrics_render_span_ring_and_worker_figures() {
+        let view = MetricsView {
+            spans: vec![
+                ("otel_otlp".into(), "produced", 10),
+                ("otel_otlp".into(), "failed", 7),
+                ("otel_otlp".into(), "dropped", 3),
+            ],
+            ring_depths: vec![("a#1->b#1".into(), 4096)],
+            worker_busy: vec![("a#1".into(), 875)],
+            ..MetricsView::default()
+        };
+        let text = render_metrics(&view);
+        for line in [
+            r#"stream_kernel_spans{exporter="otel_otlp",outcome="failed"} 7"#,
+            r#"stream_kernel_spans{exporter="otel_otlp",outcome="dropped"} 3"#,
+            r#"stream_kernel_ring_depth_bytes{edge="a#1->b#1"} 4096"#,
+            r#"stream_kernel_worker_busy_per_mille{worker="a#1"} 875"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
+}
