@@ -112,6 +112,9 @@ pub enum StopMode {
     Graceful = 1,
     /// Exit at once.
     Forced = 2,
+    /// The run failed: stop ingesting and do not wait to drain (a peer may be gone, so a
+    /// full ring may never empty); finish cleanly with what is complete.
+    Abort = 3,
 }
 
 /// Every control message.

@@ -110,6 +110,7 @@ impl WorkerEnv {
 /// STOP as the data loop sees it.
 const RUNNING: u8 = 0;
 const STOP_GRACEFUL: u8 = 1;
+const STOP_ABORT: u8 = 2;
 
 /// State shared by the worker's threads.
 struct Shared {
@@ -151,8 +152,10 @@ impl Shared {
         self.stop.load(Ordering::Relaxed) != RUNNING
     }
 
+    /// The source's worker drains on a graceful STOP (SIGTERM semantics: everything read is
+    /// finished); never when the run failed and was aborted.
     fn drain_on_stop(&self) -> bool {
-        self.holds_source.load(Ordering::Relaxed)
+        self.holds_source.load(Ordering::Relaxed) && self.stop.load(Ordering::Relaxed) != STOP_ABORT
     }
 
     /// Blocks until STOP arrives (woken by the control thread, no polling).
@@ -1539,8 +1542,13 @@ fn handle_control(shared: &Arc<Shared>, received: crate::control::Received) {
                 std::process::exit(exit::OK);
             }
             // Set under the lock the waiters sleep on, so none misses the notification.
+            let stop = if mode == StopMode::Abort {
+                STOP_ABORT
+            } else {
+                STOP_GRACEFUL
+            };
             if let Ok(_guard) = shared.started.0.lock() {
-                shared.stop.store(STOP_GRACEFUL, Ordering::Relaxed);
+                shared.stop.store(stop, Ordering::Relaxed);
             }
             shared.started.1.notify_all();
         }

@@ -1054,12 +1054,16 @@ impl Supervisor {
             );
             let correlation = self.next_correlation;
             self.next_correlation += 1;
+            // A failed run is not drained: a crashed peer may leave a ring that never
+            // empties, and the source's worker would wait on it until killed.
+            let mode = if self.failure.is_some() {
+                StopMode::Abort
+            } else {
+                StopMode::Graceful
+            };
             self.send(
                 &worker,
-                &ControlMessage::Stop {
-                    mode: StopMode::Graceful,
-                    deadline_ms,
-                },
+                &ControlMessage::Stop { mode, deadline_ms },
                 correlation,
             );
         }
