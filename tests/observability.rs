@@ -25,7 +25,6 @@ use checks::check;
 use fund_load_runs::generated_input;
 use libtest_mimic::{Arguments, Failed, Trial};
 use otlp_receiver::{Protocol, ReceivedSpan, Receiver, wait_for_spans};
-use stream_kernel::apps::fund_load;
 use stream_kernel::config::{self, Config};
 use stream_kernel::observability::export::ExporterCounters;
 use stream_kernel::runtime::RunSummary;
@@ -33,9 +32,7 @@ use stream_kernel::supervisor::{SupervisorOptions, run_supervised};
 
 /// Fund-load's nodes and the test nodes (`ticker`, `fail_on`, `record`, ...).
 fn registry() -> stream_kernel::graph::Registry {
-    let mut registry = fund_load::registry();
-    test_nodes::register(&mut registry);
-    registry
+    test_nodes::with_fund_load()
 }
 
 fn main() {

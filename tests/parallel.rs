@@ -20,16 +20,14 @@ use checks::check;
 use fund_load_runs::{Profile, generated_input, sample_input};
 use libtest_mimic::{Arguments, Failed, Trial};
 use stream_kernel::config::{self, Config, SinkAdapter};
-use stream_kernel::graph::Registry;
 use stream_kernel::supervisor::{RunEnd, SupervisedRun, SupervisorOptions, run_supervised};
 
 /// No run may take longer than this: a run that does is a stall.
 const STALL: Duration = Duration::from_secs(120);
 
-fn registry() -> Registry {
-    let mut registry = stream_kernel::apps::fund_load::registry();
-    test_nodes::register(&mut registry);
-    registry
+/// Fund-load's nodes and the test nodes (`ticker`, `fail_on`, `record`, ...).
+fn registry() -> stream_kernel::graph::Registry {
+    test_nodes::with_fund_load()
 }
 
 fn main() {

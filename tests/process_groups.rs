@@ -21,7 +21,6 @@ use std::time::Duration;
 use checks::check;
 use libtest_mimic::{Arguments, Failed, Trial};
 use stream_kernel::config::{self, Config};
-use stream_kernel::graph::Registry;
 use stream_kernel::supervisor::{
     EventKind, FailureCategory, ReplyKind, RunEnd, SupervisedRun, Supervisor, SupervisorOptions,
     WorkerState, run_supervised,
@@ -85,10 +84,9 @@ fn main() {
     libtest_mimic::run(&args, tests).exit();
 }
 
-fn registry() -> Registry {
-    let mut registry = stream_kernel::apps::fund_load::registry();
-    test_nodes::register(&mut registry);
-    registry
+/// Fund-load's nodes and the test nodes (`ticker`, `fail_on`, `record`, ...).
+fn registry() -> stream_kernel::graph::Registry {
+    test_nodes::with_fund_load()
 }
 
 /// A process-mode config of test nodes. `groups`: `(name, [nodes])` in order.

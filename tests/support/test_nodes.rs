@@ -231,6 +231,13 @@ pub fn registry() -> Registry {
     registry
 }
 
+/// Fund-load's nodes and the test nodes together.
+pub fn with_fund_load() -> Registry {
+    let mut registry = stream_kernel::apps::fund_load::registry();
+    register(&mut registry);
+    registry
+}
+
 /// Adds the test nodes to `registry` (which may hold an application's nodes already).
 pub fn register(registry: &mut Registry) {
     registry
