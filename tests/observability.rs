@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use checks::check;
 use fund_load_runs::generated_input;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use otlp_receiver::{Protocol, ReceivedSpan, Receiver, wait_for_spans};
 use stream_kernel::config::{self, Config};
 use stream_kernel::observability::export::ExporterCounters;
@@ -36,9 +36,6 @@ fn registry() -> stream_kernel::graph::Registry {
 }
 
 fn main() {
-    stream_kernel::worker_entry(registry);
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
     let tests = vec![
         Trial::test(
             "p5pre_obs_01_otlp_grpc_receiver_gets_connected_traces",
@@ -82,7 +79,7 @@ fn main() {
             log_otlp,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    checks::run_serially(registry, tests);
 }
 
 /// Nodes of the fund-load graph: a sampled record has one span per node.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use checks::check;
 use fund_load_runs::{Profile, generated_input, sample_input};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use stream_kernel::config::{self, Config, SinkAdapter};
 use stream_kernel::supervisor::{RunEnd, SupervisedRun, SupervisorOptions, run_supervised};
 
@@ -31,9 +31,6 @@ fn registry() -> stream_kernel::graph::Registry {
 }
 
 fn main() {
-    stream_kernel::worker_entry(registry);
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
     let tests = vec![
         Trial::test(
             "par_01_round_robin_stage_between_order_sensitive_nodes",
@@ -53,7 +50,7 @@ fn main() {
             par_03,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    checks::run_serially(registry, tests);
 }
 
 /// A tick pipeline: `nodes` in order, `groups` as (name, nodes, workers); `None` = inline.

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use checks::check;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use stream_kernel::config::{self, Config};
 use stream_kernel::supervisor::{
     EventKind, FailureCategory, ReplyKind, RunEnd, SupervisedRun, Supervisor, SupervisorOptions,
@@ -29,9 +29,6 @@ use stream_kernel::supervisor::{
 use fund_load_runs::{Profile, generated_input, inline_run, process_run, sample_input};
 
 fn main() {
-    stream_kernel::worker_entry(registry);
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
     let tests = vec![
         Trial::test(
             "p5pre_exec_01_a_node_in_group_b_runs_in_bs_process",
@@ -81,7 +78,7 @@ fn main() {
             embedding_example,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    checks::run_serially(registry, tests);
 }
 
 /// Fund-load's nodes and the test nodes (`ticker`, `fail_on`, `record`, ...).

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use checks::{alive, check, parent_of};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Failed, Trial};
 use stream_kernel::config::{self, Config};
 use stream_kernel::control::now_ms;
 use stream_kernel::supervisor::{
@@ -26,9 +26,6 @@ use stream_kernel::supervisor::{
 };
 
 fn main() {
-    stream_kernel::worker_entry(test_nodes::registry);
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
     let tests = vec![
         Trial::test("p5pre_sup_01_workers_are_real_child_processes", sup_01),
         Trial::test(
@@ -69,7 +66,7 @@ fn main() {
             no_leftovers,
         ),
     ];
-    libtest_mimic::run(&args, tests).exit();
+    checks::run_serially(test_nodes::registry, tests);
 }
 
 /// A process-mode config of test nodes: `groups` is YAML for `process_groups`.

@@ -32,3 +32,16 @@ pub fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The `main` of a test binary that doubles as the worker executable: a spawned worker runs
+/// its group and never returns; otherwise `tests` run one at a time (they share ports, CPUs
+/// and the process table, and some count processes).
+pub fn run_serially(
+    registry: fn() -> stream_kernel::graph::Registry,
+    tests: Vec<libtest_mimic::Trial>,
+) -> ! {
+    stream_kernel::worker_entry(registry);
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, tests).exit()
+}
