@@ -875,7 +875,9 @@ fn head_of(ring: &mut Consumer<Segment>) -> Result<Option<(u64, EnvelopeKind)>, 
 }
 
 /// Chooses the next record of a k-way merge by `seq` (ties: the lower ring). End-of-stream
-/// markers are consumed here and end their ring. `heads` caches each ring's head `seq` (a
+/// markers are consumed here and end their ring. Equal `seq`s on two rings only happen when a
+/// node upstream emits several values for one record (fan-out) and they went to different
+/// workers: their order is then by ring, not by emission (no bundled node does that). `heads` caches each ring's head `seq` (a
 /// committed record does not change until it is taken; the caller clears a ring's entry when
 /// it takes its head), so each pick looks only at the rings whose head is not known yet.
 fn merge_pick(
