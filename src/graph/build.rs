@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use super::message::MessageType;
 use super::registry::{NodeRole, NodeState, Registry};
 use crate::config::reader::{Diagnostics, closest};
-use crate::config::{Config, ConfigErrorCode, ConfigPath};
+use crate::config::{Config, ConfigErrorCode, ConfigPath, ConfigReport};
 
 /// One node of a built graph.
 #[derive(Debug, Clone)]
@@ -41,6 +41,16 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The graph of an already loaded config, or its problems as a config report (what a
+    /// runtime needs before it starts).
+    pub fn checked(config: &Config, registry: &Registry) -> Result<Graph, ConfigReport> {
+        let mut diag = Diagnostics::default();
+        Self::check(config, registry, &mut diag).ok_or(ConfigReport {
+            errors: diag.errors,
+            warnings: diag.warnings,
+        })
+    }
+
     /// Resolves and checks `config.pipeline.nodes`; problems go to `diag`.
     pub fn check(config: &Config, registry: &Registry, diag: &mut Diagnostics) -> Option<Graph> {
         let list_path = ConfigPath::parse("pipeline.nodes");

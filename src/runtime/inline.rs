@@ -479,13 +479,7 @@ pub fn run_inline_with_outputs<'o>(
     options: &RunOptions,
     outputs: Option<&'o mut OutputFn<'o>>,
 ) -> Result<RunSummary, RunError> {
-    let mut diag = crate::config::reader::Diagnostics::default();
-    let Some(graph) = Graph::check(config, registry, &mut diag) else {
-        return Err(RunError::Config(ConfigReport {
-            errors: diag.errors,
-            warnings: diag.warnings,
-        }));
-    };
+    let graph = Graph::checked(config, registry).map_err(RunError::Config)?;
     let placement = Placement::inline();
     let run_id = super::context::new_run_id();
     let mut pipeline =

@@ -306,13 +306,15 @@ fn run_bootstrapped(
         &config.runtime.observability.logging,
         crate::observability::logging::LogIdentity::current(&worker_env.worker_id),
     );
-    let mut diag = crate::config::reader::Diagnostics::default();
-    let Some(graph) = Graph::check(&config, &registry, &mut diag) else {
-        shared.fail(
-            "bootstrap_error",
-            "bundled pipeline does not build a graph".into(),
-        );
-        return exit::BOOTSTRAP;
+    let graph = match Graph::checked(&config, &registry) {
+        Ok(graph) => graph,
+        Err(report) => {
+            shared.fail(
+                "bootstrap_error",
+                format!("bundled pipeline does not build a graph: {report}"),
+            );
+            return exit::BOOTSTRAP;
+        }
     };
     let topology = Topology::of(&config, &graph);
     let mut pipeline = match build_pipeline(&config, &registry, &graph, bundle) {

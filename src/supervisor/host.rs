@@ -159,7 +159,8 @@ impl Runtime {
         registry: &Registry,
         options: &SupervisorOptions,
     ) -> Result<Self, HostError> {
-        let graph = super::run::checked_graph(config, registry)?;
+        let graph =
+            crate::graph::Graph::checked(config, registry).map_err(SupervisorError::Config)?;
         if graph.has_source() {
             return Err(HostError::HasSource);
         }

@@ -228,18 +228,6 @@ impl Drop for Supervisor {
     }
 }
 
-/// The config's graph, type-checked; its errors as a config report.
-pub(crate) fn checked_graph(
-    config: &Config,
-    registry: &Registry,
-) -> Result<Graph, SupervisorError> {
-    let mut diag = crate::config::reader::Diagnostics::default();
-    Graph::check(config, registry, &mut diag).ok_or(SupervisorError::Config(ConfigReport {
-        errors: diag.errors,
-        warnings: diag.warnings,
-    }))
-}
-
 impl Supervisor {
     /// Plans the workers, opens the control listener and health server, and spawns every
     /// worker in config order (groups in order, workers by index). Returns once all are spawned.
@@ -249,7 +237,7 @@ impl Supervisor {
         options: &SupervisorOptions,
     ) -> Result<Self, SupervisorError> {
         let launched_at = Instant::now();
-        let graph = checked_graph(config, registry)?;
+        let graph = Graph::checked(config, registry).map_err(SupervisorError::Config)?;
         let control = config
             .runtime
             .platform
