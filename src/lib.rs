@@ -27,6 +27,7 @@ pub mod data;
 pub mod graph;
 pub mod json;
 pub mod observability;
+pub mod output;
 pub mod runtime;
 pub mod supervisor;
 

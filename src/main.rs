@@ -23,8 +23,6 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_FAILED: u8 = 1;
 /// Exit status for a run interrupted by SIGINT (128 + 2).
 const EXIT_SIGINT: u8 = 130;
-/// Exit status for a run interrupted by SIGTERM (128 + 15).
-const EXIT_SIGTERM: u8 = 143;
 
 /// The default job's config (fund-load, experiment profile, four supervised processes).
 const DEFAULT_CONFIG: &str = include_str!("../configs/fund_load_experiment_4proc.yml");
@@ -207,35 +205,48 @@ fn default_job(
     Ok(loaded)
 }
 
-/// SIGINT / SIGTERM: the first stops ingestion and drains; a second SIGINT exits at once.
+/// SIGINT / SIGTERM / SIGHUP / SIGQUIT: the first stops ingestion and drains; a second SIGINT
+/// exits at once.
 struct Interrupts {
     stop: Arc<AtomicBool>,
-    terminated: Arc<AtomicBool>,
+    /// The first stop signal that arrived (0: none).
+    signal: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl Interrupts {
     fn install() -> anyhow::Result<Self> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::consts::SIGINT;
         let stop = Arc::new(AtomicBool::new(false));
-        let terminated = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(std::sync::atomic::AtomicI32::new(0));
         // Registered before the flag, so only a SIGINT arriving after the first one exits.
         signal_hook::flag::register_conditional_shutdown(
             SIGINT,
             i32::from(EXIT_SIGINT),
             Arc::clone(&stop),
         )?;
-        signal_hook::flag::register(SIGINT, Arc::clone(&stop))?;
-        signal_hook::flag::register(SIGTERM, Arc::clone(&stop))?;
-        signal_hook::flag::register(SIGTERM, Arc::clone(&terminated))?;
-        Ok(Self { stop, terminated })
+        for sig in stream_kernel::supervisor::STOP_SIGNALS {
+            let first = Arc::clone(&signal);
+            // SAFETY: the handler only does an atomic compare-exchange (async-signal-safe).
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    let _ = first.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
+                })
+            }?;
+            signal_hook::flag::register(sig, Arc::clone(&stop))?;
+        }
+        Ok(Self { stop, signal })
     }
 
     fn exit_code(&self) -> u8 {
-        if self.terminated.load(Ordering::Relaxed) {
-            EXIT_SIGTERM
-        } else {
-            EXIT_SIGINT
-        }
+        exit_code_of(Some(self.signal.load(Ordering::Relaxed)))
+    }
+}
+
+/// 128 + the signal that stopped a run (SIGINT when none is known).
+fn exit_code_of(signal: Option<i32>) -> u8 {
+    match signal {
+        Some(s) if s > 0 && s < 128 => 128 + s as u8,
+        _ => EXIT_SIGINT,
     }
 }
 
@@ -247,11 +258,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for warning in &warnings {
         eprintln!("{warning}");
     }
+    // Before anything is opened for writing (log files included).
+    if let Err(report) = config::check_run_files(&config) {
+        eprint!("{report}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     let identity = stream_kernel::observability::logging::LogIdentity::current("supervisor");
     stream_kernel::observability::logging::init(&config.runtime.observability.logging, identity)
         .context("opening the log destinations")?;
     if config.is_process_mode() {
-        return run_process_groups(&config);
+        return run_process_groups(&config, args.skip);
     }
     let interrupts = Interrupts::install().context("installing signal handlers")?;
     let progress = Arc::new(AtomicU64::new(0));
@@ -314,15 +330,20 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A `process_supervisor` run: workers in their groups, supervised until the sinks drain.
-fn run_process_groups(config: &Config) -> anyhow::Result<ExitCode> {
-    use stream_kernel::supervisor::{RunEnd, SupervisorOptions, run_supervised};
+fn run_process_groups(config: &Config, skip: u64) -> anyhow::Result<ExitCode> {
+    use stream_kernel::supervisor::{RunEnd, SupervisorError, SupervisorOptions, run_supervised};
     let registry = fund_load::registry();
     let options = SupervisorOptions {
         handle_signals: true,
+        skip,
         ..SupervisorOptions::default()
     };
     let run = match run_supervised(config, &registry, &options) {
         Ok(run) => run,
+        Err(SupervisorError::Config(report)) => {
+            eprint!("{report}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
         Err(error) => {
             eprintln!("error: {error}");
             return Ok(ExitCode::from(EXIT_FAILED));
@@ -362,10 +383,7 @@ fn run_process_groups(config: &Config) -> anyhow::Result<ExitCode> {
                 "  stopped: every record through seq {} is written; resume with --skip {}\n",
                 run.completed_through, run.completed_through
             ));
-            match signal {
-                Some(s) if *s == signal_hook::consts::SIGTERM => EXIT_SIGTERM,
-                _ => EXIT_SIGINT,
-            }
+            exit_code_of(*signal)
         }
     };
     if matches!(config.adapters.sink, SinkAdapter::Stdout) {

@@ -127,6 +127,8 @@ fn control_config(transport: ControlTransport) -> Control {
             nonce_cache_size: 1000,
         },
         max_payload_bytes: 64 * 1024,
+        handshake_timeout_seconds: 5.0,
+        max_pending_connections: 64,
     }
 }
 
@@ -177,7 +179,7 @@ impl Harness {
 
     fn accept(&self) -> stream_kernel::control::Accepted {
         self.server
-            .accept(PATIENCE, PATIENCE)
+            .accept(PATIENCE)
             .unwrap()
             .expect("a worker connected")
     }
@@ -192,6 +194,7 @@ impl Harness {
             rings: Vec::new(),
             telemetry: None,
             run_id: 42,
+            skip: 0,
             correlation,
         })
     }
@@ -584,7 +587,7 @@ fn ctrl_07(transport: ControlTransport) -> Result<(), Failed> {
     let mut garbage = connect(h.server.address()).unwrap();
     garbage.write_all(&[0x00, 0x00, 0x01, 0x00])?;
     garbage.write_all(&[0xab; 256])?;
-    let refused = h.server.accept(PATIENCE, PATIENCE);
+    let refused = h.server.accept(PATIENCE);
     check(refused.is_err(), || {
         format!("garbage accepted: {refused:?}")
     })?;
@@ -711,7 +714,7 @@ fn key_hygiene(transport: ControlTransport) -> Result<(), Failed> {
     }
     let child = command.spawn()?;
     drop(pipe);
-    let Some(accepted) = h.server.accept(PATIENCE, PATIENCE)? else {
+    let Some(accepted) = h.server.accept(PATIENCE)? else {
         let mut child = child;
         let _ = child.kill();
         let output = child.wait_with_output()?;

@@ -330,8 +330,9 @@ fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
 }
 
-/// P5PRE-SUP-06: every phase's lifecycle events appear on the console log, one line each, in
-/// the `ts level [worker_id pid] event k=v` format.
+/// P5PRE-SUP-06: every phase's lifecycle events appear on the console log (stderr, by
+/// default: stdout may carry data), one line each, in the `ts level [worker_id pid] event k=v`
+/// format.
 fn sup_06() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let config = sample_config(dir.path(), "", "{kind: generator, lines: 2000, seed: 1}");
@@ -339,7 +340,7 @@ fn sup_06() -> Result<(), Failed> {
     check(out.status.success(), || {
         String::from_utf8_lossy(&out.stderr).into()
     })?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stderr);
     for event in [
         "worker_spawned",
         "supervisor_start_groups",
@@ -490,6 +491,8 @@ fn life_03() -> Result<(), Failed> {
     })
 }
 
+/// Runs the CLI, sends `signal` after `after`, and returns its status with its summary
+/// (stdout) followed by its log (stderr).
 fn run_cli_with_signal(
     config: &Path,
     after: Duration,
@@ -501,16 +504,20 @@ fn run_cli_with_signal(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let mut stdout = child.stdout.take().ok_or("stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().ok_or("stdout")?));
+    let stderr = read_all(Box::new(child.stderr.take().ok_or("stderr")?));
     std::thread::sleep(after);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)?;
     let status = child.wait()?;
-    Ok((status, reader.join().map_err(|_| "reader")?))
+    let text = stdout.join().map_err(|_| "reader")? + &stderr.join().map_err(|_| "reader")?;
+    Ok((status, text))
 }
 
 /// P5PRE-LIFE-04: SIGTERM mid-run drains first: every completed record is written in order, the
@@ -587,9 +594,9 @@ fn sup_07() -> Result<(), Failed> {
     let mut child = cli()
         .args(["run", "--quiet", "-c"])
         .arg(&config)
-        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()?;
-    let mut stdout = child.stdout.take().ok_or("stdout")?;
+    let mut stdout = child.stderr.take().ok_or("stderr")?;
     // Read until the worker is running, collecting worker pids from the lifecycle lines.
     let mut seen = String::new();
     let mut buf = [0u8; 4096];

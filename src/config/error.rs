@@ -147,6 +147,8 @@ pub enum ConfigErrorCode {
     EdgeTypeMismatch,
     /// A process group's nodes are not consecutive in `pipeline.nodes`.
     GroupNotContiguous,
+    /// An output is the input, or two outputs are one file (or both stdout).
+    SameFile,
 }
 
 impl ConfigErrorCode {
@@ -171,6 +173,7 @@ impl ConfigErrorCode {
             Self::CannotParallelize => "E_CANNOT_PARALLELIZE",
             Self::EdgeTypeMismatch => "E_EDGE_TYPE_MISMATCH",
             Self::GroupNotContiguous => "E_GROUP_NOT_CONTIGUOUS",
+            Self::SameFile => "E_SAME_FILE",
         }
     }
 }

@@ -20,6 +20,7 @@
 //! ```
 
 mod error;
+mod files;
 mod model;
 pub mod reader;
 mod validate;
@@ -29,6 +30,7 @@ use std::path::Path;
 pub use error::{
     ConfigError, ConfigErrorCode, ConfigPath, ConfigReport, ConfigWarning, PathSegment,
 };
+pub use files::check_run_files;
 pub use model::*;
 use reader::Diagnostics;
 use serde_norway::Value;
@@ -87,8 +89,10 @@ pub fn load_bytes(bytes: &[u8], registry: &Registry) -> Result<LoadedConfig, Con
     load_str(text, registry)
 }
 
-/// Reads and validates a config given as YAML text.
+/// Reads and validates a config given as YAML text (a leading UTF-8 byte order mark, which
+/// some editors write, is skipped).
 pub fn load_str(text: &str, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = parse_yaml(text)?;
     load_value(&root, registry)
 }
@@ -160,17 +164,41 @@ fn parse_yaml(text: &str) -> Result<Value, ConfigReport> {
     }
     serde_norway::from_str::<Value>(text).map_err(|e| {
         let message = yaml_message(&e);
-        let found = match e.location() {
-            Some(at) => format!("{message} (line {}, column {})", at.line(), at.column()),
-            None => message,
-        };
+        let at = e
+            .location()
+            .map(|at| format!(" (line {}, column {})", at.line(), at.column()))
+            .unwrap_or_default();
+        // The parser names the key of a value it could not hold (`a.b.c: invalid type: ...`):
+        // report it there. Integers beyond 64 bits are the case in practice.
+        if let Some((path, what)) = located_value_error(&message) {
+            return single_error(
+                path,
+                ConfigErrorCode::Range,
+                "a number that fits 64 bits",
+                format!("{what}{at}"),
+            );
+        }
         single_error(
             ConfigPath::root(),
             ConfigErrorCode::Syntax,
             "valid YAML",
-            found,
+            format!("{message}{at}"),
         )
     })
+}
+
+/// `runtime.x.y: invalid type: integer `9999...` as u128, ...` -> the path and the integer.
+fn located_value_error(message: &str) -> Option<(ConfigPath, String)> {
+    let (path, rest) = message.split_once(": invalid type: integer ")?;
+    let valid_path = !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-'));
+    if !valid_path {
+        return None;
+    }
+    let number = rest.split(" as ").next().unwrap_or(rest);
+    Some((ConfigPath::parse(path), format!("the integer {number}")))
 }
 
 /// The parser's message without its own location suffix and leading "found".

@@ -177,6 +177,10 @@ pub struct Control {
     pub bind_port: u16,
     pub auth: Auth,
     pub max_payload_bytes: u64,
+    /// How long a new connection may take to send its HELLO before it is closed.
+    pub handshake_timeout_seconds: f64,
+    /// Connections that may wait for their HELLO at once (the oldest is closed beyond it).
+    pub max_pending_connections: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -233,6 +237,9 @@ impl Default for RoutingCache {
 pub struct Health {
     pub enabled: bool,
     pub bind: String,
+    /// A bind address other than loopback must be asked for: `/metrics` then answers anyone
+    /// who can reach the host (logged at WARN when the run starts).
+    pub expose: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -317,7 +324,9 @@ config_choice! {
 }
 
 config_choice! {
-    pub enum LogExporterKind { Stdout = "stdout", Jsonl = "jsonl", OtelLogsOtlp = "otel_logs_otlp" }
+    pub enum LogExporterKind {
+        Stderr = "stderr", Stdout = "stdout", Jsonl = "jsonl", OtelLogsOtlp = "otel_logs_otlp"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -330,8 +339,13 @@ pub struct Logging {
 /// One log exporter: `{kind: ..., settings: {...}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogExporter {
+    /// Human lines on stderr (the default: stdout may carry the run's data).
+    Stderr,
+    /// Human lines on stdout (refused when the sink or a span exporter writes stdout).
     Stdout,
-    Jsonl { path: PathBuf },
+    Jsonl {
+        path: PathBuf,
+    },
     OtelLogsOtlp(OtlpSettings),
 }
 
@@ -387,6 +401,7 @@ impl Serialize for LogExporter {
         }
         let mut map = s.serialize_map(None)?;
         match self {
+            Self::Stderr => map.serialize_entry("kind", "stderr")?,
             Self::Stdout => map.serialize_entry("kind", "stdout")?,
             Self::Jsonl { path } => {
                 map.serialize_entry("kind", "jsonl")?;
@@ -662,6 +677,7 @@ fn default_platform() -> Platform {
         health: Health {
             enabled: true,
             bind: "127.0.0.1:0".to_string(),
+            expose: false,
         },
     }
 }
@@ -760,6 +776,8 @@ fn default_control() -> Control {
             nonce_cache_size: 100_000,
         },
         max_payload_bytes: 1_048_576,
+        handshake_timeout_seconds: 5.0,
+        max_pending_connections: 64,
     }
 }
 
@@ -781,12 +799,17 @@ fn read_control(mut section: Section<'_, '_>) -> Control {
         nonce_cache_size: 100_000,
     });
     let max_payload_bytes = section.field("max_payload_bytes", 1_048_576, r::positive_u64);
+    let handshake_timeout_seconds =
+        section.field("handshake_timeout_seconds", 5.0, r::positive_seconds);
+    let max_pending_connections = section.field("max_pending_connections", 64, r::positive_u64);
     Control {
         transport,
         bind_host,
         bind_port,
         auth,
         max_payload_bytes,
+        handshake_timeout_seconds,
+        max_pending_connections,
     }
 }
 
@@ -905,15 +928,27 @@ fn read_health(mut section: Section<'_, '_>) -> Health {
     let enabled = section.field("enabled", true, r::boolean);
     let bind_path = section.path_of("bind");
     let bind = section.field("bind", "127.0.0.1:0".to_string(), r::string);
-    if bind.parse::<SocketAddr>().is_err() {
-        section.diag().error(
+    let expose = section.field("expose", false, r::boolean);
+    match bind.parse::<SocketAddr>() {
+        Err(_) => section.diag().error(
             &bind_path,
             ConfigErrorCode::Invalid,
             "expected a socket address such as 127.0.0.1:0",
             format!("{bind:?}"),
-        );
+        ),
+        Ok(address) if !address.ip().is_loopback() && !expose => section.diag().error(
+            &bind_path,
+            ConfigErrorCode::NotLoopback,
+            "a loopback address (health endpoints serve /metrics to anyone who reaches them); set `health.expose: true` to listen beyond this host",
+            format!("{bind:?}"),
+        ),
+        Ok(_) => {}
     }
-    Health { enabled, bind }
+    Health {
+        enabled,
+        bind,
+        expose,
+    }
 }
 
 fn default_observability() -> Observability {
@@ -944,7 +979,7 @@ fn default_tracing() -> Tracing {
 fn default_logging() -> Logging {
     Logging {
         level: LogLevel::Info,
-        exporters: vec![LogExporter::Stdout],
+        exporters: vec![LogExporter::Stderr],
         lifecycle_events: LifecycleEvents {
             enabled: true,
             level: LifecycleLevel::Info,
@@ -1097,6 +1132,7 @@ fn read_log_exporter(mut section: Section<'_, '_>) -> Option<LogExporter> {
     };
     let mut settings = section.section("settings")?;
     Some(match kind {
+        LogExporterKind::Stderr => LogExporter::Stderr,
         LogExporterKind::Stdout => LogExporter::Stdout,
         LogExporterKind::Jsonl => LogExporter::Jsonl {
             path: path_field(&mut settings, "log.jsonl"),

@@ -198,6 +198,17 @@ impl<'v, 'd> Section<'v, 'd> {
         Section::open(value, path, self.diag)
     }
 
+    /// The known keys in the order first asked for, each once.
+    fn known_keys(&self) -> String {
+        let mut keys: Vec<&str> = Vec::with_capacity(self.known.len());
+        for key in &self.known {
+            if !keys.contains(key) {
+                keys.push(key);
+            }
+        }
+        keys.join(", ")
+    }
+
     fn report_unknown_keys(&mut self) {
         let Some(map) = self.map else { return };
         for (key, _) in map {
@@ -207,7 +218,7 @@ impl<'v, 'd> Section<'v, 'd> {
                     let path = self.path.key(name);
                     let expected = match closest(name, &self.known) {
                         Some(hint) => format!("unknown key; did you mean `{hint}`?"),
-                        None => format!("unknown key; known keys: {}", self.known.join(", ")),
+                        None => format!("unknown key; known keys: {}", self.known_keys()),
                     };
                     self.diag.error(
                         &path,

@@ -18,7 +18,8 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,6 +160,20 @@ pub enum ControlStream {
 }
 
 impl ControlStream {
+    fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(on),
+            Self::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.set_read_timeout(timeout),
@@ -299,13 +314,13 @@ impl ControlListener {
                         source,
                     })?;
                 let bound = listener.local_addr().map_err(ControlError::Io)?;
+                listener.set_nonblocking(true).map_err(ControlError::Io)?;
                 Ok(Self {
                     inner: ListenerKind::Tcp(listener),
                     address: ControlAddress::Tcp(bound),
                 })
             }
             ControlTransport::Unix => {
-                remove_stale_socket_dirs();
                 // tempfile creates the directory with mode 0700. The owner's pid in the name
                 // lets a later run remove it if this process dies without cleaning up.
                 let dir = tempfile::Builder::new()
@@ -317,6 +332,10 @@ impl ControlListener {
                     address: path.display().to_string(),
                     source,
                 })?;
+                // Owner only: the directory is 0700 already; the socket says so too.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(ControlError::SocketDir)?;
+                listener.set_nonblocking(true).map_err(ControlError::Io)?;
                 Ok(Self {
                     inner: ListenerKind::Unix {
                         listener,
@@ -332,40 +351,42 @@ impl ControlListener {
         &self.address
     }
 
-    /// Accepts one connection, waiting at most `timeout`; `Ok(None)` when none came.
-    pub fn accept(&self, timeout: Duration) -> Result<Option<ControlStream>, ControlError> {
-        let fd = match &self.inner {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.inner {
             ListenerKind::Tcp(l) => l.as_fd(),
             ListenerKind::Unix { listener, .. } => listener.as_fd(),
-        };
-        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
-        match nix::poll::poll(
-            &mut fds,
-            nix::poll::PollTimeout::try_from(millis).unwrap_or(nix::poll::PollTimeout::MAX),
-        ) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(ControlError::Io(e.into())),
         }
-        let stream = match &self.inner {
-            ListenerKind::Tcp(l) => {
-                let (stream, _) = l.accept()?;
-                stream.set_nodelay(true)?;
-                ControlStream::Tcp(stream)
+    }
+
+    /// Accepts one connection if one is waiting (the listener is non-blocking).
+    fn try_accept(&self) -> Result<Option<ControlStream>, ControlError> {
+        let accepted = match &self.inner {
+            ListenerKind::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                ControlStream::Tcp(s)
+            }),
+            ListenerKind::Unix { listener, .. } => {
+                listener.accept().map(|(s, _)| ControlStream::Unix(s))
             }
-            ListenerKind::Unix { listener, .. } => ControlStream::Unix(listener.accept()?.0),
         };
-        Ok(Some(stream))
+        match accepted {
+            Ok(stream) => Ok(Some(stream)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
+            // A connection reset before it was accepted is the peer's problem, not ours.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => Ok(None),
+            Err(e) => Err(ControlError::Io(e)),
+        }
     }
 }
 
 /// Prefix of control socket directories in the temp dir: `<prefix><owner pid>-<random>`.
 pub const SOCKET_DIR_PREFIX: &str = "stream-kernel-control-";
 
-/// Removes control socket directories whose owning process no longer exists (a supervisor
-/// killed with `kill -9` cannot remove its own).
+/// Removes control socket directories of supervisors that are gone: a supervisor killed with
+/// `kill -9` cannot remove its own. A directory is stale when its owner's pid is dead, or (the
+/// pid reused by another process) when nothing listens on its socket any more and it is older
+/// than a minute (younger ones may belong to a supervisor that is just starting).
 pub fn remove_stale_socket_dirs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -381,11 +402,36 @@ pub fn remove_stale_socket_dirs() {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if !alive {
+        // (kill with no signal only asks whether the pid exists; pid 0 would mean our group)
+        let owner_alive = pid > 0
+            && matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Ok(()) | Err(nix::errno::Errno::EPERM)
+            );
+        if !owner_alive || (nobody_listens(&entry.path()) && older_than_a_minute(&entry)) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// True when the directory's control socket is missing or refuses connections.
+fn nobody_listens(dir: &std::path::Path) -> bool {
+    match UnixStream::connect(dir.join("control.sock")) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
+    }
+}
+
+fn older_than_a_minute(entry: &std::fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(60))
 }
 
 /// Connects to a supervisor's control listener.
@@ -753,6 +799,8 @@ pub enum AcceptError {
     NotHello { kind: MessageKind },
     #[error("HELLO names worker {claimed:?} but is signed for worker number {number}")]
     WrongIdentity { claimed: String, number: u32 },
+    #[error("connection refused: {0}")]
+    Refused(String),
 }
 
 /// A worker that connected and authenticated with HELLO.
@@ -771,6 +819,15 @@ pub struct ControlServer {
     listener: ControlListener,
     directory: Arc<KeyDirectory>,
     settings: Arc<EndpointSettings>,
+    /// Connections waiting for their HELLO, and outcomes not yet handed out by `accept`.
+    accepting: Mutex<AcceptState>,
+}
+
+/// The acceptor's state, kept across calls.
+#[derive(Debug)]
+struct AcceptState {
+    handshakes: Handshakes,
+    ready: std::collections::VecDeque<Result<Accepted, AcceptError>>,
 }
 
 impl ControlServer {
@@ -783,7 +840,19 @@ impl ControlServer {
             listener,
             directory,
             settings,
+            accepting: Mutex::new(AcceptState {
+                handshakes: Handshakes::new(DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING),
+                ready: std::collections::VecDeque::new(),
+            }),
         }
+    }
+
+    /// Sets the handshake deadline and the bound on connections waiting for their HELLO.
+    pub fn with_handshakes(self, timeout: Duration, max_pending: usize) -> Self {
+        if let Ok(mut state) = self.accepting.lock() {
+            state.handshakes = Handshakes::new(timeout, max_pending);
+        }
+        self
     }
 
     pub fn address(&self) -> &ControlAddress {
@@ -802,17 +871,117 @@ impl ControlServer {
         &self.directory
     }
 
-    /// Accepts one connection (waiting at most `timeout`, `Ok(None)` if none) and
-    /// authenticates its first frame, which must be the HELLO of a known worker; anything else
-    /// closes the connection and is returned as an error (the server keeps running).
-    pub fn accept(
+    /// Accepts one authenticated worker, waiting at most `timeout` (`Ok(None)` if none came),
+    /// for callers that handle one connection at a time; a refused connection is returned as
+    /// an error. Connections that arrive meanwhile keep waiting for the next call.
+    pub fn accept(&self, timeout: Duration) -> Result<Option<Accepted>, AcceptError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(outcome) = self.lock_accepting()?.ready.pop_front() {
+                return outcome.map(Some);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let outcomes = self.poll_handshakes(deadline - now)?;
+            self.lock_accepting()?.ready.extend(outcomes);
+        }
+    }
+
+    fn lock_accepting(&self) -> Result<std::sync::MutexGuard<'_, AcceptState>, ControlError> {
+        self.accepting
+            .lock()
+            .map_err(|_| ControlError::Io(std::io::Error::other("handshake state poisoned")))
+    }
+
+    /// One round of accepting: waits at most `timeout` for new connections or handshake bytes,
+    /// then returns every connection that completed its HELLO (authenticated) or was refused.
+    /// Unauthenticated connections never block: each is read only when it has bytes, closed
+    /// after the handshake deadline, and at most `max_pending` wait at once (the oldest is
+    /// closed to admit a new one), so idle or garbage connections cannot delay a worker.
+    pub fn poll_handshakes(
         &self,
         timeout: Duration,
-        hello_timeout: Duration,
-    ) -> Result<Option<Accepted>, AcceptError> {
-        let Some(stream) = self.listener.accept(timeout)? else {
-            return Ok(None);
-        };
+    ) -> Result<Vec<Result<Accepted, AcceptError>>, ControlError> {
+        let mut state = self.lock_accepting()?;
+        let handshakes = &mut state.handshakes;
+        let mut outcomes = Vec::new();
+        let now = std::time::Instant::now();
+        let wait = handshakes
+            .next_deadline()
+            .map_or(timeout, |d| d.saturating_duration_since(now).min(timeout));
+        let (listener_ready, readable) = self.wait_readable(handshakes, wait)?;
+        if listener_ready {
+            for _ in 0..ACCEPTS_PER_ROUND {
+                let Some(stream) = self.listener.try_accept()? else {
+                    break;
+                };
+                if let Some(evicted) = handshakes.admit(stream) {
+                    self.settings.metrics.record(RejectKind::Truncated);
+                    outcomes.push(Err(evicted));
+                }
+            }
+        }
+        for index in readable.into_iter().rev() {
+            match handshakes.read(index) {
+                Ok(None) => {}
+                Ok(Some((stream, frame))) => outcomes.push(self.authenticate(stream, &frame)),
+                Err(refused) => {
+                    if matches!(refused, AcceptError::Rejected(ReadError::Rejected(_))) {
+                        self.settings.metrics.record(RejectKind::TooLarge);
+                    }
+                    outcomes.push(Err(refused));
+                }
+            }
+        }
+        for expired in handshakes.expire(std::time::Instant::now()) {
+            self.settings.metrics.record(RejectKind::Truncated);
+            outcomes.push(Err(expired));
+        }
+        Ok(outcomes)
+    }
+
+    /// Polls the listener and every pending connection; returns whether the listener has a
+    /// connection and which pending connections (by index) have bytes or hung up.
+    fn wait_readable(
+        &self,
+        handshakes: &Handshakes,
+        timeout: Duration,
+    ) -> Result<(bool, Vec<usize>), ControlError> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let streams: Vec<std::os::fd::BorrowedFd<'_>> = handshakes
+            .pending
+            .iter()
+            // SAFETY: each fd belongs to a stream held in `handshakes` for this whole call.
+            .map(|p| unsafe { std::os::fd::BorrowedFd::borrow_raw(p.stream.raw_fd()) })
+            .collect();
+        let mut fds = Vec::with_capacity(streams.len() + 1);
+        fds.push(PollFd::new(self.listener.fd(), PollFlags::POLLIN));
+        fds.extend(streams.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok((false, Vec::new())),
+            Err(e) => return Err(ControlError::Io(e.into())),
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let listener_ready = ready(&fds[0]);
+        let readable = fds[1..]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| ready(fd))
+            .map(|(i, _)| i)
+            .collect();
+        Ok((listener_ready, readable))
+    }
+
+    /// Checks a complete first frame: it must be the HELLO of a known worker.
+    fn authenticate(&self, stream: ControlStream, frame: &[u8]) -> Result<Accepted, AcceptError> {
+        stream.set_nonblocking(false).map_err(ControlError::Io)?;
         let keys = Keys::Directory(Arc::clone(&self.directory));
         // The sending key is fixed once the worker is known; until then a placeholder.
         let placeholder = WorkerKey::from_bytes([0; 32]);
@@ -825,7 +994,7 @@ impl ControlServer {
             None,
             Arc::clone(&self.settings),
         )?;
-        let hello = match endpoint.recv(hello_timeout) {
+        let hello = match endpoint.rx.checker.check(&mut &frame[..]) {
             Ok(hello) => hello,
             Err(e) => {
                 endpoint.tx.close();
@@ -854,12 +1023,168 @@ impl ControlServer {
             )))?;
         endpoint.tx.key = key;
         endpoint.tx.worker = number;
-        Ok(Some(Accepted {
+        Ok(Accepted {
             worker_id: worker_id.clone(),
             pid: *pid,
             number,
             hello: hello.clone(),
             endpoint,
-        }))
+        })
+    }
+}
+
+/// Connections admitted per accept round (the rest wait for the next round).
+const ACCEPTS_PER_ROUND: usize = 64;
+/// Connections that may wait for their HELLO at once, by default.
+pub const DEFAULT_MAX_PENDING: usize = 64;
+/// How long a new connection may take to send its HELLO, by default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest first frame a connection may announce: a HELLO is a few hundred bytes.
+const MAX_HELLO_FRAME: usize = 4096;
+
+/// A connection that has not completed its first frame.
+#[derive(Debug)]
+struct Pending {
+    stream: ControlStream,
+    /// Bytes of the first frame read so far (length prefix included).
+    frame: Vec<u8>,
+    since: std::time::Instant,
+}
+
+/// Connections waiting for their HELLO (see [`ControlServer::poll_handshakes`]).
+#[derive(Debug)]
+pub struct Handshakes {
+    pending: Vec<Pending>,
+    timeout: Duration,
+    max_pending: usize,
+}
+
+impl Handshakes {
+    /// Each connection gets `timeout` to send its HELLO; at most `max_pending` wait at once.
+    pub fn new(timeout: Duration, max_pending: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            timeout,
+            max_pending: max_pending.max(1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Connections waiting now.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.pending.iter().map(|p| p.since + self.timeout).min()
+    }
+
+    /// Admits a new connection; when full, the oldest waiting one is closed and returned as
+    /// refused (a worker sends its HELLO at once, so the oldest is the likeliest idler).
+    fn admit(&mut self, stream: ControlStream) -> Option<AcceptError> {
+        if stream.set_nonblocking(true).is_err() {
+            stream.shutdown();
+            return None;
+        }
+        let evicted = (self.pending.len() >= self.max_pending).then(|| {
+            let oldest = self.pending.remove(0);
+            oldest.stream.shutdown();
+            AcceptError::Refused(format!(
+                "more than {} connections waiting for HELLO; closed the oldest",
+                self.max_pending
+            ))
+        });
+        self.pending.push(Pending {
+            stream,
+            frame: Vec::with_capacity(256),
+            since: std::time::Instant::now(),
+        });
+        evicted
+    }
+
+    /// Reads what pending connection `index` has; returns it with its first frame once the
+    /// frame is complete, an error when it is refused, `None` while it is incomplete.
+    #[allow(clippy::type_complexity)]
+    fn read(&mut self, index: usize) -> Result<Option<(ControlStream, Vec<u8>)>, AcceptError> {
+        use std::io::Read;
+        let pending = &mut self.pending[index];
+        let wanted = match pending.frame.get(..4) {
+            None => 4,
+            Some(prefix) => {
+                let declared = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+                if (declared as usize) < super::frame::FRAME_OVERHEAD {
+                    let pending = self.pending.remove(index);
+                    pending.stream.shutdown();
+                    return Err(AcceptError::Rejected(ReadError::Rejected(
+                        FrameError::BadTag,
+                    )));
+                }
+                if declared as usize > MAX_HELLO_FRAME {
+                    let pending = self.pending.remove(index);
+                    pending.stream.shutdown();
+                    return Err(AcceptError::Rejected(ReadError::Rejected(
+                        FrameError::TooLarge {
+                            declared: u64::from(declared),
+                            max: MAX_HELLO_FRAME as u64,
+                        },
+                    )));
+                }
+                4 + declared as usize
+            }
+        };
+        let have = pending.frame.len();
+        let mut chunk = vec![0u8; wanted - have];
+        match pending.stream.read(&mut chunk) {
+            Ok(0) => {
+                let pending = self.pending.remove(index);
+                pending.stream.shutdown();
+                Err(AcceptError::Refused(format!(
+                    "connection closed after {have} bytes, before a complete HELLO"
+                )))
+            }
+            Ok(n) => {
+                pending.frame.extend_from_slice(&chunk[..n]);
+                if pending.frame.len() >= 4 && pending.frame.len() == wanted && wanted > 4 {
+                    let pending = self.pending.remove(index);
+                    return Ok(Some((pending.stream, pending.frame)));
+                }
+                Ok(None)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => {
+                let pending = self.pending.remove(index);
+                pending.stream.shutdown();
+                Err(AcceptError::Control(ControlError::Io(e)))
+            }
+        }
+    }
+
+    /// Closes every connection whose handshake deadline passed.
+    fn expire(&mut self, now: std::time::Instant) -> Vec<AcceptError> {
+        let timeout = self.timeout;
+        let mut expired = Vec::new();
+        self.pending.retain(|p| {
+            let late = now.duration_since(p.since) >= timeout;
+            if late {
+                p.stream.shutdown();
+                expired.push(AcceptError::Refused(format!(
+                    "no complete HELLO within {} ms ({} bytes received); closed",
+                    timeout.as_millis(),
+                    p.frame.len()
+                )));
+            }
+            !late
+        });
+        expired
     }
 }

@@ -88,6 +88,9 @@ pub struct BootstrapBundle {
     pub telemetry: Option<RingBinding>,
     /// Run id (trace ids derive from it).
     pub run_id: u64,
+    /// Input records the source skips before the first one (a resumed run, `--skip N`); sinks
+    /// of a resumed run append to their outputs.
+    pub skip: u64,
     /// Diagnostics: the supervisor's correlation id for this bootstrap.
     pub correlation: u64,
 }
@@ -97,6 +100,8 @@ pub struct BootstrapBundle {
 pub struct WorkerCounters {
     pub records_in: u64,
     pub records_out: u64,
+    /// Highest `seq` completed in order (a sink's worker: written and flushed).
+    pub completed: u64,
     /// Busy share of the last interval, in per mille (time not spent waiting on a ring).
     pub busy_per_mille: u32,
     /// Route cache counters in [`crate::runtime::routes::RouteCacheCounters::pairs`] order,

@@ -18,7 +18,7 @@ pub mod session;
 pub use channel::{
     AcceptError, Accepted, ControlAddress, ControlError, ControlListener, ControlMetrics,
     ControlServer, ControlStream, Endpoint, EndpointSettings, FrameChecker, FrameReceiver,
-    FrameSender, KeyDirectory, Received, connect, now_ms,
+    FrameSender, Handshakes, KeyDirectory, Received, connect, now_ms, remove_stale_socket_dirs,
 };
 pub use frame::{Direction, FrameError, FrameHeader, ReadError, RejectKind};
 pub use keys::{KEY_FD, KEY_LEN, KeyError, KeyPipe, MasterKey, WorkerKey, read_inherited_key};

@@ -8,7 +8,7 @@
 //! | 0 | `seq` | u64 | source sequence number |
 //! | 8 | `trace_id` | 16 bytes | W3C trace id, constant for every hop of one record |
 //! | 24 | `parent_span_id` | 8 bytes | span of the node that emitted this envelope |
-//! | 32 | `reply_to` | u64 | correlation id for embedding callers, 0 = none |
+//! | 32 | `reply_to` | u64 | correlation id for embedding callers, 0 = none; on an end-of-stream envelope, the records the producer wrote on this ring before it |
 //! | 40 | `target` | u32 | node index in the graph |
 //! | 44 | `payload_len` | u32 | bytes of payload after the header |
 //! | 48 | `source_group` | u16 | group that emitted it (`handoff_from`) |
@@ -100,6 +100,22 @@ impl EnvelopeHeader {
         }
     }
 
+    /// The end of one ring's stream: no record after `last_seq` follows, and the producer wrote
+    /// `records_before` records on this ring before this one (the consumer checks that it read
+    /// exactly as many: end of stream is proven, not assumed).
+    pub fn end_of_stream(last_seq: u64, records_before: u64) -> Self {
+        Self {
+            kind: EnvelopeKind::EndOfStream,
+            reply_to: records_before,
+            ..Self::data(last_seq, 0)
+        }
+    }
+
+    /// For an end-of-stream envelope: the records written on its ring before it.
+    pub fn records_before(&self) -> u64 {
+        self.reply_to
+    }
+
     /// Writes the header, with `payload_len`, into the first 64 bytes of `out`.
     pub fn write(&self, payload_len: u32, out: &mut [u8; ENVELOPE_HEADER]) {
         out[0..8].copy_from_slice(&self.seq.to_le_bytes());
@@ -153,6 +169,74 @@ impl EnvelopeHeader {
             },
             payload,
         ))
+    }
+}
+
+/// One ring's envelope stream as its consumer checks it. A producer writes a ring's envelopes
+/// in `seq` order and ends it with an end-of-stream envelope counting what came before, so:
+/// `seq`s never go down, nothing follows the end, and the end counts exactly the records read.
+/// A stream that breaks one of these was corrupted or cut short: never a normal end.
+#[derive(Debug, Default, Clone)]
+pub struct StreamCheck {
+    records: u64,
+    last_seq: u64,
+    ended: bool,
+}
+
+/// A ring's envelope stream is not what its producer wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("an envelope (seq {seq}) after the ring's end of stream")]
+    AfterEnd { seq: u64 },
+    #[error("seq {seq} after seq {after} on one ring (seqs never go down)")]
+    Backwards { seq: u64, after: u64 },
+    #[error("end of stream announces {announced} records, {read} were read")]
+    Count { announced: u64, read: u64 },
+    #[error("the ring is marked closed without an end-of-stream record ({read} records read)")]
+    ClosedWithoutEnd { read: u64 },
+}
+
+impl StreamCheck {
+    /// Checks the next envelope of the stream.
+    pub fn admit(&mut self, header: &EnvelopeHeader) -> Result<(), StreamError> {
+        if self.ended {
+            return Err(StreamError::AfterEnd { seq: header.seq });
+        }
+        // An end of stream names the last `seq` its producer completed, which after a node
+        // failure may be below a value it already sent for the failing record.
+        if header.seq < self.last_seq && header.kind != EnvelopeKind::EndOfStream {
+            return Err(StreamError::Backwards {
+                seq: header.seq,
+                after: self.last_seq,
+            });
+        }
+        self.last_seq = header.seq;
+        if header.kind != EnvelopeKind::EndOfStream {
+            self.records += 1;
+            return Ok(());
+        }
+        if header.records_before() != self.records {
+            return Err(StreamError::Count {
+                announced: header.records_before(),
+                read: self.records,
+            });
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    /// True once the end-of-stream envelope arrived (and checked out).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The ring reports closed and drained: an error unless its end of stream arrived.
+    pub fn closed(&self) -> Result<(), StreamError> {
+        if self.ended {
+            Ok(())
+        } else {
+            Err(StreamError::ClosedWithoutEnd { read: self.records })
+        }
     }
 }
 

@@ -11,12 +11,13 @@ pub mod segment;
 pub mod wait;
 
 pub use envelope::{
-    ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind, TERMINAL_TARGET, push_envelope,
+    ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind, StreamCheck, StreamError,
+    TERMINAL_TARGET, push_envelope,
 };
 pub use memory::{HeapMemory, RingMemory};
 pub use ring::{
     Consumer, PollError, Producer, PushError, Readiness, RecordRef, RingCorrupted, RingInitError,
-    init_ring, read_counts, read_depth, read_progress, read_watermark, ring_memory_len,
+    init_ring, read_counts, read_depth, read_progress, ring_memory_len,
 };
 pub use segment::{Segment, SegmentCreateError, SegmentOpenError, clear_cloexec};
 pub use wait::WaitStrategy;

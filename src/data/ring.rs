@@ -11,8 +11,8 @@
 //! | line | offset | words | written by |
 //! |---|---|---|---|
 //! | header | 0 | magic, version, capacity, max record, salt | creator, once |
-//! | producer | 128 | tail, heartbeat, watermark, closed, pid, records written | producer |
-//! | consumer | 256 | head, heartbeat, pid, records read, progress | consumer |
+//! | producer | 128 | tail, heartbeat, watermark, closed, pid, records written, watermark check | producer |
+//! | consumer | 256 | head, heartbeat, pid, records read, progress, head check, progress check | consumer |
 //! | waiters | 384 | consumer-waiting flag (384), producer-waiting flag (448) | the waiter sets, the peer clears |
 //! | data | 512 | `capacity` bytes of records | producer writes, consumer reads |
 //!
@@ -26,6 +26,20 @@
 //! earlier lap never looks committed; it is never zero, so untouched memory never looks
 //! committed; and the per-ring random salt makes it vanishingly unlikely that stale body bytes
 //! at a future record start spell a valid stamp.
+//!
+//! # Checked words
+//!
+//! Three control words steer what the other side does with records, so a corrupted value could
+//! lose or reorder them: `head` (lets the producer overwrite), `watermark` (lets a merge take
+//! a later record first) and `progress` (what a crashed sink completed). Each is written with a
+//! **check word** beside it, `check = mix(value ^ salt)`, stored first; a reader accepts a value
+//! only when its check matches and otherwise keeps the last value it verified (a writer caught
+//! between its two stores looks the same, and is consistent on the next read). Garbage in one
+//! of these words therefore never acts; the owner's next store repairs it. Every other word is
+//! either read once at attach (the header), checked against what the reader knows (`tail`),
+//! or informational (heartbeats, pids, counts, waiting flags: at worst a wake-up comes a wait
+//! slice late). The `closed` flag is not an end of stream: runtimes end a stream only on its
+//! end-of-stream record (see `runtime::worker`).
 //!
 //! # Indices
 //!
@@ -41,9 +55,9 @@ use std::time::Duration;
 use super::memory::RingMemory;
 use super::wait::{Check, WaitStrategy, wait_until, wake_if_waiting};
 
-/// "SKRING" and layout version 1.
+/// "SKRING" and layout version 2.
 pub const RING_MAGIC: u64 = 0x0001_474e_4952_4b53;
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 
 /// Bytes before the data area.
 pub const CONTROL_BYTES: usize = 512;
@@ -65,12 +79,15 @@ mod word {
     pub const PRODUCER_CLOSED: usize = 152;
     pub const PRODUCER_PID: usize = 160;
     pub const RECORDS_WRITTEN: usize = 168;
+    pub const WATERMARK_CHECK: usize = 176;
 
     pub const HEAD: usize = 256;
     pub const CONSUMER_BEAT: usize = 264;
     pub const CONSUMER_PID: usize = 272;
     pub const RECORDS_READ: usize = 280;
     pub const CONSUMER_PROGRESS: usize = 288;
+    pub const HEAD_CHECK: usize = 296;
+    pub const PROGRESS_CHECK: usize = 304;
 
     pub const CONSUMER_WAITING: usize = 384;
     pub const PRODUCER_WAITING: usize = 448;
@@ -86,6 +103,57 @@ pub const fn ring_memory_len(capacity: usize) -> usize {
 
 const fn align16(n: u64) -> u64 {
     (n + 15) & !15
+}
+
+/// The check word of a checked control word's `value` (see "Checked words").
+fn check_of(value: u64, salt: u64) -> u64 {
+    // splitmix64's finaliser: every bit of the value and the salt moves every bit of the check.
+    let mut z = value ^ salt.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Stores a checked word: its check first, then (with `order`) the value.
+///
+/// # Safety
+///
+/// `offset` and `check` must be fixed, aligned control words of a validated ring.
+unsafe fn store_checked<M: RingMemory>(
+    memory: &M,
+    offset: usize,
+    check: usize,
+    value: u64,
+    salt: u64,
+    order: Ordering,
+) {
+    // SAFETY: the caller passes fixed control words (see `# Safety`).
+    unsafe {
+        memory.store_u64(check, check_of(value, salt), Ordering::Relaxed);
+        memory.store_u64(offset, value, order);
+    }
+}
+
+/// Loads a checked word: the value and whether its check matches (a mismatch is a corrupted
+/// value, or a writer between its two stores).
+///
+/// # Safety
+///
+/// As for [`store_checked`].
+unsafe fn load_checked<M: RingMemory>(
+    memory: &M,
+    offset: usize,
+    check: usize,
+    salt: u64,
+) -> (u64, bool) {
+    // SAFETY: the caller passes fixed control words (see `# Safety`).
+    let (value, stored) = unsafe {
+        // The value's acquire orders the check's load after it: a check read here is at least
+        // as new as the value's own store (stored before it).
+        let value = memory.load_u64(offset, Ordering::Acquire);
+        (value, memory.load_u64(check, Ordering::Relaxed))
+    };
+    (value, stored == check_of(value, salt))
 }
 
 /// The ring's shared memory holds something a correct peer could not have written.
@@ -192,6 +260,10 @@ pub fn init_ring<M: RingMemory>(
         memory.store_u64(word::CAPACITY, capacity as u64, Ordering::Relaxed);
         memory.store_u64(word::MAX_RECORD, max_total, Ordering::Relaxed);
         memory.store_u64(word::SALT, salt, Ordering::Relaxed);
+        // The checked words start at 0 with valid checks.
+        memory.store_u64(word::HEAD_CHECK, check_of(0, salt), Ordering::Relaxed);
+        memory.store_u64(word::WATERMARK_CHECK, check_of(0, salt), Ordering::Relaxed);
+        memory.store_u64(word::PROGRESS_CHECK, check_of(0, salt), Ordering::Relaxed);
         // SYNC POINT "header": publishes the words above to `read_layout`'s acquire load.
         memory.store_u64(word::MAGIC, RING_MAGIC, Ordering::Release);
     }
@@ -275,18 +347,29 @@ impl ProducerCursor {
         memory: &M,
         layout: &Layout,
     ) -> Result<(), RingCorrupted> {
-        // SAFETY: fixed, aligned control word.
+        // SAFETY: fixed, aligned control words.
         // SYNC POINT "release": pairs with the consumer's release store of `HEAD`; after it the
         // bytes the consumer read are free for us to overwrite.
-        let head = unsafe { memory.load_u64(word::HEAD, Ordering::Acquire) };
-        if head > self.tail || self.tail - head > layout.capacity || head < self.head_cache {
+        let (head, verified) =
+            unsafe { load_checked(memory, word::HEAD, word::HEAD_CHECK, layout.salt) };
+        // A head the consumer cannot have written (past our tail, a ring behind, backwards, or
+        // off a record boundary) is corrupted, verified or not.
+        if head > self.tail
+            || self.tail - head > layout.capacity
+            || head < self.head_cache
+            || !head.is_multiple_of(16)
+        {
             return Err(RingCorrupted::Head {
                 head,
                 tail: self.tail,
                 capacity: layout.capacity,
             });
         }
-        self.head_cache = head;
+        // A plausible head whose check does not match is not trusted: the space stays taken
+        // until the consumer's next release repairs the word.
+        if verified {
+            self.head_cache = head;
+        }
         Ok(())
     }
 }
@@ -562,8 +645,14 @@ impl<M: RingMemory> Producer<M> {
         // SYNC POINT "watermark": pairs with `Consumer::watermark`'s acquire load; records
         // committed before it are visible to a consumer that reads the new watermark.
         unsafe {
-            self.memory
-                .store_u64(word::WATERMARK, watermark, Ordering::Release)
+            store_checked(
+                &self.memory,
+                word::WATERMARK,
+                word::WATERMARK_CHECK,
+                watermark,
+                self.layout.salt,
+                Ordering::Release,
+            )
         };
         self.flush();
         // SAFETY: CONSUMER_WAITING is the consumer's futex word.
@@ -629,6 +718,8 @@ struct ConsumerCursor {
     /// Highest producer tail seen; the published tail never goes backwards.
     tail_seen: u64,
     records: u64,
+    /// The last verified watermark (they only grow).
+    watermark: u64,
 }
 
 impl ConsumerCursor {
@@ -735,11 +826,15 @@ fn is_closed<M: RingMemory>(memory: &M) -> bool {
     unsafe { memory.load_u64(word::PRODUCER_CLOSED, Ordering::Acquire) != 0 }
 }
 
-/// A ring consumer's last published progress (see [`Consumer::publish_progress`]).
-pub fn read_progress<M: RingMemory>(memory: &M) -> u64 {
-    // SAFETY: fixed, aligned control word.
+/// A ring consumer's last published progress (see [`Consumer::publish_progress`]), if its
+/// check matches `salt` (the salt the ring was created with): `None` means the word is not
+/// what the consumer stored.
+pub fn read_progress<M: RingMemory>(memory: &M, salt: u64) -> Option<u64> {
+    // SAFETY: fixed, aligned control words.
     // SYNC POINT "progress": pairs with `publish_progress`'s release store.
-    unsafe { memory.load_u64(word::CONSUMER_PROGRESS, Ordering::Acquire) }
+    let (progress, verified) =
+        unsafe { load_checked(memory, word::CONSUMER_PROGRESS, word::PROGRESS_CHECK, salt) };
+    verified.then_some(progress)
 }
 
 /// Records a ring's producer committed and its consumer read, as last published.
@@ -763,11 +858,14 @@ pub fn read_depth<M: RingMemory>(memory: &M) -> u64 {
     }
 }
 
-/// A ring's latest watermark (see [`Producer::publish_watermark`]).
-pub fn read_watermark<M: RingMemory>(memory: &M) -> u64 {
-    // SAFETY: fixed, aligned control word.
+/// A ring's latest watermark (see [`Producer::publish_watermark`]) if its check matches
+/// `salt`.
+fn read_watermark<M: RingMemory>(memory: &M, salt: u64) -> Option<u64> {
+    // SAFETY: fixed, aligned control words.
     // SYNC POINT "watermark": pairs with the producer's release store.
-    unsafe { memory.load_u64(word::WATERMARK, Ordering::Acquire) }
+    let (mark, verified) =
+        unsafe { load_checked(memory, word::WATERMARK, word::WATERMARK_CHECK, salt) };
+    verified.then_some(mark)
 }
 
 /// One committed record, read in place.
@@ -814,6 +912,7 @@ impl<M: RingMemory> Consumer<M> {
                 released: head,
                 tail_seen: tail,
                 records: 0,
+                watermark: 0,
             },
             wait,
         })
@@ -907,8 +1006,14 @@ impl<M: RingMemory> Consumer<M> {
         unsafe {
             // SYNC POINT "release": pairs with the producer's acquire load of `HEAD`; our reads
             // of the released records happen before it may overwrite them.
-            self.memory
-                .store_u64(word::HEAD, self.cursor.head, Ordering::Release);
+            store_checked(
+                &self.memory,
+                word::HEAD,
+                word::HEAD_CHECK,
+                self.cursor.head,
+                self.layout.salt,
+                Ordering::Release,
+            );
             self.memory
                 .store_u64(word::RECORDS_READ, self.cursor.records, Ordering::Relaxed);
             let beat = self.memory.load_u64(word::CONSUMER_BEAT, Ordering::Relaxed);
@@ -964,9 +1069,26 @@ impl<M: RingMemory> Consumer<M> {
         })
     }
 
-    /// The producer's latest watermark (see [`Producer::publish_watermark`]).
-    pub fn watermark(&self) -> u64 {
-        read_watermark(&self.memory)
+    /// The producer's latest verified watermark (see [`Producer::publish_watermark`]); a
+    /// watermark word whose check does not match leaves the last verified one in place.
+    pub fn watermark(&mut self) -> u64 {
+        if let Some(mark) = read_watermark(&self.memory, self.layout.salt) {
+            self.cursor.watermark = self.cursor.watermark.max(mark);
+        }
+        self.cursor.watermark
+    }
+
+    /// Like [`Consumer::wait`], also returning `Ready` when the verified watermark moves past
+    /// `mark`.
+    pub fn wait_for_watermark(
+        &mut self,
+        timeout: Duration,
+        mark: u64,
+    ) -> Result<Readiness, RingCorrupted> {
+        let salt = self.layout.salt;
+        self.wait_for(timeout, |memory| {
+            read_watermark(memory, salt).is_some_and(|m| m > mark)
+        })
     }
 
     /// Publishes the consumer's progress (a sink: "every record through this `seq` is
@@ -975,8 +1097,14 @@ impl<M: RingMemory> Consumer<M> {
         // SAFETY: fixed, aligned control word of the consumer's line.
         // SYNC POINT "progress": pairs with `read_progress`'s acquire load.
         unsafe {
-            self.memory
-                .store_u64(word::CONSUMER_PROGRESS, seq, Ordering::Release)
+            store_checked(
+                &self.memory,
+                word::CONSUMER_PROGRESS,
+                word::PROGRESS_CHECK,
+                seq,
+                self.layout.salt,
+                Ordering::Release,
+            )
         };
     }
 
@@ -1008,6 +1136,8 @@ impl<M: RingMemory> Consumer<M> {
 pub mod fault_offsets {
     pub const TAIL: usize = super::word::TAIL;
     pub const HEAD: usize = super::word::HEAD;
+    pub const WATERMARK: usize = super::word::WATERMARK;
+    pub const PRODUCER_CLOSED: usize = super::word::PRODUCER_CLOSED;
     pub const MAGIC: usize = super::word::MAGIC;
     /// The first record's header (stamp at +0, length at +8, kind at +12).
     pub const FIRST_RECORD: usize = super::CONTROL_BYTES;

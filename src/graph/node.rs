@@ -85,12 +85,22 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// An output (file, stdout) could not be written; every record through
+    /// `written_through` is completely written and none after it (see [`crate::output`]).
+    #[error(transparent)]
+    Output(Box<crate::output::OutputError>),
     /// A node further down the chain failed; the runtime already holds that failure.
     #[error("a downstream node failed")]
     Downstream,
     /// The run is stopping; the source stops at the next record.
     #[error("stopped")]
     Stopped,
+}
+
+impl From<crate::output::OutputError> for NodeError {
+    fn from(error: crate::output::OutputError) -> Self {
+        Self::Output(Box::new(error))
+    }
 }
 
 impl NodeError {
@@ -102,6 +112,14 @@ impl NodeError {
         Self::Io {
             what: what.into(),
             source,
+        }
+    }
+
+    /// For a failed output: every record through this `seq` is completely written.
+    pub fn written_through(&self) -> Option<u64> {
+        match self {
+            Self::Output(e) => Some(e.written_through),
+            _ => None,
         }
     }
 }
@@ -227,6 +245,15 @@ pub trait Node: Send + 'static {
     fn flush(&mut self) -> Result<(), NodeError> {
         Ok(())
     }
+
+    /// After a failure: removes from the node's outputs everything written for records after
+    /// `seq`, so that a failed run's outputs hold exactly the records it reports as completed.
+    /// `seq` is never below the last batch boundary whose `flush` succeeded on every node.
+    /// Sinks that write through [`crate::output::RecordWriter`] forward it there.
+    fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError> {
+        let _ = seq;
+        Ok(())
+    }
 }
 
 /// What [`Source::pull`] reports.
@@ -288,6 +315,8 @@ pub trait ErasedNode: Send {
     fn counters(&self) -> Vec<(String, u64)>;
 
     fn flush(&mut self) -> Result<(), NodeError>;
+
+    fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError>;
 }
 
 /// A source as the runtimes hold it.
@@ -333,6 +362,10 @@ impl<N: Node> ErasedNode for TypedNode<N> {
 
     fn flush(&mut self) -> Result<(), NodeError> {
         self.0.flush()
+    }
+
+    fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError> {
+        self.0.truncate_after(seq)
     }
 }
 

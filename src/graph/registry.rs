@@ -134,6 +134,9 @@ pub struct BuildContext<'a> {
     pub config: &'a Config,
     pub placement: &'a Placement,
     pub services: &'a mut Services,
+    /// Input records a resumed run skips (`--skip N`); 0 for a fresh run. A sink of a resumed
+    /// run appends to its outputs instead of replacing them.
+    pub resume_after: u64,
 }
 
 /// A built node, ready for a runtime.

@@ -1,7 +1,7 @@
 //! The logging plane: every lifecycle event and error goes through `tracing`; this module
 //! installs the subscriber that renders them.
 //!
-//! `stdout` lines are human: `ts level [worker_id pid] message k=v ...`; `jsonl` writes one
+//! `stderr` (the default) and `stdout` lines are human: `ts level [worker_id pid] message k=v ...`; `jsonl` writes one
 //! object per record with the same fields. Lifecycle events are `tracing` events with target
 //! `lifecycle` at the configured `lifecycle_events.level`, so `level: debug` events are hidden
 //! when the logging level is `info`.
@@ -129,9 +129,10 @@ pub(crate) fn resolve(identity: &LogIdentity, fields: &Fields) -> (String, Strin
     )
 }
 
-/// One human line per event on stdout.
+/// One human line per event on stderr or stdout.
 struct ConsoleLayer {
     identity: LogIdentity,
+    to_stdout: bool,
 }
 
 impl<S: Subscriber> Layer<S> for ConsoleLayer {
@@ -152,7 +153,11 @@ impl<S: Subscriber> Layer<S> for ConsoleLayer {
         }
         line.push('\n');
         // One write per line so that lines of concurrent processes do not interleave.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        let _ = if self.to_stdout {
+            std::io::stdout().lock().write_all(line.as_bytes())
+        } else {
+            std::io::stderr().lock().write_all(line.as_bytes())
+        };
     }
 }
 
@@ -216,8 +221,9 @@ pub fn init(logging: &Logging, identity: LogIdentity) -> Result<(), LogInitError
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
     for exporter in &logging.exporters {
         match exporter {
-            LogExporter::Stdout => layers.push(Box::new(ConsoleLayer {
+            LogExporter::Stderr | LogExporter::Stdout => layers.push(Box::new(ConsoleLayer {
                 identity: identity.clone(),
+                to_stdout: matches!(exporter, LogExporter::Stdout),
             })),
             LogExporter::Jsonl { path } => {
                 let file = std::fs::OpenOptions::new()

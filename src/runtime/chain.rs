@@ -112,6 +112,12 @@ pub trait Egress {
         reason: &str,
         detail: &str,
     ) -> Result<(), NodeError>;
+
+    /// The dead-letter file this process writes, if it writes one (flushed and rolled back
+    /// with the sinks' outputs).
+    fn dead_letter_file(&mut self) -> Option<&mut super::dead_letter::DeadLetters> {
+        None
+    }
 }
 
 /// State shared by every call of one chain.
@@ -339,7 +345,9 @@ fn run_node_untraced(
     stats.records_out += emitted;
     match result {
         Ok(()) => Ok(()),
+        // Not this node's failure: one further down, or the run stopping under it.
         Err(NodeError::Downstream) => Err(NodeError::Downstream),
+        Err(NodeError::Stopped) => Err(NodeError::Stopped),
         Err(error) => {
             stats.errors += 1;
             if env.traces(ctx) {

@@ -4,31 +4,24 @@
 //! `line` is the record's `seq`. Without a configured adapter the records are still counted
 //! and the count is reported, so nothing disappears silently.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
-
 use crate::config::FileAdapter;
 use crate::graph::NodeError;
+use crate::output::RecordWriter;
 
 pub struct DeadLetters {
-    out: Option<(BufWriter<File>, PathBuf)>,
+    out: Option<RecordWriter>,
     count: u64,
     line: Vec<u8>,
 }
 
 impl DeadLetters {
-    pub fn open(adapter: Option<&FileAdapter>) -> Result<Self, NodeError> {
-        let out = match adapter {
-            Some(adapter) => {
-                let path = adapter.path().to_path_buf();
-                let file = File::create(&path).map_err(|e| {
-                    NodeError::io(format!("creating dead-letter file {}", path.display()), e)
-                })?;
-                Some((BufWriter::with_capacity(1 << 16, file), path))
-            }
-            None => None,
-        };
+    /// Opens the adapter's file (locked for the run); `append` keeps its content (a resumed
+    /// run).
+    pub fn open(adapter: Option<&FileAdapter>, append: bool) -> Result<Self, NodeError> {
+        let out = adapter
+            .map(|adapter| RecordWriter::create("dead-letter file", adapter.path(), append))
+            .transpose()
+            .map_err(|e| NodeError::failed(e.to_string()))?;
         Ok(Self {
             out,
             count: 0,
@@ -45,7 +38,7 @@ impl DeadLetters {
         detail: &str,
     ) -> Result<(), NodeError> {
         self.count += 1;
-        let Some((writer, path)) = &mut self.out else {
+        let Some(writer) = &mut self.out else {
             return Ok(());
         };
         let line = &mut self.line;
@@ -56,17 +49,22 @@ impl DeadLetters {
         crate::json::push_string(line, reason);
         line.extend_from_slice(b",\"detail\":");
         crate::json::push_string(line, detail);
-        line.extend_from_slice(b"}\n");
-        writer
-            .write_all(line)
-            .map_err(|e| NodeError::io(format!("writing dead-letter file {}", path.display()), e))
+        line.push(b'}');
+        Ok(writer.write_line(seq, line)?)
     }
 
     pub fn flush(&mut self) -> Result<(), NodeError> {
-        if let Some((writer, path)) = &mut self.out {
-            writer.flush().map_err(|e| {
-                NodeError::io(format!("flushing dead-letter file {}", path.display()), e)
-            })?;
+        if let Some(writer) = &mut self.out {
+            writer.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the dead letters of records after `seq` (a failed run, see
+    /// [`RecordWriter::truncate_after`]).
+    pub fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError> {
+        if let Some(writer) = &mut self.out {
+            writer.truncate_after(seq)?;
         }
         Ok(())
     }
@@ -77,7 +75,7 @@ impl DeadLetters {
 
     /// Where dead letters go, for the summary.
     pub fn destination(&self) -> Option<&std::path::Path> {
-        self.out.as_ref().map(|(_, p)| p.as_path())
+        self.out.as_ref().map(|w| std::path::Path::new(w.name()))
     }
 }
 

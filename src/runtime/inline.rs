@@ -59,6 +59,22 @@ pub enum RunError {
     },
 }
 
+impl RunError {
+    /// What went wrong, without the category prefix (for reports that print the category
+    /// themselves).
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Config(report) => report.to_string(),
+            Self::Bootstrap { node, message } => {
+                format!("node `{node}` failed to start: {message}")
+            }
+            Self::NodeFailed {
+                node, seq, message, ..
+            } => format!("node `{node}` failed on record seq {seq}: {message}"),
+        }
+    }
+}
+
 /// Terminal outputs of an inline run: `(context, encoded value)`.
 pub type OutputFn<'o> = dyn FnMut(&RecordContext<'_>, &[u8]) + 'o;
 
@@ -106,6 +122,10 @@ impl Egress for InlineEgress<'_> {
     ) -> Result<(), NodeError> {
         self.dead_letters.write(ctx.seq, node, reason, detail)
     }
+
+    fn dead_letter_file(&mut self) -> Option<&mut DeadLetters> {
+        Some(&mut self.dead_letters)
+    }
 }
 
 /// The nodes one process runs: its source (if it holds it) and its other nodes in order.
@@ -122,6 +142,7 @@ pub(crate) fn build_nodes(
     graph: &Graph,
     placement: &Placement,
     is_local: &dyn Fn(usize) -> bool,
+    resume_after: u64,
 ) -> Result<LocalNodes, RunError> {
     let mut services = Services::default();
     let mut source = None;
@@ -140,6 +161,7 @@ pub(crate) fn build_nodes(
             config,
             placement,
             services: &mut services,
+            resume_after,
         };
         let built = factory.build(&mut ctx).map_err(|e| RunError::Bootstrap {
             node: node.name.clone(),
@@ -199,6 +221,7 @@ pub(crate) fn end_of_stream(
         match result {
             Ok(()) => {}
             Err(NodeError::Downstream) => return Err(NodeError::Downstream),
+            Err(NodeError::Stopped) => return Err(NodeError::Stopped),
             Err(error) => {
                 stage.stats.errors += 1;
                 env.handle_failure(&stage.name, ctx, error, egress)?;
@@ -220,6 +243,21 @@ pub(crate) struct LocalPipeline {
     pub group: String,
     pub run_id: u64,
 }
+
+/// An output that failed while a failed run settles its outputs: what it could write bounds
+/// the completed range; the failure itself was already reported, this one is logged.
+fn lower_to_written(through: &mut u64, result: Result<(), NodeError>, node: &str) {
+    if let Err(error) = result {
+        if let Some(written) = error.written_through() {
+            *through = (*through).min(written);
+        }
+        tracing::error!(node, "{error}");
+    }
+}
+
+/// Source records between two flushes of the local outputs (a batch boundary: a failure never
+/// rolls an output back past the one before last).
+pub(crate) const OUTPUT_BATCH: u64 = 4096;
 
 /// The context of record `seq` as the source emits it: its trace id, and when it is sampled,
 /// the source's span as the parent of the first node's span.
@@ -273,9 +311,10 @@ impl LocalPipeline {
         placement: &Placement,
         is_local: impl Fn(usize) -> bool,
         run_id: u64,
+        resume_after: u64,
     ) -> Result<Self, RunError> {
         let LocalNodes { source, stages } =
-            build_nodes(config, registry, graph, placement, &is_local)?;
+            build_nodes(config, registry, graph, placement, &is_local, resume_after)?;
         let source_name = graph
             .nodes
             .iter()
@@ -380,8 +419,20 @@ impl LocalPipeline {
                     if seq.is_multiple_of(1024) {
                         progress(run.emitted);
                     }
+                    if run.emitted.is_multiple_of(OUTPUT_BATCH)
+                        && let Err(failure) = self.flush_outputs(egress)
+                    {
+                        run.failure = Some(*failure);
+                        break;
+                    }
                 }
                 Ok(Pull::Exhausted) => break,
+                // The run is being stopped while this record was on its way: it is not
+                // complete, and no node failed.
+                Err(NodeError::Stopped) => {
+                    run.interrupted = true;
+                    break;
+                }
                 Err(NodeError::Downstream) => {
                     run.failure = self.env.failure.take();
                     break;
@@ -402,6 +453,52 @@ impl LocalPipeline {
         run
     }
 
+    /// Hands every local output (sinks' files, the dead-letter file) to the operating system:
+    /// a batch boundary. A failure names the output and the first record not written.
+    pub fn flush_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
+        let output_failure = |node: &str, error: NodeError| {
+            Box::new(NodeFailure {
+                seq: error.written_through().map_or(0, |w| w + 1),
+                node: node.to_string(),
+                error,
+            })
+        };
+        for stage in &mut self.stages {
+            stage
+                .node
+                .flush()
+                .map_err(|e| output_failure(&stage.name, e))?;
+        }
+        if let Some(dead_letters) = egress.dead_letter_file() {
+            dead_letters
+                .flush()
+                .map_err(|e| output_failure("dead_letter", e))?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: hands over what is complete, then cuts every local output back to the
+    /// records through the returned `seq` (at most `completed`; less when an output could not
+    /// be written that far). What the outputs hold is then exactly what the run reports.
+    pub fn settle_outputs(&mut self, egress: &mut dyn Egress, completed: u64) -> u64 {
+        let mut through = completed;
+        for stage in &mut self.stages {
+            lower_to_written(&mut through, stage.node.flush(), &stage.name);
+        }
+        if let Some(dead_letters) = egress.dead_letter_file() {
+            lower_to_written(&mut through, dead_letters.flush(), "dead_letter");
+        }
+        for stage in &mut self.stages {
+            let cut = stage.node.truncate_after(through);
+            lower_to_written(&mut through, cut, &stage.name);
+        }
+        if let Some(dead_letters) = egress.dead_letter_file() {
+            let cut = dead_letters.truncate_after(through);
+            lower_to_written(&mut through, cut, "dead_letter");
+        }
+        through
+    }
+
     /// Runs every local node's end-of-stream hook; returns the failure, if one happened.
     pub fn finish(&mut self, egress: &mut dyn Egress, last_seq: u64) -> Option<NodeFailure> {
         self.env.timing = false;
@@ -409,7 +506,7 @@ impl LocalPipeline {
         let group = self.group.clone();
         let ctx = RecordContext::new(last_seq, trace_id_for(run_id, last_seq), &group);
         match end_of_stream(&mut self.stages, &ctx, &mut self.env, egress) {
-            Ok(()) => None,
+            Ok(()) | Err(NodeError::Stopped) => None,
             Err(_) => self.env.failure.take(),
         }
     }
@@ -480,10 +577,18 @@ pub fn run_inline_with_outputs<'o>(
     outputs: Option<&'o mut OutputFn<'o>>,
 ) -> Result<RunSummary, RunError> {
     let graph = Graph::checked(config, registry).map_err(RunError::Config)?;
+    crate::config::check_run_files(config).map_err(RunError::Config)?;
     let placement = Placement::inline();
     let run_id = super::context::new_run_id();
-    let mut pipeline =
-        LocalPipeline::build(config, registry, &graph, &placement, |_| true, run_id)?;
+    let mut pipeline = LocalPipeline::build(
+        config,
+        registry,
+        &graph,
+        &placement,
+        |_| true,
+        run_id,
+        options.skip,
+    )?;
     let export = start_inline_tracing(config, run_id, &mut pipeline)?;
     pipeline.start()?;
     if pipeline.source.is_none() {
@@ -497,12 +602,11 @@ pub fn run_inline_with_outputs<'o>(
         });
     }
     let mut egress = InlineEgress {
-        dead_letters: DeadLetters::open(config.adapters.dead_letter.as_ref()).map_err(|e| {
-            RunError::Bootstrap {
+        dead_letters: DeadLetters::open(config.adapters.dead_letter.as_ref(), options.skip > 0)
+            .map_err(|e| RunError::Bootstrap {
                 node: "dead_letter".to_string(),
                 message: e.to_string(),
-            }
-        })?,
+            })?,
         outputs,
         scratch: AlignedBuf::with_capacity(4096),
         arena: rkyv::ser::allocator::Arena::new(),
@@ -525,17 +629,23 @@ pub fn run_inline_with_outputs<'o>(
     if failure.is_none() {
         failure = pipeline.finish(&mut egress, run.last_seq);
     }
-    let flushed = egress.dead_letters.flush();
+    if failure.is_none() {
+        failure = pipeline.flush_outputs(&mut egress).err().map(|f| *f);
+    }
+    let completed_through = match &failure {
+        None => run.last_seq,
+        Some(failure) => {
+            let before = failure.seq.saturating_sub(1);
+            let written = failure.error.written_through().unwrap_or(before);
+            pipeline.settle_outputs(&mut egress, before.min(written))
+        }
+    };
     let peak_rss_kib = crate::observability::process::peak_rss_kib().unwrap_or(0);
     let summary = RunSummary {
         profile: "inline".to_string(),
         records_in: run.emitted,
         skipped,
-        last_seq: if failure.is_some() {
-            run.last_seq.saturating_sub(1)
-        } else {
-            run.last_seq
-        },
+        last_seq: completed_through,
         elapsed: started.elapsed(),
         dead_lettered: egress.dead_letters.count(),
         dead_letter_path: egress.dead_letters.destination().map(|p| p.to_path_buf()),
@@ -558,16 +668,7 @@ pub fn run_inline_with_outputs<'o>(
             node: failure.node,
             seq: failure.seq,
             message: failure.error.to_string(),
-            completed_through: failure.seq.saturating_sub(1),
-            summary: Box::new(summary),
-        });
-    }
-    if let Err(error) = flushed {
-        return Err(RunError::NodeFailed {
-            node: "dead_letter".to_string(),
-            seq: run.last_seq,
-            message: error.to_string(),
-            completed_through: run.last_seq,
+            completed_through,
             summary: Box::new(summary),
         });
     }

@@ -28,8 +28,8 @@ use crate::control::{
     read_inherited_key,
 };
 use crate::data::{
-    Consumer, EnvelopeHeader, EnvelopeKind, PollError, Producer, PushError, Segment, WaitStrategy,
-    push_envelope,
+    Consumer, EnvelopeHeader, EnvelopeKind, PollError, Producer, PushError, Segment, StreamCheck,
+    StreamError, WaitStrategy, push_envelope,
 };
 use crate::graph::{
     AlignedBuf, EncodeFn, Graph, MessageType, NodeError, NodeState, PartitionKey, Placement,
@@ -66,6 +66,7 @@ pub fn worker_entry(make_registry: impl FnOnce() -> Registry) {
     if std::env::var(env::ROLE).as_deref() != Ok("worker") {
         return;
     }
+    ignore_terminal_signals();
     let code = match WorkerEnv::from_env() {
         Ok(worker_env) => run_worker(&worker_env, make_registry()),
         Err(e) => {
@@ -75,6 +76,24 @@ pub fn worker_entry(make_registry: impl FnOnce() -> Registry) {
     };
     crate::observability::otlp_logs::shutdown();
     std::process::exit(code);
+}
+
+/// A worker shares its supervisor's process group, so a terminal's Ctrl-C or hang-up (and a
+/// service manager's SIGTERM to the whole group) reaches it too. Its lifecycle is the
+/// supervisor's to drive: it drains or stops when told over the control channel, and dies
+/// with the supervisor (death signal) if that goes away. So these signals are ignored here.
+fn ignore_terminal_signals() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: installing SIG_IGN runs no handler code; nothing else in this process has
+        // installed handlers for these signals yet.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
 }
 
 /// What the supervisor told this worker through its environment.
@@ -121,6 +140,8 @@ struct Shared {
     stop: AtomicU8,
     records_in: AtomicU64,
     records_out: AtomicU64,
+    /// Highest `seq` completed in order (the worker where records end: written and flushed).
+    completed: AtomicU64,
     /// Nanoseconds spent waiting on rings (idle inbound, full outbound) since START_WORK.
     idle_ns: AtomicU64,
     /// The route cache's counters as of the last batch.
@@ -266,6 +287,7 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
         stop: AtomicU8::new(RUNNING),
         records_in: AtomicU64::new(0),
         records_out: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
         idle_ns: AtomicU64::new(0),
         route_cache: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
@@ -320,7 +342,7 @@ fn run_bootstrapped(
     let mut pipeline = match build_pipeline(&config, &registry, &graph, bundle) {
         Ok(pipeline) => pipeline,
         Err(e) => {
-            shared.fail("bootstrap_error", e.to_string());
+            shared.fail("bootstrap_error", e.detail());
             return exit::BOOTSTRAP;
         }
     };
@@ -336,7 +358,7 @@ fn run_bootstrapped(
         return exit::BOOTSTRAP;
     }
     if let Err(e) = pipeline.start() {
-        shared.fail("bootstrap_error", e.to_string());
+        shared.fail("bootstrap_error", e.detail());
         return exit::BOOTSTRAP;
     }
     shared
@@ -384,6 +406,8 @@ fn run_bootstrapped(
         next_group_keys: next_group_keys(&topology, &graph, &bundle.group),
         timed_count: 0,
         ends_chain: io.outbound.is_empty(),
+        skip: bundle.skip,
+        completed: 0,
     };
     let code = data.run(io);
     if code != exit::OK {
@@ -475,6 +499,7 @@ fn build_pipeline(
         &placement,
         |i| local[i],
         bundle.run_id,
+        bundle.skip,
     )
 }
 
@@ -530,12 +555,17 @@ const IDLE_ROUNDS_BEFORE_PARKING: u64 = 200;
 /// Records taken from the inbound ring per batch (one release, one publish, one flush).
 const BATCH: usize = 256;
 
+/// The pseudo-category of [`WorkerFailure::stopped`].
+const STOPPED: &str = "stopped";
+
 /// A worker's failure, with its category.
 struct WorkerFailure {
     category: &'static str,
     message: String,
     /// The record a node failed on (node errors only): everything before it is complete.
     failed_seq: Option<u64>,
+    /// An output that failed to write: every record through this `seq` is written.
+    written_through: Option<u64>,
 }
 
 impl WorkerFailure {
@@ -544,6 +574,7 @@ impl WorkerFailure {
             category: "ring_corrupted",
             message,
             failed_seq: None,
+            written_through: None,
         }
     }
 
@@ -553,6 +584,40 @@ impl WorkerFailure {
             category: "node_error",
             message,
             failed_seq: None,
+            written_through: None,
+        }
+    }
+
+    /// The supervisor stopped the run (abort) while this worker was handing a record on:
+    /// not a failure, the worker ends as interrupted.
+    fn stopped() -> Self {
+        Self {
+            category: STOPPED,
+            message: "stopped by the supervisor before the end of its input".to_string(),
+            failed_seq: None,
+            written_through: None,
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.category == STOPPED
+    }
+
+    /// Handing a record or marker on failed: a stopping run, or a ring problem.
+    fn handing_on(context: impl std::fmt::Display, error: NodeError) -> Self {
+        match error {
+            NodeError::Stopped => Self::stopped(),
+            other => Self::ring(format!("{context}: {other}")),
+        }
+    }
+
+    /// A batch flush of the outputs failed.
+    fn flush(failure: &super::chain::NodeFailure) -> Self {
+        Self {
+            category: "node_error",
+            message: format!("node `{}` failed to flush: {}", failure.node, failure.error),
+            failed_seq: None,
+            written_through: failure.error.written_through(),
         }
     }
 }
@@ -725,7 +790,14 @@ impl WorkerEgress<'_> {
         header.source_group = self.group_index;
         if kind == EnvelopeKind::EndOfStream {
             for ring in 0..self.outbound.len() {
-                self.push(ring, &header, &mut |_, _| Some(0))?;
+                // Each ring's end counts that ring's records, so its consumer can prove it
+                // read them all.
+                let records = self.outbound[ring].records();
+                let end = EnvelopeHeader {
+                    source_group: self.group_index,
+                    ..EnvelopeHeader::end_of_stream(seq, records)
+                };
+                self.push(ring, &end, &mut |_, _| Some(0))?;
             }
             return Ok(());
         }
@@ -774,6 +846,10 @@ impl WorkerEgress<'_> {
 }
 
 impl Egress for WorkerEgress<'_> {
+    fn dead_letter_file(&mut self) -> Option<&mut DeadLetters> {
+        self.dead_letters.as_mut()
+    }
+
     fn forward(
         &mut self,
         target: usize,
@@ -864,43 +940,50 @@ enum MergePick {
     Ended,
 }
 
-/// The `seq` and kind of a ring's head record, if one is committed.
-fn head_of(ring: &mut Consumer<Segment>) -> Result<Option<(u64, EnvelopeKind)>, RingCorrupted> {
-    let Some(body) = ring.peek()? else {
+fn ring_failure(e: RingCorrupted) -> WorkerFailure {
+    WorkerFailure::ring(format!("inbound ring: {e}"))
+}
+
+fn stream_failure(e: StreamError) -> WorkerFailure {
+    WorkerFailure::ring(format!("inbound ring: {e}"))
+}
+
+/// The header of a ring's head record, if one is committed.
+fn head_of(ring: &mut Consumer<Segment>) -> Result<Option<EnvelopeHeader>, WorkerFailure> {
+    let Some(body) = ring.peek().map_err(ring_failure)? else {
         return Ok(None);
     };
-    let (header, _) = EnvelopeHeader::read(body).map_err(|e| RingCorrupted::Record {
-        position: 0,
-        detail: format!("inbound envelope: {e}"),
-    })?;
-    Ok(Some((header.seq, header.kind)))
+    let (header, _) = EnvelopeHeader::read(body)
+        .map_err(|e| WorkerFailure::ring(format!("inbound envelope: {e}")))?;
+    Ok(Some(header))
 }
 
 /// Chooses the next record of a k-way merge by `seq` (ties: the lower ring). End-of-stream
-/// markers are consumed here and end their ring. Equal `seq`s on two rings only happen when a
-/// node upstream emits several values for one record (fan-out) and they went to different
-/// workers: their order is then by ring, not by emission (no bundled node does that). `heads` caches each ring's head `seq` (a
-/// committed record does not change until it is taken; the caller clears a ring's entry when
-/// it takes its head), so each pick looks only at the rings whose head is not known yet.
+/// markers are checked and consumed here and end their ring. Equal `seq`s on two rings only
+/// happen when a node upstream emits several values for one record (fan-out) and they went to
+/// different workers: their order is then by ring, not by emission (no bundled node does
+/// that). `heads` caches each ring's head `seq` (a committed record does not change until it
+/// is taken; the caller clears a ring's entry when it takes its head), so each pick looks only
+/// at the rings whose head is not known yet.
 fn merge_pick(
     rings: &mut [Consumer<Segment>],
-    ended: &mut [bool],
+    streams: &mut [StreamCheck],
     heads: &mut [Option<u64>],
-) -> Result<MergePick, RingCorrupted> {
+) -> Result<MergePick, WorkerFailure> {
     let mut marks = vec![u64::MAX; rings.len()];
     for (r, ring) in rings.iter_mut().enumerate() {
-        if ended[r] || heads[r].is_some() {
+        if streams[r].ended() || heads[r].is_some() {
             continue;
         }
         // Watermark before head: a watermark read first covers every record committed
         // before it, so a ring found empty afterwards has nothing at or below it.
         marks[r] = ring.watermark();
         match head_of(ring)? {
-            Some((_, EnvelopeKind::EndOfStream)) => {
-                ring.advance()?;
-                ended[r] = true;
+            Some(header) if header.kind == EnvelopeKind::EndOfStream => {
+                streams[r].admit(&header).map_err(stream_failure)?;
+                ring.advance().map_err(ring_failure)?;
             }
-            head => heads[r] = head.map(|(seq, _)| seq),
+            head => heads[r] = head.map(|h| h.seq),
         }
     }
     let Some((smallest, seq)) = heads
@@ -909,14 +992,14 @@ fn merge_pick(
         .filter_map(|(r, head)| head.map(|seq| (r, seq)))
         .min_by_key(|(r, seq)| (*seq, *r))
     else {
-        return Ok(if ended.iter().all(|e| *e) {
+        return Ok(if streams.iter().all(StreamCheck::ended) {
             MergePick::Ended
         } else {
             MergePick::Idle
         });
     };
     let holding_back = (0..rings.len())
-        .find(|&o| o != smallest && !ended[o] && heads[o].is_none() && marks[o] < seq);
+        .find(|&o| o != smallest && !streams[o].ended() && heads[o].is_none() && marks[o] < seq);
     Ok(match holding_back {
         Some(o) => MergePick::Wait(o),
         None => MergePick::Take(smallest),
@@ -927,22 +1010,41 @@ fn merge_pick(
 /// open, its head's `seq - 1`, or its watermark when it is empty.
 fn inbound_done_through(
     rings: &mut [Consumer<Segment>],
-    ended: &[bool],
+    streams: &[StreamCheck],
 ) -> Result<u64, WorkerFailure> {
     let mut through = u64::MAX;
     for (r, ring) in rings.iter_mut().enumerate() {
-        if ended[r] {
+        if streams[r].ended() {
             continue;
         }
         let mark = ring.watermark();
-        let done =
-            match head_of(ring).map_err(|e| WorkerFailure::ring(format!("inbound ring: {e}")))? {
-                Some((seq, _)) => seq.saturating_sub(1),
-                None => mark,
-            };
+        let done = match head_of(ring)? {
+            Some(header) => header.seq.saturating_sub(1),
+            None => mark,
+        };
         through = through.min(done);
     }
     Ok(if through == u64::MAX { 0 } else { through })
+}
+
+/// Waits at most `slice` on one inbound ring for a record or a moved watermark. A ring found
+/// closed before its end-of-stream record arrived was cut short: a failure, never an end.
+fn wait_on_ring(
+    ring: &mut Consumer<Segment>,
+    stream: &StreamCheck,
+    slice: Duration,
+    shared: &Shared,
+) -> Result<(), WorkerFailure> {
+    let waiting = Instant::now();
+    // A moved watermark wakes us too: it must travel on even when no record comes this way
+    // (a skewed partition), or a merge downstream would wait for it.
+    let mark = ring.watermark();
+    let woke = ring.wait_for_watermark(slice, mark);
+    shared.add_idle(waiting.elapsed());
+    match woke.map_err(ring_failure)? {
+        crate::data::Readiness::Closed => stream.closed().map_err(stream_failure),
+        _ => Ok(()),
+    }
 }
 
 /// One worker's share of the run.
@@ -960,12 +1062,16 @@ struct GroupData<'a> {
     /// group of a run whose terminal outputs have no reader). It writes dead letters, absorbs
     /// drop markers and publishes its progress for crash accounting.
     ends_chain: bool,
+    /// Input records the source skips (a resumed run).
+    skip: u64,
+    /// Highest `seq` this worker handled completely (records arrive in `seq` order).
+    completed: u64,
 }
 
 impl GroupData<'_> {
     fn run(&mut self, io: GroupIo) -> i32 {
         let dead_letters = if self.ends_chain {
-            match DeadLetters::open(self.config.adapters.dead_letter.as_ref()) {
+            match DeadLetters::open(self.config.adapters.dead_letter.as_ref(), self.skip > 0) {
                 Ok(dead_letters) => Some(dead_letters),
                 Err(e) => {
                     self.shared.fail("node_error", e.to_string());
@@ -999,10 +1105,13 @@ impl GroupData<'_> {
         };
         let (last_seq, records, interrupted) = match outcome {
             Ok(done) => done,
+            Err(failure) if failure.is_stopped() => (
+                self.completed,
+                self.shared.records_in.load(Ordering::Relaxed),
+                true,
+            ),
             Err(failure) => {
-                if let Some(seq) = failure.failed_seq {
-                    self.complete_before(seq, &mut egress, &inbound);
-                }
+                self.complete_before_failure(&failure, &mut egress, &inbound);
                 self.shared.fail(failure.category, failure.message);
                 return exit::NODE_ERROR;
             }
@@ -1043,24 +1152,33 @@ impl GroupData<'_> {
         exit::OK
     }
 
-    /// A node failed on record `seq` (policy `fail`): every record before it is good, so it
-    /// is completed rather than lost. The sink's worker makes its output durable and records
-    /// `seq - 1` as its progress; any other worker publishes what it forwarded and passes end
-    /// of stream on, and the supervisor lets the groups after it drain before stopping them.
-    fn complete_before(
+    /// The run failed here: every record before the failing one (or before what an output
+    /// could not write) is good, so it is completed rather than lost. The worker where records
+    /// end settles its outputs to exactly that range and publishes it as its progress; any
+    /// other worker, for a node error, publishes what it forwarded and passes end of stream
+    /// on, and the supervisor lets the groups after it drain before stopping them.
+    fn complete_before_failure(
         &mut self,
-        seq: u64,
+        failure: &WorkerFailure,
         egress: &mut WorkerEgress<'_>,
         inbound: &[Consumer<Segment>],
     ) {
+        let mut through = failure
+            .failed_seq
+            .map_or(self.completed, |seq| seq.saturating_sub(1));
+        if let Some(written) = failure.written_through {
+            through = through.min(written);
+        }
         if self.ends_chain {
-            if self.flush_sink(egress).is_ok() {
-                for consumer in inbound {
-                    consumer.publish_progress(seq.saturating_sub(1));
-                }
+            let settled = self.pipeline.settle_outputs(egress, through);
+            for consumer in inbound {
+                consumer.publish_progress(settled);
             }
             return;
         }
+        let Some(seq) = failure.failed_seq else {
+            return;
+        };
         egress.flush();
         // Best effort: the push gives up when the supervisor stops the run.
         let _ = egress.marker(EnvelopeKind::EndOfStream, seq.saturating_sub(1), 0);
@@ -1087,6 +1205,7 @@ impl GroupData<'_> {
             category: "node_error",
             message,
             failed_seq: Some(failure.seq),
+            written_through: failure.error.written_through(),
         }
     }
 
@@ -1099,12 +1218,23 @@ impl GroupData<'_> {
         let stop = move || shared.stopping();
         let shared = Arc::clone(self.shared);
         let progress = move |n: u64| shared.records_in.store(n, Ordering::Relaxed);
-        let run = self.pipeline.drive_source(egress, 0, &stop, &progress);
+        let skipped = self
+            .pipeline
+            .skip(self.skip)
+            .map_err(|e| WorkerFailure::node(e.to_string()))?;
+        let run = self
+            .pipeline
+            .drive_source(egress, skipped, &stop, &progress);
+        self.completed = run.last_seq;
         if let Some(failure) = run.failure {
             return Err(self.node_failure(failure, egress));
         }
-        self.finish(egress, run.last_seq)?;
-        Ok((run.last_seq, run.emitted, run.interrupted))
+        match self.finish(egress, run.last_seq) {
+            Ok(()) => Ok((run.last_seq, run.emitted, run.interrupted)),
+            // Aborted while passing end of stream on: what was read is reported as such.
+            Err(failure) if failure.is_stopped() => Ok((run.last_seq, run.emitted, true)),
+            Err(failure) => Err(failure),
+        }
     }
 
     /// Runs end of stream locally, flushes, and passes end of stream on.
@@ -1120,28 +1250,21 @@ impl GroupData<'_> {
         if !egress.outbound.is_empty() {
             egress
                 .marker(EnvelopeKind::EndOfStream, last_seq, 0)
-                .map_err(|e| WorkerFailure::ring(format!("passing end of stream on: {e}")))?;
+                .map_err(|e| WorkerFailure::handing_on("passing end of stream on", e))?;
         }
         egress.flush();
         Ok(())
     }
 
-    /// In the worker that holds the sink: makes the output durable up to `seq`.
+    /// In the worker where records end: hands every output to the operating system (a batch
+    /// boundary).
     fn flush_sink(&mut self, egress: &mut WorkerEgress<'_>) -> Result<(), WorkerFailure> {
         if !self.ends_chain {
             return Ok(());
         }
-        for stage in &mut self.pipeline.stages {
-            stage.node.flush().map_err(|e| {
-                WorkerFailure::node(format!("node `{}` failed to flush: {e}", stage.name))
-            })?;
-        }
-        if let Some(dead_letters) = &mut egress.dead_letters {
-            dead_letters
-                .flush()
-                .map_err(|e| WorkerFailure::node(e.to_string()))?;
-        }
-        Ok(())
+        self.pipeline
+            .flush_outputs(egress)
+            .map_err(|failure| WorkerFailure::flush(&failure))
     }
 
     /// A worker fed by the previous group: consume, run the local chain in place in the ring,
@@ -1157,76 +1280,48 @@ impl GroupData<'_> {
         let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
         let mut completed = 0u64;
         let mut consumed = 0u64;
-        let mut ended = vec![false; inbound.len()];
-        while !ended.iter().all(|e| *e) {
+        let mut streams = vec![StreamCheck::default(); inbound.len()];
+        while !streams.iter().all(StreamCheck::ended) {
             if self.shared.stopping() && !self.shared.drain_on_stop() {
                 // Abort: report how far this worker got.
                 return Ok((completed, consumed, true));
             }
             let mut any = false;
             for (r, consumer) in inbound.iter_mut().enumerate() {
-                if ended[r] {
+                let stream = &mut streams[r];
+                if stream.ended() {
                     continue;
                 }
                 let mut step = BatchStep::default();
                 let polled = consumer.poll(BATCH, |record| {
-                    self.handle_record(record.body, trusted, egress, &mut step)
+                    self.handle_record(record.body, trusted, egress, &mut step, stream)
                 });
                 match polled {
                     Ok(n) => {
                         any |= n > 0;
                         consumed += n as u64;
                     }
-                    Err(PollError::Corrupted(e)) => {
-                        return Err(WorkerFailure::ring(format!("inbound ring: {e}")));
-                    }
+                    Err(PollError::Corrupted(e)) => return Err(ring_failure(e)),
                     Err(PollError::Handler(failure)) => return Err(failure),
                 }
-                if step.end_of_stream {
-                    ended[r] = true;
-                }
-                if step.completed > completed {
-                    completed = step.completed;
-                }
-                if self.ends_chain && any {
-                    self.flush_sink(egress)?;
-                    consumer.publish_progress(completed);
-                }
+                completed = completed.max(step.completed);
             }
-            egress.marks.upstream = inbound_done_through(inbound, &ended)?;
+            if self.ends_chain && any {
+                self.flush_sink(egress)?;
+                self.publish_progress(inbound, completed);
+            }
+            egress.marks.upstream = inbound_done_through(inbound, &streams)?;
             egress.flush();
             self.publish_counters(consumed, egress);
-            if !any {
-                for (r, consumer) in inbound.iter_mut().enumerate() {
-                    if !ended[r] {
-                        let waiting = Instant::now();
-                        // A moved watermark wakes us too: it must travel on even when no
-                        // record comes this way (a skewed partition), or a merge downstream
-                        // would wait for it.
-                        let mark = consumer.watermark();
-                        let woke = consumer
-                            .wait_for(WAIT_SLICE, |m| crate::data::read_watermark(m) != mark);
-                        self.shared.add_idle(waiting.elapsed());
-                        match woke {
-                            Ok(crate::data::Readiness::Closed) => ended[r] = true,
-                            Ok(_) => {}
-                            Err(e) => {
-                                return Err(WorkerFailure::ring(format!("inbound ring: {e}")));
-                            }
-                        }
-                        break;
-                    }
-                }
+            if !any && let Some(r) = streams.iter().position(|s| !s.ended()) {
+                wait_on_ring(&mut inbound[r], &streams[r], WAIT_SLICE, self.shared)?;
             }
         }
-        let last = completed;
-        self.finish(egress, last)?;
+        self.finish(egress, completed)?;
         if self.ends_chain {
-            for consumer in inbound.iter() {
-                consumer.publish_progress(last);
-            }
+            self.publish_progress(inbound, completed);
         }
-        Ok((last, consumed, false))
+        Ok((completed, consumed, false))
     }
 
     /// A worker fed by several rings (the previous group runs several workers): a k-way merge
@@ -1239,12 +1334,11 @@ impl GroupData<'_> {
         egress: &mut WorkerEgress<'_>,
     ) -> Result<(u64, u64, bool), WorkerFailure> {
         let trusted = !self.config.runtime.platform.execution_ipc.validate_payloads;
-        let ring_error = |e: RingCorrupted| WorkerFailure::ring(format!("inbound ring: {e}"));
-        let mut ended = vec![false; inbound.len()];
+        let mut streams = vec![StreamCheck::default(); inbound.len()];
         let mut heads = vec![None; inbound.len()];
         let (mut completed, mut consumed) = (0u64, 0u64);
         let mut idle_rounds = 0u64;
-        while !ended.iter().all(|e| *e) {
+        while !streams.iter().all(StreamCheck::ended) {
             if self.shared.stopping() && !self.shared.drain_on_stop() {
                 return Ok((completed, consumed, true));
             }
@@ -1253,14 +1347,14 @@ impl GroupData<'_> {
             let mut blocked_on = None;
             let mut idle = false;
             while taken < BATCH {
-                match merge_pick(inbound, &mut ended, &mut heads).map_err(ring_error)? {
+                match merge_pick(inbound, &mut streams, &mut heads)? {
                     MergePick::Take(r) => {
                         heads[r] = None;
-                        let body = inbound[r].peek().map_err(ring_error)?.ok_or_else(|| {
+                        let body = inbound[r].peek().map_err(ring_failure)?.ok_or_else(|| {
                             WorkerFailure::ring("inbound ring: a peeked record vanished".into())
                         })?;
-                        self.handle_record(body, trusted, egress, &mut step)?;
-                        inbound[r].advance().map_err(ring_error)?;
+                        self.handle_record(body, trusted, egress, &mut step, &mut streams[r])?;
+                        inbound[r].advance().map_err(ring_failure)?;
                         taken += 1;
                     }
                     MergePick::Wait(r) => {
@@ -1281,11 +1375,9 @@ impl GroupData<'_> {
             completed = completed.max(step.completed);
             if self.ends_chain && taken > 0 {
                 self.flush_sink(egress)?;
-                for consumer in inbound.iter() {
-                    consumer.publish_progress(completed);
-                }
+                self.publish_progress(inbound, completed);
             }
-            egress.marks.upstream = inbound_done_through(inbound, &ended)?;
+            egress.marks.upstream = inbound_done_through(inbound, &streams)?;
             egress.flush();
             self.publish_counters(consumed, egress);
             idle_rounds = if idle && taken == 0 {
@@ -1298,7 +1390,9 @@ impl GroupData<'_> {
                 // Nothing anywhere: the next record may come on any ring, so look at them in
                 // turn with short waits; after a while of nothing, park for longer.
                 (0, None, true) => {
-                    let open: Vec<usize> = (0..inbound.len()).filter(|r| !ended[*r]).collect();
+                    let open: Vec<usize> = (0..inbound.len())
+                        .filter(|r| !streams[*r].ended())
+                        .collect();
                     let slice = if idle_rounds > IDLE_ROUNDS_BEFORE_PARKING {
                         WAIT_SLICE
                     } else {
@@ -1310,24 +1404,22 @@ impl GroupData<'_> {
                 _ => None,
             };
             if let Some((r, slice)) = wait_on {
-                let waiting = Instant::now();
-                let mark = inbound[r].watermark();
-                let woke = inbound[r]
-                    .wait_for(slice, |m| crate::data::read_watermark(m) != mark)
-                    .map_err(ring_error)?;
-                self.shared.add_idle(waiting.elapsed());
-                if woke == crate::data::Readiness::Closed {
-                    ended[r] = true;
-                }
+                wait_on_ring(&mut inbound[r], &streams[r], slice, self.shared)?;
             }
         }
         self.finish(egress, completed)?;
         if self.ends_chain {
-            for consumer in inbound.iter() {
-                consumer.publish_progress(completed);
-            }
+            self.publish_progress(inbound, completed);
         }
         Ok((completed, consumed, false))
+    }
+
+    /// In the worker where records end: every record through `seq` is written (flushed).
+    fn publish_progress(&self, inbound: &[Consumer<Segment>], seq: u64) {
+        for consumer in inbound {
+            consumer.publish_progress(seq);
+        }
+        self.shared.completed.store(seq, Ordering::Relaxed);
     }
 
     /// What the heartbeat thread reports: records in and out, route cache counters.
@@ -1350,17 +1442,17 @@ impl GroupData<'_> {
         trusted: bool,
         egress: &mut WorkerEgress<'_>,
         step: &mut BatchStep,
+        stream: &mut StreamCheck,
     ) -> Result<(), WorkerFailure> {
         let (header, payload) = EnvelopeHeader::read(body)
             .map_err(|e| WorkerFailure::ring(format!("inbound envelope: {e}")))?;
+        stream.admit(&header).map_err(stream_failure)?;
         let ends_chain = self.ends_chain;
-        let forwarded_failure =
-            |e: NodeError| WorkerFailure::ring(format!("forwarding seq {}: {e}", header.seq));
+        let forwarded_failure = |e: NodeError| {
+            WorkerFailure::handing_on(format_args!("forwarding seq {}", header.seq), e)
+        };
         match header.kind {
-            EnvelopeKind::EndOfStream => {
-                step.end_of_stream = true;
-                return Ok(());
-            }
+            EnvelopeKind::EndOfStream => return Ok(()),
             EnvelopeKind::DropMarker if ends_chain => {}
             EnvelopeKind::DeadLetter if ends_chain => {
                 let record =
@@ -1375,7 +1467,10 @@ impl GroupData<'_> {
                             record.reason.as_str(),
                             record.detail.as_str(),
                         )
-                        .map_err(|e| WorkerFailure::node(e.to_string()))?;
+                        .map_err(|e| WorkerFailure {
+                            written_through: e.written_through(),
+                            ..WorkerFailure::node(e.to_string())
+                        })?;
                 }
             }
             EnvelopeKind::DropMarker | EnvelopeKind::DeadLetter => {
@@ -1391,12 +1486,14 @@ impl GroupData<'_> {
                         .forward_raw(&header, payload)
                         .map_err(forwarded_failure)?;
                     step.completed = step.completed.max(header.seq);
+                    self.completed = self.completed.max(header.seq);
                     return Ok(());
                 };
                 self.run_local(position, &header, payload, trusted, egress)?;
             }
         }
         step.completed = step.completed.max(header.seq);
+        self.completed = self.completed.max(header.seq);
         Ok(())
     }
 
@@ -1447,6 +1544,9 @@ impl GroupData<'_> {
             &mut self.pipeline.env,
             egress,
         );
+        if let Err(NodeError::Stopped) = result {
+            return Err(WorkerFailure::stopped());
+        }
         if result.is_err() {
             let failure = self
                 .pipeline
@@ -1466,7 +1566,7 @@ impl GroupData<'_> {
             egress
                 .marker(EnvelopeKind::DropMarker, header.seq, header.reply_to)
                 .map_err(|e| {
-                    WorkerFailure::ring(format!("marking seq {} dropped: {e}", header.seq))
+                    WorkerFailure::handing_on(format_args!("marking seq {} dropped", header.seq), e)
                 })?;
         }
         Ok(())
@@ -1476,7 +1576,6 @@ impl GroupData<'_> {
 /// What one inbound batch saw.
 #[derive(Default)]
 struct BatchStep {
-    end_of_stream: bool,
     completed: u64,
 }
 
@@ -1587,6 +1686,7 @@ fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
             let counters = WorkerCounters {
                 records_in: shared.records_in.load(Ordering::Relaxed),
                 records_out: shared.records_out.load(Ordering::Relaxed),
+                completed: shared.completed.load(Ordering::Relaxed),
                 busy_per_mille: busy.sample(working, shared.idle_ns.load(Ordering::Relaxed)),
                 route_cache: shared
                     .route_cache

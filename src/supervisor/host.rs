@@ -21,7 +21,7 @@ use super::run::{HostEnd, RunEnd, RunFailure, SupervisedRun, Supervisor, Supervi
 use crate::config::Config;
 use crate::data::{
     Consumer, EnvelopeHeader, EnvelopeKind, PollError, Producer, PushError, Readiness, Segment,
-    TERMINAL_TARGET, WaitStrategy, push_envelope,
+    StreamCheck, TERMINAL_TARGET, WaitStrategy, push_envelope,
 };
 use crate::graph::{AlignedBuf, Message, MessageType, PayloadError, Registry};
 use crate::runtime::dead_letter::DeadLetterRecord;
@@ -102,7 +102,7 @@ pub struct Runtime {
     ingress: Vec<Producer<Segment>>,
     egress: Vec<Consumer<Segment>>,
     egress_names: Vec<String>,
-    egress_ended: Vec<bool>,
+    egress_ended: Vec<StreamCheck>,
     pending: VecDeque<Reply>,
     next_seq: u64,
     next_ingress: usize,
@@ -185,7 +185,7 @@ impl Runtime {
         let run_id = supervisor.run_id();
         let tracing = &config.runtime.observability.tracing;
         Ok(Self {
-            egress_ended: vec![false; egress.len()],
+            egress_ended: vec![StreamCheck::default(); egress.len()],
             ingress,
             egress,
             egress_names,
@@ -268,7 +268,7 @@ impl Runtime {
             }
             self.watcher.check()?;
             let now = Instant::now();
-            if now >= deadline || self.egress_ended.iter().all(|e| *e) {
+            if now >= deadline || self.egress_ended.iter().all(StreamCheck::ended) {
                 return Ok(None);
             }
             self.collect((deadline - now).min(SLICE))?;
@@ -279,8 +279,8 @@ impl Runtime {
     /// workers drained and stopped. Returns the replies not yet received and the run report.
     pub fn finish(mut self) -> Result<(Vec<Reply>, SupervisedRun), HostError> {
         for producer in &mut self.ingress {
-            let mut header = EnvelopeHeader::data(self.next_seq.saturating_sub(1), 0);
-            header.kind = EnvelopeKind::EndOfStream;
+            let header =
+                EnvelopeHeader::end_of_stream(self.next_seq.saturating_sub(1), producer.records());
             loop {
                 match push_envelope(producer, &header, |_| Some(0), SLICE) {
                     Ok(_) => break,
@@ -304,7 +304,7 @@ impl Runtime {
             }
             producer.flush();
         }
-        while !self.egress_ended.iter().all(|e| *e) {
+        while !self.egress_ended.iter().all(StreamCheck::ended) {
             self.watcher.check()?;
             self.collect(SLICE)?;
         }
@@ -336,19 +336,19 @@ impl Runtime {
 fn collect_into(
     egress: &mut [Consumer<Segment>],
     names: &[String],
-    ended: &mut [bool],
+    ended: &mut [StreamCheck],
     pending: &mut VecDeque<Reply>,
     timeout: Duration,
 ) -> Result<(), HostError> {
     let mut any = false;
     for (i, consumer) in egress.iter_mut().enumerate() {
-        if ended[i] {
+        if ended[i].ended() {
             continue;
         }
+        let stream = &mut ended[i];
         let polled = consumer.poll(BATCH, |record| {
-            match decode_reply(record.body)? {
-                Some(reply) => pending.push_back(reply),
-                None => ended[i] = true,
+            if let Some(reply) = decode_reply(record.body, stream)? {
+                pending.push_back(reply);
             }
             Ok::<(), String>(())
         });
@@ -365,9 +365,18 @@ fn collect_into(
     if any || timeout.is_zero() {
         return Ok(());
     }
-    if let Some((i, consumer)) = egress.iter_mut().enumerate().find(|(i, _)| !ended[*i]) {
+    if let Some((i, consumer)) = egress
+        .iter_mut()
+        .enumerate()
+        .find(|(i, _)| !ended[*i].ended())
+    {
         match consumer.wait(timeout) {
-            Ok(Readiness::Closed) => ended[i] = true,
+            Ok(Readiness::Closed) => {
+                ended[i].closed().map_err(|e| HostError::Ring {
+                    ring: names[i].clone(),
+                    detail: e.to_string(),
+                })?;
+            }
             Ok(_) => {}
             Err(e) => {
                 return Err(HostError::Ring {
@@ -380,9 +389,11 @@ fn collect_into(
     Ok(())
 }
 
-/// One envelope from the last group; `None` for its end of stream.
-fn decode_reply(body: &[u8]) -> Result<Option<Reply>, String> {
+/// One envelope from the last group, checked against its ring's stream; `None` for its end
+/// of stream.
+fn decode_reply(body: &[u8], stream: &mut StreamCheck) -> Result<Option<Reply>, String> {
     let (header, payload) = EnvelopeHeader::read(body).map_err(|e| e.to_string())?;
+    stream.admit(&header).map_err(|e| e.to_string())?;
     let kind = match header.kind {
         EnvelopeKind::EndOfStream => return Ok(None),
         EnvelopeKind::Data if header.target == TERMINAL_TARGET => ReplyKind::Output,

@@ -16,6 +16,7 @@ pub use host::{HostError, Reply, ReplyKind, Runtime};
 pub use lifecycle::{
     EventKind, FailureCategory, LifecycleEvent, Snapshot, WorkerSnapshot, WorkerState,
 };
+pub use monitor::STOP_SIGNALS;
 pub use run::{
     RunEnd, RunFailure, SupervisedRun, Supervisor, SupervisorError, SupervisorOptions,
     run_supervised,

@@ -4,7 +4,8 @@
 //!   run goes on);
 //! - one reader per worker connection: forwards every accepted frame and every rejection;
 //! - one reaper per child: blocks in `waitpid` (no polling), so a death is seen at once;
-//! - one signal thread (when the supervisor owns the process's signals): SIGTERM, SIGINT.
+//! - one signal thread (when the supervisor owns the process's signals): SIGTERM, SIGINT,
+//!   SIGHUP, SIGQUIT.
 //!
 //! All of them feed one channel of [`Event`]s; the supervisor's loop is the only place that
 //! changes worker state.
@@ -39,27 +40,37 @@ pub enum Event {
         status: ExitStatus,
         at: Instant,
     },
-    /// SIGTERM or SIGINT arrived.
+    /// One of the [`STOP_SIGNALS`] arrived.
     Signal(i32),
 }
 
-/// Accepts connections until `shutdown` is set.
+/// Accepts connections until `shutdown` is set (checked at least every 100 ms). Connections
+/// wait for their HELLO side by side, each at most the server's handshake deadline, so no connection
+/// (idle, slow or garbage) delays another or the supervisor's exit.
 #[must_use = "join the acceptor so that the listener (and its socket directory) is dropped"]
 pub fn spawn_acceptor(
     server: Arc<ControlServer>,
-    hello_timeout: Duration,
     events: Sender<Event>,
     shutdown: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         while !shutdown.load(Ordering::Relaxed) {
-            let event = match server.accept(Duration::from_millis(100), hello_timeout) {
-                Ok(None) => continue,
-                Ok(Some(accepted)) => Event::Accepted(Box::new(accepted)),
-                Err(e) => Event::Refused(e.to_string()),
+            let outcomes = match server.poll_handshakes(Duration::from_millis(100)) {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    let _ = events.send(Event::Refused(e.to_string()));
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
             };
-            if events.send(event).is_err() {
-                return;
+            for outcome in outcomes {
+                let event = match outcome {
+                    Ok(accepted) => Event::Accepted(Box::new(accepted)),
+                    Err(e) => Event::Refused(e.to_string()),
+                };
+                if events.send(event).is_err() {
+                    return;
+                }
             }
         }
     })
@@ -122,12 +133,21 @@ pub fn spawn_reaper(worker: String, mut child: Child, events: Sender<Event>) {
     });
 }
 
-/// Forwards SIGTERM and SIGINT to the loop.
+/// The signals that stop a run gracefully: ingestion stops, the pipeline drains, the summary
+/// says where to resume, and the exit status is 128 + the signal. SIGHUP (a closed terminal or
+/// session) and SIGQUIT are handled like SIGTERM rather than killing the run unaccounted.
+pub const STOP_SIGNALS: [i32; 4] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+    signal_hook::consts::SIGQUIT,
+];
+
+/// Forwards the [`STOP_SIGNALS`] to the loop.
 pub fn spawn_signal_thread(
     events: Sender<Event>,
 ) -> std::io::Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS)?;
     let handle = signals.handle();
     std::thread::spawn(move || {
         for signal in signals.forever() {

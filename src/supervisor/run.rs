@@ -57,6 +57,9 @@ pub struct SupervisorOptions {
     /// has no source, plan a ring from the host into each worker of the first group; when its
     /// last node is not a sink, a ring from each worker of the last group back to the host.
     pub host_rings: bool,
+    /// Input records the source skips before the first one (resuming a stopped run); sinks
+    /// then append to their outputs.
+    pub skip: u64,
 }
 
 /// A supervised run could not be set up or did not complete.
@@ -155,6 +158,8 @@ struct WorkerPlan {
     cpus: Option<Vec<u32>>,
     rings: Vec<RingBinding>,
     inherit: Vec<i32>,
+    /// The worker reads the supervisor's stdin (it holds a source whose adapter is stdin).
+    stdin: bool,
 }
 
 /// A supervised run in progress.
@@ -176,6 +181,10 @@ pub struct Supervisor {
     signals: Option<signal_hook::iterator::Handle>,
     external_stop: Option<Arc<AtomicBool>>,
     run_id: u64,
+    /// Input records the source skips (a resumed run).
+    skip: u64,
+    /// Control connections refused so far (bad HELLO, idle, garbage).
+    refused_connections: u64,
     next_correlation: u64,
     failure: Option<RunFailure>,
     stop_signal: Option<Option<i32>>,
@@ -197,6 +206,8 @@ pub struct Supervisor {
 struct PlannedRing {
     name: String,
     segment: crate::data::Segment,
+    /// The salt the ring was created with (verifies its checked words).
+    salt: u64,
     /// The consuming worker (`None`: the host).
     consumer: Option<usize>,
     /// The end the embedding host holds, for host rings.
@@ -238,6 +249,9 @@ impl Supervisor {
     ) -> Result<Self, SupervisorError> {
         let launched_at = Instant::now();
         let graph = Graph::checked(config, registry).map_err(SupervisorError::Config)?;
+        crate::config::check_run_files(config).map_err(SupervisorError::Config)?;
+        // Whatever the transport: directories of supervisors killed earlier are cleaned here.
+        crate::control::remove_stale_socket_dirs();
         let control = config
             .runtime
             .platform
@@ -257,31 +271,39 @@ impl Supervisor {
         let master = MasterKey::generate()?;
         let directory = Arc::new(KeyDirectory::derive(&master, &ids));
         let listener = ControlListener::bind(&control)?;
-        let server = Arc::new(ControlServer::new(
-            listener,
-            Arc::clone(&directory),
-            EndpointSettings::from_config(&control),
-        ));
+        let server = Arc::new(
+            ControlServer::new(
+                listener,
+                Arc::clone(&directory),
+                EndpointSettings::from_config(&control),
+            )
+            .with_handshakes(
+                Duration::from_secs_f64(control.handshake_timeout_seconds),
+                control.max_pending_connections as usize,
+            ),
+        );
         let health_state = Arc::new(HealthState::default());
         health_state.alive.store(true, Ordering::Relaxed);
         let health = if config.runtime.platform.health.enabled {
-            Some(HealthServer::start(
+            let server = HealthServer::start(
                 &config.runtime.platform.health.bind,
                 Arc::clone(&health_state),
-            )?)
+            )?;
+            if config.runtime.platform.health.expose {
+                tracing::warn!(
+                    worker_id = "supervisor",
+                    "health endpoints (/metrics included) listen on {} and answer anyone who reaches it (health.expose: true)",
+                    server.address()
+                );
+            }
+            Some(server)
         } else {
             None
         };
         let (events_tx, events) = crossbeam_channel::unbounded();
         let acceptor_shutdown = Arc::new(AtomicBool::new(false));
-        let largest_start = plans
-            .iter()
-            .map(|p| p.start_timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
         let acceptor = spawn_acceptor(
             Arc::clone(&server),
-            largest_start,
             events_tx.clone(),
             Arc::clone(&acceptor_shutdown),
         );
@@ -309,6 +331,8 @@ impl Supervisor {
             signals,
             external_stop: options.stop.clone(),
             run_id,
+            skip: options.skip,
+            refused_connections: 0,
             next_correlation: 1,
             failure: None,
             stop_signal: None,
@@ -357,6 +381,7 @@ impl Supervisor {
                 control_max_payload: control.max_payload_bytes,
                 inherit: &plan.inherit,
                 cpus: plan.cpus.as_deref(),
+                stdin: plan.stdin,
             };
             let child = match spawn_worker(&launch, &key) {
                 Ok(child) => child,
@@ -497,10 +522,17 @@ impl Supervisor {
         match event {
             Event::Accepted(accepted) => self.on_accepted(*accepted),
             Event::Refused(detail) => {
-                tracing::warn!(
-                    worker_id = "supervisor",
-                    "control connection refused: {detail}"
-                );
+                // A flood of bad connections must not flood the log: the first few are
+                // logged, then one line per hundred.
+                self.refused_connections += 1;
+                let n = self.refused_connections;
+                if n <= 5 || n.is_multiple_of(100) {
+                    tracing::warn!(
+                        worker_id = "supervisor",
+                        refused = n,
+                        "control connection refused: {detail}"
+                    );
+                }
             }
             Event::Frame { worker, received } => self.on_frame(&worker, received),
             Event::ControlProblem {
@@ -569,6 +601,7 @@ impl Supervisor {
             rings: plan.rings.clone(),
             telemetry: self.telemetry.as_ref().and_then(|t| t.binding(index)),
             run_id: self.run_id,
+            skip: self.skip,
             correlation,
         });
         self.send(&worker, &bundle, correlation);
@@ -762,6 +795,25 @@ impl Supervisor {
                 ("detail", detail),
             ],
         );
+        if category == FailureCategory::HeartbeatTimeout {
+            // Judged dead: it would not hear a STOP, so waiting for one only delays the end.
+            self.kill(index);
+        }
+    }
+
+    /// SIGKILL to worker `index` if it is still alive.
+    fn kill(&mut self, index: usize) {
+        let record = &mut self.records[index];
+        if record.exit.is_some() {
+            return;
+        }
+        record.stop_mode = Some("forced");
+        if let Some(pid) = record.pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 
     /// Start timeouts, heartbeat timeouts, and exits whose connection never closed.
@@ -954,7 +1006,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Runs until the last group (the sink's) drained, a worker fails, or a stop is requested.
+    /// Runs until every worker drained, a worker fails, or a stop is requested. A drained run
+    /// is checked before it counts as one: the sinks must have completed exactly what the
+    /// source read, or the run fails as `ring_corrupted` naming the records in no output.
     pub fn run_until_done(&mut self) -> RunEnd {
         loop {
             if let Some(failure) = &self.failure {
@@ -963,11 +1017,57 @@ impl Supervisor {
             if let Some(signal) = self.stop_signal {
                 return RunEnd::Interrupted(signal);
             }
-            if self.last_group_drained() {
-                return RunEnd::Drained;
+            if self.all_drained() {
+                self.check_accounting();
+                return match &self.failure {
+                    Some(failure) => RunEnd::Failed(failure.clone()),
+                    None => RunEnd::Drained,
+                };
             }
             self.pump(Duration::from_millis(50));
         }
+    }
+
+    fn all_drained(&self) -> bool {
+        self.records
+            .iter()
+            .all(|r| self.drained.contains_key(&r.id))
+    }
+
+    /// Every record the source read must be completed by the sinks (written, dead-lettered
+    /// or dropped on purpose): end of stream is proven by the counts, never assumed.
+    fn check_accounting(&mut self) {
+        let read = self
+            .records
+            .iter()
+            .filter(|r| r.holds_source)
+            .filter_map(|r| self.drained.get(&r.id).map(|(last, _, _)| *last))
+            .max();
+        // Records submitted by an embedding host are accounted for by its replies.
+        let Some(read) = read else { return };
+        let completed = self.completed_through();
+        if completed == read {
+            return;
+        }
+        let Some(sink) = self
+            .records
+            .iter()
+            .find(|r| r.ends_chain)
+            .map(|r| r.id.clone())
+        else {
+            return;
+        };
+        let detail = if completed < read {
+            format!(
+                "the source read through seq {read} but the sinks completed through seq {completed}: records {} to {read} reached no output",
+                completed + 1
+            )
+        } else {
+            format!(
+                "the sinks report seq {completed} complete, beyond what the source read (seq {read})"
+            )
+        };
+        self.fail(&sink, FailureCategory::RingCorrupted, detail);
     }
 
     /// An interrupted run (SIGTERM, SIGINT, stop request): the workers holding sources stop
@@ -1015,7 +1115,8 @@ impl Supervisor {
         let mut immediate: Vec<usize> = Vec::new();
         for index in 0..self.records.len() {
             let record = &self.records[index];
-            if record.exit.is_some() {
+            // Gone, or already killed (judged dead): nothing to ask.
+            if record.exit.is_some() || record.stop_mode == Some("forced") {
                 continue;
             }
             // A worker that never said READY runs no control thread yet: it cannot hear STOP.
@@ -1115,13 +1216,18 @@ impl Supervisor {
             .flat_map(|(_, _, report)| decode_reports(report))
             .collect();
         nodes.sort_by_key(|n| order.get(n.name.as_str()).copied().unwrap_or(usize::MAX));
-        let sources: Vec<&(u64, u64, String)> = self
+        // Records the source read: from its DRAINED report, or (a source worker that failed)
+        // its last heartbeat.
+        let records_in = self
             .records
             .iter()
             .filter(|r| r.holds_source)
-            .filter_map(|r| self.drained.get(&r.id))
-            .collect();
-        let records_in = sources.iter().map(|(_, records, _)| records).sum();
+            .map(|r| {
+                self.drained
+                    .get(&r.id)
+                    .map_or(r.counters.records_in, |(_, records, _)| *records)
+            })
+            .sum();
         let elapsed_ns = self
             .drained
             .values()
@@ -1221,7 +1327,8 @@ impl Supervisor {
     }
 
     /// Highest `seq` every sink completed: from its DRAINED report, or, when the sink's
-    /// worker died, from the progress it published in its inbound ring after each flush.
+    /// worker died, from the progress it published in its inbound ring after each flush (a
+    /// progress word that fails its check falls back to the last heartbeat's figure).
     pub fn completed_through(&self) -> u64 {
         (0..self.records.len())
             .filter(|i| self.records[*i].ends_chain)
@@ -1231,7 +1338,10 @@ impl Supervisor {
                     .rings
                     .iter()
                     .filter(|r| r.consumer == Some(i))
-                    .map(|r| crate::data::read_progress(&r.segment))
+                    .map(|r| {
+                        crate::data::read_progress(&r.segment, r.salt)
+                            .unwrap_or(self.records[i].counters.completed)
+                    })
                     .min()
                     .unwrap_or(0),
             })
@@ -1383,13 +1493,14 @@ fn plan_rings(
         for p in workers_of(&from.name) {
             for c in workers_of(&to.name) {
                 let name = format!("{}->{}", records[p].id, records[c].id);
-                let segment = planner.create(&name)?;
+                let (segment, salt) = planner.create(&name)?;
                 let node = to.first as u32;
                 planner.bind(plans, p, &segment, false, node, &records[c].id);
                 planner.bind(plans, c, &segment, true, node, &records[p].id);
                 planner.rings.push(PlannedRing {
                     name,
                     segment,
+                    salt,
                     consumer: Some(c),
                     host: None,
                 });
@@ -1403,11 +1514,12 @@ fn plan_rings(
     if let (false, Some(first)) = (graph.has_source(), topology.groups.first()) {
         for c in workers_of(&first.name) {
             let name = format!("host->{}", records[c].id);
-            let segment = planner.create(&name)?;
+            let (segment, salt) = planner.create(&name)?;
             planner.bind(plans, c, &segment, true, first.first as u32, "host");
             planner.rings.push(PlannedRing {
                 name,
                 segment,
+                salt,
                 consumer: Some(c),
                 host: Some(HostEnd::Producer),
             });
@@ -1416,12 +1528,13 @@ fn plan_rings(
     if let (false, Some(last)) = (last_is_sink, topology.groups.last()) {
         for p in workers_of(&last.name) {
             let name = format!("{}->host", records[p].id);
-            let segment = planner.create(&name)?;
+            let (segment, salt) = planner.create(&name)?;
             let target = crate::data::TERMINAL_TARGET;
             planner.bind(plans, p, &segment, false, target, "host");
             planner.rings.push(PlannedRing {
                 name,
                 segment,
+                salt,
                 consumer: None,
                 host: Some(HostEnd::Consumer),
             });
@@ -1438,14 +1551,16 @@ struct RingPlanner {
 }
 
 impl RingPlanner {
-    fn create(&self, name: &str) -> Result<crate::data::Segment, SupervisorError> {
+    /// A fresh ring and the salt it was initialised with.
+    fn create(&self, name: &str) -> Result<(crate::data::Segment, u64), SupervisorError> {
         let segment = crate::data::Segment::create(name, self.len)
             .map_err(|e| SupervisorError::Setup(e.to_string()))?;
         let mut salt = [0u8; 8];
         getrandom::fill(&mut salt).map_err(|e| SupervisorError::Setup(e.to_string()))?;
-        crate::data::init_ring(&segment, self.capacity, u64::from_le_bytes(salt))
+        let salt = u64::from_le_bytes(salt);
+        crate::data::init_ring(&segment, self.capacity, salt)
             .map_err(|e| SupervisorError::Setup(e.to_string()))?;
-        Ok(segment)
+        Ok((segment, salt))
     }
 
     /// Records one end of `segment` in worker `worker`'s plan.
@@ -1516,6 +1631,9 @@ fn plan_workers(config: &Config, graph: &Graph) -> (Vec<WorkerRecord>, Vec<Worke
                 cpus: group.cpus.clone(),
                 rings: Vec::new(),
                 inherit: Vec::new(),
+                // The source runs in this worker, so the input on stdin must reach it.
+                stdin: holds(NodeRole::Source)
+                    && matches!(config.adapters.source, crate::config::SourceAdapter::Stdin),
             });
         }
     }

@@ -47,6 +47,9 @@ pub struct WorkerLaunch<'a> {
     /// Fds the worker must inherit (ring segments).
     pub inherit: &'a [RawFd],
     pub cpus: Option<&'a [u32]>,
+    /// Give the worker the supervisor's stdin (the worker that holds a stdin source); every
+    /// other worker reads nothing (`/dev/null`).
+    pub stdin: bool,
 }
 
 /// Spawning a worker failed.
@@ -111,7 +114,11 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>, key: &WorkerKey) -> Result<Child,
             env::CONTROL_MAX_PAYLOAD,
             launch.control_max_payload.to_string(),
         )
-        .stdin(Stdio::null());
+        .stdin(if launch.stdin {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
     // SAFETY: between fork and exec the closure only calls prctl, dup2, fcntl and
     // sched_setaffinity, which are async-signal-safe, on memory it owns.
     unsafe {

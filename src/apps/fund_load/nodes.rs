@@ -5,8 +5,7 @@
 //! records (strings keep their capacity), so the steady state allocates nothing per record.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{self, BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +17,7 @@ use super::parse::{self, Field};
 use super::rules::{self, Candidate, IdCheck, IdRegistry, Limits, WindowStore};
 use crate::config::{SinkAdapter, SourceAdapter};
 use crate::graph::{Emitter, Node, NodeError, Nothing, Pull, RecordContext, Source};
+use crate::output::{OutputOpenError, RecordWriter};
 
 /// Longest input line kept; the rest of a longer line is discarded (it then fails to parse
 /// and is dead-lettered), so one hostile line cannot exhaust memory.
@@ -565,41 +565,37 @@ fn push_json_id(out: &mut Vec<u8>, id: &ArchivedDigitText) {
 // sink
 
 /// Writes output lines (and audit lines when configured) and counts decisions by reason.
+///
+/// Both outputs are [`RecordWriter`]s: locked for the run, never left with a torn line, and
+/// rolled back to a record boundary when the run fails (see [`crate::output`]).
 pub struct LineSink {
-    output: BufWriter<Box<dyn Write + Send>>,
-    output_name: String,
-    audit: Option<(BufWriter<File>, PathBuf)>,
+    output: RecordWriter,
+    audit: Option<RecordWriter>,
     accepted: u64,
     declined: [u64; 12],
     audit_line: Vec<u8>,
 }
 
 impl LineSink {
-    pub fn open(adapter: &SinkAdapter, audit: Option<&std::path::Path>) -> Result<Self, NodeError> {
-        let (writer, output_name): (Box<dyn Write + Send>, String) = match adapter {
-            SinkAdapter::File { path } => (
-                Box::new(File::create(path).map_err(|e| {
-                    NodeError::io(format!("creating output {}", path.display()), e)
-                })?),
-                path.display().to_string(),
-            ),
-            SinkAdapter::Stdout => (Box::new(io::stdout()), "stdout".to_string()),
+    /// Opens the sink's outputs; `append` keeps what they hold (a resumed run).
+    pub fn open(
+        adapter: &SinkAdapter,
+        audit: Option<&std::path::Path>,
+        append: bool,
+    ) -> Result<Self, NodeError> {
+        let open_error = |e: OutputOpenError| NodeError::failed(e.to_string());
+        let output = match adapter {
+            SinkAdapter::File { path } => {
+                RecordWriter::create("output", path, append).map_err(open_error)?
+            }
+            SinkAdapter::Stdout => RecordWriter::stdout("output"),
         };
-        let audit = match audit {
-            Some(path) => Some((
-                BufWriter::with_capacity(
-                    1 << 18,
-                    File::create(path).map_err(|e| {
-                        NodeError::io(format!("creating audit {}", path.display()), e)
-                    })?,
-                ),
-                path.to_path_buf(),
-            )),
-            None => None,
-        };
+        let audit = audit
+            .map(|path| RecordWriter::create("audit", path, append))
+            .transpose()
+            .map_err(open_error)?;
         Ok(Self {
-            output: BufWriter::with_capacity(1 << 18, writer),
-            output_name,
+            output,
             audit,
             accepted: 0,
             declined: [0; 12],
@@ -613,7 +609,7 @@ impl LineSink {
         input: &ArchivedOutputLine,
         reason: Reason,
     ) -> Result<(), NodeError> {
-        let Some((writer, path)) = &mut self.audit else {
+        let Some(writer) = &mut self.audit else {
             return Ok(());
         };
         let line = &mut self.audit_line;
@@ -625,7 +621,7 @@ impl LineSink {
         push_json_id(line, &input.audit_customer_id);
         line.extend_from_slice(
             format!(
-                ",\"accepted\":{},\"reason\":\"{}\",\"effective_amount\":\"{}.{:02}\"}}\n",
+                ",\"accepted\":{},\"reason\":\"{}\",\"effective_amount\":\"{}.{:02}\"}}",
                 input.accepted,
                 reason.as_str(),
                 cents / 100,
@@ -633,9 +629,15 @@ impl LineSink {
             )
             .as_bytes(),
         );
-        writer
-            .write_all(line)
-            .map_err(|e| NodeError::io(format!("writing audit {}", path.display()), e))
+        Ok(writer.write_line(seq, line)?)
+    }
+
+    fn flush_all(&mut self) -> Result<(), NodeError> {
+        self.output.flush()?;
+        if let Some(writer) = &mut self.audit {
+            writer.flush()?;
+        }
+        Ok(())
     }
 }
 
@@ -655,38 +657,24 @@ impl Node for LineSink {
         } else {
             self.declined[usize::from(reason.code())] += 1;
         }
-        let name = &self.output_name;
-        self.output
-            .write_all(input.text.as_slice())
-            .and_then(|()| self.output.write_all(b"\n"))
-            .map_err(|e| NodeError::io(format!("writing output {name}"), e))?;
+        self.output.write_line(ctx.seq, input.text.as_slice())?;
         self.write_audit(ctx.seq, input, reason)
     }
 
     fn flush(&mut self) -> Result<(), NodeError> {
-        let name = &self.output_name;
-        self.output
-            .flush()
-            .map_err(|e| NodeError::io(format!("flushing output {name}"), e))?;
-        if let Some((writer, path)) = &mut self.audit {
-            writer
-                .flush()
-                .map_err(|e| NodeError::io(format!("flushing audit {}", path.display()), e))?;
+        self.flush_all()
+    }
+
+    fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError> {
+        self.output.truncate_after(seq)?;
+        if let Some(writer) = &mut self.audit {
+            writer.truncate_after(seq)?;
         }
         Ok(())
     }
 
     fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Nothing>) -> Result<(), NodeError> {
-        let name = &self.output_name;
-        self.output
-            .flush()
-            .map_err(|e| NodeError::io(format!("flushing output {name}"), e))?;
-        if let Some((writer, path)) = &mut self.audit {
-            writer
-                .flush()
-                .map_err(|e| NodeError::io(format!("flushing audit {}", path.display()), e))?;
-        }
-        Ok(())
+        self.flush_all()
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
@@ -698,16 +686,5 @@ impl Node for LineSink {
             ));
         }
         counters
-    }
-}
-
-impl Drop for LineSink {
-    fn drop(&mut self) {
-        // Records written before a failure stay on disk; errors here were already reported
-        // by `on_end_of_stream` on the normal path.
-        let _ = self.output.flush();
-        if let Some((writer, _)) = &mut self.audit {
-            let _ = writer.flush();
-        }
     }
 }

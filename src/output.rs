@@ -1,0 +1,439 @@
+//! Output files of a run (the sink's output, dead letters, audit): record-exact writing.
+//!
+//! A [`RecordWriter`] writes records — one or more whole lines each, tagged with the `seq` of
+//! the input record they belong to — through a buffer into a file or stdout. It promises:
+//!
+//! - **One writer per file.** A file is locked (`flock`, exclusive) while the run writes it: a
+//!   second run, or a second output of the same run, naming the same file is refused with
+//!   [`OutputOpenError::Locked`] before anything is written.
+//! - **Nothing torn.** When a write fails (disk full, I/O error), the file is cut back to its
+//!   last complete record and the error says through which `seq` every record is written
+//!   ([`OutputError::written_through`]). So the range a failed run reports as completed is
+//!   exactly what the file holds.
+//! - **Roll back.** [`RecordWriter::truncate_after`] cuts a file back to the records through a
+//!   `seq`, so that when one output of a run fails, the others end at the same record.
+//! - **Resume.** Opened with `append` (a resumed run, `--skip N`), a file keeps its content; a
+//!   torn last line that a killed run left behind is removed first.
+//!
+//! "Written" means handed to the operating system (`write(2)` returned); nothing is fsynced.
+//! Stdout cannot be cut back: a failed write to stdout may leave a torn last line there, and
+//! the reported range still counts only complete records.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes buffered before a write to the operating system.
+pub const DEFAULT_BUFFER: usize = 1 << 18;
+
+/// Opening an output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputOpenError {
+    #[error("cannot open {what} {path}: {source}")]
+    Open {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{what} {path} is being written by another run (or named twice in this one): it is locked; choose another path or wait for that run to end"
+    )]
+    Locked { what: &'static str, path: PathBuf },
+}
+
+/// Writing an output failed; everything through `written_through` is in the output, nothing
+/// after it is.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {what} {name}: {source} (complete through seq {written_through})")]
+pub struct OutputError {
+    pub what: &'static str,
+    pub name: String,
+    #[source]
+    pub source: io::Error,
+    /// Every record with a `seq` at or below this is completely written; none above it is.
+    pub written_through: u64,
+}
+
+enum Target {
+    File(File),
+    Stdout(io::Stdout),
+}
+
+impl Target {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::File(file) => file.write(bytes),
+            Self::Stdout(out) => {
+                let mut out = out.lock();
+                let written = out.write(bytes)?;
+                out.flush()?;
+                Ok(written)
+            }
+        }
+    }
+}
+
+/// One record's place in the output.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    /// Offset of the record's first byte (file offset; for stdout, bytes since the start).
+    start: u64,
+    seq: u64,
+}
+
+/// A record-exact output (see the module header).
+pub struct RecordWriter {
+    target: Target,
+    what: &'static str,
+    name: String,
+    buf: Vec<u8>,
+    capacity: usize,
+    /// Length of what was handed to the operating system (the file's length).
+    flushed_len: u64,
+    /// Every record written since the explicit flush before the last one, in order. Records
+    /// before that are final: a failure never rolls back past the last explicit flush that
+    /// every output of the run completed.
+    marks: VecDeque<Mark>,
+    /// The highest `seq` as of the last explicit flush.
+    flushed_seq: Option<u64>,
+    /// The highest `seq` ever written (0: none).
+    last_seq: u64,
+    /// After a failed write nothing more is accepted.
+    failed: Option<u64>,
+}
+
+impl std::fmt::Debug for RecordWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordWriter")
+            .field("what", &self.what)
+            .field("name", &self.name)
+            .field("flushed_len", &self.flushed_len)
+            .finish()
+    }
+}
+
+impl RecordWriter {
+    /// Opens `path` for a run: locked, then emptied (or, with `append`, kept and repaired).
+    /// `what` names the output in messages (`output`, `dead-letter file`, `audit`).
+    pub fn create(what: &'static str, path: &Path, append: bool) -> Result<Self, OutputOpenError> {
+        let open_error = |source| OutputOpenError::Open {
+            what,
+            path: path.to_path_buf(),
+            source,
+        };
+        // Not truncated on open: a file another run is writing must be left alone.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(open_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OutputOpenError::Locked {
+                    what,
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(open_error(e)),
+        }
+        let len = if append {
+            cut_torn_tail(&mut file).map_err(open_error)?
+        } else {
+            file.set_len(0).map_err(open_error)?;
+            0
+        };
+        file.seek(SeekFrom::Start(len)).map_err(open_error)?;
+        Ok(Self::new(
+            Target::File(file),
+            what,
+            path.display().to_string(),
+            len,
+        ))
+    }
+
+    /// Writes to this process's stdout.
+    pub fn stdout(what: &'static str) -> Self {
+        Self::new(Target::Stdout(io::stdout()), what, "stdout".to_string(), 0)
+    }
+
+    fn new(target: Target, what: &'static str, name: String, len: u64) -> Self {
+        Self {
+            target,
+            what,
+            name,
+            buf: Vec::with_capacity(DEFAULT_BUFFER),
+            capacity: DEFAULT_BUFFER,
+            flushed_len: len,
+            marks: VecDeque::new(),
+            flushed_seq: None,
+            last_seq: 0,
+            failed: None,
+        }
+    }
+
+    /// Sets how many bytes are buffered before a write (tests use small buffers).
+    pub fn with_buffer(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Where this output goes (a path, or `stdout`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes of complete records handed to the operating system so far.
+    pub fn written_len(&self) -> u64 {
+        self.flushed_len
+    }
+
+    /// Writes one record of input `seq`: `line` and a newline.
+    pub fn write_line(&mut self, seq: u64, line: &[u8]) -> Result<(), OutputError> {
+        self.write_parts(seq, &[line, b"\n"])
+    }
+
+    /// Writes one record of input `seq` made of `parts` (whole lines, newlines included).
+    pub fn write_parts(&mut self, seq: u64, parts: &[&[u8]]) -> Result<(), OutputError> {
+        if let Some(through) = self.failed {
+            return Err(self.error(io::Error::other("an earlier write failed"), through));
+        }
+        debug_assert!(seq >= self.last_seq, "records are written in seq order");
+        self.marks.push_back(Mark {
+            start: self.flushed_len + self.buf.len() as u64,
+            seq,
+        });
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
+        self.last_seq = self.last_seq.max(seq);
+        if self.buf.len() >= self.capacity {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Hands everything buffered to the operating system. Call at batch boundaries, on every
+    /// output of the run at the same boundary: a later failure never rolls back records that
+    /// were written before the flush preceding this one.
+    pub fn flush(&mut self) -> Result<(), OutputError> {
+        self.write_out()?;
+        if let Some(previous) = self.flushed_seq {
+            while self.marks.front().is_some_and(|m| m.seq <= previous) {
+                self.marks.pop_front();
+            }
+        }
+        self.flushed_seq = Some(self.last_seq);
+        Ok(())
+    }
+
+    /// Removes every record with a `seq` above `seq` (buffered or already written), then
+    /// writes what is left. Only records since the explicit flush before the last one can be
+    /// removed (see [`RecordWriter::flush`]).
+    pub fn truncate_after(&mut self, seq: u64) -> Result<(), OutputError> {
+        if let Some(cut) = self.marks.iter().find(|m| m.seq > seq).map(|m| m.start) {
+            while self.marks.back().is_some_and(|m| m.seq > seq) {
+                self.marks.pop_back();
+            }
+            self.last_seq = self.last_seq.min(seq);
+            self.failed = self.failed.map(|through| through.min(seq));
+            if cut >= self.flushed_len {
+                self.buf.truncate((cut - self.flushed_len) as usize);
+            } else {
+                self.buf.clear();
+                if let Err(e) = self.cut_file(cut) {
+                    return Err(self.error(e, seq.min(self.written_through_now())));
+                }
+            }
+        }
+        if self.failed.is_some() {
+            // A failed writer holds nothing buffered.
+            return Ok(());
+        }
+        self.write_out()
+    }
+
+    /// Writes the buffer; on failure cuts the output back to its last complete record.
+    fn write_out(&mut self) -> Result<(), OutputError> {
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.target.write(&self.buf[done..]) {
+                Ok(0) => {
+                    return Err(self.fail_after(
+                        done,
+                        io::Error::new(io::ErrorKind::WriteZero, "the output accepted no bytes"),
+                    ));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.fail_after(done, e)),
+            }
+        }
+        self.flushed_len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// `done` bytes of the buffer reached the output before `error`: keep the complete
+    /// records among them, cut the rest, and report through which `seq` all is written.
+    fn fail_after(&mut self, done: usize, error: io::Error) -> OutputError {
+        let reached = self.flushed_len + done as u64;
+        // The first record that did not reach the output completely: its end is the start of
+        // the next record, or the end of the buffer.
+        let buffered_end = self.flushed_len + self.buf.len() as u64;
+        let ends = self
+            .marks
+            .iter()
+            .skip(1)
+            .map(|m| m.start)
+            .chain(std::iter::once(buffered_end));
+        let first_torn = self
+            .marks
+            .iter()
+            .zip(ends)
+            .find(|(_, end)| *end > reached)
+            .map(|(mark, _)| *mark);
+        let through = match first_torn {
+            Some(mark) => mark.seq.saturating_sub(1),
+            None => self.last_seq,
+        };
+        // Records of `seq`s above `through` go; so do earlier parts of a torn `seq`.
+        let cut = self
+            .marks
+            .iter()
+            .find(|m| m.seq > through)
+            .map_or(reached, |m| m.start.min(reached));
+        let cut_result = self.cut_file(cut);
+        self.buf.clear();
+        while self.marks.back().is_some_and(|m| m.seq > through) {
+            self.marks.pop_back();
+        }
+        self.failed = Some(through);
+        let error = match cut_result {
+            Ok(()) => error,
+            Err(cut_error) => io::Error::new(
+                error.kind(),
+                format!("{error}; cutting back the torn record also failed: {cut_error}"),
+            ),
+        };
+        self.error(error, through)
+    }
+
+    /// Sets the output's length to `len` (a record boundary). Stdout cannot be cut.
+    fn cut_file(&mut self, len: u64) -> io::Result<()> {
+        match &mut self.target {
+            Target::File(file) => {
+                file.set_len(len)?;
+                file.seek(SeekFrom::Start(len))?;
+                self.flushed_len = len;
+                Ok(())
+            }
+            Target::Stdout(_) => {
+                self.flushed_len = self.flushed_len.max(len);
+                Ok(())
+            }
+        }
+    }
+
+    fn written_through_now(&self) -> u64 {
+        self.failed.unwrap_or(self.last_seq)
+    }
+
+    fn error(&self, source: io::Error, written_through: u64) -> OutputError {
+        OutputError {
+            what: self.what,
+            name: self.name.clone(),
+            source,
+            written_through,
+        }
+    }
+}
+
+impl Drop for RecordWriter {
+    fn drop(&mut self) {
+        // Whatever is buffered is complete records: hand it over (errors were or will be
+        // reported by an explicit flush; a failed writer has nothing buffered).
+        if self.failed.is_none() {
+            let _ = self.write_out();
+        }
+    }
+}
+
+/// Cuts a file back to its last newline (a torn last line of a killed run); returns the new
+/// length.
+fn cut_torn_tail(file: &mut File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(piece)?;
+        if let Some(at) = memchr::memrchr(b'\n', piece) {
+            let keep = start + at as u64 + 1;
+            if keep < len {
+                file.set_len(keep)?;
+            }
+            return Ok(keep);
+        }
+        end = start;
+    }
+    if len > 0 {
+        file.set_len(0)?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn a_second_writer_of_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let _first = RecordWriter::create("output", &path, false).unwrap();
+        let second = RecordWriter::create("output", &path, false);
+        assert!(matches!(second, Err(OutputOpenError::Locked { .. })));
+    }
+
+    #[test]
+    fn truncate_after_cuts_buffered_and_written_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let mut w = RecordWriter::create("output", &path, false)
+            .unwrap()
+            .with_buffer(8);
+        for seq in 1..=5 {
+            w.write_line(seq, format!("r{seq}").as_bytes()).unwrap();
+        }
+        w.flush().unwrap();
+        for seq in 6..=9 {
+            w.write_line(seq, format!("r{seq}").as_bytes()).unwrap();
+        }
+        w.truncate_after(7).unwrap();
+        drop(w);
+        assert_eq!(read(&path), "r1\nr2\nr3\nr4\nr5\nr6\nr7\n");
+    }
+
+    #[test]
+    fn resume_keeps_content_and_drops_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "a\nb\ntor").unwrap();
+        let mut w = RecordWriter::create("output", &path, true).unwrap();
+        w.write_line(3, b"c").unwrap();
+        w.flush().unwrap();
+        drop(w);
+        assert_eq!(read(&path), "a\nb\nc\n");
+    }
+}
