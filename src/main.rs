@@ -76,8 +76,9 @@ struct RunArgs {
     /// Output file, overriding adapters.sink (`-` = stdout).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Skip the first N input records (resume a stopped run).
-    #[arg(long, default_value_t = 0)]
+    /// Resume after record N, as a stopped or failed run reported it: records 1..N are read
+    /// and processed again to rebuild state, not written again; outputs are appended to.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     skip: u64,
     /// No progress bar.
     #[arg(long)]
@@ -469,6 +470,12 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
         for (reason, count) in declines {
             out.push_str(&format!("    {reason:<26} {:>10}\n", with_commas(count)));
         }
+    }
+    if summary.skipped > 0 {
+        out.push_str(&format!(
+            "  resumed: records through seq {} replayed to rebuild state, not written again\n",
+            summary.skipped
+        ));
     }
     if let Some(blank) = summary
         .counter("parse_load_attempt", "blank_lines")

@@ -642,3 +642,163 @@ fn shipped_configs_validate() {
     }
     assert!(count >= 4);
 }
+
+/// Health endpoints serve `/metrics`: a bind beyond loopback (every interface, or a public
+/// address) must be asked for with `health.expose: true`.
+#[test]
+fn health_bind_beyond_loopback_needs_expose() {
+    for bind in ["\"0.0.0.0:0\"", "\"8.8.8.8:80\"", "\"[::]:9000\""] {
+        let report = errors_of(&with("runtime.platform.health.bind", bind));
+        assert_error(&report, "runtime.platform.health.bind", Code::NotLoopback);
+        assert!(report.to_string().contains("health.expose"), "{report}");
+    }
+    let mut exposed = with("runtime.platform.health.bind", "\"0.0.0.0:0\"");
+    set(
+        &mut exposed,
+        "runtime.platform.health.expose",
+        parse("true"),
+    );
+    load(&serde_norway::to_string(&exposed).unwrap()).expect("exposed on purpose");
+    load(&serde_norway::to_string(&with("runtime.platform.health.bind", "\"[::1]:0\"")).unwrap())
+        .expect("IPv6 loopback");
+}
+
+/// A UTF-8 byte order mark (some editors write one) is not "more than one document".
+#[test]
+fn a_leading_byte_order_mark_is_accepted() {
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend_from_slice(FULL_EXAMPLE.as_bytes());
+    config::load_bytes(&bytes, &fund_load::registry()).expect("BOM config loads");
+}
+
+/// The known keys of an unknown-key error are listed once each.
+#[test]
+fn unknown_key_lists_each_known_key_once() {
+    let report = errors_of(&with("zzzzzz", "1"));
+    let text = report.to_string();
+    let listed = text
+        .split("known keys: ")
+        .nth(1)
+        .and_then(|rest| rest.split(", found").next())
+        .expect("a known-keys list");
+    let keys: Vec<&str> = listed.split(", ").collect();
+    let mut unique = keys.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(keys.len(), unique.len(), "{text}");
+}
+
+/// An integer beyond 64 bits is reported at its own path, not at the root.
+#[test]
+fn an_oversized_integer_is_reported_at_its_path() {
+    let text = FULL_EXAMPLE.replace("ring_bytes: 4194304", "ring_bytes: 99999999999999999999999");
+    let report = load(&text).unwrap_err();
+    assert_error(
+        &report,
+        "runtime.platform.execution_ipc.ring_bytes",
+        Code::Range,
+    );
+}
+
+/// R8 (CI slice): valid configs mutated at random (values swapped for other types, keys
+/// renamed, lines dropped or duplicated, bytes flipped) never panic, and every rejection
+/// names a path. `tools/reliability.sh` runs more (`STREAM_KERNEL_R8_CASES`).
+#[test]
+fn r8_mutated_configs_never_panic_and_every_error_names_a_path() {
+    let registry = fund_load::registry();
+    let cases: u64 = std::env::var("STREAM_KERNEL_R8_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below.max(1)
+    };
+    let mut bundled = vec![FULL_EXAMPLE.to_string()];
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
+        bundled.push(std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    let replacements = [
+        "true",
+        "-1",
+        "1e400",
+        "\"x\"",
+        "[]",
+        "{}",
+        "~",
+        "0",
+        "99999999999999999999",
+        "\"\\u0000\"",
+        "[[[[",
+        "&a",
+        "*a",
+        "!!binary aGk=",
+    ];
+    let (mut rejected, mut accepted) = (0u64, 0u64);
+    for _ in 0..cases {
+        let base = &bundled[next(bundled.len() as u64) as usize];
+        let mut lines: Vec<String> = base.lines().map(str::to_string).collect();
+        for _ in 0..1 + next(3) {
+            let at = next(lines.len() as u64) as usize;
+            match next(5) {
+                0 => {
+                    if let Some((key, _)) = lines[at].split_once(": ") {
+                        lines[at] = format!(
+                            "{key}: {}",
+                            replacements[next(replacements.len() as u64) as usize]
+                        );
+                    }
+                }
+                1 => lines[at] = lines[at].replacen(|c: char| c.is_ascii_lowercase(), "q", 1),
+                2 => {
+                    lines.remove(at);
+                }
+                3 => {
+                    let copy = lines[at].clone();
+                    lines.insert(at, copy);
+                }
+                _ => {
+                    let mut bytes = lines[at].clone().into_bytes();
+                    if !bytes.is_empty() {
+                        let i = next(bytes.len() as u64) as usize;
+                        bytes[i] = next(256) as u8;
+                    }
+                    lines[at] = String::from_utf8_lossy(&bytes).into_owned();
+                }
+            }
+            if lines.is_empty() {
+                break;
+            }
+        }
+        let text = lines.join("\n");
+        match config::load_bytes(text.as_bytes(), &registry) {
+            Ok(_) => accepted += 1,
+            Err(report) => {
+                rejected += 1;
+                assert!(
+                    !report.errors.is_empty(),
+                    "a rejection without errors:\n{text}"
+                );
+                for error in &report.errors {
+                    // Syntax and empty-file errors are about the document itself (with a line
+                    // and column); everything else names the key at fault.
+                    let at_root = error.path.is_root();
+                    assert!(
+                        !at_root
+                            || matches!(
+                                error.code,
+                                Code::Syntax | Code::Empty | Code::Type | Code::TooLarge
+                            ),
+                        "{error} is at the root:\n{text}"
+                    );
+                }
+            }
+        }
+    }
+    println!(
+        "R8: {cases} mutated configs: {rejected} rejected (every error with a path or a line and column), {accepted} accepted, 0 panics"
+    );
+}

@@ -634,8 +634,13 @@ fn ctrl_08() -> Result<(), Failed> {
             )
         })
         .collect();
+    let cases: u32 = std::env::var("STREAM_KERNEL_R7_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rss_before = resident_kib();
     let config = ProptestConfig {
-        cases: 100_000,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     };
@@ -679,7 +684,22 @@ fn ctrl_08() -> Result<(), Failed> {
             );
             Ok(())
         })
-        .map_err(|e| Failed::from(e.to_string()))
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let rss_after = resident_kib();
+    println!(
+        "R7 frames: {cases} random, truncated, oversized and bit-flipped frames through both sides' checks: 0 panics, 0 frames accepted without the key, RSS {rss_before} -> {rss_after} KiB"
+    );
+    Ok(())
+}
+
+/// This process's resident memory in KiB.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A worker's key reaches it only through the inherited pipe: not in its argv, not in its

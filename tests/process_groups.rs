@@ -690,7 +690,12 @@ fn r5_check_fail(panic: bool) -> Result<(), Failed> {
     let written = numbers(&dir.path().join("out.txt"))?;
     check(written == (1..=36).collect::<Vec<_>>(), || {
         format!("written {written:?}")
-    })
+    })?;
+    println!(
+        "R5 {} on record 37, policy fail: node_error naming `fail_on` and seq 37, records 1-36 written and reported complete",
+        if panic { "a panic" } else { "an error" }
+    );
+    Ok(())
 }
 
 /// R5 under `dead_letter`: record 37 is dead-lettered with the node and reason, the other 99
@@ -717,7 +722,12 @@ fn r5_check_dead_letter(panic: bool) -> Result<(), Failed> {
             && letter["node"] == "fail_on"
             && letter.to_string().contains(test_nodes::FAIL_ON_MESSAGE),
         || format!("dead letter {letter}"),
-    )
+    )?;
+    println!(
+        "R5 {} on record 37, policy dead_letter: record 37 dead-lettered with node and reason, the other 99 complete",
+        if panic { "a panic" } else { "an error" }
+    );
+    Ok(())
 }
 
 fn r5_fail() -> Result<(), Failed> {

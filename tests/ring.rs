@@ -46,6 +46,14 @@ fn main() {
         Trial::test("ring_04_corrupted_tail_is_a_typed_error", ring_04_tail),
         Trial::test("ring_04_corrupted_head_is_a_typed_error", ring_04_head),
         Trial::test(
+            "ring_04_plausible_unchecked_head_never_frees_unread_space",
+            ring_04_plausible_head,
+        ),
+        Trial::test(
+            "ring_04_unchecked_watermark_is_ignored_until_repaired",
+            ring_04_watermark,
+        ),
+        Trial::test(
             "ring_04_corrupted_length_and_kind_are_typed_errors",
             ring_04_record,
         ),
@@ -353,6 +361,63 @@ fn ring_04_head() -> Result<(), Failed> {
         }
     }
     Ok(())
+}
+
+/// RING-04: a head moved forward by a plausible amount (a record boundary the producer wrote,
+/// inside the ring) but without its check word is not trusted: the producer never overwrites
+/// records the consumer has not read, and the consumer's next release repairs the word.
+fn ring_04_plausible_head() -> Result<(), Failed> {
+    let (segment, mut producer, mut consumer) = segment_ring(4096)?;
+    // Fill the ring.
+    let mut written = 0u32;
+    while producer.try_push(&written.to_le_bytes().repeat(16))? {
+        written += 1;
+    }
+    producer.flush();
+    // Pretend the consumer read half of it: a head 2 KiB on, a record boundary in the ring.
+    // SAFETY: a fixed, aligned control word of this ring.
+    let head = unsafe {
+        stream_kernel::data::RingMemory::load_u64(&*segment, fault_offsets::HEAD, Ordering::Relaxed)
+    };
+    let forged = head + 2048;
+    // SAFETY: deliberate fault injection on a ring no other thread uses.
+    unsafe { segment.write_at(fault_offsets::HEAD, &forged.to_le_bytes()) };
+    check(!producer.try_push(&[9; 64])?, || {
+        "the producer trusted a head without its check and overwrote unread records".into()
+    })?;
+    // Every record is still there, in order.
+    let mut next = 0u32;
+    consumer
+        .poll(usize::MAX, |r| {
+            let value = u32::from_le_bytes([r.body[0], r.body[1], r.body[2], r.body[3]]);
+            if value == next {
+                next += 1;
+                Ok(())
+            } else {
+                Err(format!("record {value} where {next} was due"))
+            }
+        })
+        .map_err(|e| format!("{e:?}"))?;
+    check(next == written, || format!("read {next} of {written}"))?;
+    // The consumer's release repaired the word: the producer has room again.
+    check(producer.try_push(&[9; 64])?, || {
+        "no room after the release".into()
+    })
+}
+
+/// RING-04: a watermark word without its check is ignored (the last verified watermark
+/// stands) until the producer publishes the next one.
+fn ring_04_watermark() -> Result<(), Failed> {
+    let (segment, mut producer, mut consumer) = segment_ring(4096)?;
+    producer.publish_watermark(10);
+    check(consumer.watermark() == 10, || "verified watermark".into())?;
+    // SAFETY: deliberate fault injection on a ring no other thread uses.
+    unsafe { segment.write_at(fault_offsets::WATERMARK, &u64::MAX.to_le_bytes()) };
+    check(consumer.watermark() == 10, || {
+        "a watermark without its check was trusted".into()
+    })?;
+    producer.publish_watermark(11);
+    check(consumer.watermark() == 11, || "repaired watermark".into())
 }
 
 /// RING-04: an overlong length, a bad kind or a broken stamp in a record header are typed

@@ -321,10 +321,11 @@ impl ControlListener {
                 })
             }
             ControlTransport::Unix => {
-                // tempfile creates the directory with mode 0700. The owner's pid in the name
-                // lets a later run remove it if this process dies without cleaning up.
+                // Owner only (0700). The owner's pid in the name lets a later run remove it if
+                // this process dies without cleaning up.
                 let dir = tempfile::Builder::new()
                     .prefix(&format!("{SOCKET_DIR_PREFIX}{}-", std::process::id()))
+                    .permissions(std::fs::Permissions::from_mode(0o700))
                     .tempdir()
                     .map_err(ControlError::SocketDir)?;
                 let path = dir.path().join("control.sock");

@@ -1134,6 +1134,33 @@ impl<M: RingMemory> Consumer<M> {
 
 /// Offsets of the words fault-injection tests overwrite.
 pub mod fault_offsets {
+    use super::word;
+
+    /// Every word of the control block, by name (fault tests corrupt each in turn).
+    pub const CONTROL_WORDS: [(&str, usize); 21] = [
+        ("magic", word::MAGIC),
+        ("version", word::VERSION),
+        ("capacity", word::CAPACITY),
+        ("max_record", word::MAX_RECORD),
+        ("salt", word::SALT),
+        ("tail", word::TAIL),
+        ("producer_beat", word::PRODUCER_BEAT),
+        ("watermark", word::WATERMARK),
+        ("producer_closed", word::PRODUCER_CLOSED),
+        ("producer_pid", word::PRODUCER_PID),
+        ("records_written", word::RECORDS_WRITTEN),
+        ("watermark_check", word::WATERMARK_CHECK),
+        ("head", word::HEAD),
+        ("consumer_beat", word::CONSUMER_BEAT),
+        ("consumer_pid", word::CONSUMER_PID),
+        ("records_read", word::RECORDS_READ),
+        ("progress", word::CONSUMER_PROGRESS),
+        ("head_check", word::HEAD_CHECK),
+        ("progress_check", word::PROGRESS_CHECK),
+        ("consumer_waiting", word::CONSUMER_WAITING),
+        ("producer_waiting", word::PRODUCER_WAITING),
+    ];
+
     pub const TAIL: usize = super::word::TAIL;
     pub const HEAD: usize = super::word::HEAD;
     pub const WATERMARK: usize = super::word::WATERMARK;

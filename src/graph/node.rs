@@ -279,13 +279,6 @@ pub trait Source: Send + 'static {
     /// Emits the next record, or reports that the input is exhausted.
     fn pull(&mut self, out: &mut Emitter<'_, Self::Output>) -> Result<Pull, NodeError>;
 
-    /// Skips the first `records` input units without emitting them (resuming a stopped run);
-    /// returns how many were skipped.
-    fn skip(&mut self, records: u64) -> Result<u64, NodeError> {
-        let _ = records;
-        Ok(0)
-    }
-
     /// The source's own counters for the run summary (bytes read, ...).
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
@@ -323,7 +316,6 @@ pub trait ErasedNode: Send {
 pub trait ErasedSource: Send {
     fn on_start(&mut self) -> Result<(), NodeError>;
     fn pull(&mut self, port: &mut dyn OutputPort) -> Result<Pull, NodeError>;
-    fn skip(&mut self, records: u64) -> Result<u64, NodeError>;
     fn counters(&self) -> Vec<(String, u64)>;
 }
 
@@ -378,10 +370,6 @@ impl<S: Source> ErasedSource for TypedSource<S> {
 
     fn pull(&mut self, port: &mut dyn OutputPort) -> Result<Pull, NodeError> {
         self.0.pull(&mut Emitter::new(port))
-    }
-
-    fn skip(&mut self, records: u64) -> Result<u64, NodeError> {
-        self.0.skip(records)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -12,12 +12,15 @@ pub struct DeadLetters {
     out: Option<RecordWriter>,
     count: u64,
     line: Vec<u8>,
+    /// Records through this `seq` are replayed by a resumed run: already in the file.
+    resume_after: u64,
 }
 
 impl DeadLetters {
-    /// Opens the adapter's file (locked for the run); `append` keeps its content (a resumed
-    /// run).
-    pub fn open(adapter: Option<&FileAdapter>, append: bool) -> Result<Self, NodeError> {
+    /// Opens the adapter's file (locked for the run). A run resumed after `resume_after`
+    /// appends to it and does not write the dead letters of the records it replays.
+    pub fn open(adapter: Option<&FileAdapter>, resume_after: u64) -> Result<Self, NodeError> {
+        let append = resume_after > 0;
         let out = adapter
             .map(|adapter| RecordWriter::create("dead-letter file", adapter.path(), append))
             .transpose()
@@ -26,6 +29,7 @@ impl DeadLetters {
             out,
             count: 0,
             line: Vec::with_capacity(256),
+            resume_after,
         })
     }
 
@@ -37,6 +41,9 @@ impl DeadLetters {
         reason: &str,
         detail: &str,
     ) -> Result<(), NodeError> {
+        if seq <= self.resume_after {
+            return Ok(());
+        }
         self.count += 1;
         let Some(writer) = &mut self.out else {
             return Ok(());

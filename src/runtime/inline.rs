@@ -32,7 +32,9 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Records the source has emitted so far (for progress bars).
     pub progress: Option<Arc<AtomicU64>>,
-    /// Input records to skip before the first one (resuming a stopped run).
+    /// Resume after this `seq` (a stopped or failed run's completed range): records through
+    /// it are processed again, so that stateful nodes rebuild their state, but their outputs
+    /// are not written again (sinks append what follows). 0: a fresh run.
     pub skip: u64,
 }
 
@@ -340,17 +342,6 @@ impl LocalPipeline {
         start_nodes(self.source.as_mut(), &self.source_name, &mut self.stages)
     }
 
-    /// Skips the first `records` input units of the local source.
-    pub fn skip(&mut self, records: u64) -> Result<u64, RunError> {
-        let Some(source) = self.source.as_mut() else {
-            return Ok(0);
-        };
-        source.skip(records).map_err(|e| RunError::Bootstrap {
-            node: self.source_name.clone(),
-            message: format!("skipping {records} records: {e}"),
-        })
-    }
-
     /// Pulls the local source until it is exhausted, `stop()` says so, or a node fails.
     /// Records are numbered from `after + 1`. `progress` gets the count now and then.
     pub fn drive_source(
@@ -602,7 +593,7 @@ pub fn run_inline_with_outputs<'o>(
         });
     }
     let mut egress = InlineEgress {
-        dead_letters: DeadLetters::open(config.adapters.dead_letter.as_ref(), options.skip > 0)
+        dead_letters: DeadLetters::open(config.adapters.dead_letter.as_ref(), options.skip)
             .map_err(|e| RunError::Bootstrap {
                 node: "dead_letter".to_string(),
                 message: e.to_string(),
@@ -611,7 +602,6 @@ pub fn run_inline_with_outputs<'o>(
         scratch: AlignedBuf::with_capacity(4096),
         arena: rkyv::ser::allocator::Arena::new(),
     };
-    let skipped = pipeline.skip(options.skip)?;
     let started = Instant::now();
     let stop = || {
         options
@@ -624,7 +614,9 @@ pub fn run_inline_with_outputs<'o>(
             p.store(n, Ordering::Relaxed);
         }
     };
-    let run = pipeline.drive_source(&mut egress, skipped, &stop, &progress);
+    // A resumed run replays the records its predecessor completed: stateful nodes rebuild
+    // their state from them, and the outputs (which already hold them) are not written again.
+    let run = pipeline.drive_source(&mut egress, 0, &stop, &progress);
     let mut failure = run.failure;
     if failure.is_none() {
         failure = pipeline.finish(&mut egress, run.last_seq);
@@ -644,7 +636,7 @@ pub fn run_inline_with_outputs<'o>(
     let summary = RunSummary {
         profile: "inline".to_string(),
         records_in: run.emitted,
-        skipped,
+        skipped: options.skip.min(run.last_seq),
         last_seq: completed_through,
         elapsed: started.elapsed(),
         dead_lettered: egress.dead_letters.count(),

@@ -1071,7 +1071,7 @@ struct GroupData<'a> {
 impl GroupData<'_> {
     fn run(&mut self, io: GroupIo) -> i32 {
         let dead_letters = if self.ends_chain {
-            match DeadLetters::open(self.config.adapters.dead_letter.as_ref(), self.skip > 0) {
+            match DeadLetters::open(self.config.adapters.dead_letter.as_ref(), self.skip) {
                 Ok(dead_letters) => Some(dead_letters),
                 Err(e) => {
                     self.shared.fail("node_error", e.to_string());
@@ -1218,13 +1218,7 @@ impl GroupData<'_> {
         let stop = move || shared.stopping();
         let shared = Arc::clone(self.shared);
         let progress = move |n: u64| shared.records_in.store(n, Ordering::Relaxed);
-        let skipped = self
-            .pipeline
-            .skip(self.skip)
-            .map_err(|e| WorkerFailure::node(e.to_string()))?;
-        let run = self
-            .pipeline
-            .drive_source(egress, skipped, &stop, &progress);
+        let run = self.pipeline.drive_source(egress, 0, &stop, &progress);
         self.completed = run.last_seq;
         if let Some(failure) = run.failure {
             return Err(self.node_failure(failure, egress));

@@ -233,7 +233,7 @@ impl HealthServer {
         })?;
         let server = Arc::new(server);
         let serving = Arc::clone(&server);
-        let thread = std::thread::spawn(move || {
+        let thread = super::monitor::spawn_named("sk-health", move || {
             for request in serving.incoming_requests() {
                 let (status, body, content_type) = respond(request.url(), &state);
                 let header =

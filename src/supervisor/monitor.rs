@@ -44,6 +44,18 @@ pub enum Event {
     Signal(i32),
 }
 
+/// Spawns a thread named `name` (names show in `top -H`, debuggers and `/proc/<pid>/task`).
+/// Like `std::thread::spawn`, a failure to create a thread is fatal.
+pub(crate) fn spawn_named<T: Send + 'static>(
+    name: impl Into<String>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot spawn a thread: {e}"))
+}
+
 /// Accepts connections until `shutdown` is set (checked at least every 100 ms). Connections
 /// wait for their HELLO side by side, each at most the server's handshake deadline, so no connection
 /// (idle, slow or garbage) delays another or the supervisor's exit.
@@ -53,7 +65,7 @@ pub fn spawn_acceptor(
     events: Sender<Event>,
     shutdown: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
+    spawn_named("sk-acceptor", move || {
         while !shutdown.load(Ordering::Relaxed) {
             let outcomes = match server.poll_handshakes(Duration::from_millis(100)) {
                 Ok(outcomes) => outcomes,
@@ -78,7 +90,7 @@ pub fn spawn_acceptor(
 
 /// Forwards a worker's frames until its connection closes.
 pub fn spawn_reader(worker: String, mut rx: FrameReceiver, events: Sender<Event>) {
-    std::thread::spawn(move || {
+    spawn_named(format!("sk-read-{worker}"), move || {
         loop {
             let event = match rx.recv(Duration::from_millis(500)) {
                 Ok(received) => Event::Frame {
@@ -117,7 +129,7 @@ pub fn spawn_reader(worker: String, mut rx: FrameReceiver, events: Sender<Event>
 
 /// Reaps `child` and reports its exit.
 pub fn spawn_reaper(worker: String, mut child: Child, events: Sender<Event>) {
-    std::thread::spawn(move || {
+    spawn_named(format!("sk-reap-{worker}"), move || {
         let status = loop {
             match child.wait() {
                 Ok(status) => break status,

@@ -1238,7 +1238,7 @@ impl Supervisor {
         RunSummary {
             profile: "process_supervisor".to_string(),
             records_in,
-            skipped: 0,
+            skipped: self.skip.min(self.source_last_seq()),
             last_seq: self.completed_through(),
             elapsed: if elapsed_ns > 0 {
                 Duration::from_nanos(elapsed_ns)

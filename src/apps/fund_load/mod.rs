@@ -94,6 +94,6 @@ pub fn register(registry: &mut Registry) {
     });
     registry.transform("sink", |ctx| {
         let audit = ctx.config.adapters.audit.as_ref().map(|a| a.path());
-        LineSink::open(&ctx.config.adapters.sink, audit, ctx.resume_after > 0)
+        LineSink::open(&ctx.config.adapters.sink, audit, ctx.resume_after)
     });
 }

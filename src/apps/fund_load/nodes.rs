@@ -147,14 +147,6 @@ impl Source for LineSource {
         Ok(Pull::Emitted)
     }
 
-    fn skip(&mut self, records: u64) -> Result<u64, NodeError> {
-        let mut skipped = 0;
-        while skipped < records && self.read_next()? {
-            skipped += 1;
-        }
-        Ok(skipped)
-    }
-
     fn counters(&self) -> Vec<(String, u64)> {
         vec![("bytes_read".into(), self.bytes_read.load(Ordering::Relaxed))]
     }
@@ -571,18 +563,22 @@ fn push_json_id(out: &mut Vec<u8>, id: &ArchivedDigitText) {
 pub struct LineSink {
     output: RecordWriter,
     audit: Option<RecordWriter>,
+    /// A resumed run replays the records through this `seq`: their lines are already written.
+    resume_after: u64,
     accepted: u64,
     declined: [u64; 12],
     audit_line: Vec<u8>,
 }
 
 impl LineSink {
-    /// Opens the sink's outputs; `append` keeps what they hold (a resumed run).
+    /// Opens the sink's outputs. A run resumed after `resume_after` appends to them and does
+    /// not write the lines of the records it replays (0: a fresh run).
     pub fn open(
         adapter: &SinkAdapter,
         audit: Option<&std::path::Path>,
-        append: bool,
+        resume_after: u64,
     ) -> Result<Self, NodeError> {
+        let append = resume_after > 0;
         let open_error = |e: OutputOpenError| NodeError::failed(e.to_string());
         let output = match adapter {
             SinkAdapter::File { path } => {
@@ -597,6 +593,7 @@ impl LineSink {
         Ok(Self {
             output,
             audit,
+            resume_after,
             accepted: 0,
             declined: [0; 12],
             audit_line: Vec::with_capacity(256),
@@ -652,6 +649,9 @@ impl Node for LineSink {
         _out: &mut Emitter<'_, Nothing>,
     ) -> Result<(), NodeError> {
         let reason = reason_of(input.reason)?;
+        if ctx.seq <= self.resume_after {
+            return Ok(());
+        }
         if input.accepted {
             self.accepted += 1;
         } else {
