@@ -784,14 +784,16 @@ fn r8_mutated_configs_never_panic_and_every_error_names_a_path() {
                 );
                 for error in &report.errors {
                     // Syntax and empty-file errors are about the document itself (with a line
-                    // and column); everything else names the key at fault.
+                    // and column), and a key that is not a string at the top level belongs
+                    // there; everything else names the key at fault.
                     let at_root = error.path.is_root();
+                    let about_the_document = matches!(
+                        error.code,
+                        Code::Syntax | Code::Empty | Code::Type | Code::TooLarge
+                    ) || (error.code == Code::UnknownKey
+                        && error.expected == "string keys only");
                     assert!(
-                        !at_root
-                            || matches!(
-                                error.code,
-                                Code::Syntax | Code::Empty | Code::Type | Code::TooLarge
-                            ),
+                        !at_root || about_the_document,
                         "{error} is at the root:\n{text}"
                     );
                 }

@@ -17,7 +17,7 @@ export STREAM_KERNEL_R6_ALL=1
 export STREAM_KERNEL_R7_FRAMES="${R7_FRAMES:-1000000}"
 export STREAM_KERNEL_R8_CASES="${R8_CASES:-100000}"
 export STREAM_KERNEL_R9_LINES="${R9_LINES:-1000000}"
-export STREAM_KERNEL_R10_LINES="${R10_LINES:-200000}"
+export STREAM_KERNEL_R10_LINES="${R10_LINES:-1000000}"
 export STREAM_KERNEL_R12_RUNS="${R12_RUNS:-100}"
 
 log=$(mktemp)
@@ -58,7 +58,9 @@ echo "counts: R1 ${STREAM_KERNEL_CHAOS_RUNS} runs, R3 ${STREAM_KERNEL_R3_RUNS} r
 echo
 echo "| row | figure |"
 echo "|---|---|"
-grep -E '^(R[0-9]+|STDIN|SAME-FILE|SIGNALS|LOCK|RESUME)[ :]' "$log" |
+# A test's first line of output follows libtest's "test <name> ... " on the same line.
+sed -E 's/^test [^ ]+ +\.\.\. //' "$log" |
+  grep -E '^(R[0-9]+|STDIN|SAME-FILE|SIGNALS|LOCK|RESUME)[ :]' |
   grep -v ' seed [0-9]* (STREAM_KERNEL_CHAOS_SEED' |
   awk '{ at = index($0, ": "); printf "| %s | %s |\n", substr($0, 1, at - 1), substr($0, at + 2) }'
 if ((${#failed[@]})); then

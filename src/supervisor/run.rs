@@ -868,10 +868,13 @@ impl Supervisor {
     }
 
     fn refresh_metrics(&mut self) {
+        // Depths come from shared memory a crashing peer may have scribbled on: bounded by the
+        // ring's size, summed without overflow.
+        let capacity = self.config.runtime.platform.execution_ipc.ring_bytes;
         for (ring, sample) in self.rings.iter().zip(self.ring_samples.iter_mut()) {
-            let depth = crate::data::read_depth(&ring.segment);
+            let depth = crate::data::read_depth(&ring.segment).min(capacity);
             sample.0 = sample.0.max(depth);
-            sample.1 += depth;
+            sample.1 = sample.1.saturating_add(depth);
             sample.2 += 1;
         }
         let mut view = MetricsView {
@@ -923,7 +926,12 @@ impl Supervisor {
         view.ring_depths = self
             .rings
             .iter()
-            .map(|r| (r.name.clone(), crate::data::read_depth(&r.segment)))
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    crate::data::read_depth(&r.segment).min(capacity),
+                )
+            })
             .collect();
         view.ring_records = self
             .rings
