@@ -237,18 +237,17 @@ fn is_prime(n: u128) -> bool {
         return false;
     }
     const SMALL: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
-    for p in SMALL {
-        let p = u128::from(p);
-        if n == p {
-            return true;
-        }
-        if n % p == 0 {
-            return false;
-        }
-    }
     let Ok(n64) = u64::try_from(n) else {
         return stream_kernel::apps::fund_load::rules::is_prime(n);
     };
+    for p in SMALL {
+        if n64 == p {
+            return true;
+        }
+        if n64 % p == 0 {
+            return false;
+        }
+    }
     let mul = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(n64)) as u64;
     let pow = |mut b: u64, mut e: u64| {
         let mut r = 1u64;
@@ -283,13 +282,16 @@ fn is_prime(n: u128) -> bool {
     true
 }
 
-/// The canonical line: `{"id":"D","customer_id":"D","load_amount":"$D.DD","time":"YYYY-MM-DDTHH:MM:SSZ"}`
-/// with plain digit ids, a `$` amount with two decimals (or none) and a UTC time.
+/// The canonical line shape, `{"id":"D","customer_id":"D","load_amount":"A","time":"T"}` with
+/// digit ids; `A` is an amount with any of the prefixes (`$`, `USD`, `USD$`, `$USD`), spaces
+/// after the prefix, and none, one or two decimals; `T` an RFC 3339 time with `Z` or an offset
+/// and any fraction.
 struct Fast<'a> {
     id: &'a [u8],
     customer: &'a [u8],
     cents: u64,
     secs: i64,
+    nanos: u32,
 }
 
 fn digits_until_quote(line: &[u8], at: usize) -> Option<(&[u8], usize)> {
@@ -303,8 +305,107 @@ fn expect(line: &[u8], at: usize, text: &[u8]) -> Option<usize> {
 }
 
 fn two(b: &[u8], at: usize) -> Option<u32> {
-    let (x, y) = (b[at].wrapping_sub(b'0'), b[at + 1].wrapping_sub(b'0'));
+    let (x, y) = (b.get(at)?.wrapping_sub(b'0'), b.get(at + 1)?.wrapping_sub(b'0'));
     (x < 10 && y < 10).then(|| u32::from(x) * 10 + u32::from(y))
+}
+
+/// The amount in `line[at..]` up to its closing quote: cents and the position after the quote.
+fn amount(line: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let usd = |at: usize| (line.get(at..at + 3) == Some(b"USD")).then_some(at + 3);
+    at = usd(at).unwrap_or(at);
+    if line.get(at) == Some(&b'$') {
+        at += 1;
+    }
+    at = usd(at).unwrap_or(at);
+    while line.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    let start = at;
+    let mut dollars = 0u64;
+    while let Some(d @ b'0'..=b'9') = line.get(at) {
+        dollars = dollars * 10 + u64::from(d - b'0');
+        at += 1;
+    }
+    // At most 15 integer digits, and no leading zero (the general path's rule counts them).
+    if at == start || at - start > 15 || (line[start] == b'0' && at - start > 1) {
+        return None;
+    }
+    let cents = match line.get(at)? {
+        b'.' => match (line.get(at + 1)?, line.get(at + 2)?) {
+            (a @ b'0'..=b'9', b'"') => {
+                at += 2;
+                u64::from(a - b'0') * 10
+            }
+            (a @ b'0'..=b'9', b @ b'0'..=b'9') => {
+                at += 3;
+                u64::from(a - b'0') * 10 + u64::from(b - b'0')
+            }
+            _ => return None,
+        },
+        _ => 0,
+    };
+    (line.get(at) == Some(&b'"')).then(|| (dollars * 100 + cents, at + 1))
+}
+
+/// The RFC 3339 time in `line[at..]` up to its closing quote: UTC seconds, nanoseconds and the
+/// position after the quote.
+fn time(line: &[u8], at: usize) -> Option<(i64, u32, usize)> {
+    let t = line.get(at..at + 19)?;
+    if t[4] != b'-' || t[7] != b'-' || t[10] != b'T' || t[13] != b':' || t[16] != b':' {
+        return None;
+    }
+    let year = two(t, 0)? * 100 + two(t, 2)?;
+    let (month, day) = (two(t, 5)?, two(t, 8)?);
+    let (hour, minute, second) = (two(t, 11)?, two(t, 14)?, two(t, 17)?);
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > 28 && day > days_in(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let mut pos = at + 19;
+    let mut nanos = 0u32;
+    if line.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while let Some(d @ b'0'..=b'9') = line.get(pos) {
+            if pos - start < 9 {
+                nanos = nanos * 10 + u32::from(d - b'0');
+            }
+            pos += 1;
+        }
+        if pos == start {
+            return None;
+        }
+        for _ in (pos - start).min(9)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset = match line.get(pos)? {
+        b'Z' => {
+            pos += 1;
+            0
+        }
+        sign @ (b'+' | b'-') => {
+            let (oh, om) = (two(line, pos + 1)?, two(line, pos + 4)?);
+            if line.get(pos + 3) != Some(&b':') || oh > 23 || om > 59 {
+                return None;
+            }
+            pos += 6;
+            let magnitude = i64::from(oh * 3600 + om * 60);
+            if *sign == b'-' { -magnitude } else { magnitude }
+        }
+        _ => return None,
+    };
+    if line.get(pos) != Some(&b'"') {
+        return None;
+    }
+    let days = general::days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset;
+    Some((secs, nanos, pos + 1))
 }
 
 fn fast_parse(line: &[u8]) -> Option<Fast<'_>> {
@@ -312,45 +413,16 @@ fn fast_parse(line: &[u8]) -> Option<Fast<'_>> {
     let (id, at) = digits_until_quote(line, at)?;
     let at = expect(line, at, b",\"customer_id\":\"")?;
     let (customer, at) = digits_until_quote(line, at)?;
-    let at = expect(line, at, b",\"load_amount\":\"$")?;
-    let mut at = at;
-    let mut dollars = 0u64;
-    let start = at;
-    while let Some(d @ b'0'..=b'9') = line.get(at) {
-        dollars = dollars * 10 + u64::from(d - b'0');
-        at += 1;
-    }
-    // Up to 15 integer digits (leading zeros would need the general path's rule).
-    if at == start || at - start > 15 || (line[start] == b'0' && at - start > 1) {
-        return None;
-    }
-    let cents = match line.get(at)? {
-        b'.' => {
-            let c = two(line, at + 1)?;
-            at += 3;
-            u64::from(c)
-        }
-        _ => 0,
-    };
-    let at = expect(line, at, b"\",\"time\":\"")?;
-    let t = line.get(at..at + 20)?;
-    if t[4] != b'-' || t[7] != b'-' || t[10] != b'T' || t[13] != b':' || t[16] != b':' || t[19] != b'Z' {
-        return None;
-    }
-    let year = two(t, 0)? * 100 + two(t, 2)?;
-    let (month, day) = (two(t, 5)?, two(t, 8)?);
-    let (hour, minute, second) = (two(t, 11)?, two(t, 14)?, two(t, 17)?);
-    if !(1..=12).contains(&month) || day == 0 || day > 28 && day > days_in(year, month) || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    expect(line, at + 20, b"\"}").filter(|end| *end == line.len())?;
-    let days = general::days_from_civil(i64::from(year), month, day);
-    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    Some(Fast {
+    let at = expect(line, at, b",\"load_amount\":\"")?;
+    let (cents, at) = amount(line, at)?;
+    let at = expect(line, at, b",\"time\":\"")?;
+    let (secs, nanos, at) = time(line, at)?;
+    (line.get(at..) == Some(b"}")).then_some(Fast {
         id,
         customer,
-        cents: dollars * 100 + cents,
+        cents,
         secs,
+        nanos,
     })
 }
 
@@ -426,7 +498,7 @@ pub fn run(input: &Path, output: &Path, rejects: &Path, s: &Settings) -> io::Res
                 id_value: integer_value(f.id),
                 cents: f.cents,
                 secs: f.secs,
-                nanos: 0,
+                nanos: f.nanos,
             };
             let accepted = books.decide(&valid, s) == ACCEPTED;
             counts.accepted += u64::from(accepted);
