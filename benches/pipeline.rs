@@ -133,7 +133,9 @@ fn compare_placements(input: &Path, dir: &Path, lines: u64, rounds: usize) {
             rss[i] as f64 / 1024.0,
         );
     }
-    println!("targets: inline >= 1.0x the hand-written peer; 4 groups >= 1.5x it; inline peak RSS <= 1.1x its");
+    println!(
+        "targets: inline >= 1.0x the hand-written peer; 4 groups >= 1.5x it; inline peak RSS <= 1.1x its"
+    );
 }
 
 fn rate(summary: &RunSummary) -> f64 {

@@ -44,7 +44,7 @@ const BATCH: u64 = 64;
 const ACK: u32 = 1;
 const EXIT: u32 = u32::MAX;
 
-#[derive(rkyv::Archive, rkyv::Serialize)]
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct BenchPayload {
     bytes: Vec<u8>,
 }

@@ -21,6 +21,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod apps;
+pub mod calendar;
 pub mod config;
 pub mod control;
 pub mod data;

@@ -483,7 +483,10 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
     {
         out.push_str(&format!("  blank lines skipped: {}\n", with_commas(blank)));
     }
-    out.push_str("  per-node busy time (self time, sampled 1 in 16 records):\n");
+    out.push_str(&format!(
+        "  per-node busy time (self time, sampled 1 in {} records):\n",
+        runtime::TIMING_SAMPLE
+    ));
     out.push_str(&summary.node_table());
     if !summary.rings.is_empty() {
         out.push_str("  per-worker busy time (not waiting on a ring):\n");

@@ -191,12 +191,10 @@ impl Books {
             DAILY_ATTEMPTS
         } else if prime && effective > s.prime_amount_cap_cents {
             PRIME_CAP
-        } else if prime
-            && self.primes.get(&day).copied().unwrap_or(0) >= s.prime_daily_global_limit
+        } else if prime && self.primes.get(&day).copied().unwrap_or(0) >= s.prime_daily_global_limit
         {
             PRIME_GLOBAL
-        } else if u128::from(today.cents) + u128::from(effective)
-            > u128::from(s.daily_amount_cents)
+        } else if u128::from(today.cents) + u128::from(effective) > u128::from(s.daily_amount_cents)
         {
             DAILY_AMOUNT
         } else if u128::from(self.weeks.get(&(a.customer, week)).copied().unwrap_or(0))
@@ -224,31 +222,45 @@ impl Books {
 /// The integer value of a digit string, when it has at most 38 significant digits (larger
 /// ids are never prime by the rules' convention).
 fn integer_value(digits: &[u8]) -> Option<u128> {
-    let first = digits.iter().position(|d| *d != b'0').unwrap_or(digits.len());
+    let first = digits
+        .iter()
+        .position(|d| *d != b'0')
+        .unwrap_or(digits.len());
     let significant = &digits[first..];
-    (significant.len() <= 38)
-        .then(|| significant.iter().fold(0u128, |v, d| v * 10 + u128::from(d - b'0')))
+    (significant.len() <= 38).then(|| {
+        significant
+            .iter()
+            .fold(0u128, |v, d| v * 10 + u128::from(d - b'0'))
+    })
 }
 
-/// Miller-Rabin with the deterministic bases for values below 3.3e24 (ids of up to 19 digits
-/// are below 10^19); longer ids fall back to the library's exact test.
+/// Miller-Rabin, deterministic: bases {2, 7, 61} below 4,759,123,141, Sinclair's seven bases
+/// below 2^64 (64-bit products while `n` fits 32 bits); ids above 2^64 use the library's test.
 fn is_prime(n: u128) -> bool {
+    let Ok(n) = u64::try_from(n) else {
+        return stream_kernel::apps::fund_load::rules::is_prime(n);
+    };
     if n < 2 {
         return false;
     }
-    const SMALL: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
-    let Ok(n64) = u64::try_from(n) else {
-        return stream_kernel::apps::fund_load::rules::is_prime(n);
-    };
-    for p in SMALL {
-        if n64 == p {
+    for p in [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37] {
+        if n == p {
             return true;
         }
-        if n64 % p == 0 {
+        if n % p == 0 {
             return false;
         }
     }
-    let mul = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(n64)) as u64;
+    if n < 37 * 37 {
+        return true;
+    }
+    let mul = |a: u64, b: u64| {
+        if n <= u64::from(u32::MAX) {
+            a * b % n
+        } else {
+            (u128::from(a) * u128::from(b) % u128::from(n)) as u64
+        }
+    };
     let pow = |mut b: u64, mut e: u64| {
         let mut r = 1u64;
         while e > 0 {
@@ -260,20 +272,29 @@ fn is_prime(n: u128) -> bool {
         }
         r
     };
-    let mut d = n64 - 1;
+    let mut d = n - 1;
     let mut s = 0;
     while d % 2 == 0 {
         d /= 2;
         s += 1;
     }
-    'bases: for a in SMALL {
+    let bases: &[u64] = if n < 4_759_123_141 {
+        &[2, 7, 61]
+    } else {
+        &[2, 325, 9375, 28178, 450775, 9780504, 1795265022]
+    };
+    'bases: for &a in bases {
+        let a = a % n;
+        if a == 0 {
+            continue;
+        }
         let mut x = pow(a, d);
-        if x == 1 || x == n64 - 1 {
+        if x == 1 || x == n - 1 {
             continue;
         }
         for _ in 1..s {
             x = mul(x, x);
-            if x == n64 - 1 {
+            if x == n - 1 {
                 continue 'bases;
             }
         }
@@ -305,7 +326,10 @@ fn expect(line: &[u8], at: usize, text: &[u8]) -> Option<usize> {
 }
 
 fn two(b: &[u8], at: usize) -> Option<u32> {
-    let (x, y) = (b.get(at)?.wrapping_sub(b'0'), b.get(at + 1)?.wrapping_sub(b'0'));
+    let (x, y) = (
+        b.get(at)?.wrapping_sub(b'0'),
+        b.get(at + 1)?.wrapping_sub(b'0'),
+    );
     (x < 10 && y < 10).then(|| u32::from(x) * 10 + u32::from(y))
 }
 
@@ -429,7 +453,7 @@ fn fast_parse(line: &[u8]) -> Option<Fast<'_>> {
 fn days_in(year: u32, month: u32) -> u32 {
     match month {
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
         2 => 28,
         _ => 31,
     }
@@ -513,7 +537,15 @@ pub fn run(input: &Path, output: &Path, rejects: &Path, s: &Settings) -> io::Res
             });
         } else {
             counts.general_path += 1;
-            if !general_line(&line, counts.lines, &mut books, s, &mut rendered, &mut dead, &mut counts) {
+            if !general_line(
+                &line,
+                counts.lines,
+                &mut books,
+                s,
+                &mut rendered,
+                &mut dead,
+                &mut counts,
+            ) {
                 continue;
             }
         }
@@ -547,7 +579,11 @@ fn general_line(
     let (general::Field::String(id), general::Field::String(customer)) =
         (&fields.id, &fields.customer_id)
     else {
-        dead_letter(dead, number, "`id` and `customer_id` must both be JSON strings");
+        dead_letter(
+            dead,
+            number,
+            "`id` and `customer_id` must both be JSON strings",
+        );
         return false;
     };
     let (mut id_text, mut customer_text) = (Vec::new(), Vec::new());

@@ -34,8 +34,7 @@ pub use files::check_run_files;
 pub use model::*;
 use reader::Diagnostics;
 use serde_norway::Value;
-
-use crate::graph::Registry;
+pub use validate::NodeCatalog;
 
 /// Largest config file the loader reads (configs are a few KiB; this bounds hostile input).
 pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
@@ -55,7 +54,7 @@ impl Config {
 }
 
 /// Reads and validates the config file at `path`.
-pub fn load_file(path: &Path, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+pub fn load_file(path: &Path, catalog: &dyn NodeCatalog) -> Result<LoadedConfig, ConfigReport> {
     let bytes = std::fs::read(path).map_err(|e| {
         single_error(
             ConfigPath::root(),
@@ -64,11 +63,11 @@ pub fn load_file(path: &Path, registry: &Registry) -> Result<LoadedConfig, Confi
             e.to_string(),
         )
     })?;
-    load_bytes(&bytes, registry)
+    load_bytes(&bytes, catalog)
 }
 
 /// Reads and validates a config held in memory.
-pub fn load_bytes(bytes: &[u8], registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+pub fn load_bytes(bytes: &[u8], catalog: &dyn NodeCatalog) -> Result<LoadedConfig, ConfigReport> {
     if bytes.len() > MAX_CONFIG_BYTES {
         return Err(single_error(
             ConfigPath::root(),
@@ -86,19 +85,19 @@ pub fn load_bytes(bytes: &[u8], registry: &Registry) -> Result<LoadedConfig, Con
             format!("invalid UTF-8 at line {line}, column {column}"),
         )
     })?;
-    load_str(text, registry)
+    load_str(text, catalog)
 }
 
 /// Reads and validates a config given as YAML text (a leading UTF-8 byte order mark, which
 /// some editors write, is skipped).
-pub fn load_str(text: &str, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+pub fn load_str(text: &str, catalog: &dyn NodeCatalog) -> Result<LoadedConfig, ConfigReport> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = parse_yaml(text)?;
-    load_value(&root, registry)
+    load_value(&root, catalog)
 }
 
 /// Validates an already-parsed YAML document.
-pub fn load_value(root: &Value, registry: &Registry) -> Result<LoadedConfig, ConfigReport> {
+pub fn load_value(root: &Value, catalog: &dyn NodeCatalog) -> Result<LoadedConfig, ConfigReport> {
     if !matches!(root, Value::Mapping(_)) {
         return Err(single_error(
             ConfigPath::root(),
@@ -112,7 +111,7 @@ pub fn load_value(root: &Value, registry: &Registry) -> Result<LoadedConfig, Con
     let Some(mut config) = config else {
         return Err(report(diag));
     };
-    validate::validate(&mut config, registry, &mut diag);
+    validate::validate(&mut config, catalog, &mut diag);
     if diag.errors.is_empty() {
         let mut warnings = diag.warnings;
         warnings.sort_by(|a, b| a.path.cmp(&b.path));

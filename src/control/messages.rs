@@ -109,6 +109,53 @@ pub struct WorkerCounters {
     pub route_cache: Vec<u64>,
 }
 
+/// Why a worker failed: one stable set, used by workers to report and by the supervisor to
+/// judge (events, errors, `/metrics` and the summary show [`FailureCategory::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum FailureCategory {
+    StartTimeout = 1,
+    BootstrapError = 2,
+    HeartbeatTimeout = 3,
+    Crashed = 4,
+    Exited = 5,
+    ControlError = 6,
+    NodeError = 7,
+    RingCorrupted = 8,
+}
+
+impl FailureCategory {
+    pub const ALL: [FailureCategory; 8] = [
+        Self::StartTimeout,
+        Self::BootstrapError,
+        Self::HeartbeatTimeout,
+        Self::Crashed,
+        Self::Exited,
+        Self::ControlError,
+        Self::NodeError,
+        Self::RingCorrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StartTimeout => "start_timeout",
+            Self::BootstrapError => "bootstrap_error",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::Crashed => "crashed",
+            Self::Exited => "exited",
+            Self::ControlError => "control_error",
+            Self::NodeError => "node_error",
+            Self::RingCorrupted => "ring_corrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a worker should stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
 #[repr(u8)]
@@ -150,7 +197,10 @@ pub enum ControlMessage {
     /// s -> w.
     Stop { mode: StopMode, deadline_ms: u64 },
     /// w -> s: the worker failed (category as in supervisor.md).
-    Failed { category: String, message: String },
+    Failed {
+        category: FailureCategory,
+        message: String,
+    },
 }
 
 impl ControlMessage {

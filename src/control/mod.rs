@@ -9,6 +9,7 @@
 //! environment, a file, a log line or an error message.**
 
 pub mod channel;
+pub mod env;
 pub mod frame;
 pub mod keys;
 pub mod messages;
@@ -23,6 +24,7 @@ pub use channel::{
 pub use frame::{Direction, FrameError, FrameHeader, ReadError, RejectKind};
 pub use keys::{KEY_FD, KEY_LEN, KeyError, KeyPipe, MasterKey, WorkerKey, read_inherited_key};
 pub use messages::{
-    BootstrapBundle, ControlMessage, MessageKind, RingBinding, StopMode, WorkerCounters,
+    BootstrapBundle, ControlMessage, FailureCategory, MessageKind, RingBinding, StopMode,
+    WorkerCounters,
 };
 pub use session::{SessionError, SupervisorSessions, WorkerPhase, WorkerSession};

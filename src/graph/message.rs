@@ -1,12 +1,11 @@
-//! Messages: the rkyv types that travel on edges, and how they are encoded and accessed.
+//! Messages: the types that travel on edges, and how they cross a process boundary.
 //!
-//! A message is any `rkyv` type whose archive can be validated with bytecheck. Nodes never see
-//! owned messages on their input: they read the **archived** form in place, in a scratch buffer
-//! (inline, in-group edges) or directly inside a shared-memory ring (cross-group edges). The
-//! same node code therefore runs unchanged in every placement.
-//!
-//! Encoding writes straight into a caller-provided slot ([`encode_into`]), so a ring can hand a
-//! claimed slot to the serializer with no intermediate buffer.
+//! A message is a plain Rust value that `rkyv` can archive and bytecheck can validate. Inside a
+//! process a value is never serialized: the next node receives a reference to the value its
+//! upstream node emitted ([`Value`]). Only at a process boundary is it encoded, once, straight
+//! into the claimed ring slot ([`encode_into`]); the consuming worker validates the archive in
+//! place and decodes it ([`Message::decode`]) for its first node. The same node code therefore
+//! runs unchanged in every placement.
 
 use std::any::TypeId;
 use std::fmt;
@@ -17,7 +16,7 @@ use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::ser::allocator::{Arena, ArenaHandle};
 use rkyv::ser::writer::Buffer;
-use rkyv::{Archive, Portable, Serialize};
+use rkyv::{Archive, Deserialize, Portable, Serialize};
 
 /// The serializer every message is encoded with: a fixed slot writer plus a scratch arena, and
 /// no pointer sharing (messages are trees; sharing would only add a hash map per encode).
@@ -26,12 +25,17 @@ pub type SlotSerializer<'a, 'b> = LowSerializer<Buffer<'b>, ArenaHandle<'a>, ran
 /// Alignment of every encoded message (rkyv archives of our types need at most 16).
 pub const MESSAGE_ALIGN: usize = 16;
 
+/// The deserializer messages decode with: no shared-pointer pool (messages are trees).
+pub type MessageDeserializer = rancor::Strategy<(), rancor::Error>;
+
 /// A type that can travel on an edge.
 ///
-/// Implemented for every `Archive + Serialize` type whose archive is checkable; derive
-/// `rkyv::{Archive, Serialize}` on a struct and it is a message.
-pub trait Message: Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + 'static {
-    /// Validates `bytes` (rkyv bytecheck) and returns the archived value.
+/// Implemented for every `Archive + Serialize + Deserialize` type whose archive is checkable;
+/// derive `rkyv::{Archive, Serialize, Deserialize}` on a struct and it is a message.
+pub trait Message:
+    Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + Send + 'static
+{
+    /// Validates `bytes` (rkyv bytecheck) and returns the archived value, in place.
     fn access(bytes: &[u8]) -> Result<&Self::Archived, PayloadError>;
 
     /// Returns the archived value without validation.
@@ -41,19 +45,40 @@ pub trait Message: Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + 'st
     /// `bytes` must be exactly the output of [`encode_into`] for a `Self`, produced by this same
     /// binary, aligned to [`MESSAGE_ALIGN`], and not modified since.
     unsafe fn access_trusted(bytes: &[u8]) -> &Self::Archived;
+
+    /// Validates `bytes` and decodes the value (what a node in another process receives).
+    fn decode(bytes: &[u8]) -> Result<Self, PayloadError>
+    where
+        Self: Sized;
+
+    /// Decodes without validation.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Message::access_trusted`].
+    unsafe fn decode_trusted(bytes: &[u8]) -> Result<Self, PayloadError>
+    where
+        Self: Sized;
+}
+
+fn payload_error<T>(len: usize, reason: impl fmt::Display) -> PayloadError {
+    PayloadError {
+        type_name: std::any::type_name::<T>(),
+        len,
+        reason: reason.to_string(),
+    }
 }
 
 impl<T> Message for T
 where
-    T: Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + 'static,
-    T::Archived: Portable + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+    T: Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + Send + 'static,
+    T::Archived: Portable
+        + for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+        + Deserialize<T, MessageDeserializer>,
 {
     fn access(bytes: &[u8]) -> Result<&Self::Archived, PayloadError> {
-        rkyv::access::<T::Archived, rancor::Error>(bytes).map_err(|e| PayloadError {
-            type_name: std::any::type_name::<T>(),
-            len: bytes.len(),
-            reason: e.to_string(),
-        })
+        rkyv::access::<T::Archived, rancor::Error>(bytes)
+            .map_err(|e| payload_error::<T>(bytes.len(), e))
     }
 
     unsafe fn access_trusted(bytes: &[u8]) -> &Self::Archived {
@@ -61,6 +86,79 @@ where
         // `encode_into` in this binary (see the trait method's `# Safety`).
         unsafe { rkyv::access_unchecked::<T::Archived>(bytes) }
     }
+
+    fn decode(bytes: &[u8]) -> Result<Self, PayloadError> {
+        let archived = Self::access(bytes)?;
+        rkyv::api::deserialize_using::<T, (), rancor::Error>(archived, &mut ())
+            .map_err(|e| payload_error::<T>(bytes.len(), e))
+    }
+
+    unsafe fn decode_trusted(bytes: &[u8]) -> Result<Self, PayloadError> {
+        // SAFETY: forwarded to the caller (see `# Safety`).
+        let archived = unsafe { Self::access_trusted(bytes) };
+        rkyv::api::deserialize_using::<T, (), rancor::Error>(archived, &mut ())
+            .map_err(|e| payload_error::<T>(bytes.len(), e))
+    }
+}
+
+/// A value on its way to the next node: the value itself, read by reference by a node of the
+/// same process, and how to encode it for a node in another process. Built by
+/// [`crate::graph::Emitter`]; runtimes resolve where it goes.
+#[derive(Clone, Copy)]
+pub struct Value<'v> {
+    /// Points to a live `T` whose type is `ty` (set only by [`Value::of`]).
+    value: *const (),
+    ty: MessageType,
+    encode: unsafe fn(*const (), &mut [u8], &mut Arena) -> Result<usize, EncodeError>,
+    _borrow: std::marker::PhantomData<&'v ()>,
+}
+
+impl<'v> Value<'v> {
+    #[inline]
+    pub fn of<T: Message>(value: &'v T) -> Self {
+        Self {
+            value: (value as *const T).cast(),
+            ty: MessageType::of::<T>(),
+            encode: encode_erased::<T>,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    pub fn ty(&self) -> MessageType {
+        self.ty
+    }
+
+    /// The value, when it is a `T` (a type check, no copy).
+    #[inline]
+    pub fn downcast<T: 'static>(&self) -> Option<&'v T> {
+        // SAFETY: `value` points to a `T` borrowed for 'v when `ty` is `T`'s type (the only
+        // way to build a `Value` is `Value::of`, which sets both from the same reference).
+        (self.ty.id == TypeId::of::<T>()).then(|| unsafe { &*self.value.cast::<T>() })
+    }
+
+    /// Encodes the value into `slot` (see [`encode_into`]).
+    pub fn encode(&self, slot: &mut [u8], arena: &mut Arena) -> Result<usize, EncodeError> {
+        // SAFETY: `encode` was instantiated for the type of `value` by `Value::of`.
+        unsafe { (self.encode)(self.value, slot, arena) }
+    }
+}
+
+impl fmt::Debug for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Value({})", self.ty)
+    }
+}
+
+/// # Safety
+///
+/// `value` must point to a live `T`.
+unsafe fn encode_erased<T: Message>(
+    value: *const (),
+    slot: &mut [u8],
+    arena: &mut Arena,
+) -> Result<usize, EncodeError> {
+    // SAFETY: the caller guarantees `value` points to a live `T`.
+    encode_into(unsafe { &*value.cast::<T>() }, slot, arena)
 }
 
 /// An archive that failed validation: corrupted, truncated or of another type.
@@ -202,13 +300,13 @@ impl AlignedBuf {
 pub const MAX_SCRATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Encodes `value` into `buf`, growing it as needed; returns the encoded length.
-pub fn encode_growing<T: Message>(
-    value: &T,
+pub fn encode_growing(
+    value: Value<'_>,
     buf: &mut AlignedBuf,
     arena: &mut Arena,
 ) -> Result<usize, EncodeError> {
     loop {
-        match encode_into(value, buf.as_mut_bytes(), arena) {
+        match value.encode(buf.as_mut_bytes(), arena) {
             Ok(len) => return Ok(len),
             Err(e) if buf.capacity() >= MAX_SCRATCH_BYTES => return Err(e),
             Err(_) => {
@@ -223,7 +321,7 @@ pub fn encode_growing<T: Message>(
 mod tests {
     use super::*;
 
-    #[derive(rkyv::Archive, rkyv::Serialize, Debug, PartialEq)]
+    #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq)]
     struct Sample {
         id: String,
         amount: i64,
@@ -257,8 +355,9 @@ mod tests {
             Err(EncodeError { slot_len: 16 })
         );
         let mut growing = AlignedBuf::with_capacity(16);
-        let len = encode_growing(&value, &mut growing, &mut arena).unwrap();
+        let len = encode_growing(Value::of(&value), &mut growing, &mut arena).unwrap();
         assert!(len > 100);
+        assert_eq!(Sample::decode(&growing.as_bytes()[..len]).unwrap(), value);
     }
 
     #[test]

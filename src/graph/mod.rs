@@ -8,15 +8,16 @@ mod build;
 mod message;
 mod node;
 mod registry;
+mod validate;
 
 pub use build::{Graph, GraphNode};
 pub use message::{
-    AlignedBuf, EncodeError, MAX_SCRATCH_BYTES, MESSAGE_ALIGN, Message, MessageType, PayloadError,
-    SlotSerializer, encode_growing, encode_into,
+    AlignedBuf, EncodeError, MAX_SCRATCH_BYTES, MESSAGE_ALIGN, Message, MessageDeserializer,
+    MessageType, PayloadError, SlotSerializer, Value, encode_growing, encode_into,
 };
 pub use node::{
-    EmitTarget, Emitter, EncodeFn, ErasedNode, ErasedSource, Node, NodeError, Nothing, OutputPort,
-    Pull, RecordContext, Source,
+    EmitTarget, Emitter, ErasedNode, ErasedSource, Node, NodeError, Nothing, OutputPort, Pull,
+    RecordContext, Source,
 };
 pub use registry::{
     BuildContext, BuiltNode, NodeFactory, NodeRole, NodeState, PartitionKey, Placement, Registry,

@@ -1,19 +1,18 @@
 //! The node API: what a processing step implements, and the type-erased form the runtimes run.
 //!
-//! A [`Node`] reads its input as an rkyv **archived** value (zero-copy), emits typed outputs
-//! through an [`Emitter`], and may hook start and end-of-stream. A [`Source`] has no input and
-//! produces records; the runtime numbers them with `seq`. Nodes never see transport headers:
-//! [`RecordContext`] is the read-only view of the envelope a node is allowed.
+//! A [`Node`] reads its input by reference, emits typed outputs through an [`Emitter`], and may
+//! hook start and end-of-stream. A [`Source`] has no input and produces records; the runtime
+//! numbers them with `seq`. Nodes never see transport headers: [`RecordContext`] is the
+//! read-only view of the envelope a node is allowed.
 //!
 //! The runtimes (inline, worker) hold nodes as [`ErasedNode`] / [`ErasedSource`] and give them
 //! an [`OutputPort`] that decides where an emitted value goes: a direct call of the next node in
-//! the same process, or a slot claimed in a shared-memory ring.
+//! the same process, with a reference to the value (nothing is copied or serialized), or a slot
+//! claimed in a shared-memory ring, where the value is encoded once.
 
 use std::marker::PhantomData;
 
-use rkyv::ser::allocator::Arena;
-
-use super::message::{EncodeError, Message, MessageType, PayloadError, encode_into};
+use super::message::{Message, MessageType, PayloadError, Value};
 
 /// Read-only facts about the record a node is processing.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +65,7 @@ pub enum NodeError {
     Payload(#[from] PayloadError),
     /// An output did not encode.
     #[error(transparent)]
-    Encode(#[from] EncodeError),
+    Encode(#[from] super::message::EncodeError),
     /// `emit_to` named a node that the graph cannot reach from here.
     #[error("node `{node}` emitted to unknown target `{target}`")]
     UnknownTarget { node: String, target: String },
@@ -133,18 +132,11 @@ pub enum EmitTarget<'a> {
     Named(&'a str),
 }
 
-/// Encodes one value into a slot the port chose; returns the encoded length.
-pub type EncodeFn<'f> = dyn FnMut(&mut [u8], &mut Arena) -> Result<usize, EncodeError> + 'f;
-
-/// The runtime side of an [`Emitter`]: delivers encoded values.
+/// The runtime side of an [`Emitter`]: delivers values.
 pub trait OutputPort {
-    /// Delivers one value of type `ty`; `encode` writes it into the slot the port provides.
-    fn emit(
-        &mut self,
-        target: EmitTarget<'_>,
-        ty: MessageType,
-        encode: &mut EncodeFn<'_>,
-    ) -> Result<(), NodeError>;
+    /// Delivers one value to `target`: by reference to a node of this process, encoded into a
+    /// ring for a node of another.
+    fn emit(&mut self, target: EmitTarget<'_>, value: Value<'_>) -> Result<(), NodeError>;
 
     /// Sends the current record to the dead-letter adapter with a reason code and a detail.
     fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError>;
@@ -165,21 +157,14 @@ impl<'p, T: Message> Emitter<'p, T> {
     }
 
     /// Emits `value` on the default edge (the next node in `pipeline.nodes`).
+    #[inline]
     pub fn emit(&mut self, value: &T) -> Result<(), NodeError> {
-        self.port.emit(
-            EmitTarget::Next,
-            MessageType::of::<T>(),
-            &mut |slot, arena| encode_into(value, slot, arena),
-        )
+        self.port.emit(EmitTarget::Next, Value::of(value))
     }
 
     /// Emits `value` to the node named `target` (which must read `T`).
     pub fn emit_to(&mut self, target: &str, value: &T) -> Result<(), NodeError> {
-        self.port.emit(
-            EmitTarget::Named(target),
-            MessageType::of::<T>(),
-            &mut |slot, arena| encode_into(value, slot, arena),
-        )
+        self.port.emit(EmitTarget::Named(target), Value::of(value))
     }
 
     /// Sends the current record to the dead-letter adapter instead of emitting it.
@@ -188,14 +173,14 @@ impl<'p, T: Message> Emitter<'p, T> {
     }
 }
 
-/// A processing step with a typed, archived input.
+/// A processing step with a typed input.
 ///
 /// ```
 /// use stream_kernel::graph::{Emitter, Node, NodeError, RecordContext};
 ///
-/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 /// struct Celsius(f64);
-/// #[derive(rkyv::Archive, rkyv::Serialize)]
+/// #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 /// struct Fahrenheit(f64);
 ///
 /// struct ToFahrenheit;
@@ -204,11 +189,11 @@ impl<'p, T: Message> Emitter<'p, T> {
 ///     type Output = Fahrenheit;
 ///     fn process(
 ///         &mut self,
-///         input: &ArchivedCelsius,
+///         input: &Celsius,
 ///         _ctx: &RecordContext<'_>,
 ///         out: &mut Emitter<'_, Fahrenheit>,
 ///     ) -> Result<(), NodeError> {
-///         out.emit(&Fahrenheit(input.0.to_native() * 9.0 / 5.0 + 32.0))
+///         out.emit(&Fahrenheit(input.0 * 9.0 / 5.0 + 32.0))
 ///     }
 /// }
 /// ```
@@ -216,10 +201,11 @@ pub trait Node: Send + 'static {
     type Input: Message;
     type Output: Message;
 
-    /// Processes one record, reading it in place.
+    /// Processes one record: the value the upstream node emitted (in this process, by
+    /// reference; from another process, decoded once from its ring).
     fn process(
         &mut self,
-        input: &<Self::Input as rkyv::Archive>::Archived,
+        input: &Self::Input,
         ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Self::Output>,
     ) -> Result<(), NodeError>;
@@ -286,16 +272,24 @@ pub trait Source: Send + 'static {
 }
 
 /// The output type of a sink: a sink emits nothing.
-#[derive(Debug, Clone, Copy, Default, rkyv::Archive, rkyv::Serialize)]
+#[derive(Debug, Clone, Copy, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Nothing;
 
 /// A node as the runtimes hold it: input as bytes, output through a port.
 pub trait ErasedNode: Send {
     fn on_start(&mut self) -> Result<(), NodeError>;
 
-    /// Processes one encoded input. `trusted` skips validation: only for bytes this process
-    /// encoded itself (or, with `validate_payloads: false`, same-binary peers).
+    /// Processes a value emitted by a node of this process.
     fn process(
+        &mut self,
+        input: Value<'_>,
+        ctx: &RecordContext<'_>,
+        port: &mut dyn OutputPort,
+    ) -> Result<(), NodeError>;
+
+    /// Processes an encoded input read from a ring. `trusted` skips validation: only for
+    /// same-binary peers when the user opted out (`validate_payloads: false`).
+    fn process_encoded(
         &mut self,
         payload: &[u8],
         trusted: bool,
@@ -326,7 +320,26 @@ impl<N: Node> ErasedNode for TypedNode<N> {
         self.0.on_start()
     }
 
+    #[inline]
     fn process(
+        &mut self,
+        input: Value<'_>,
+        ctx: &RecordContext<'_>,
+        port: &mut dyn OutputPort,
+    ) -> Result<(), NodeError> {
+        // Edge types are checked when the graph is built and named targets when resolved:
+        // a mismatch here is a runtime bug, reported as one rather than trusted.
+        let Some(input) = input.downcast::<N::Input>() else {
+            return Err(NodeError::failed(format!(
+                "received {}, reads {}",
+                input.ty(),
+                MessageType::of::<N::Input>()
+            )));
+        };
+        self.0.process(input, ctx, &mut Emitter::new(port))
+    }
+
+    fn process_encoded(
         &mut self,
         payload: &[u8],
         trusted: bool,
@@ -334,14 +347,13 @@ impl<N: Node> ErasedNode for TypedNode<N> {
         port: &mut dyn OutputPort,
     ) -> Result<(), NodeError> {
         let input = if trusted {
-            // SAFETY: `trusted` is only passed by runtimes for bytes encoded by `encode_into`
-            // in this process for this node's input type (edge types are checked when the
-            // graph is built), or for same-binary peers when the user opted out of validation.
-            unsafe { N::Input::access_trusted(payload) }
+            // SAFETY: `trusted` is only passed by runtimes for same-binary peers when the user
+            // opted out of validation; edge types are checked when the graph is built.
+            unsafe { N::Input::decode_trusted(payload)? }
         } else {
-            N::Input::access(payload)?
+            N::Input::decode(payload)?
         };
-        self.0.process(input, ctx, &mut Emitter::new(port))
+        self.0.process(&input, ctx, &mut Emitter::new(port))
     }
 
     fn on_end_of_stream(&mut self, port: &mut dyn OutputPort) -> Result<(), NodeError> {

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use serde_norway::Value;
+use serde_norway::Value as YamlValue;
 
-use super::message::{Message, MessageType};
+use super::message::{Message, MessageType, Value};
 use super::node::{
     ErasedNode, ErasedSource, Node, NodeError, Nothing, Source, TypedNode, TypedSource,
 };
@@ -30,10 +30,10 @@ pub enum NodeRole {
     Sink,
 }
 
-/// Hashes the partition key of one encoded input.
-type KeyFn = dyn Fn(&[u8]) -> u64 + Send + Sync;
+/// Hashes the partition key of one value.
+type KeyFn = dyn Fn(Value<'_>) -> Option<u64> + Send + Sync;
 
-/// A stateful node's partition key: a function of its archived input.
+/// A stateful node's partition key: a function of its input.
 #[derive(Clone)]
 pub struct PartitionKey {
     /// The key's name for messages (`customer_id`).
@@ -42,26 +42,18 @@ pub struct PartitionKey {
 }
 
 impl PartitionKey {
-    /// A key computed from the node's archived input `In`.
-    pub fn new<In: Message>(name: &'static str, key: fn(&In::Archived) -> u64) -> Self {
+    /// A key computed from the node's input `In`.
+    pub fn new<In: Message>(name: &'static str, key: fn(&In) -> u64) -> Self {
         Self {
             name,
-            key_of: Arc::new(move |bytes: &[u8]| {
-                // SAFETY: `key_of_trusted` is only called on bytes that this process encoded as
-                // an `In` (the edge into this node is type-checked), see its `# Safety`.
-                key(unsafe { In::access_trusted(bytes) })
-            }),
+            key_of: Arc::new(move |value: Value<'_>| value.downcast::<In>().map(key)),
         }
     }
 
-    /// The partition hash of one encoded input.
-    ///
-    /// # Safety
-    ///
-    /// `bytes` must be an archive of this node's input type encoded by this process (the
-    /// contract of [`Message::access_trusted`]).
-    pub unsafe fn key_of_trusted(&self, bytes: &[u8]) -> u64 {
-        (self.key_of)(bytes)
+    /// The partition hash of a value for this node (`None` when it is not the node's input
+    /// type, which the graph's edge checks rule out).
+    pub fn key_of(&self, value: Value<'_>) -> Option<u64> {
+        (self.key_of)(value)
     }
 }
 
@@ -130,7 +122,7 @@ impl Placement {
 pub struct BuildContext<'a> {
     pub node: &'a str,
     /// The node's normalised config section (`Null` when it has none).
-    pub settings: &'a Value,
+    pub settings: &'a YamlValue,
     pub config: &'a Config,
     pub placement: &'a Placement,
     pub services: &'a mut Services,
@@ -147,7 +139,7 @@ pub enum BuiltNode {
 
 type BuildFn = dyn Fn(&mut BuildContext<'_>) -> Result<BuiltNode, NodeError> + Send + Sync;
 /// Validates a node's section and returns it normalised (`None`: the node takes no settings).
-pub type SettingsFn = fn(Option<&Value>, &ConfigPath, &mut Diagnostics) -> Option<Value>;
+pub type SettingsFn = fn(Option<&YamlValue>, &ConfigPath, &mut Diagnostics) -> Option<YamlValue>;
 /// Decides a node's statefulness from the whole config.
 pub type StateFn = fn(&Config) -> NodeState;
 
@@ -163,10 +155,10 @@ pub struct NodeFactory {
 }
 
 fn no_settings(
-    section: Option<&Value>,
+    section: Option<&YamlValue>,
     path: &ConfigPath,
     diag: &mut Diagnostics,
-) -> Option<Value> {
+) -> Option<YamlValue> {
     if let Some(section) = section {
         // Opening and dropping the section reports every key as unknown.
         drop(Section::open(section, path.clone(), diag));
@@ -200,10 +192,10 @@ impl NodeFactory {
 
     pub fn validate_settings(
         &self,
-        section: Option<&Value>,
+        section: Option<&YamlValue>,
         path: &ConfigPath,
         diag: &mut Diagnostics,
-    ) -> Option<Value> {
+    ) -> Option<YamlValue> {
         (self.settings)(section, path, diag)
     }
 

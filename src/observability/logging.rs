@@ -98,7 +98,7 @@ impl Visit for Fields {
 pub fn timestamp(unix_ms: u64) -> String {
     let secs = (unix_ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::apps::fund_load::generator::civil_from_days(days);
+    let (y, m, d) = crate::calendar::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,

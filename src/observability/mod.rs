@@ -3,6 +3,7 @@
 //! the data plane.
 
 pub mod export;
+pub mod ids;
 pub mod logging;
 pub mod otlp_logs;
 pub mod process;

@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn sampling_is_a_function_of_the_trace_id_and_near_the_ratio() {
         let ids: Vec<[u8; 16]> = (1..=100_000)
-            .map(|seq| crate::runtime::context::trace_id_for(42, seq))
+            .map(|seq| crate::observability::ids::trace_id_for(42, seq))
             .collect();
         let sampled = ids.iter().filter(|id| is_sampled(id, 0.1)).count();
         assert!((9_000..=11_000).contains(&sampled), "{sampled}");

@@ -88,7 +88,7 @@ impl DeadLetters {
 
 /// A dead letter travelling to the worker that holds the sink (and the dead-letter adapter),
 /// as the payload of a dead-letter envelope.
-#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct DeadLetterRecord {
     pub node: String,
     pub reason: String,

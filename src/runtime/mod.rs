@@ -1,18 +1,18 @@
-//! Runtime plane: executing a graph. Owns the in-process chain executor (direct calls between
-//! nodes of one process), the inline runtime (the memory profile), the worker process runtime,
-//! routing, dead letters and the run summary. It must not parse configs (it receives validated
-//! ones) nor know business rules (nodes carry them).
+//! Runtime plane: executing a graph. Owns the local pipeline (the nodes of one process and how
+//! records enter and leave them), the inline runtime (the memory profile), the worker process
+//! runtime, routing, dead letters and the run summary. It must not parse configs (it receives
+//! validated ones) nor know business rules (nodes carry them).
 
-pub mod chain;
-pub mod context;
 pub mod dead_letter;
 mod inline;
+pub(crate) mod pipeline;
 pub mod routes;
 mod summary;
 pub mod topology;
 pub mod worker;
 
 pub use inline::{OutputFn, RunError, RunOptions, run_inline, run_inline_with_outputs};
+pub use pipeline::{NodeFailure, NodeStats, TIMING_SAMPLE};
 pub use summary::{
     NodeReport, RingReport, RunSummary, WorkerReport, decode_reports, encode_reports, report_field,
     report_flag,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::chain::NodeStats;
+use super::pipeline::NodeStats;
 use super::routes::RouteCacheCounters;
 
 /// One node's share of a run.

@@ -217,7 +217,7 @@ impl Runtime {
         let seq = self.next_seq;
         let mut header = EnvelopeHeader::data(seq, self.entry.0);
         header.reply_to = reply_to;
-        header.trace_id = crate::runtime::context::trace_id_for(self.run_id, seq);
+        header.trace_id = crate::observability::ids::trace_id_for(self.run_id, seq);
         header.trace_flags = u8::from(
             self.sample_ratio
                 .is_some_and(|r| crate::observability::span::is_sampled(&header.trace_id, r)),

@@ -50,55 +50,7 @@ impl std::fmt::Display for WorkerState {
     }
 }
 
-/// Why a worker failed (a stable set, shown in events, errors, `/metrics` and the summary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureCategory {
-    StartTimeout,
-    BootstrapError,
-    HeartbeatTimeout,
-    Crashed,
-    Exited,
-    ControlError,
-    NodeError,
-    RingCorrupted,
-}
-
-impl FailureCategory {
-    pub const ALL: [FailureCategory; 8] = [
-        Self::StartTimeout,
-        Self::BootstrapError,
-        Self::HeartbeatTimeout,
-        Self::Crashed,
-        Self::Exited,
-        Self::ControlError,
-        Self::NodeError,
-        Self::RingCorrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::StartTimeout => "start_timeout",
-            Self::BootstrapError => "bootstrap_error",
-            Self::HeartbeatTimeout => "heartbeat_timeout",
-            Self::Crashed => "crashed",
-            Self::Exited => "exited",
-            Self::ControlError => "control_error",
-            Self::NodeError => "node_error",
-            Self::RingCorrupted => "ring_corrupted",
-        }
-    }
-
-    /// The category a worker reported in a FAILED message.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for FailureCategory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::control::FailureCategory;
 
 /// The event catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -264,7 +264,7 @@ impl Supervisor {
         let (records, mut plans) = plan_workers(config, &graph);
         let rings = plan_rings(config, &graph, &records, &mut plans, options.host_rings)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-        let run_id = crate::runtime::context::new_run_id();
+        let run_id = crate::observability::ids::new_run_id();
         let telemetry = super::telemetry::RunTelemetry::start(config, &ids, run_id, |i, fd| {
             plans[i].inherit.push(fd);
         })?;
@@ -691,8 +691,6 @@ impl Supervisor {
                     .insert(worker.to_string(), (last_seq, records, report));
             }
             ControlMessage::Failed { category, message } => {
-                let category =
-                    FailureCategory::parse(&category).unwrap_or(FailureCategory::NodeError);
                 self.fail(worker, category, message);
             }
             other => {

@@ -16,23 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::control::env;
 use crate::control::{ControlAddress, KEY_FD, KeyPipe, WorkerKey};
 use crate::data::clear_cloexec;
-
-/// Environment variables of the worker role (values are never secret).
-pub mod env {
-    /// `worker` when the process was spawned as a worker.
-    pub const ROLE: &str = "STREAM_KERNEL_ROLE";
-    pub const WORKER_ID: &str = "STREAM_KERNEL_WORKER_ID";
-    pub const WORKER_NUMBER: &str = "STREAM_KERNEL_WORKER_NUMBER";
-    pub const CONTROL: &str = "STREAM_KERNEL_CONTROL";
-    pub const SUPERVISOR_PID: &str = "STREAM_KERNEL_SUPERVISOR_PID";
-    /// Milliseconds the worker waits for its bootstrap bundle.
-    pub const START_TIMEOUT_MS: &str = "STREAM_KERNEL_START_TIMEOUT_MS";
-    /// Control frame time window and size limit (the config's, before it has the config).
-    pub const CONTROL_TTL_MS: &str = "STREAM_KERNEL_CONTROL_TTL_MS";
-    pub const CONTROL_MAX_PAYLOAD: &str = "STREAM_KERNEL_CONTROL_MAX_PAYLOAD";
-}
 
 /// What to spawn.
 #[derive(Debug, Clone)]

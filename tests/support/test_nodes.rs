@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_norway::Value;
-use stream_kernel::apps::fund_load::messages::{ArchivedRawLine, RawLine};
+use stream_kernel::apps::fund_load::messages::RawLine;
 use stream_kernel::config::reader::{self as r, Diagnostics, Section};
 use stream_kernel::config::{ConfigPath, SinkAdapter};
 use stream_kernel::graph::{
@@ -16,7 +16,7 @@ use stream_kernel::graph::{
 };
 
 /// One tick.
-#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize)]
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Tick {
     pub n: u64,
 }
@@ -54,13 +54,11 @@ impl Node for Pass {
     type Output = Tick;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
-        out.emit(&Tick {
-            n: input.n.to_native(),
-        })
+        out.emit(&Tick { n: input.n })
     }
 }
 
@@ -91,11 +89,11 @@ impl Node for KeyedCount {
     type Output = Tick;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
-        let n = input.n.to_native();
+        let n = input.n;
         let count = self.counts.entry(hot_key(n, self.spread)).or_insert(0);
         *count += 1;
         out.emit(&Tick {
@@ -117,13 +115,11 @@ impl Node for Hang {
     }
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
-        out.emit(&Tick {
-            n: input.n.to_native(),
-        })
+        out.emit(&Tick { n: input.n })
     }
 }
 
@@ -140,13 +136,11 @@ impl Node for FailStart {
     }
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
-        out.emit(&Tick {
-            n: input.n.to_native(),
-        })
+        out.emit(&Tick { n: input.n })
     }
 }
 
@@ -158,14 +152,12 @@ impl Node for Stuck {
     type Output = Tick;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
         std::thread::sleep(Duration::from_secs(60));
-        out.emit(&Tick {
-            n: input.n.to_native(),
-        })
+        out.emit(&Tick { n: input.n })
     }
 }
 
@@ -179,11 +171,11 @@ impl Node for Record {
     type Output = Nothing;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         _out: &mut Emitter<'_, Nothing>,
     ) -> Result<(), NodeError> {
-        writeln!(self.out, "{}", input.n.to_native()).map_err(|e| NodeError::io("writing ticks", e))
+        writeln!(self.out, "{}", input.n).map_err(|e| NodeError::io("writing ticks", e))
     }
     fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Nothing>) -> Result<(), NodeError> {
         self.out
@@ -267,10 +259,7 @@ pub fn register(registry: &mut Registry) {
                 .unwrap_or(100);
             KEYED_SPREAD.store(spread, std::sync::atomic::Ordering::Relaxed);
             NodeState::Partitioned(PartitionKey::new::<Tick>("hot_key", |t| {
-                hot_key(
-                    t.n.to_native(),
-                    KEYED_SPREAD.load(std::sync::atomic::Ordering::Relaxed),
-                )
+                hot_key(t.n, KEYED_SPREAD.load(std::sync::atomic::Ordering::Relaxed))
             }))
         });
     registry.transform("hang", |_| Ok(Hang));
@@ -341,7 +330,7 @@ fn any_settings(
 }
 
 /// One node's view of a record, as a probe saw it.
-#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize)]
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Hop {
     pub pid: u32,
     pub group: String,
@@ -352,7 +341,7 @@ pub struct Hop {
 }
 
 /// A tick with the hops it went through.
-#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize)]
+#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Probe {
     pub n: u64,
     pub hops: Vec<Hop>,
@@ -369,19 +358,8 @@ fn hop_here(ctx: &RecordContext<'_>) -> Hop {
     }
 }
 
-fn hops_of(probe: &ArchivedProbe) -> Vec<Hop> {
-    probe
-        .hops
-        .iter()
-        .map(|h| Hop {
-            pid: h.pid.to_native(),
-            group: h.group.to_string(),
-            handoff_from: h.handoff_from.to_string(),
-            route_hop: h.route_hop.to_native(),
-            seq: h.seq.to_native(),
-            trace_id: h.trace_id,
-        })
-        .collect()
+fn hops_of(probe: &Probe) -> Vec<Hop> {
+    probe.hops.clone()
 }
 
 /// Turns a tick into a probe carrying its first hop.
@@ -392,12 +370,12 @@ impl Node for ProbeStart {
     type Output = Probe;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Probe>,
     ) -> Result<(), NodeError> {
         out.emit(&Probe {
-            n: input.n.to_native(),
+            n: input.n,
             hops: vec![hop_here(ctx)],
         })
     }
@@ -411,16 +389,13 @@ impl Node for ProbeHop {
     type Output = Probe;
     fn process(
         &mut self,
-        input: &ArchivedProbe,
+        input: &Probe,
         ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Probe>,
     ) -> Result<(), NodeError> {
         let mut hops = hops_of(input);
         hops.push(hop_here(ctx));
-        out.emit(&Probe {
-            n: input.n.to_native(),
-            hops,
-        })
+        out.emit(&Probe { n: input.n, hops })
     }
 }
 
@@ -443,14 +418,14 @@ impl Node for ProbeSink {
     type Output = Nothing;
     fn process(
         &mut self,
-        input: &ArchivedProbe,
+        input: &Probe,
         ctx: &RecordContext<'_>,
         _out: &mut Emitter<'_, Nothing>,
     ) -> Result<(), NodeError> {
         let mut hops = hops_of(input);
         hops.push(hop_here(ctx));
         let hops: Vec<String> = hops.iter().map(format_hop).collect();
-        writeln!(self.out, "{}\t{}", input.n.to_native(), hops.join(";"))
+        writeln!(self.out, "{}\t{}", input.n, hops.join(";"))
             .map_err(|e| NodeError::io("writing probes", e))
     }
     fn flush(&mut self) -> Result<(), NodeError> {
@@ -476,7 +451,7 @@ impl Node for FailOn {
     type Output = Tick;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
@@ -486,9 +461,7 @@ impl Node for FailOn {
             }
             return Err(NodeError::failed(FAIL_ON_MESSAGE));
         }
-        out.emit(&Tick {
-            n: input.n.to_native(),
-        })
+        out.emit(&Tick { n: input.n })
     }
 }
 
@@ -502,16 +475,11 @@ impl Node for Router {
     type Output = Tick;
     fn process(
         &mut self,
-        input: &ArchivedTick,
+        input: &Tick,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Tick>,
     ) -> Result<(), NodeError> {
-        out.emit_to(
-            &self.target,
-            &Tick {
-                n: input.n.to_native(),
-            },
-        )
+        out.emit_to(&self.target, &Tick { n: input.n })
     }
 }
 
@@ -530,12 +498,10 @@ impl Node for HoldLines {
     }
     fn process(
         &mut self,
-        input: &ArchivedRawLine,
+        input: &RawLine,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, RawLine>,
     ) -> Result<(), NodeError> {
-        out.emit(&RawLine {
-            bytes: input.bytes.to_vec(),
-        })
+        out.emit(input)
     }
 }

@@ -5,7 +5,7 @@
 //! are significant). A reason code travels as a `u8` and is decoded with [`Reason::from_code`],
 //! which rejects unknown values instead of trusting bytes from another process.
 
-use rkyv::{Archive, Serialize};
+use rkyv::{Archive, Deserialize, Serialize};
 
 /// Why an attempt was declined (or that it was not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,55 +86,41 @@ impl Reason {
 /// An id as read from the input, losslessly: a string of 1 to 19 ASCII digits is kept as its
 /// value and its length (so `"0528"` and `"528"` stay distinct), anything else as text. Ids are
 /// compared, hashed and printed without copying or re-parsing strings on every hop.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize)]
-#[rkyv(derive(Debug))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct DigitText {
     /// The number, when `len > 0`.
     pub value: u64,
     /// Digit count (1..=19), or 0 when the id is held in `text`.
     pub len: u8,
-    /// The id as text when it is not 1..=19 ASCII digits (invalid ids, very long ids).
-    pub text: String,
+    /// The id as text when it is not 1..=19 ASCII digits (invalid ids, very long ids); none
+    /// for digit ids, so copying an id is copying two integers.
+    pub text: Option<Box<str>>,
 }
 
 impl DigitText {
-    /// Sets this id from a string (reusing `text`'s capacity).
+    /// Sets this id from a string.
     pub fn set(&mut self, id: &str) {
-        self.text.clear();
         match short_digits(id) {
             Some(value) => {
                 self.value = value;
                 self.len = id.len() as u8;
+                self.text = None;
             }
             None => {
                 self.value = 0;
                 self.len = 0;
-                self.text.push_str(id);
+                self.text = Some(id.into());
             }
         }
     }
 
-    /// Copies an archived id (reusing `text`'s capacity).
-    pub fn copy_from(&mut self, id: &ArchivedDigitText) {
-        self.value = id.value.to_native();
-        self.len = id.len;
-        self.text.clear();
-        self.text.push_str(id.text.as_str());
+    /// The id's text when it is not held as digits (empty for digit ids).
+    pub fn text(&self) -> &str {
+        self.text.as_deref().unwrap_or("")
     }
-}
 
-/// The value of a string of 1 to 19 ASCII digits (always fits a `u64`), else `None`.
-pub fn short_digits(digits: &str) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    digits.bytes().try_fold(0u64, |value, b| {
-        b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
-    })
-}
-
-impl ArchivedDigitText {
     /// True when the id is held as digits.
+    #[inline]
     pub fn is_short(&self) -> bool {
         self.len > 0
     }
@@ -142,16 +128,26 @@ impl ArchivedDigitText {
     /// Writes the id's characters (digits zero-padded to their original length, or the text).
     pub fn write_to(&self, out: &mut Vec<u8>) {
         if self.len == 0 {
-            out.extend_from_slice(self.text.as_bytes());
+            out.extend_from_slice(self.text().as_bytes());
             return;
         }
+        // Two digits per division, right to left, into zeros (the leading zeros of the id).
         let mut digits = [b'0'; 20];
-        let mut value = self.value.to_native();
+        let mut value = self.value;
         let mut at = digits.len();
-        while value > 0 {
+        while value >= 100 {
+            let pair = (value % 100) as usize * 2;
+            value /= 100;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        }
+        if value >= 10 {
+            let pair = value as usize * 2;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        } else if value > 0 {
             at -= 1;
-            digits[at] = b'0' + (value % 10) as u8;
-            value /= 10;
+            digits[at] = b'0' + value as u8;
         }
         let len = usize::from(self.len).min(digits.len());
         out.extend_from_slice(&digits[digits.len() - len..]);
@@ -165,16 +161,38 @@ impl ArchivedDigitText {
     }
 }
 
+/// "00" to "99": two digits per table lookup when writing numbers.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut table = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        table[i * 2] = b'0' + (i / 10) as u8;
+        table[i * 2 + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The value of a string of 1 to 19 ASCII digits (always fits a `u64`), else `None`.
+pub fn short_digits(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.bytes().try_fold(0u64, |value, b| {
+        b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
+    })
+}
+
 /// One raw input line (without its line terminator). Bytes, not text: input files are
 /// arbitrary bytes and invalid UTF-8 is a decline reason, not a crash.
-#[derive(Debug, Clone, Default, Archive, Serialize)]
+#[derive(Debug, Clone, Default, Archive, Serialize, Deserialize)]
 pub struct RawLine {
     pub bytes: Vec<u8>,
 }
 
 /// A parsed attempt. When `reason` is an input error the numeric fields are zero and the ids
 /// are the strings as read (they still get an output line).
-#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct LoadAttempt {
     pub id: DigitText,
     pub customer_id: DigitText,
@@ -187,7 +205,7 @@ pub struct LoadAttempt {
 }
 
 /// An attempt with its calendar keys and features, filled in stage by stage.
-#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct Attempt {
     pub id: DigitText,
     pub customer_id: DigitText,
@@ -208,7 +226,7 @@ pub struct Attempt {
 }
 
 /// The decision about one attempt (`evaluate_policies`), committed by `update_windows`.
-#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct Decision {
     pub id: DigitText,
     pub customer_id: DigitText,
@@ -221,7 +239,7 @@ pub struct Decision {
 }
 
 /// One formatted output line (no newline), plus what the audit sink needs.
-#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct OutputLine {
     pub text: Vec<u8>,
     pub accepted: bool,
@@ -252,10 +270,37 @@ mod tests {
             let mut text = DigitText::default();
             text.set(id);
             let len = crate::graph::encode_into(&text, buf.as_mut_bytes(), &mut arena).unwrap();
-            let archived =
-                rkyv::access::<ArchivedDigitText, rkyv::rancor::Error>(&buf.as_bytes()[..len])
-                    .unwrap();
-            assert_eq!(archived.to_text(), id);
+            let decoded =
+                <DigitText as crate::graph::Message>::decode(&buf.as_bytes()[..len]).unwrap();
+            assert_eq!(decoded.to_text(), id);
+            assert_eq!(text.to_text(), id);
+        }
+    }
+
+    #[test]
+    fn digit_ids_print_as_read() {
+        for value in [
+            0u64,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            12_345,
+            9_999_999_999_999_999_999,
+        ] {
+            for zeros in ["", "0", "000"] {
+                let id = format!("{zeros}{value}");
+                if id.len() > 19 {
+                    continue;
+                }
+                let mut text = DigitText::default();
+                text.set(&id);
+                assert!(text.is_short());
+                assert_eq!(text.to_text(), id);
+            }
         }
     }
 

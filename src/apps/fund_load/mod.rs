@@ -31,10 +31,7 @@ pub const WINDOW_STORE: &str = "window_store";
 
 /// Windows are per customer unless the global prime gate is on: then one day counter spans all
 /// customers and the policy nodes hold global state.
-fn windows_state<T: crate::graph::Message>(
-    config: &Config,
-    key: fn(&T::Archived) -> u64,
-) -> NodeState {
+fn windows_state<T: crate::graph::Message>(config: &Config, key: fn(&T) -> u64) -> NodeState {
     if FeatureSettings::from_config(config).prime_gate.enabled {
         NodeState::Global
     } else {

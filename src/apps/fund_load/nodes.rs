@@ -156,7 +156,8 @@ impl Source for LineSource {
 // parse_load_attempt
 
 /// Parses a line into an attempt; unreadable lines go to the dead-letter adapter; blank lines
-/// are skipped and counted.
+/// are skipped and counted. Lines in the canonical shape skip the general JSON scan
+/// ([`parse::canonical_fields`]); every line is classified by the same rules.
 #[derive(Default)]
 pub struct ParseLoadAttempt {
     out: LoadAttempt,
@@ -194,6 +195,24 @@ impl ParseLoadAttempt {
         out.time_nanos = instant.nanos;
         Reason::Accepted
     }
+
+    /// Decides one line's fields: an attempt (possibly declined) or a dead letter.
+    fn decide(
+        &mut self,
+        fields: &parse::RawFields<'_>,
+        out: &mut Emitter<'_, LoadAttempt>,
+    ) -> Result<(), NodeError> {
+        let (Field::String(id), Field::String(customer)) = (&fields.id, &fields.customer_id) else {
+            self.dead_lettered += 1;
+            return out.dead_letter(
+                Reason::InputParseError.as_str(),
+                "`id` and `customer_id` must both be JSON strings",
+            );
+        };
+        let reason = self.classify(fields, id, customer);
+        self.out.reason = reason.code();
+        out.emit(&self.out)
+    }
 }
 
 impl Node for ParseLoadAttempt {
@@ -202,33 +221,25 @@ impl Node for ParseLoadAttempt {
 
     fn process(
         &mut self,
-        input: &ArchivedRawLine,
+        input: &RawLine,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, LoadAttempt>,
     ) -> Result<(), NodeError> {
         let line = input.bytes.as_slice();
+        if let Some(fields) = parse::canonical_fields(line) {
+            return self.decide(&fields, out);
+        }
         if parse::is_blank(line) {
             self.blank_lines += 1;
             return Ok(());
         }
-        let fields = match parse::parse_fields(line) {
-            Ok(fields) => fields,
+        match parse::parse_fields(line) {
+            Ok(fields) => self.decide(&fields, out),
             Err(e) => {
                 self.dead_lettered += 1;
-                return out.dead_letter(Reason::InputParseError.as_str(), &e.to_string());
+                out.dead_letter(Reason::InputParseError.as_str(), &e.to_string())
             }
-        };
-        let (Field::String(id), Field::String(customer)) = (&fields.id, &fields.customer_id) else {
-            self.dead_lettered += 1;
-            return out.dead_letter(
-                Reason::InputParseError.as_str(),
-                "`id` and `customer_id` must both be JSON strings",
-            );
-        };
-        let (id, customer) = (id.clone(), customer.clone());
-        let reason = self.classify(&fields, &id, &customer);
-        self.out.reason = reason.code();
-        out.emit(&self.out)
+        }
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
@@ -263,16 +274,16 @@ impl Node for ComputeTimeKeys {
 
     fn process(
         &mut self,
-        input: &ArchivedLoadAttempt,
+        input: &LoadAttempt,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Attempt>,
     ) -> Result<(), NodeError> {
         let a = &mut self.out;
-        a.id.copy_from(&input.id);
-        a.customer_id.copy_from(&input.customer_id);
-        a.amount_cents = input.amount_cents.to_native();
-        a.time_secs = input.time_secs.to_native();
-        a.time_nanos = input.time_nanos.to_native();
+        a.id.clone_from(&input.id);
+        a.customer_id.clone_from(&input.customer_id);
+        a.amount_cents = input.amount_cents;
+        a.time_secs = input.time_secs;
+        a.time_nanos = input.time_nanos;
         a.reason = input.reason;
         a.effective_cents = a.amount_cents;
         a.prime_gated = false;
@@ -296,41 +307,32 @@ pub struct IdempotencyGate {
     out: Attempt,
 }
 
-fn copy_attempt(dst: &mut Attempt, src: &ArchivedAttempt) {
-    dst.id.copy_from(&src.id);
-    dst.customer_id.copy_from(&src.customer_id);
-    dst.amount_cents = src.amount_cents.to_native();
-    dst.time_secs = src.time_secs.to_native();
-    dst.time_nanos = src.time_nanos.to_native();
-    dst.day = src.day.to_native();
-    dst.week = src.week.to_native();
-    dst.is_monday = src.is_monday;
-    dst.effective_cents = src.effective_cents.to_native();
-    dst.prime_gated = src.prime_gated;
-    dst.reason = src.reason;
-}
-
 impl Node for IdempotencyGate {
     type Input = Attempt;
     type Output = Attempt;
 
     fn process(
         &mut self,
-        input: &ArchivedAttempt,
+        input: &Attempt,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Attempt>,
     ) -> Result<(), NodeError> {
-        copy_attempt(&mut self.out, input);
-        if reason_of(input.reason)? == Reason::Accepted {
-            let verdict = self.seen.check(&IdCheck {
-                id: &input.id,
-                customer_id: &input.customer_id,
-                amount_cents: input.amount_cents.to_native(),
-                time_secs: input.time_secs.to_native(),
-                time_nanos: input.time_nanos.to_native(),
-            });
-            self.out.reason = verdict.code();
+        if reason_of(input.reason)? != Reason::Accepted {
+            return out.emit(input);
         }
+        let verdict = self.seen.check(&IdCheck {
+            id: &input.id,
+            customer_id: &input.customer_id,
+            amount_cents: input.amount_cents,
+            time_secs: input.time_secs,
+            time_nanos: input.time_nanos,
+        });
+        if verdict == Reason::Accepted {
+            // The canonical attempt passes on unchanged.
+            return out.emit(input);
+        }
+        self.out.clone_from(input);
+        self.out.reason = verdict.code();
         out.emit(&self.out)
     }
 }
@@ -361,19 +363,24 @@ impl Node for ComputeFeatures {
 
     fn process(
         &mut self,
-        input: &ArchivedAttempt,
+        input: &Attempt,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Attempt>,
     ) -> Result<(), NodeError> {
-        copy_attempt(&mut self.out, input);
-        if reason_of(input.reason)? == Reason::Accepted {
-            let amount = input.amount_cents.to_native();
-            self.out.effective_cents = match self.monday_multiplier_e4 {
-                Some(m) if input.is_monday => rules::apply_multiplier(amount, m),
-                _ => amount,
-            };
-            self.out.prime_gated = self.prime_gate && rules::is_prime_id(&input.id);
+        if reason_of(input.reason)? != Reason::Accepted {
+            return out.emit(input);
         }
+        let effective = match self.monday_multiplier_e4 {
+            Some(m) if input.is_monday => rules::apply_multiplier(input.amount_cents, m),
+            _ => input.amount_cents,
+        };
+        let prime_gated = self.prime_gate && rules::is_prime_id(&input.id);
+        if effective == input.effective_cents && prime_gated == input.prime_gated {
+            return out.emit(input);
+        }
+        self.out.clone_from(input);
+        self.out.effective_cents = effective;
+        self.out.prime_gated = prime_gated;
         out.emit(&self.out)
     }
 }
@@ -401,9 +408,9 @@ impl EvaluatePolicies {
     }
 }
 
-fn candidate_of<'a>(customer_id: &'a ArchivedDigitText, d: &Decision) -> Candidate<'a> {
+fn candidate_of(d: &Decision) -> Candidate<'_> {
     Candidate {
-        customer_id,
+        customer_id: &d.customer_id,
         day: d.day,
         week: d.week,
         effective_cents: d.effective_cents,
@@ -417,21 +424,20 @@ impl Node for EvaluatePolicies {
 
     fn process(
         &mut self,
-        input: &ArchivedAttempt,
+        input: &Attempt,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Decision>,
     ) -> Result<(), NodeError> {
         let d = &mut self.out;
-        d.id.copy_from(&input.id);
-        d.customer_id.copy_from(&input.customer_id);
-        d.effective_cents = input.effective_cents.to_native();
-        d.day = input.day.to_native();
-        d.week = input.week.to_native();
+        d.id.clone_from(&input.id);
+        d.customer_id.clone_from(&input.customer_id);
+        d.effective_cents = input.effective_cents;
+        d.day = input.day;
+        d.week = input.week;
         d.prime_gated = input.prime_gated;
         let prior = reason_of(input.reason)?;
         let reason = if prior == Reason::Accepted {
-            let candidate = candidate_of(&input.customer_id, d);
-            self.windows.lock().evaluate(&self.limits, &candidate)
+            self.windows.lock().evaluate(&self.limits, &candidate_of(d))
         } else {
             prior
         };
@@ -444,15 +450,11 @@ impl Node for EvaluatePolicies {
 /// Commits canonical attempts to the windows (declined ones count as attempts only).
 pub struct UpdateWindows {
     windows: SharedWindows,
-    out: Decision,
 }
 
 impl UpdateWindows {
     pub fn new(windows: SharedWindows) -> Self {
-        Self {
-            windows,
-            out: Decision::default(),
-        }
+        Self { windows }
     }
 }
 
@@ -471,24 +473,17 @@ impl Node for UpdateWindows {
 
     fn process(
         &mut self,
-        input: &ArchivedDecision,
+        input: &Decision,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, Decision>,
     ) -> Result<(), NodeError> {
-        let d = &mut self.out;
-        d.id.copy_from(&input.id);
-        d.customer_id.copy_from(&input.customer_id);
-        d.accepted = input.accepted;
-        d.reason = input.reason;
-        d.effective_cents = input.effective_cents.to_native();
-        d.day = input.day.to_native();
-        d.week = input.week.to_native();
-        d.prime_gated = input.prime_gated;
         if is_canonical(reason_of(input.reason)?) {
-            let candidate = candidate_of(&input.customer_id, d);
-            self.windows.lock().commit(&candidate, d.accepted);
+            self.windows
+                .lock()
+                .commit(&candidate_of(input), input.accepted);
         }
-        out.emit(&self.out)
+        // The decision passes on unchanged.
+        out.emit(input)
     }
 }
 
@@ -516,7 +511,7 @@ impl Node for FormatOutput {
 
     fn process(
         &mut self,
-        input: &ArchivedDecision,
+        input: &Decision,
         _ctx: &RecordContext<'_>,
         out: &mut Emitter<'_, OutputLine>,
     ) -> Result<(), NodeError> {
@@ -533,23 +528,23 @@ impl Node for FormatOutput {
         });
         o.accepted = input.accepted;
         o.reason = input.reason;
-        o.effective_cents = input.effective_cents.to_native();
+        o.effective_cents = input.effective_cents;
         if self.with_audit {
-            o.audit_id.copy_from(&input.id);
-            o.audit_customer_id.copy_from(&input.customer_id);
+            o.audit_id.clone_from(&input.id);
+            o.audit_customer_id.clone_from(&input.customer_id);
         }
         out.emit(&self.out)
     }
 }
 
 /// Appends an id as a JSON string (digits need no escaping; text ids are escaped).
-fn push_json_id(out: &mut Vec<u8>, id: &ArchivedDigitText) {
+fn push_json_id(out: &mut Vec<u8>, id: &DigitText) {
     if id.is_short() {
         out.push(b'"');
         id.write_to(out);
         out.push(b'"');
     } else {
-        parse::push_json_string(out, id.text.as_str());
+        parse::push_json_string(out, id.text());
     }
 }
 
@@ -603,7 +598,7 @@ impl LineSink {
     fn write_audit(
         &mut self,
         seq: u64,
-        input: &ArchivedOutputLine,
+        input: &OutputLine,
         reason: Reason,
     ) -> Result<(), NodeError> {
         let Some(writer) = &mut self.audit else {
@@ -611,7 +606,7 @@ impl LineSink {
         };
         let line = &mut self.audit_line;
         line.clear();
-        let cents = input.effective_cents.to_native();
+        let cents = input.effective_cents;
         line.extend_from_slice(format!("{{\"line\":{seq},\"id\":").as_bytes());
         push_json_id(line, &input.audit_id);
         line.extend_from_slice(b",\"customer_id\":");
@@ -644,7 +639,7 @@ impl Node for LineSink {
 
     fn process(
         &mut self,
-        input: &ArchivedOutputLine,
+        input: &OutputLine,
         ctx: &RecordContext<'_>,
         _out: &mut Emitter<'_, Nothing>,
     ) -> Result<(), NodeError> {

@@ -426,8 +426,65 @@ pub fn parse_fields(line: &[u8]) -> Result<RawFields<'_>, JsonError> {
     Ok(fields)
 }
 
+/// The four fields of a line in the canonical shape — `{"id":"..","customer_id":"..",
+/// "load_amount":"..","time":".."}`, keys in this order, nothing between the tokens, string
+/// values of printable ASCII without escapes — found without a general JSON scan. `None` sends
+/// the line to [`parse_fields`], which accepts every JSON form; on a canonical line both give
+/// the same fields, so the fast path changes no decision.
+pub fn canonical_fields(line: &[u8]) -> Option<RawFields<'_>> {
+    let (id, at) = quoted_value(line, 0, b"{\"id\":\"")?;
+    let (customer_id, at) = quoted_value(line, at, b",\"customer_id\":\"")?;
+    let (load_amount, at) = quoted_value(line, at, b",\"load_amount\":\"")?;
+    let (time, at) = quoted_value(line, at, b",\"time\":\"")?;
+    (line.get(at..)? == b"}").then_some(RawFields {
+        id,
+        customer_id,
+        load_amount,
+        time,
+    })
+}
+
+/// Printable ASCII that stands for itself inside a JSON string (not `"` or `\\`).
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        table[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    table
+};
+
+/// After `key` at `at`: a string value of printable ASCII without escapes, up to its closing
+/// quote; returns it and the position after the quote.
+fn quoted_value<'a>(line: &'a [u8], at: usize, key: &[u8]) -> Option<(Field<'a>, usize)> {
+    let start = at + key.len();
+    if line.get(at..start)? != key {
+        return None;
+    }
+    // The value ends at the first byte that is not plain printable ASCII: it must be the
+    // closing quote. Escapes, control characters and non-ASCII bytes take the general path,
+    // which unescapes, rejects and validates them.
+    let end = start
+        + line
+            .get(start..)?
+            .iter()
+            .position(|&b| !PLAIN[usize::from(b)])?;
+    if line[end] != b'"' {
+        return None;
+    }
+    // SAFETY: every byte of `line[start..end]` is printable ASCII (the loop above returns on
+    // any other), so it is valid UTF-8.
+    let text = unsafe { std::str::from_utf8_unchecked(&line[start..end]) };
+    Some((Field::String(Cow::Borrowed(text)), end + 1))
+}
+
 /// A trimmed string of ASCII digits, or `None`.
 pub fn digits_id(raw: &str) -> Option<&str> {
+    // The usual id: digits only, nothing to trim (one pass).
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(raw);
+    }
     let trimmed = if raw.is_ascii() {
         raw.trim_ascii()
     } else {
@@ -443,11 +500,51 @@ const MAX_AMOUNT_INTEGER_DIGITS: usize = 15;
 /// optional `USD`, an optional `$` and an optional `USD`, then digits with an optional `.` and
 /// one or two decimals.
 pub fn parse_amount_cents(raw: &str) -> Option<u64> {
+    common_amount(raw.as_bytes()).or_else(|| general_amount(raw))
+}
+
+fn general_amount(raw: &str) -> Option<u64> {
     if raw.is_ascii() {
         return parse_compact_amount(raw.bytes().filter(|b| !b.is_ascii_whitespace()));
     }
     let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
     parse_compact_amount(compact.bytes())
+}
+
+/// The common amount forms in one pass: a prefix (`USD`, `$`, `USD$`, `$USD` or none), spaces,
+/// then 1 to 15 digits without a leading zero (or a single `0`) and an optional `.` with one or
+/// two decimals. Every amount it reads, [`parse_compact_amount`] reads the same; anything else is
+/// `None` and takes the general path (which also decides invalid amounts).
+fn common_amount(b: &[u8]) -> Option<u64> {
+    let mut at = 0;
+    let usd = |at: usize| (b.get(at..at + 3) == Some(b"USD")).then_some(at + 3);
+    at = usd(at).unwrap_or(at);
+    if b.get(at) == Some(&b'$') {
+        at += 1;
+    }
+    at = usd(at).unwrap_or(at);
+    while b.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    let start = at;
+    let mut dollars = 0u64;
+    while let Some(d @ b'0'..=b'9') = b.get(at) {
+        dollars = dollars * 10 + u64::from(d - b'0');
+        at += 1;
+    }
+    let digits = at - start;
+    if digits == 0 || digits > MAX_AMOUNT_INTEGER_DIGITS || (b[start] == b'0' && digits > 1) {
+        return None;
+    }
+    let cents = match b.get(at..) {
+        Some([]) => 0,
+        Some([b'.', d @ b'0'..=b'9']) => u64::from(d - b'0') * 10,
+        Some([b'.', d @ b'0'..=b'9', e @ b'0'..=b'9']) => {
+            u64::from(d - b'0') * 10 + u64::from(e - b'0')
+        }
+        _ => return None,
+    };
+    Some(dollars * 100 + cents)
 }
 
 /// The amount grammar over bytes with whitespace already removed.
@@ -510,16 +607,7 @@ pub struct UtcInstant {
     pub nanos: u32,
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use crate::calendar::days_from_civil;
 
 fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
@@ -541,12 +629,89 @@ fn fixed_digits(bytes: &[u8], at: usize, len: usize) -> Option<u32> {
     })
 }
 
+/// Two ASCII digits at `at`.
+fn two_digits(b: &[u8], at: usize) -> Option<u32> {
+    let (x, y) = (
+        b.get(at)?.wrapping_sub(b'0'),
+        b.get(at + 1)?.wrapping_sub(b'0'),
+    );
+    (x < 10 && y < 10).then(|| u32::from(x) * 10 + u32::from(y))
+}
+
+/// The common form in one pass: `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z` or a
+/// `±HH:MM` offset, nothing around it, seconds below 60. Every instant it reads,
+/// [`parse_rfc3339`]'s general path reads the same; anything else is `None` and takes it.
+fn common_rfc3339(b: &[u8]) -> Option<UtcInstant> {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let year = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
+    let (month, day) = (two_digits(b, 5)?, two_digits(b, 8)?);
+    let (hour, minute, second) = (two_digits(b, 11)?, two_digits(b, 14)?, two_digits(b, 17)?);
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(i64::from(year), month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut nanos = 0u32;
+    if b[at] == b'.' {
+        at += 1;
+        let start = at;
+        while let Some(d @ b'0'..=b'9') = b.get(at) {
+            if at - start < 9 {
+                nanos = nanos * 10 + u32::from(d - b'0');
+            }
+            at += 1;
+        }
+        let digits = at - start;
+        if digits == 0 {
+            return None;
+        }
+        for _ in digits.min(9)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset = match b.get(at..)? {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (two_digits(b, at + 1)?, two_digits(b, at + 4)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let magnitude = i64::from(oh * 3600 + om * 60);
+            if *sign == b'-' { -magnitude } else { magnitude }
+        }
+        _ => return None,
+    };
+    let local = days_from_civil(i64::from(year), month, day) * 86_400
+        + i64::from(hour * 3600 + minute * 60 + second);
+    Some(UtcInstant {
+        secs: local - offset,
+        nanos,
+    })
+}
+
 /// Parses an RFC 3339 date-time (`2000-01-01T00:00:00Z`, `...T10:00:00.5+02:00`) into UTC.
 ///
 /// Accepts `T`, `t` or a space between date and time, `Z`/`z` or a `±HH:MM` offset, and any
 /// number of fraction digits (nanosecond precision kept). A leap second (`:60`) is read as
 /// `:59.999999999` so it stays in its minute and day.
 pub fn parse_rfc3339(raw: &str) -> Option<UtcInstant> {
+    common_rfc3339(raw.as_bytes()).or_else(|| general_rfc3339(raw))
+}
+
+fn general_rfc3339(raw: &str) -> Option<UtcInstant> {
     let b = raw.trim().as_bytes();
     let year = i64::from(fixed_digits(b, 0, 4)?);
     let month = fixed_digits(b, 5, 2)?;
@@ -618,6 +783,96 @@ pub use crate::json::push_string as push_json_string;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass readers of common amounts and times never disagree with the general
+    /// grammar: on every mutation of every common form they read nothing or the same value.
+    #[test]
+    fn common_forms_read_like_the_general_grammar() {
+        let amounts = [
+            "$1",
+            "$10.5",
+            "$3318.47",
+            "USD1298.92",
+            "USD$11419.15",
+            "$USD7.00",
+            "$ 1007.18",
+            "0",
+            "$0.01",
+            "$000.10",
+            "$1.234",
+            "USD$$1",
+            "1e3",
+            "$ 1 2",
+            "$999999999999999.99",
+        ];
+        let times = [
+            "2000-01-01T00:00:00Z",
+            "2000-03-17T04:51:30+05:30",
+            "2000-02-29T23:59:59.123456789-00:30",
+            "2001-02-29T00:00:00Z",
+            "2000-01-01T00:00:60Z",
+            "2000-01-01t00:00:00z",
+            "2000-01-01T00:00:00.Z",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let alphabet = b"0123456789$USD .:-+TZt";
+        for _ in 0..20_000 {
+            let mut amount = amounts[next(amounts.len())].as_bytes().to_vec();
+            let mut time = times[next(times.len())].as_bytes().to_vec();
+            for bytes in [&mut amount, &mut time] {
+                match next(4) {
+                    0 if !bytes.is_empty() => {
+                        let at = next(bytes.len());
+                        bytes[at] = alphabet[next(alphabet.len())];
+                    }
+                    1 if !bytes.is_empty() => {
+                        bytes.remove(next(bytes.len()));
+                    }
+                    2 => bytes.insert(next(bytes.len() + 1), alphabet[next(alphabet.len())]),
+                    _ => {}
+                }
+            }
+            let amount = String::from_utf8(amount).unwrap();
+            let time = String::from_utf8(time).unwrap();
+            if let Some(cents) = common_amount(amount.as_bytes()) {
+                assert_eq!(Some(cents), general_amount(&amount), "{amount:?}");
+            }
+            if let Some(instant) = common_rfc3339(time.as_bytes()) {
+                assert_eq!(Some(instant), general_rfc3339(&time), "{time:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_lines_read_like_the_general_scanner_and_others_fall_back() {
+        let canonical = br#"{"id":"15887","customer_id":"528","load_amount":"USD$ 3318.47","time":"2000-01-01T00:00:00+05:30"}"#;
+        assert_eq!(
+            canonical_fields(canonical),
+            Some(parse_fields(canonical).unwrap())
+        );
+        for other in [
+            &br#"{"id":"1","customer_id":"2","load_amount":"$1","time":"x","extra":1}"#[..],
+            br#"{"customer_id":"2","id":"1","load_amount":"$1","time":"x"}"#,
+            br#"{"id":"1\u0032","customer_id":"2","load_amount":"$1","time":"x"}"#,
+            br#"{"id":"1", "customer_id":"2","load_amount":"$1","time":"x"}"#,
+            br#"{"id":"1","customer_id":"2","load_amount":"$1","time":"x"} "#,
+            "{\"id\":\"\u{e9}\",\"customer_id\":\"2\",\"load_amount\":\"$1\",\"time\":\"x\"}"
+                .as_bytes(),
+        ] {
+            assert_eq!(
+                canonical_fields(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 
     #[test]
     fn reads_the_four_fields_in_any_order_ignoring_others() {

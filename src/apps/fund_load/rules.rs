@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::messages::{ArchivedDigitText, Reason};
+use super::messages::{DigitText, Reason};
 
 /// A small, fast, deterministic hasher (the rustc "Fx" mix with a final avalanche). Keys here
 /// are ids already validated as digits; the same hash is used for partitioning, so it must be
@@ -83,37 +83,37 @@ const INTERNED_TAG: u128 = 0xff << 64;
 
 impl DigitKeys {
     /// The key of an id: `(len << 64) | value` up to 19 digits, an interned number above.
-    pub fn key(&mut self, id: &ArchivedDigitText) -> u128 {
+    pub fn key(&mut self, id: &DigitText) -> u128 {
         if id.is_short() {
-            return (u128::from(id.len) << 64) | u128::from(id.value.to_native());
+            return (u128::from(id.len) << 64) | u128::from(id.value);
         }
         let next = self.long.len() as u64;
-        let interned = match self.long.get(id.text.as_str()) {
+        let interned = match self.long.get(id.text()) {
             Some(known) => *known,
-            None => *self.long.entry(id.text.as_str().into()).or_insert(next),
+            None => *self.long.entry(id.text().into()).or_insert(next),
         };
         INTERNED_TAG | u128::from(interned)
     }
 }
 
 /// A deterministic hash of an id, identical in every process (partition keys).
-pub fn id_hash(id: &ArchivedDigitText) -> u64 {
+pub fn id_hash(id: &DigitText) -> u64 {
     let mut hasher = FxHasher::default();
     if id.is_short() {
-        hasher.write_u64(id.value.to_native());
+        hasher.write_u64(id.value);
         hasher.write_u64(u64::from(id.len));
     } else {
-        hasher.write(id.text.as_bytes());
+        hasher.write(id.text().as_bytes());
     }
     hasher.finish()
 }
 
 /// Whether an id's integer value is prime (see [`is_prime_digits`] for long ids).
-pub fn is_prime_id(id: &ArchivedDigitText) -> bool {
+pub fn is_prime_id(id: &DigitText) -> bool {
     if id.is_short() {
-        is_prime(u128::from(id.value.to_native()))
+        is_prime(u128::from(id.value))
     } else {
-        id.text.bytes().all(|b| b.is_ascii_digit()) && is_prime_digits(id.text.as_str())
+        id.text().bytes().all(|b| b.is_ascii_digit()) && is_prime_digits(id.text())
     }
 }
 
@@ -142,7 +142,7 @@ impl Default for Limits {
 /// What the policy checks need to know about one canonical, valid attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
-    pub customer_id: &'a ArchivedDigitText,
+    pub customer_id: &'a DigitText,
     pub day: i32,
     pub week: i32,
     pub effective_cents: u64,
@@ -237,8 +237,8 @@ pub struct IdRegistry {
 /// A valid attempt as the id registry sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct IdCheck<'a> {
-    pub id: &'a ArchivedDigitText,
-    pub customer_id: &'a ArchivedDigitText,
+    pub id: &'a DigitText,
+    pub customer_id: &'a DigitText,
     pub amount_cents: u64,
     pub time_secs: i64,
     pub time_nanos: u32,
@@ -315,6 +315,15 @@ const SMALL_PRIMES: [u128; 24] = [
 
 /// Miller-Rabin primality.
 pub fn is_prime(n: u128) -> bool {
+    match u64::try_from(n) {
+        Ok(small) => is_prime_u64(small),
+        Err(_) => is_prime_wide(n),
+    }
+}
+
+/// Miller-Rabin in 128-bit arithmetic (bases 2..37 deterministic below 3.3e24, the first 24
+/// primes above).
+fn is_prime_wide(n: u128) -> bool {
     if n < 2 {
         return false;
     }
@@ -345,6 +354,75 @@ pub fn is_prime(n: u128) -> bool {
         }
         for _ in 1..s {
             x = mul_mod(x, x, n);
+            if x == n - 1 {
+                continue 'bases;
+            }
+        }
+        return false;
+    }
+    true
+}
+
+/// Miller-Rabin for 64-bit values: deterministic with the bases {2, 7, 61} below
+/// 4,759,123,141 and with Jim Sinclair's seven bases below 2^64
+/// (<https://miller-rabin.appspot.com/>). Products stay in 64 bits while `n` fits 32.
+fn is_prime_u64(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    for p in [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37] {
+        if n == p {
+            return true;
+        }
+        if n.is_multiple_of(p) {
+            return false;
+        }
+    }
+    if n < 37 * 37 {
+        return true;
+    }
+    let mul = |a: u64, b: u64| {
+        if n <= u64::from(u32::MAX) {
+            a * b % n
+        } else {
+            (u128::from(a) * u128::from(b) % u128::from(n)) as u64
+        }
+    };
+    let pow = |mut base: u64, mut exp: u64| {
+        let mut result = 1u64;
+        while exp > 0 {
+            if exp & 1 == 1 {
+                result = mul(result, base);
+            }
+            base = mul(base, base);
+            exp >>= 1;
+        }
+        result
+    };
+    let mut d = n - 1;
+    let mut s = 0;
+    while d.is_multiple_of(2) {
+        d /= 2;
+        s += 1;
+    }
+    const SMALL_BASES: [u64; 3] = [2, 7, 61];
+    const LARGE_BASES: [u64; 7] = [2, 325, 9375, 28178, 450775, 9780504, 1795265022];
+    let bases: &[u64] = if n < 4_759_123_141 {
+        &SMALL_BASES
+    } else {
+        &LARGE_BASES
+    };
+    'bases: for &a in bases {
+        let a = a % n;
+        if a == 0 {
+            continue;
+        }
+        let mut x = pow(a, d);
+        if x == 1 || x == n - 1 {
+            continue;
+        }
+        for _ in 1..s {
+            x = mul(x, x);
             if x == n - 1 {
                 continue 'bases;
             }
@@ -405,6 +483,19 @@ mod tests {
         for n in 0..20_000u128 {
             assert_eq!(is_prime(n), trial_division(n), "{n}");
         }
+        // Around the switch between base sets, and strong pseudoprimes to small bases.
+        for n in 4_759_123_041u128..4_759_123_241 {
+            assert_eq!(is_prime(n), trial_division(n), "{n}");
+        }
+        for pseudoprime in [
+            2_047u128,
+            1_373_653,
+            25_326_001,
+            3_215_031_751,
+            2_152_302_898_747,
+        ] {
+            assert!(!is_prime(pseudoprime), "{pseudoprime}");
+        }
         assert!(is_prime(18_446_744_073_709_551_557)); // largest prime below 2^64
         assert!(!is_prime(18_446_744_073_709_551_559));
         assert!(is_prime(
@@ -414,26 +505,29 @@ mod tests {
     }
 
     #[test]
+    fn the_64_bit_test_agrees_with_the_wide_one() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for n in [state, state >> 32, state >> 20, state | 1] {
+                assert_eq!(is_prime_u64(n), is_prime_wide(u128::from(n)), "{n}");
+            }
+        }
+    }
+
+    #[test]
     fn prime_digits_ignore_leading_zeros() {
         assert!(is_prime_digits("0007"));
         assert!(!is_prime_digits("0000"));
         assert!(!is_prime_digits("1"));
     }
 
-    fn archived(id: &str) -> (crate::graph::AlignedBuf, usize) {
-        let mut text = super::super::messages::DigitText::default();
-        text.set(id);
-        let mut buf = crate::graph::AlignedBuf::with_capacity(256);
-        let mut arena = rkyv::ser::allocator::Arena::new();
-        let len = crate::graph::encode_into(&text, buf.as_mut_bytes(), &mut arena).unwrap();
-        (buf, len)
-    }
-
     fn key_of(keys: &mut DigitKeys, id: &str) -> u128 {
-        let (buf, len) = archived(id);
-        keys.key(
-            rkyv::access::<ArchivedDigitText, rkyv::rancor::Error>(&buf.as_bytes()[..len]).unwrap(),
-        )
+        let mut text = DigitText::default();
+        text.set(id);
+        keys.key(&text)
     }
 
     #[test]

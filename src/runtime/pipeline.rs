@@ -1,0 +1,954 @@
+//! The local pipeline: the nodes of one process, linked once when built, and every way a record
+//! enters and leaves them. The inline runtime and every worker drive this one type; nothing
+//! else runs nodes.
+//!
+//! A record travels the local chain depth first: a node's `emit` calls the next local node at
+//! once, with a reference to the emitted value — no queue, no copy, no serialization — so one
+//! record crosses every local node before the next is read, in order. Where the chain leaves
+//! the process the value goes to the [`Egress`]: a ring (encoded once, straight into the slot),
+//! the embedding host's reply ring, or a terminal output. Records enter from the local source
+//! ([`LocalPipeline::drive_source`]) or from an inbound ring ([`LocalPipeline::run_encoded`],
+//! decoded once for the first local node).
+//!
+//! Links are resolved when the pipeline is built: each stage knows whether its default edge
+//! leads to a later local stage (by position), out of the process (to a node index), or
+//! nowhere (a terminal output). Only named targets (`emit_to`) are looked up per record,
+//! through the route cache. A panic is caught once per record, at its entry, and charged to
+//! the node that was running.
+//!
+//! Node failures follow `runtime.on_node_error`: under `fail` the first failure is recorded
+//! (node, `seq`, message) and unwinds the chain as [`NodeError::Downstream`]; under
+//! `dead_letter` a node's own failure sends the record to the dead-letter adapter and the run
+//! goes on. I/O, encoding and payload errors always fail the run: they are not about the record.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use super::dead_letter::DeadLetters;
+use super::routes::Routes;
+use super::summary::NodeReport;
+use crate::config::{Config, NodeErrorPolicy};
+use crate::graph::{
+    BuildContext, BuiltNode, EmitTarget, ErasedNode, ErasedSource, Graph, MessageType, NodeError,
+    NodeRole, OutputPort, Placement, Pull, RecordContext, Registry, Services, Value,
+};
+use crate::observability::ids::trace_id_for;
+use crate::observability::span::{SpanRecord, Tracer, span_id_for, unix_ns};
+
+/// Per-node counters of one process.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub errors: u64,
+    /// Self time (excluding downstream nodes) of the records that were timed.
+    pub sampled_busy_ns: u64,
+    pub sampled_records: u64,
+}
+
+impl NodeStats {
+    /// Estimated busy time over all records (self time scaled from the timed sample).
+    pub fn estimated_busy_ns(&self) -> u64 {
+        self.busy_estimate_over(self.records_in)
+    }
+
+    /// The timed sample's self time scaled to `calls` calls.
+    pub fn busy_estimate_over(&self, calls: u64) -> u64 {
+        if self.sampled_records == 0 {
+            return 0;
+        }
+        (u128::from(self.sampled_busy_ns) * u128::from(calls) / u128::from(self.sampled_records))
+            as u64
+    }
+}
+
+/// One record in every `TIMING_SAMPLE` is timed node by node: reading a clock costs about as
+/// much as a small node, so timing every record would distort what it measures (and cost
+/// more than the nodes). 1 in 256 still times thousands of records per node in a short run.
+pub const TIMING_SAMPLE: u64 = 256;
+
+/// Source records between two flushes of the local outputs (a batch boundary: a failure never
+/// rolls an output back past the one before last).
+pub(crate) const OUTPUT_BATCH: u64 = 4096;
+
+/// Where a stage's default edge leads, resolved when the pipeline is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// A later stage of this process, by position.
+    Local(usize),
+    /// A node of another process, by graph index: the value leaves through the egress.
+    Remote(usize),
+    /// No next node: a terminal output.
+    Terminal,
+}
+
+/// A local node, built, with its link.
+pub(crate) struct Stage {
+    pub name: String,
+    /// Index in the graph.
+    pub index: usize,
+    pub node: Box<dyn ErasedNode>,
+    pub next: Link,
+    pub stats: NodeStats,
+}
+
+/// The first failure of a run under the `fail` policy.
+#[derive(Debug)]
+pub struct NodeFailure {
+    pub node: String,
+    pub seq: u64,
+    pub error: NodeError,
+}
+
+/// Where values that leave the local chain go.
+pub(crate) trait Egress {
+    /// A value for node `target`, which is not local.
+    fn forward(
+        &mut self,
+        target: usize,
+        ctx: &RecordContext<'_>,
+        value: Value<'_>,
+    ) -> Result<(), NodeError>;
+
+    /// A value emitted by node `from`, which has no downstream node.
+    fn terminal(
+        &mut self,
+        from: usize,
+        ctx: &RecordContext<'_>,
+        value: Value<'_>,
+    ) -> Result<(), NodeError>;
+
+    /// The record `ctx.seq` goes to the dead-letter adapter.
+    fn dead_letter(
+        &mut self,
+        ctx: &RecordContext<'_>,
+        node: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Result<(), NodeError>;
+
+    /// The dead-letter file this process writes, if it writes one (flushed and rolled back
+    /// with the sinks' outputs).
+    fn dead_letter_file(&mut self) -> Option<&mut DeadLetters> {
+        None
+    }
+}
+
+/// State shared by every call of one chain.
+pub(crate) struct ChainEnv {
+    pub routes: Routes,
+    pub policy: NodeErrorPolicy,
+    pub failure: Option<NodeFailure>,
+    /// Time of nested (downstream) calls, subtracted from the caller's self time.
+    children_ns: u64,
+    /// Whether the current record is timed.
+    pub timing: bool,
+    pub dead_lettered: u64,
+    /// Span production, when tracing is on.
+    pub tracer: Option<Tracer>,
+    /// The error of the node whose span is being closed (set by the node's failure path).
+    span_error: Option<String>,
+    /// Graph index of the node running now: a caught panic is charged to it.
+    running: usize,
+    /// Stage position of each local node, by graph index (named targets).
+    local: Vec<Option<usize>>,
+}
+
+impl ChainEnv {
+    fn new(routes: Routes, policy: NodeErrorPolicy, local: Vec<Option<usize>>) -> Self {
+        Self {
+            routes,
+            policy,
+            failure: None,
+            children_ns: 0,
+            timing: false,
+            dead_lettered: 0,
+            tracer: None,
+            span_error: None,
+            running: 0,
+            local,
+        }
+    }
+
+    /// The link to node `index`: local by position, else remote.
+    fn link_to_index(&self, index: usize) -> Link {
+        match self.local.get(index).copied().flatten() {
+            Some(position) => Link::Local(position),
+            None => Link::Remote(index),
+        }
+    }
+
+    /// The link to the node named `target` (through the route cache).
+    fn link_to(
+        &mut self,
+        from: usize,
+        from_name: &str,
+        target: &str,
+        ty: MessageType,
+    ) -> Result<Link, NodeError> {
+        let index = self.routes.resolve_named(from, from_name, target, ty)?;
+        Ok(self.link_to_index(index))
+    }
+
+    /// Records the span of node `node` (graph index `index`) that ran record `ctx` from
+    /// `start_ns` until now, when the record is sampled and tracing is on.
+    pub fn record_span(
+        &mut self,
+        node: &str,
+        ctx: &RecordContext<'_>,
+        span_id: u64,
+        start_ns: u64,
+        error: Option<String>,
+    ) {
+        let Some(tracer) = self.tracer.as_mut() else {
+            return;
+        };
+        let span = SpanRecord {
+            trace_id: ctx.trace_id,
+            span_id,
+            parent_span_id: ctx.parent_span,
+            name: node.to_string(),
+            process_group: ctx.process_group.to_string(),
+            handoff_from: ctx.handoff_from.map(str::to_string),
+            route_hop: ctx.route_hop,
+            worker_id: tracer.worker_id.clone(),
+            pid: tracer.pid,
+            seq: ctx.seq,
+            start_unix_ns: start_ns,
+            end_unix_ns: unix_ns(),
+            error,
+        };
+        tracer.record(span);
+    }
+
+    /// Whether record `ctx` gets spans in this process.
+    #[inline]
+    pub fn traces(&self, ctx: &RecordContext<'_>) -> bool {
+        ctx.sampled && self.tracer.is_some()
+    }
+
+    /// Applies the error policy to a node's failure on record `ctx.seq`.
+    pub fn handle_failure(
+        &mut self,
+        node: &str,
+        ctx: &RecordContext<'_>,
+        error: NodeError,
+        egress: &mut dyn Egress,
+    ) -> Result<(), NodeError> {
+        // A node's own failures (errors and panics) follow the policy; transport problems
+        // (payloads that do not validate, rings) always fail the run. A node that panicked
+        // keeps running for the next record under `dead_letter`, with whatever state the
+        // panic left: the policy trades that risk for availability, as the user chose.
+        let policy_applies = matches!(error, NodeError::Failed(_) | NodeError::Panicked(_));
+        if policy_applies && self.policy == NodeErrorPolicy::DeadLetter {
+            self.dead_lettered += 1;
+            return egress.dead_letter(ctx, node, "NODE_ERROR", &error.to_string());
+        }
+        if self.failure.is_none() {
+            self.failure = Some(NodeFailure {
+                node: node.to_string(),
+                seq: ctx.seq,
+                error,
+            });
+        }
+        Err(NodeError::Downstream)
+    }
+}
+
+/// The text of a caught panic (`panic!` with a literal or a formatted message).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// What a stage receives.
+#[derive(Clone, Copy)]
+enum Input<'v> {
+    /// A value emitted in this process.
+    Value(Value<'v>),
+    /// An encoded value read from a ring.
+    Encoded { payload: &'v [u8], trusted: bool },
+}
+
+/// Runs the first stage of `stages` (at `position`) on one input, and through its port
+/// everything it emits locally. The common case — an untimed, unsampled record — takes the
+/// short path: count it, call the node, count what it emitted.
+#[inline]
+fn run_stage(
+    stages: &mut [Stage],
+    position: usize,
+    input: Input<'_>,
+    ctx: &RecordContext<'_>,
+    env: &mut ChainEnv,
+    egress: &mut dyn Egress,
+) -> Result<(), NodeError> {
+    let Some((stage, downstream)) = stages.split_first_mut() else {
+        return Err(NodeError::failed(format!(
+            "no local node at position {position}"
+        )));
+    };
+    if env.timing || env.traces(ctx) {
+        return run_stage_observed(stage, downstream, position, input, ctx, env, egress);
+    }
+    stage.stats.records_in += 1;
+    env.running = stage.index;
+    // What this node emits is no longer the first hop in this process.
+    let handed_down;
+    let port_ctx = match ctx.handoff_from {
+        None => ctx,
+        Some(_) => {
+            handed_down = RecordContext {
+                handoff_from: None,
+                ..*ctx
+            };
+            &handed_down
+        }
+    };
+    let mut port = Port {
+        from: stage.index,
+        from_name: &stage.name,
+        next: stage.next,
+        downstream,
+        offset: position + 1,
+        env: &mut *env,
+        egress: &mut *egress,
+        ctx: port_ctx,
+        emitted: 0,
+    };
+    let result = match input {
+        Input::Value(value) => stage.node.process(value, ctx, &mut port),
+        Input::Encoded { payload, trusted } => {
+            stage.node.process_encoded(payload, trusted, ctx, &mut port)
+        }
+    };
+    stage.stats.records_out += port.emitted;
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => stage_failed(stage, error, false, ctx, env, egress),
+    }
+}
+
+/// A stage's call returned an error: pass on what is not its own, count and apply the policy
+/// to what is.
+#[cold]
+fn stage_failed(
+    stage: &mut Stage,
+    error: NodeError,
+    traced: bool,
+    ctx: &RecordContext<'_>,
+    env: &mut ChainEnv,
+    egress: &mut dyn Egress,
+) -> Result<(), NodeError> {
+    match error {
+        // Not this node's failure: one further down, or the run stopping under it.
+        NodeError::Downstream | NodeError::Stopped => Err(error),
+        error => {
+            stage.stats.errors += 1;
+            if traced {
+                env.span_error = Some(error.to_string());
+            }
+            env.handle_failure(&stage.name, ctx, error, egress)
+        }
+    }
+}
+
+/// [`run_stage`] for a record that is timed (one in [`TIMING_SAMPLE`]) or traced: the same,
+/// with the node's self time and its span.
+#[inline(never)]
+fn run_stage_observed(
+    stage: &mut Stage,
+    downstream: &mut [Stage],
+    position: usize,
+    input: Input<'_>,
+    ctx: &RecordContext<'_>,
+    env: &mut ChainEnv,
+    egress: &mut dyn Egress,
+) -> Result<(), NodeError> {
+    stage.stats.records_in += 1;
+    env.running = stage.index;
+    let traced = env.traces(ctx);
+    let span = traced.then(|| {
+        (
+            unix_ns(),
+            span_id_for(&ctx.trace_id, ctx.parent_span, stage.index),
+        )
+    });
+    // What this node emits has its span as parent and is no longer the first hop here.
+    let port_ctx = RecordContext {
+        handoff_from: None,
+        parent_span: span.map_or(ctx.parent_span, |(_, id)| id),
+        ..*ctx
+    };
+    let started = env.timing.then(Instant::now);
+    let outer_children = if env.timing {
+        std::mem::take(&mut env.children_ns)
+    } else {
+        0
+    };
+    let mut port = Port {
+        from: stage.index,
+        from_name: &stage.name,
+        next: stage.next,
+        downstream,
+        offset: position + 1,
+        env: &mut *env,
+        egress: &mut *egress,
+        ctx: &port_ctx,
+        emitted: 0,
+    };
+    let result = match input {
+        Input::Value(value) => stage.node.process(value, ctx, &mut port),
+        Input::Encoded { payload, trusted } => {
+            stage.node.process_encoded(payload, trusted, ctx, &mut port)
+        }
+    };
+    stage.stats.records_out += port.emitted;
+    if let Some(started) = started {
+        let total = started.elapsed().as_nanos() as u64;
+        let children = std::mem::replace(&mut env.children_ns, outer_children + total);
+        stage.stats.sampled_busy_ns += total.saturating_sub(children);
+        stage.stats.sampled_records += 1;
+    }
+    // The node's own error is set on its span before the span closes, then the policy runs.
+    let own_error = match &result {
+        Err(NodeError::Downstream | NodeError::Stopped) | Ok(()) => None,
+        Err(error) => Some(error.to_string()),
+    };
+    if let Some((start_ns, span_id)) = span {
+        // Nested spans took their own errors already: what is left is this node's.
+        let error = env.span_error.take().or(own_error);
+        env.record_span(&stage.name, ctx, span_id, start_ns, error);
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => stage_failed(stage, error, false, ctx, env, egress),
+    }
+}
+
+/// The output port a node emits through while the pipeline runs it.
+struct Port<'c, 'r> {
+    from: usize,
+    from_name: &'c str,
+    next: Link,
+    /// The stages after the emitting one; `offset` is the position of the first.
+    downstream: &'c mut [Stage],
+    offset: usize,
+    env: &'c mut ChainEnv,
+    egress: &'c mut dyn Egress,
+    ctx: &'c RecordContext<'r>,
+    emitted: u64,
+}
+
+impl OutputPort for Port<'_, '_> {
+    #[inline]
+    fn emit(&mut self, target: EmitTarget<'_>, value: Value<'_>) -> Result<(), NodeError> {
+        self.emitted += 1;
+        let link = match target {
+            EmitTarget::Next => self.next,
+            EmitTarget::Named(name) => {
+                self.env
+                    .link_to(self.from, self.from_name, name, value.ty())?
+            }
+        };
+        match link {
+            Link::Local(position) => {
+                // Links only point downstream (built so, and named targets are resolved
+                // forward only); a slice that does not exist fails the record, not the process.
+                let downstream = position
+                    .checked_sub(self.offset)
+                    .and_then(|at| self.downstream.get_mut(at..))
+                    .unwrap_or_default();
+                run_stage(
+                    downstream,
+                    position,
+                    Input::Value(value),
+                    self.ctx,
+                    self.env,
+                    self.egress,
+                )
+            }
+            Link::Remote(target) => self.egress.forward(target, self.ctx, value),
+            Link::Terminal => self.egress.terminal(self.from, self.ctx, value),
+        }
+    }
+
+    fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError> {
+        self.env.dead_lettered += 1;
+        self.egress
+            .dead_letter(self.ctx, self.from_name, reason, detail)
+    }
+}
+
+/// How a source run ended.
+pub(crate) struct SourceRun {
+    /// Highest `seq` emitted.
+    pub last_seq: u64,
+    /// Records emitted in this run.
+    pub emitted: u64,
+    /// Stopped by the stop check before the input ended.
+    pub interrupted: bool,
+    pub failure: Option<NodeFailure>,
+}
+
+/// The context of record `seq` as the source emits it: its trace id, and when it is sampled,
+/// the source's span as the parent of the first node's span.
+fn root_context<'g>(env: &ChainEnv, run_id: u64, group: &'g str, seq: u64) -> RecordContext<'g> {
+    let derived = trace_id_for(run_id, seq);
+    let mut ctx = RecordContext::new(seq, derived, group);
+    if let Some(tracer) = &env.tracer {
+        let (trace_id, parent, sampled) = tracer.root_of(derived);
+        ctx.trace_id = trace_id;
+        ctx.sampled = sampled;
+        if sampled {
+            ctx.parent_span = span_id_for(&trace_id, parent, 0);
+        }
+    }
+    ctx
+}
+
+/// The routing table as seen from `group`: in process mode every node's group is its chain
+/// position; inline, everything is group 0.
+fn routes_for(config: &Config, graph: &Graph, group: &str) -> Routes {
+    let routes =
+        Routes::from_graph(graph).with_cache(config.runtime.platform.routing_cache.clone());
+    if !config.is_process_mode() {
+        return routes;
+    }
+    let topology = super::topology::Topology::of(config, graph);
+    let groups = (0..graph.nodes.len())
+        .map(|node| topology.group_of_node(node).map_or(0, |g| g.index))
+        .collect();
+    let home = topology.group(group).map_or(0, |g| g.index);
+    routes.with_groups(groups, home)
+}
+
+/// Building or starting the local nodes failed; nothing was ingested.
+#[derive(Debug, thiserror::Error)]
+#[error("node `{node}` failed to start: {message}")]
+pub struct StartError {
+    pub node: String,
+    pub message: String,
+}
+
+/// A process's local nodes and what drives them: the source (if this process holds it), the
+/// chain of other local nodes with their links, and the chain's shared state.
+pub(crate) struct LocalPipeline {
+    pub source: Option<Box<dyn ErasedSource>>,
+    pub source_name: String,
+    source_next: Link,
+    pub source_stats: NodeStats,
+    pub stages: Vec<Stage>,
+    pub env: ChainEnv,
+    pub group: String,
+    pub run_id: u64,
+}
+
+impl LocalPipeline {
+    /// Builds the nodes of `graph` for which `is_local` holds, in pipeline order, and links
+    /// them (does not start them). A resumed run passes the `seq` it resumes after.
+    pub fn build(
+        config: &Config,
+        registry: &Registry,
+        graph: &Graph,
+        placement: &Placement,
+        is_local: impl Fn(usize) -> bool,
+        run_id: u64,
+        resume_after: u64,
+    ) -> Result<Self, StartError> {
+        let mut services = Services::default();
+        let mut source = None;
+        let mut source_name = String::new();
+        let mut built = Vec::new();
+        let null = serde_norway::Value::Null;
+        for (index, node) in graph.nodes.iter().enumerate().filter(|(i, _)| is_local(*i)) {
+            let start_error = |message: String| StartError {
+                node: node.name.clone(),
+                message,
+            };
+            let factory = registry
+                .get(&node.name)
+                .ok_or_else(|| start_error("not in the node registry".to_string()))?;
+            let mut ctx = BuildContext {
+                node: &node.name,
+                settings: config.nodes.get(&node.name).unwrap_or(&null),
+                config,
+                placement,
+                services: &mut services,
+                resume_after,
+            };
+            match factory
+                .build(&mut ctx)
+                .map_err(|e| start_error(e.to_string()))?
+            {
+                BuiltNode::Source(s) if node.role == NodeRole::Source => {
+                    source = Some(s);
+                    source_name = node.name.clone();
+                }
+                BuiltNode::Source(_) => {
+                    return Err(start_error("a source must be the first node".to_string()));
+                }
+                BuiltNode::Node(n) => built.push((node.name.clone(), index, n)),
+            }
+        }
+        let routes = routes_for(config, graph, &placement.group);
+        let mut local = vec![None; graph.nodes.len()];
+        for (position, (_, index, _)) in built.iter().enumerate() {
+            local[*index] = Some(position);
+        }
+        let link_of = |index: usize| match routes.next_of(index) {
+            None => Link::Terminal,
+            Some(next) => match local.get(next).copied().flatten() {
+                Some(position) => Link::Local(position),
+                None => Link::Remote(next),
+            },
+        };
+        let stages = built
+            .into_iter()
+            .map(|(name, index, node)| Stage {
+                name,
+                index,
+                node,
+                next: link_of(index),
+                stats: NodeStats::default(),
+            })
+            .collect();
+        let source_next = link_of(0);
+        Ok(Self {
+            source,
+            source_name,
+            source_next,
+            source_stats: NodeStats::default(),
+            stages,
+            env: ChainEnv::new(routes, config.runtime.on_node_error, local),
+            group: placement.group.clone(),
+            run_id,
+        })
+    }
+
+    /// Calls every local node's `on_start`, source first.
+    pub fn start(&mut self) -> Result<(), StartError> {
+        if let Some(source) = self.source.as_mut() {
+            source.on_start().map_err(|e| StartError {
+                node: self.source_name.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        for stage in &mut self.stages {
+            stage.node.on_start().map_err(|e| StartError {
+                node: stage.name.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The position of local node `index` (graph index), if it runs here.
+    pub fn position_of(&self, index: usize) -> Option<usize> {
+        self.env.local.get(index).copied().flatten()
+    }
+
+    /// A caught panic of record `ctx`: charged to the node that was running, under the policy.
+    fn panicked(
+        &mut self,
+        panic: &(dyn std::any::Any + Send),
+        ctx: &RecordContext<'_>,
+        egress: &mut dyn Egress,
+    ) -> Result<(), NodeError> {
+        let running = self.env.running;
+        let name = match self.stages.iter_mut().find(|s| s.index == running) {
+            Some(stage) => {
+                stage.stats.errors += 1;
+                stage.name.clone()
+            }
+            None => self.source_name.clone(),
+        };
+        let error = NodeError::Panicked(panic_message(panic));
+        self.env.handle_failure(&name, ctx, error, egress)
+    }
+
+    /// Runs local stage `position` on a payload read from a ring, and everything it emits.
+    pub fn run_encoded(
+        &mut self,
+        position: usize,
+        payload: &[u8],
+        trusted: bool,
+        ctx: &RecordContext<'_>,
+        egress: &mut dyn Egress,
+    ) -> Result<(), NodeError> {
+        self.env.children_ns = 0;
+        let input = Input::Encoded { payload, trusted };
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let stages = self.stages.get_mut(position..).unwrap_or_default();
+            run_stage(stages, position, input, ctx, &mut self.env, &mut *egress)
+        }));
+        match outcome {
+            Ok(result) => result,
+            Err(panic) => self.panicked(panic.as_ref(), ctx, egress),
+        }
+    }
+
+    /// One pull of the source, and everything it emits locally.
+    fn pull_once(
+        &mut self,
+        source: &mut dyn ErasedSource,
+        ctx: &RecordContext<'_>,
+        egress: &mut dyn Egress,
+    ) -> (Result<Pull, NodeError>, u64) {
+        let started = self.env.timing.then(Instant::now);
+        self.env.children_ns = 0;
+        self.env.running = 0;
+        let mut port = Port {
+            from: 0,
+            from_name: &self.source_name,
+            next: self.source_next,
+            downstream: &mut self.stages,
+            offset: 0,
+            env: &mut self.env,
+            egress,
+            ctx,
+            emitted: 0,
+        };
+        let pulled = source.pull(&mut port);
+        let emitted = port.emitted;
+        if let Some(started) = started {
+            let total = started.elapsed().as_nanos() as u64;
+            let children = std::mem::take(&mut self.env.children_ns);
+            self.source_stats.sampled_busy_ns += total.saturating_sub(children);
+            self.source_stats.sampled_records += 1;
+        }
+        (pulled, emitted)
+    }
+
+    /// Pulls the local source until it is exhausted, `stop()` says so, or a node fails.
+    /// Records are numbered from `after + 1`. `progress` gets the count now and then; the
+    /// local outputs are flushed every [`OUTPUT_BATCH`] records.
+    pub fn drive_source(
+        &mut self,
+        egress: &mut dyn Egress,
+        after: u64,
+        stop: &dyn Fn() -> bool,
+        progress: &dyn Fn(u64),
+    ) -> SourceRun {
+        let mut seq = after;
+        let mut run = SourceRun {
+            last_seq: after,
+            emitted: 0,
+            interrupted: false,
+            failure: None,
+        };
+        let Some(mut source) = self.source.take() else {
+            return run;
+        };
+        let group = self.group.clone();
+        loop {
+            if stop() {
+                run.interrupted = true;
+                break;
+            }
+            let next = seq + 1;
+            self.env.timing = next.is_multiple_of(TIMING_SAMPLE);
+            let ctx = root_context(&self.env, self.run_id, &group, next);
+            let span_start = if ctx.sampled { unix_ns() } else { 0 };
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.pull_once(source.as_mut(), &ctx, &mut *egress)
+            }));
+            let (pulled, emitted) = match outcome {
+                Ok(done) => done,
+                Err(panic) => {
+                    let handled = self.panicked(panic.as_ref(), &ctx, &mut *egress);
+                    (handled.map(|()| Pull::Emitted), 1)
+                }
+            };
+            self.source_stats.records_out += emitted;
+            match pulled {
+                Ok(Pull::Emitted) => {
+                    if ctx.sampled {
+                        let caller = self.env.tracer.as_ref().and_then(|t| t.parent);
+                        let root = RecordContext {
+                            parent_span: caller.map_or(0, |p| p.span_id),
+                            ..ctx
+                        };
+                        let name = self.source_name.clone();
+                        self.env
+                            .record_span(&name, &root, ctx.parent_span, span_start, None);
+                    }
+                    seq = next;
+                    // For a source, `records_in` counts pulls that emitted a record.
+                    self.source_stats.records_in += 1;
+                    run.emitted += 1;
+                    if seq.is_multiple_of(1024) {
+                        progress(run.emitted);
+                    }
+                    if run.emitted.is_multiple_of(OUTPUT_BATCH)
+                        && let Err(failure) = self.flush_outputs(egress)
+                    {
+                        run.failure = Some(*failure);
+                        break;
+                    }
+                }
+                Ok(Pull::Exhausted) => break,
+                // The run is being stopped while this record was on its way: it is not
+                // complete, and no node failed.
+                Err(NodeError::Stopped) => {
+                    run.interrupted = true;
+                    break;
+                }
+                Err(NodeError::Downstream) => {
+                    run.failure = self.env.failure.take();
+                    break;
+                }
+                Err(error) => {
+                    run.failure = Some(NodeFailure {
+                        node: self.source_name.clone(),
+                        seq: next,
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        self.source = Some(source);
+        progress(run.emitted);
+        run.last_seq = seq;
+        run
+    }
+
+    /// Runs every local node's end-of-stream hook in pipeline order (outputs flow downstream);
+    /// returns the failure, if one happened.
+    pub fn finish(&mut self, egress: &mut dyn Egress, last_seq: u64) -> Option<NodeFailure> {
+        self.env.timing = false;
+        let group = self.group.clone();
+        let ctx = RecordContext::new(last_seq, trace_id_for(self.run_id, last_seq), &group);
+        for position in 0..self.stages.len() {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.end_stage(position, &ctx, &mut *egress)
+            }));
+            let result = match outcome {
+                Ok(result) => result,
+                Err(panic) => self.panicked(panic.as_ref(), &ctx, &mut *egress),
+            };
+            match result {
+                Ok(()) | Err(NodeError::Stopped) => {}
+                Err(_) => return self.env.failure.take(),
+            }
+        }
+        None
+    }
+
+    fn end_stage(
+        &mut self,
+        position: usize,
+        ctx: &RecordContext<'_>,
+        egress: &mut dyn Egress,
+    ) -> Result<(), NodeError> {
+        let Some((stage, downstream)) = self.stages[position..].split_first_mut() else {
+            return Ok(());
+        };
+        self.env.running = stage.index;
+        let mut port = Port {
+            from: stage.index,
+            from_name: &stage.name,
+            next: stage.next,
+            downstream,
+            offset: position + 1,
+            env: &mut self.env,
+            egress: &mut *egress,
+            ctx,
+            emitted: 0,
+        };
+        let result = stage.node.on_end_of_stream(&mut port);
+        stage.stats.records_out += port.emitted;
+        match result {
+            Ok(()) => Ok(()),
+            Err(error @ (NodeError::Downstream | NodeError::Stopped)) => Err(error),
+            Err(error) => {
+                stage.stats.errors += 1;
+                self.env.handle_failure(&stage.name, ctx, error, egress)
+            }
+        }
+    }
+
+    /// Hands every local output (sinks' files, the dead-letter file) to the operating system:
+    /// a batch boundary. A failure names the output and the first record not written.
+    pub fn flush_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
+        let output_failure = |node: &str, error: NodeError| {
+            Box::new(NodeFailure {
+                seq: error.written_through().map_or(0, |w| w + 1),
+                node: node.to_string(),
+                error,
+            })
+        };
+        for stage in &mut self.stages {
+            stage
+                .node
+                .flush()
+                .map_err(|e| output_failure(&stage.name, e))?;
+        }
+        if let Some(dead_letters) = egress.dead_letter_file() {
+            dead_letters
+                .flush()
+                .map_err(|e| output_failure("dead_letter", e))?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: hands over what is complete, then cuts every local output back to the
+    /// records through the returned `seq` (at most `completed`; less when an output could not
+    /// be written that far). What the outputs hold is then exactly what the run reports.
+    pub fn settle_outputs(&mut self, egress: &mut dyn Egress, completed: u64) -> u64 {
+        let mut through = completed;
+        for stage in &mut self.stages {
+            lower_to_written(&mut through, stage.node.flush(), &stage.name);
+        }
+        if let Some(dead_letters) = egress.dead_letter_file() {
+            lower_to_written(&mut through, dead_letters.flush(), "dead_letter");
+        }
+        for stage in &mut self.stages {
+            let cut = stage.node.truncate_after(through);
+            lower_to_written(&mut through, cut, &stage.name);
+        }
+        if let Some(dead_letters) = egress.dead_letter_file() {
+            let cut = dead_letters.truncate_after(through);
+            lower_to_written(&mut through, cut, "dead_letter");
+        }
+        through
+    }
+
+    /// Per-node reports of this process.
+    pub fn reports(&self) -> Vec<NodeReport> {
+        let mut nodes = Vec::with_capacity(self.stages.len() + 1);
+        if let Some(source) = &self.source {
+            nodes.push(NodeReport {
+                name: self.source_name.clone(),
+                group: self.group.clone(),
+                busy_ns: self
+                    .source_stats
+                    .busy_estimate_over(self.source_stats.records_in),
+                stats: self.source_stats.clone(),
+                counters: source.counters(),
+            });
+        }
+        nodes.extend(self.stages.iter().map(|s| NodeReport {
+            name: s.name.clone(),
+            group: self.group.clone(),
+            busy_ns: s.stats.estimated_busy_ns(),
+            stats: s.stats.clone(),
+            counters: s.node.counters(),
+        }));
+        nodes
+    }
+}
+
+/// An output that failed while a failed run settles its outputs: what it could write bounds
+/// the completed range; the failure itself was already reported, this one is logged.
+fn lower_to_written(through: &mut u64, result: Result<(), NodeError>, node: &str) {
+    if let Err(error) = result {
+        if let Some(written) = error.written_through() {
+            *through = (*through).min(written);
+        }
+        tracing::error!(node, "{error}");
+    }
+}

@@ -1,0 +1,435 @@
+//! The worker process: what a spawned child does from `worker_entry` to exit.
+//!
+//! Sequence: check the parent is still the supervisor; read the key from fd 3; connect and say
+//! HELLO; receive the bootstrap bundle (once; a second is refused) and acknowledge it with its
+//! correlation id; rebuild the graph from the bundled config and build this group's nodes; run
+//! every `on_start` (a failure is reported as `bootstrap_error` and nothing is ingested); say
+//! READY; wait for START_WORK — **no source reads a byte before it**; run the data loop; report
+//! DRAINED; exit on STOP.
+//!
+//! A control thread handles START_WORK and STOP and exits the process if the supervisor goes
+//! away; a heartbeat thread reports counters every `heartbeat_seconds`.
+
+mod control;
+mod data_loop;
+mod egress;
+mod merge;
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::pipeline::{LocalPipeline, StartError};
+use super::topology::Topology;
+use crate::config::Config;
+use crate::control::{
+    BootstrapBundle, ControlAddress, ControlMessage, Endpoint, EndpointSettings, FailureCategory,
+    KEY_FD, MessageKind, WorkerSession, connect, env, read_inherited_key,
+};
+use crate::data::{Consumer, Producer, Segment, WaitStrategy};
+use crate::graph::{Graph, NodeState, PartitionKey, Placement, Registry};
+use crate::observability::span::Tracer;
+use crate::observability::telemetry::RingSpanSink;
+use control::{RUNNING, Shared, exit_after_stop, spawn_control_thread, spawn_heartbeat_thread};
+use data_loop::GroupData;
+use std::collections::HashMap;
+
+/// Worker exit statuses.
+pub mod exit {
+    /// The worker drained (or was stopped) and exited normally.
+    pub const OK: i32 = 0;
+    /// A node failed under the `fail` policy (reported as `node_error`).
+    pub const NODE_ERROR: i32 = 1;
+    /// Bootstrap failed (reported as `bootstrap_error`).
+    pub const BOOTSTRAP: i32 = 2;
+    /// The control channel failed or the supervisor went away.
+    pub const CONTROL: i32 = 3;
+    /// The worker's parent is not the supervisor that spawned it.
+    pub const ORPHANED: i32 = 4;
+}
+
+/// Turns this process into a worker when it was spawned as one (never returns then), and
+/// returns at once otherwise. A program that embeds the engine calls it first thing in `main`,
+/// with the registry its workers need:
+///
+/// ```no_run
+/// // First thing in `main`:
+/// stream_kernel::worker_entry(stream_kernel::apps::fund_load::registry);
+/// // ... the program proper: build and run a supervised pipeline ...
+/// ```
+pub fn worker_entry(make_registry: impl FnOnce() -> Registry) {
+    if std::env::var(env::ROLE).as_deref() != Ok("worker") {
+        return;
+    }
+    ignore_terminal_signals();
+    let code = match WorkerEnv::from_env() {
+        Ok(worker_env) => run_worker(&worker_env, make_registry()),
+        Err(e) => {
+            eprintln!("stream-kernel worker: {e}");
+            exit::CONTROL
+        }
+    };
+    crate::observability::otlp_logs::shutdown();
+    std::process::exit(code);
+}
+
+/// A worker shares its supervisor's process group, so a terminal's Ctrl-C or hang-up (and a
+/// service manager's SIGTERM to the whole group) reaches it too. Its lifecycle is the
+/// supervisor's to drive: it drains or stops when told over the control channel, and dies
+/// with the supervisor (death signal) if that goes away. So these signals are ignored here.
+fn ignore_terminal_signals() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: installing SIG_IGN runs no handler code; nothing else in this process has
+        // installed handlers for these signals yet.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+}
+
+/// What the supervisor told this worker through its environment.
+#[derive(Debug, Clone)]
+pub struct WorkerEnv {
+    pub worker_id: String,
+    pub number: u32,
+    pub control: ControlAddress,
+    pub supervisor_pid: u32,
+    pub start_timeout: Duration,
+    pub control_ttl: Duration,
+    pub control_max_payload: u64,
+}
+
+impl WorkerEnv {
+    fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+        let number = |name: &str| -> Result<u64, String> {
+            var(name)?.parse().map_err(|e| format!("{name}: {e}"))
+        };
+        Ok(Self {
+            worker_id: var(env::WORKER_ID)?,
+            number: number(env::WORKER_NUMBER)? as u32,
+            control: var(env::CONTROL)?.parse()?,
+            supervisor_pid: number(env::SUPERVISOR_PID)? as u32,
+            start_timeout: Duration::from_millis(number(env::START_TIMEOUT_MS)?),
+            control_ttl: Duration::from_millis(number(env::CONTROL_TTL_MS)?),
+            control_max_payload: number(env::CONTROL_MAX_PAYLOAD)?,
+        })
+    }
+}
+
+fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
+    // The death signal was set between fork and exec; a parent that died before that left us
+    // with another parent. Checked right after start, as supervisor.md asks.
+    if nix::unistd::getppid().as_raw() as u32 != worker_env.supervisor_pid {
+        eprintln!(
+            "worker {}: parent is not supervisor {}; exiting",
+            worker_env.worker_id, worker_env.supervisor_pid
+        );
+        return exit::ORPHANED;
+    }
+    // SAFETY: the supervisor moved the key pipe to fd 3 for this process alone.
+    let key = match unsafe { read_inherited_key(KEY_FD) } {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("worker {}: {e}", worker_env.worker_id);
+            return exit::CONTROL;
+        }
+    };
+    let settings =
+        EndpointSettings::new(worker_env.control_ttl, worker_env.control_max_payload, 4096);
+    let endpoint = connect(&worker_env.control)
+        .and_then(|stream| Endpoint::worker_side(stream, worker_env.number, key, settings));
+    let mut endpoint = match endpoint {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            eprintln!("worker {}: {e}", worker_env.worker_id);
+            return exit::CONTROL;
+        }
+    };
+    let hello = ControlMessage::Hello {
+        worker_id: worker_env.worker_id.clone(),
+        pid: std::process::id(),
+    };
+    if let Err(e) = endpoint.send(&hello, 0) {
+        eprintln!("worker {}: HELLO failed: {e}", worker_env.worker_id);
+        return exit::CONTROL;
+    }
+    let mut session = WorkerSession::new(&worker_env.worker_id);
+    let (bundle, correlation) = match receive_bundle(&mut endpoint, worker_env.start_timeout) {
+        Ok(received) => received,
+        Err(e) => {
+            eprintln!("worker {}: no bootstrap bundle: {e}", worker_env.worker_id);
+            return exit::CONTROL;
+        }
+    };
+    if session.on_bootstrap().is_err() {
+        return exit::CONTROL;
+    }
+    let ack = ControlMessage::Ack {
+        kind: MessageKind::BootstrapBundle as u8,
+        correlation,
+    };
+    if endpoint.send(&ack, correlation).is_err() {
+        return exit::CONTROL;
+    }
+    let (tx, rx) = endpoint.split();
+    let shared = Arc::new(Shared {
+        worker_id: worker_env.worker_id.clone(),
+        tx: Mutex::new(tx),
+        session: Mutex::new(session),
+        started: (Mutex::new(false), Condvar::new()),
+        stop: AtomicU8::new(RUNNING),
+        records_in: AtomicU64::new(0),
+        records_out: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        idle_ns: AtomicU64::new(0),
+        route_cache: Mutex::new(Vec::new()),
+        done: AtomicBool::new(false),
+        holds_source: AtomicBool::new(false),
+    });
+    run_bootstrapped(worker_env, registry, &bundle, rx, shared)
+}
+
+fn receive_bundle(
+    endpoint: &mut Endpoint,
+    timeout: Duration,
+) -> Result<(BootstrapBundle, u64), String> {
+    let received = endpoint.recv(timeout).map_err(|e| e.to_string())?;
+    match received.message {
+        ControlMessage::BootstrapBundle(bundle) => Ok((bundle, received.header.correlation)),
+        other => Err(format!("expected BOOTSTRAP_BUNDLE, got {}", other.kind())),
+    }
+}
+
+fn run_bootstrapped(
+    worker_env: &WorkerEnv,
+    registry: Registry,
+    bundle: &BootstrapBundle,
+    rx: crate::control::FrameReceiver,
+    shared: Arc<Shared>,
+) -> i32 {
+    let config = match crate::config::load_str(&bundle.config_yaml, &registry) {
+        Ok(loaded) => loaded.config,
+        Err(report) => {
+            shared.fail(
+                FailureCategory::BootstrapError,
+                format!("bundled config does not load: {report}"),
+            );
+            return exit::BOOTSTRAP;
+        }
+    };
+    let _ = crate::observability::logging::init(
+        &config.runtime.observability.logging,
+        crate::observability::logging::LogIdentity::current(&worker_env.worker_id),
+    );
+    let graph = match Graph::checked(&config, &registry) {
+        Ok(graph) => graph,
+        Err(report) => {
+            shared.fail(
+                FailureCategory::BootstrapError,
+                format!("bundled pipeline does not build a graph: {report}"),
+            );
+            return exit::BOOTSTRAP;
+        }
+    };
+    let topology = Topology::of(&config, &graph);
+    let mut pipeline = match build_pipeline(&config, &registry, &graph, bundle) {
+        Ok(pipeline) => pipeline,
+        Err(e) => {
+            shared.fail(FailureCategory::BootstrapError, e.to_string());
+            return exit::BOOTSTRAP;
+        }
+    };
+    let io = match GroupIo::attach(&config, bundle) {
+        Ok(io) => io,
+        Err(e) => {
+            shared.fail(FailureCategory::RingCorrupted, e);
+            return exit::BOOTSTRAP;
+        }
+    };
+    if let Err(e) = attach_telemetry(&config, bundle, &worker_env.worker_id, &mut pipeline) {
+        shared.fail(FailureCategory::RingCorrupted, e);
+        return exit::BOOTSTRAP;
+    }
+    if let Err(e) = pipeline.start() {
+        shared.fail(FailureCategory::BootstrapError, e.to_string());
+        return exit::BOOTSTRAP;
+    }
+    shared
+        .holds_source
+        .store(pipeline.source.is_some(), Ordering::Relaxed);
+    let ready = shared
+        .session
+        .lock()
+        .map(|mut s| s.on_ready().is_ok())
+        .unwrap_or(false);
+    if !ready
+        || !shared.send(
+            &ControlMessage::Ready {
+                worker_id: worker_env.worker_id.clone(),
+            },
+            0,
+        )
+    {
+        return exit::CONTROL;
+    }
+    spawn_control_thread(rx, Arc::clone(&shared));
+    spawn_heartbeat_thread(
+        heartbeat_interval(&config, &bundle.group),
+        Arc::clone(&shared),
+    );
+    let readiness =
+        Duration::from_secs_f64(config.runtime.platform.readiness.readiness_timeout_seconds);
+    // Every worker of every group must be READY before START_WORK: allow for all of them.
+    if !shared.wait_for_start(readiness + worker_env.start_timeout) {
+        return exit_after_stop(&shared);
+    }
+    let Some(span) = topology.group(&bundle.group).cloned() else {
+        shared.fail(
+            FailureCategory::BootstrapError,
+            format!("group {} is not in the topology", bundle.group),
+        );
+        return exit::BOOTSTRAP;
+    };
+    let mut data = GroupData {
+        config: &config,
+        topology: &topology,
+        span,
+        pipeline: &mut pipeline,
+        shared: &shared,
+        next_group_keys: next_group_keys(&topology, &graph, &bundle.group),
+        timed_count: 0,
+        ends_chain: io.outbound.is_empty(),
+        skip: bundle.skip,
+        completed: 0,
+    };
+    let code = data.run(io);
+    if code != exit::OK {
+        return code;
+    }
+    exit_after_stop(&shared)
+}
+
+/// The partition keys of the partitioned nodes in the group after `group`, by graph index.
+fn next_group_keys(
+    topology: &Topology,
+    graph: &Graph,
+    group: &str,
+) -> HashMap<usize, PartitionKey> {
+    let Some(next) = topology.next(group) else {
+        return HashMap::new();
+    };
+    (next.first..=next.last)
+        .filter_map(|i| match &graph.nodes.get(i)?.state {
+            NodeState::Partitioned(key) => Some((i, key.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Points the pipeline's tracer at this worker's telemetry ring (tracing on).
+pub(super) fn attach_telemetry(
+    config: &Config,
+    bundle: &BootstrapBundle,
+    worker_id: &str,
+    pipeline: &mut LocalPipeline,
+) -> Result<(), String> {
+    let Some(binding) = &bundle.telemetry else {
+        return Ok(());
+    };
+    // SAFETY: the supervisor passed this fd to this worker alone (spawn.rs).
+    let segment = unsafe { Segment::open_inherited(binding.fd, binding.len as usize) }
+        .map_err(|e| format!("telemetry ring: {e}"))?;
+    let producer = Producer::attach(segment, WaitStrategy::EFFICIENCY)
+        .map_err(|e| format!("telemetry ring: {e}"))?;
+    pipeline.env.tracer = Some(Tracer::new(
+        config.runtime.observability.tracing.sample_ratio,
+        worker_id.to_string(),
+        Box::new(RingSpanSink::new(producer)),
+    ));
+    Ok(())
+}
+
+pub(super) fn heartbeat_interval(config: &Config, group: &str) -> Duration {
+    config
+        .runtime
+        .platform
+        .process_groups
+        .iter()
+        .find(|g| g.name == group)
+        .map_or(Duration::from_secs(5), |g| {
+            Duration::from_secs_f64(g.heartbeat_seconds)
+        })
+}
+
+pub(super) fn build_pipeline(
+    config: &Config,
+    registry: &Registry,
+    graph: &Graph,
+    bundle: &BootstrapBundle,
+) -> Result<LocalPipeline, StartError> {
+    let placement = Placement {
+        group: bundle.group.clone(),
+        worker_index: bundle.worker_index,
+        workers: bundle.workers,
+    };
+    let local: Vec<bool> = graph
+        .nodes
+        .iter()
+        .map(|n| bundle.node_names.contains(&n.name))
+        .collect();
+    LocalPipeline::build(
+        config,
+        registry,
+        graph,
+        &placement,
+        |i| local[i],
+        bundle.run_id,
+        bundle.skip,
+    )
+}
+
+/// The rings of one worker: inbound from the previous group, outbound to the next.
+pub(super) struct GroupIo {
+    pub(super) inbound: Vec<Consumer<Segment>>,
+    pub(super) outbound: Vec<Producer<Segment>>,
+}
+
+impl GroupIo {
+    pub(super) fn attach(config: &Config, bundle: &BootstrapBundle) -> Result<Self, String> {
+        let profile = config
+            .runtime
+            .platform
+            .process_groups
+            .iter()
+            .find(|g| g.name == bundle.group)
+            .map_or(WaitStrategy::BALANCED, |g| {
+                WaitStrategy::for_profile(g.runner_profile)
+            });
+        let mut io = Self {
+            inbound: Vec::new(),
+            outbound: Vec::new(),
+        };
+        for binding in &bundle.rings {
+            // SAFETY: the supervisor passed this fd to this worker alone (spawn.rs).
+            let segment = unsafe { Segment::open_inherited(binding.fd, binding.len as usize) }
+                .map_err(|e| format!("ring with {}: {e}", binding.peer))?;
+            if binding.inbound {
+                io.inbound.push(
+                    Consumer::attach(segment, profile)
+                        .map_err(|e| format!("ring from {}: {e}", binding.peer))?,
+                );
+            } else {
+                io.outbound.push(
+                    Producer::attach(segment, profile)
+                        .map_err(|e| format!("ring to {}: {e}", binding.peer))?,
+                );
+            }
+        }
+        Ok(io)
+    }
+}
