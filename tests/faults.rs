@@ -698,7 +698,7 @@ fn temp_entries() -> usize {
             .filter(|e| {
                 e.file_name()
                     .to_string_lossy()
-                    .starts_with(stream_kernel::control::channel::SOCKET_DIR_PREFIX)
+                    .starts_with(stream_kernel::control::SOCKET_DIR_PREFIX)
             })
             .count()
     })

@@ -801,7 +801,7 @@ fn no_leftovers() -> Result<(), Failed> {
         format!("worker processes left: {leftovers:?}")
     })?;
     // SUP-07 kills a supervisor with -9; its directory is what the next run's sweep removes.
-    stream_kernel::control::channel::remove_stale_socket_dirs();
+    stream_kernel::control::remove_stale_socket_dirs();
     let sockets: Vec<String> = std::fs::read_dir(std::env::temp_dir())?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())

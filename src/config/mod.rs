@@ -9,11 +9,20 @@
 //! [`ConfigErrorCode`]; malformed YAML, empty files and arbitrary bytes give one clear error
 //! with line and column, never a panic.
 //!
+//! The node catalog (normally the engine's node registry) checks each node's section; a catalog
+//! that accepts every node is enough to read the engine's own settings:
+//!
 //! ```
-//! let registry = stream_kernel::apps::fund_load::registry();
+//! use stream_kernel::config::{Config, NodeCatalog, reader::Diagnostics};
+//!
+//! struct AnyNodes;
+//! impl NodeCatalog for AnyNodes {
+//!     fn check(&self, _config: &mut Config, _diag: &mut Diagnostics) {}
+//! }
+//!
 //! let loaded = stream_kernel::config::load_str(
 //!     "version: 1\nscenario: {name: baseline}\n",
-//!     &registry,
+//!     &AnyNodes,
 //! )
 //! .unwrap();
 //! assert_eq!(loaded.config.runtime.platform.execution_ipc.ring_bytes, 4 * 1024 * 1024);
@@ -23,6 +32,7 @@ mod error;
 mod files;
 mod model;
 pub mod reader;
+mod sections;
 mod validate;
 
 use std::path::Path;

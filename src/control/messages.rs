@@ -104,7 +104,7 @@ pub struct WorkerCounters {
     pub completed: u64,
     /// Busy share of the last interval, in per mille (time not spent waiting on a ring).
     pub busy_per_mille: u32,
-    /// Route cache counters in [`crate::runtime::routes::RouteCacheCounters::pairs`] order,
+    /// Route cache counters (hits, misses, ... in the order the worker's runtime lists them),
     /// as of the worker's last batch.
     pub route_cache: Vec<u64>,
 }

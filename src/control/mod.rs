@@ -14,12 +14,13 @@ pub mod frame;
 pub mod keys;
 pub mod messages;
 pub mod nonce;
+pub mod server;
 pub mod session;
+pub mod transport;
 
 pub use channel::{
-    AcceptError, Accepted, ControlAddress, ControlError, ControlListener, ControlMetrics,
-    ControlServer, ControlStream, Endpoint, EndpointSettings, FrameChecker, FrameReceiver,
-    FrameSender, Handshakes, KeyDirectory, Received, connect, now_ms, remove_stale_socket_dirs,
+    ControlMetrics, Endpoint, EndpointSettings, FrameChecker, FrameReceiver, FrameSender,
+    KeyDirectory, Received, now_ms,
 };
 pub use frame::{Direction, FrameError, FrameHeader, ReadError, RejectKind};
 pub use keys::{KEY_FD, KEY_LEN, KeyError, KeyPipe, MasterKey, WorkerKey, read_inherited_key};
@@ -27,4 +28,9 @@ pub use messages::{
     BootstrapBundle, ControlMessage, FailureCategory, MessageKind, RingBinding, StopMode,
     WorkerCounters,
 };
+pub use server::{AcceptError, Accepted, ControlServer, Handshakes};
 pub use session::{SessionError, SupervisorSessions, WorkerPhase, WorkerSession};
+pub use transport::{
+    ControlAddress, ControlError, ControlListener, ControlStream, SOCKET_DIR_PREFIX, connect,
+    remove_stale_socket_dirs,
+};

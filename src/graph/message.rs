@@ -244,7 +244,7 @@ impl fmt::Display for MessageType {
     }
 }
 
-/// `stream_kernel::apps::fund_load::messages::RawLine` -> `RawLine` (generic-free types only).
+/// `my_app::messages::RawLine` -> `RawLine` (generic-free types only).
 fn short_type_name(full: &'static str) -> &'static str {
     if full.contains('<') {
         return full;

@@ -331,10 +331,7 @@ pub fn text(failed: &Failed) -> String {
 
 /// Control socket directories in the temp dir owned by `pid`.
 pub fn socket_dirs_of(pid: u32) -> Vec<PathBuf> {
-    let prefix = format!(
-        "{}{pid}-",
-        stream_kernel::control::channel::SOCKET_DIR_PREFIX
-    );
+    let prefix = format!("{}{pid}-", stream_kernel::control::SOCKET_DIR_PREFIX);
     std::fs::read_dir(std::env::temp_dir())
         .map(|entries| {
             entries

@@ -53,8 +53,12 @@ pub mod exit {
 /// with the registry its workers need:
 ///
 /// ```no_run
+/// fn my_registry() -> stream_kernel::graph::Registry {
+///     stream_kernel::graph::Registry::new() // ... register the program's nodes ...
+/// }
+///
 /// // First thing in `main`:
-/// stream_kernel::worker_entry(stream_kernel::apps::fund_load::registry);
+/// stream_kernel::worker_entry(my_registry);
 /// // ... the program proper: build and run a supervised pipeline ...
 /// ```
 pub fn worker_entry(make_registry: impl FnOnce() -> Registry) {

@@ -1,0 +1,449 @@
+//! The supervisor's loop: launch, readiness gate, start, run, stop.
+//!
+//! Worker state machine (changed only here): `starting` (spawned, handshaking) -> `ready`
+//! (READY received) -> `running` (START_WORK acknowledged) -> `stopping` (STOP sent) ->
+//! `stopped` (reaped), and `failed` from any state with a [`FailureCategory`]. Monitor threads
+//! report; [`Supervisor::pump`] applies one event at a time and runs the watchdog (start
+//! timeouts, heartbeat timeouts), so every decision happens on one thread in one order.
+//!
+//! Any worker failure fails the run: the others are stopped gracefully, then forcibly after the
+//! largest `stop_timeout_seconds`. Every spawned worker is stopped on every exit path.
+//!
+//! Rooms: this file holds the run's types, launch and queries; `plan` decides workers and
+//! rings, `events` is the loop, `phases` the ready/start/run/stop sequence, `report` the
+//! summary, `error` the error type.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::health::{HealthServer, HealthState};
+use super::lifecycle::{
+    EventKind, FailureCategory, LifecycleEvent, Snapshot, WorkerRecord, snapshot_of,
+};
+use super::monitor::{Event, spawn_acceptor, spawn_reaper, spawn_signal_thread};
+use super::spawn::{WorkerLaunch, current_exe, spawn_worker};
+use crate::config::{Config, LifecycleLevel};
+use crate::control::{
+    ControlListener, ControlServer, EndpointSettings, FrameSender, KeyDirectory, MasterKey,
+    RingBinding, SupervisorSessions,
+};
+use crate::graph::{Graph, Registry};
+use crate::runtime::RunSummary;
+
+mod error;
+mod events;
+mod phases;
+mod plan;
+mod report;
+
+pub use error::SupervisorError;
+pub(crate) use plan::HostEnd;
+use plan::{plan_rings, plan_workers};
+
+/// How long a reaped worker's connection may stay open before its exit is judged anyway.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// How a supervised run is set up.
+#[derive(Debug, Clone, Default)]
+pub struct SupervisorOptions {
+    /// Executable to spawn workers from (default: this process's own binary, which must call
+    /// [`crate::worker_entry`] first thing in `main`).
+    pub worker_exe: Option<PathBuf>,
+    /// Turn SIGTERM / SIGINT into a graceful stop (a second SIGINT forces it). The CLI does.
+    pub handle_signals: bool,
+    /// Set to request a graceful stop from another thread.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// The caller is an embedding host (see [`crate::supervisor::Runtime`]): when the pipeline
+    /// has no source, plan a ring from the host into each worker of the first group; when its
+    /// last node is not a sink, a ring from each worker of the last group back to the host.
+    pub host_rings: bool,
+    /// Input records the source skips before the first one (resuming a stopped run); sinks
+    /// then append to their outputs.
+    pub skip: u64,
+}
+
+/// The first worker failure of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailure {
+    pub worker: String,
+    pub group: String,
+    pub category: FailureCategory,
+    pub detail: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every sink drained its input.
+    Drained,
+    /// A worker failed.
+    Failed(RunFailure),
+    /// Stopped by a signal (SIGTERM / SIGINT) or a stop request (`None`).
+    Interrupted(Option<i32>),
+}
+
+/// What a supervised run reports.
+#[derive(Debug, Clone)]
+pub struct SupervisedRun {
+    pub end: RunEnd,
+    pub summary: RunSummary,
+    /// Highest `seq` every sink completed in order (written, dead-lettered or dropped).
+    pub completed_through: u64,
+    /// Highest `seq` the source read.
+    pub source_last_seq: u64,
+    pub events: Vec<LifecycleEvent>,
+}
+
+impl SupervisedRun {
+    /// Milliseconds of a supervisor phase (`supervisor_wait_ready`, ...), from its event.
+    pub fn phase_ms(&self, kind: EventKind) -> Option<u64> {
+        self.events
+            .iter()
+            .find(|e| e.kind == kind)
+            .and_then(|e| e.field("duration_ms")?.parse().ok())
+    }
+
+    /// Spawn of the first worker to READY of the last: the start-groups and wait-ready phases.
+    pub fn startup_ms(&self) -> Option<u64> {
+        Some(
+            self.phase_ms(EventKind::SupervisorStartGroups)?
+                + self.phase_ms(EventKind::SupervisorWaitReady)?,
+        )
+    }
+}
+
+/// A worker the supervisor plans to run.
+#[derive(Debug, Clone)]
+struct WorkerPlan {
+    nodes: Vec<String>,
+    heartbeat: Duration,
+    start_timeout: Duration,
+    stop_timeout: Duration,
+    cpus: Option<Vec<u32>>,
+    rings: Vec<RingBinding>,
+    inherit: Vec<i32>,
+    /// The worker reads the supervisor's stdin (it holds a source whose adapter is stdin).
+    stdin: bool,
+}
+
+/// A supervised run in progress.
+pub struct Supervisor {
+    config: Config,
+    config_yaml: String,
+    records: Vec<WorkerRecord>,
+    plans: Vec<WorkerPlan>,
+    server: Arc<ControlServer>,
+    events: Receiver<Event>,
+    events_tx: Sender<Event>,
+    senders: HashMap<String, FrameSender>,
+    sessions: SupervisorSessions,
+    log: Vec<LifecycleEvent>,
+    health_state: Arc<HealthState>,
+    health: Option<HealthServer>,
+    acceptor_shutdown: Arc<AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+    signals: Option<signal_hook::iterator::Handle>,
+    external_stop: Option<Arc<AtomicBool>>,
+    run_id: u64,
+    /// Input records the source skips (a resumed run).
+    skip: u64,
+    /// Control connections refused so far (bad HELLO, idle, garbage).
+    refused_connections: u64,
+    next_correlation: u64,
+    failure: Option<RunFailure>,
+    stop_signal: Option<Option<i32>>,
+    force_requested: bool,
+    drained: BTreeMap<String, (u64, u64, String)>,
+    lifecycle_enabled: bool,
+    lifecycle_level: LifecycleLevel,
+    work_started_at: Option<Instant>,
+    failure_counts: HashMap<FailureCategory, u64>,
+    /// Every ring of the run, mapped here too (metrics, crash accounting).
+    rings: Vec<PlannedRing>,
+    /// Peak and summed ring depth samples, per ring, for the summary.
+    ring_samples: Vec<(u64, u64, u64)>,
+    /// Telemetry rings, drain thread and span exporters (tracing on).
+    telemetry: Option<super::telemetry::RunTelemetry>,
+}
+
+/// One ring between a worker and a worker of the next group (or the embedding host).
+struct PlannedRing {
+    name: String,
+    segment: crate::data::Segment,
+    /// The salt the ring was created with (verifies its checked words).
+    salt: u64,
+    /// The consuming worker (`None`: the host).
+    consumer: Option<usize>,
+    /// The end the embedding host holds, for host rings.
+    host: Option<HostEnd>,
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Whatever happened, nothing outlives the supervisor.
+        for record in &self.records {
+            if record.exit.is_none()
+                && let Some(pid) = record.pid
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        self.acceptor_shutdown.store(true, Ordering::Relaxed);
+        // The acceptor holds the listener: joining it removes a Unix socket's directory.
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        if let Some(signals) = self.signals.take() {
+            signals.close();
+        }
+        self.health_state.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Supervisor {
+    /// Plans the workers, opens the control listener and health server, and spawns every
+    /// worker in config order (groups in order, workers by index). Returns once all are spawned.
+    pub fn launch(
+        config: &Config,
+        registry: &Registry,
+        options: &SupervisorOptions,
+    ) -> Result<Self, SupervisorError> {
+        let launched_at = Instant::now();
+        let graph = Graph::checked(config, registry).map_err(SupervisorError::Config)?;
+        crate::config::check_run_files(config).map_err(SupervisorError::Config)?;
+        // Whatever the transport: directories of supervisors killed earlier are cleaned here.
+        crate::control::remove_stale_socket_dirs();
+        let control = config
+            .runtime
+            .platform
+            .execution_ipc
+            .control
+            .clone()
+            .ok_or_else(|| {
+                SupervisorError::Setup("process_supervisor mode needs a control block".into())
+            })?;
+        let (records, mut plans) = plan_workers(config, &graph);
+        let rings = plan_rings(config, &graph, &records, &mut plans, options.host_rings)?;
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let run_id = crate::observability::ids::new_run_id();
+        let telemetry = super::telemetry::RunTelemetry::start(config, &ids, run_id, |i, fd| {
+            plans[i].inherit.push(fd);
+        })?;
+        let master = MasterKey::generate()?;
+        let directory = Arc::new(KeyDirectory::derive(&master, &ids));
+        let listener = ControlListener::bind(&control)?;
+        let server = Arc::new(
+            ControlServer::new(
+                listener,
+                Arc::clone(&directory),
+                EndpointSettings::from_config(&control),
+            )
+            .with_handshakes(
+                Duration::from_secs_f64(control.handshake_timeout_seconds),
+                control.max_pending_connections as usize,
+            ),
+        );
+        let health_state = Arc::new(HealthState::default());
+        health_state.alive.store(true, Ordering::Relaxed);
+        let health = if config.runtime.platform.health.enabled {
+            let server = HealthServer::start(
+                &config.runtime.platform.health.bind,
+                Arc::clone(&health_state),
+            )?;
+            if config.runtime.platform.health.expose {
+                tracing::warn!(
+                    worker_id = "supervisor",
+                    "health endpoints (/metrics included) listen on {} and answer anyone who reaches it (health.expose: true)",
+                    server.address()
+                );
+            }
+            Some(server)
+        } else {
+            None
+        };
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let acceptor_shutdown = Arc::new(AtomicBool::new(false));
+        let acceptor = spawn_acceptor(
+            Arc::clone(&server),
+            events_tx.clone(),
+            Arc::clone(&acceptor_shutdown),
+        );
+        let signals = if options.handle_signals {
+            Some(spawn_signal_thread(events_tx.clone()).map_err(SupervisorError::Signals)?)
+        } else {
+            None
+        };
+        let logging = &config.runtime.observability.logging;
+        let mut supervisor = Self {
+            config_yaml: config.to_yaml(),
+            config: config.clone(),
+            records,
+            plans,
+            server,
+            events,
+            events_tx,
+            senders: HashMap::new(),
+            sessions: SupervisorSessions::new(ids),
+            log: Vec::new(),
+            health_state,
+            health,
+            acceptor_shutdown,
+            acceptor: Some(acceptor),
+            signals,
+            external_stop: options.stop.clone(),
+            run_id,
+            skip: options.skip,
+            refused_connections: 0,
+            next_correlation: 1,
+            failure: None,
+            stop_signal: None,
+            force_requested: false,
+            drained: BTreeMap::new(),
+            lifecycle_enabled: logging.lifecycle_events.enabled,
+            lifecycle_level: logging.lifecycle_events.level,
+            work_started_at: None,
+            failure_counts: HashMap::new(),
+            ring_samples: vec![(0, 0, 0); rings.len()],
+            rings,
+            telemetry,
+        };
+        let exe = match &options.worker_exe {
+            Some(exe) => exe.clone(),
+            None => current_exe().map_err(|e| {
+                SupervisorError::Setup(format!("cannot find the worker executable: {e}"))
+            })?,
+        };
+        supervisor.spawn_all(&exe, &directory, &control)?;
+        supervisor.emit_phase(EventKind::SupervisorStartGroups, launched_at);
+        Ok(supervisor)
+    }
+
+    fn spawn_all(
+        &mut self,
+        exe: &std::path::Path,
+        directory: &KeyDirectory,
+        control: &crate::config::Control,
+    ) -> Result<(), SupervisorError> {
+        let address = self.server.address().clone();
+        for i in 0..self.records.len() {
+            let (id, number) = (self.records[i].id.clone(), self.records[i].number);
+            let plan = &self.plans[i];
+            let key = directory
+                .key(number)
+                .cloned()
+                .ok_or_else(|| SupervisorError::Setup(format!("no key for worker {id}")))?;
+            let launch = WorkerLaunch {
+                exe,
+                worker_id: &id,
+                number,
+                control: &address,
+                start_timeout: plan.start_timeout,
+                control_ttl: Duration::from_secs_f64(control.auth.ttl_seconds),
+                control_max_payload: control.max_payload_bytes,
+                inherit: &plan.inherit,
+                cpus: plan.cpus.as_deref(),
+                stdin: plan.stdin,
+            };
+            let child = match spawn_worker(&launch, &key) {
+                Ok(child) => child,
+                Err(e) => {
+                    self.stop_all();
+                    return Err(e.into());
+                }
+            };
+            let record = &mut self.records[i];
+            record.pid = Some(child.id());
+            record.spawned_at = Some(Instant::now());
+            spawn_reaper(id.clone(), child, self.events_tx.clone());
+            self.emit_worker(i, EventKind::WorkerSpawned, Vec::new());
+        }
+        self.refresh_metrics();
+        Ok(())
+    }
+
+    /// The health server's address, when enabled.
+    pub fn health_address(&self) -> Option<std::net::SocketAddr> {
+        self.health.as_ref().map(HealthServer::address)
+    }
+
+    /// Group -> workers: id, pid, state, last heartbeat age, counters.
+    pub fn snapshot(&self) -> Snapshot {
+        snapshot_of(&self.records)
+    }
+
+    /// The lifecycle events so far, in order.
+    pub fn events(&self) -> &[LifecycleEvent] {
+        &self.log
+    }
+
+    /// The pid of a worker.
+    pub fn pid_of(&self, worker: &str) -> Option<u32> {
+        self.records
+            .iter()
+            .find(|r| r.id == worker)
+            .and_then(|r| r.pid)
+    }
+
+    /// Control-plane rejections by kind.
+    pub fn control_metrics(&self) -> &crate::control::ControlMetrics {
+        self.server.metrics()
+    }
+
+    /// The first failure, if any.
+    pub fn failure(&self) -> Option<&RunFailure> {
+        self.failure.as_ref()
+    }
+}
+
+/// Runs a whole supervised batch: launch, wait for readiness, start, run until the sinks
+/// drain (or a failure or a signal), stop everyone, and report.
+pub fn run_supervised(
+    config: &Config,
+    registry: &Registry,
+    options: &SupervisorOptions,
+) -> Result<SupervisedRun, SupervisorError> {
+    let mut supervisor = Supervisor::launch(config, registry, options)?;
+    if let Err(e) = supervisor
+        .wait_ready()
+        .and_then(|()| supervisor.start_work())
+    {
+        supervisor.stop_all();
+        return Err(e);
+    }
+    let end = supervisor.run_until_done();
+    Ok(finish_run(supervisor, end))
+}
+
+/// Stops every worker after a run ended with `end` (an interrupted run drains first) and
+/// builds the report.
+pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedRun {
+    match &end {
+        RunEnd::Interrupted(_) => supervisor.drain_then_stop(),
+        RunEnd::Failed(failure) if failure.category == FailureCategory::NodeError => {
+            supervisor.drain_after_node_error(failure);
+            supervisor.stop_all();
+        }
+        _ => supervisor.stop_all(),
+    }
+    supervisor.finish_telemetry();
+    // A run that drained but had a worker fail while stopping is still a failed run.
+    let end = match (&end, supervisor.failure()) {
+        (RunEnd::Drained, Some(failure)) => RunEnd::Failed(failure.clone()),
+        _ => end,
+    };
+    SupervisedRun {
+        summary: supervisor.summary(),
+        completed_through: supervisor.completed_through(),
+        source_last_seq: supervisor.source_last_seq(),
+        events: supervisor.events().to_vec(),
+        end,
+    }
+}
