@@ -104,13 +104,36 @@ where
 /// A value on its way to the next node: the value itself, read by reference by a node of the
 /// same process, and how to encode it for a node in another process. Built by
 /// [`crate::graph::Emitter`]; runtimes resolve where it goes.
+///
+/// Two words: a pointer to the value and one static table per message type, so that handing a
+/// value to the next node copies 16 bytes.
 #[derive(Clone, Copy)]
 pub struct Value<'v> {
-    /// Points to a live `T` whose type is `ty` (set only by [`Value::of`]).
+    /// Points to a live `T` whose table is `table` (set only by [`Value::of`]).
     value: *const (),
-    ty: MessageType,
-    encode: unsafe fn(*const (), &mut [u8], &mut Arena) -> Result<usize, EncodeError>,
+    table: &'static ValueTable,
     _borrow: std::marker::PhantomData<&'v ()>,
+}
+
+/// What a [`Value`] knows about its type: one constant per message type.
+struct ValueTable {
+    id: TypeId,
+    name: fn() -> &'static str,
+    encode: unsafe fn(*const (), &mut [u8], &mut Arena) -> Result<usize, EncodeError>,
+}
+
+/// The [`ValueTable`] of every message type, as an associated constant (so a reference to it
+/// is promoted to a `'static`).
+trait HasValueTable {
+    const TABLE: ValueTable;
+}
+
+impl<T: Message> HasValueTable for T {
+    const TABLE: ValueTable = ValueTable {
+        id: TypeId::of::<T>(),
+        name: std::any::type_name::<T>,
+        encode: encode_erased::<T>,
+    };
 }
 
 impl<'v> Value<'v> {
@@ -118,34 +141,36 @@ impl<'v> Value<'v> {
     pub fn of<T: Message>(value: &'v T) -> Self {
         Self {
             value: (value as *const T).cast(),
-            ty: MessageType::of::<T>(),
-            encode: encode_erased::<T>,
+            table: &<T as HasValueTable>::TABLE,
             _borrow: std::marker::PhantomData,
         }
     }
 
     pub fn ty(&self) -> MessageType {
-        self.ty
+        MessageType {
+            id: self.table.id,
+            full_name: (self.table.name)(),
+        }
     }
 
     /// The value, when it is a `T` (a type check, no copy).
     #[inline]
     pub fn downcast<T: 'static>(&self) -> Option<&'v T> {
-        // SAFETY: `value` points to a `T` borrowed for 'v when `ty` is `T`'s type (the only
+        // SAFETY: `value` points to a `T` borrowed for 'v when the table is `T`'s (the only
         // way to build a `Value` is `Value::of`, which sets both from the same reference).
-        (self.ty.id == TypeId::of::<T>()).then(|| unsafe { &*self.value.cast::<T>() })
+        (self.table.id == TypeId::of::<T>()).then(|| unsafe { &*self.value.cast::<T>() })
     }
 
     /// Encodes the value into `slot` (see [`encode_into`]).
     pub fn encode(&self, slot: &mut [u8], arena: &mut Arena) -> Result<usize, EncodeError> {
         // SAFETY: `encode` was instantiated for the type of `value` by `Value::of`.
-        unsafe { (self.encode)(self.value, slot, arena) }
+        unsafe { (self.table.encode)(self.value, slot, arena) }
     }
 }
 
 impl fmt::Debug for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Value({})", self.ty)
+        write!(f, "Value({})", self.ty())
     }
 }
 

@@ -143,6 +143,9 @@ pub(crate) struct ChainEnv {
     children_ns: u64,
     /// Whether the current record is timed.
     pub timing: bool,
+    /// Whether the current record is timed or traced here: set once per record where it
+    /// enters, so that a hop checks one flag.
+    observed: bool,
     pub dead_lettered: u64,
     /// Span production, when tracing is on.
     pub tracer: Option<Tracer>,
@@ -152,22 +155,42 @@ pub(crate) struct ChainEnv {
     running: usize,
     /// Stage position of each local node, by graph index (named targets).
     local: Vec<Option<usize>>,
+    /// Every node's name, by graph index (errors and dead letters name the emitting node).
+    names: Vec<String>,
 }
 
 impl ChainEnv {
-    fn new(routes: Routes, policy: NodeErrorPolicy, local: Vec<Option<usize>>) -> Self {
+    fn new(
+        routes: Routes,
+        policy: NodeErrorPolicy,
+        local: Vec<Option<usize>>,
+        names: Vec<String>,
+    ) -> Self {
         Self {
             routes,
             policy,
             failure: None,
             children_ns: 0,
             timing: false,
+            observed: false,
             dead_lettered: 0,
             tracer: None,
             span_error: None,
             running: 0,
             local,
+            names,
         }
+    }
+
+    /// The name of node `index` (graph index).
+    fn name_of(&self, index: usize) -> &str {
+        self.names.get(index).map_or("", String::as_str)
+    }
+
+    /// Marks where record `ctx` enters this process: whether its hops are timed or traced.
+    fn enter(&mut self, ctx: &RecordContext<'_>) {
+        self.children_ns = 0;
+        self.observed = self.timing || self.traces(ctx);
     }
 
     /// The link to node `index`: local by position, else remote.
@@ -179,13 +202,8 @@ impl ChainEnv {
     }
 
     /// The link to the node named `target` (through the route cache).
-    fn link_to(
-        &mut self,
-        from: usize,
-        from_name: &str,
-        target: &str,
-        ty: MessageType,
-    ) -> Result<Link, NodeError> {
+    fn link_to(&mut self, from: usize, target: &str, ty: MessageType) -> Result<Link, NodeError> {
+        let from_name = self.names.get(from).map_or("", String::as_str);
         let index = self.routes.resolve_named(from, from_name, target, ty)?;
         Ok(self.link_to_index(index))
     }
@@ -273,62 +291,91 @@ enum Input<'v> {
     Encoded { payload: &'v [u8], trusted: bool },
 }
 
-/// Runs the first stage of `stages` (at `position`) on one input, and through its port
-/// everything it emits locally. The common case — an untimed, unsampled record — takes the
-/// short path: count it, call the node, count what it emitted.
+/// Runs the first stage of `stages` (at `position`) on a value emitted in this process, and
+/// through its port everything it emits locally: one hop. The common case — an untimed,
+/// untraced record — takes the short path: count it, call the node, count what it emitted.
 #[inline]
-fn run_stage(
+fn run_local(
     stages: &mut [Stage],
     position: usize,
-    input: Input<'_>,
+    value: Value<'_>,
     ctx: &RecordContext<'_>,
     env: &mut ChainEnv,
     egress: &mut dyn Egress,
 ) -> Result<(), NodeError> {
     let Some((stage, downstream)) = stages.split_first_mut() else {
-        return Err(NodeError::failed(format!(
-            "no local node at position {position}"
-        )));
+        return Err(no_local_stage(position));
     };
-    if env.timing || env.traces(ctx) {
+    if env.observed {
+        let input = Input::Value(value);
         return run_stage_observed(stage, downstream, position, input, ctx, env, egress);
     }
     stage.stats.records_in += 1;
     env.running = stage.index;
-    // What this node emits is no longer the first hop in this process.
-    let handed_down;
-    let port_ctx = match ctx.handoff_from {
-        None => ctx,
-        Some(_) => {
-            handed_down = RecordContext {
-                handoff_from: None,
-                ..*ctx
-            };
-            &handed_down
-        }
-    };
     let mut port = Port {
         from: stage.index,
-        from_name: &stage.name,
         next: stage.next,
         downstream,
         offset: position + 1,
         env: &mut *env,
         egress: &mut *egress,
-        ctx: port_ctx,
+        ctx,
         emitted: 0,
     };
-    let result = match input {
-        Input::Value(value) => stage.node.process(value, ctx, &mut port),
-        Input::Encoded { payload, trusted } => {
-            stage.node.process_encoded(payload, trusted, ctx, &mut port)
-        }
-    };
+    let result = stage.node.process(value, ctx, &mut port);
     stage.stats.records_out += port.emitted;
     match result {
         Ok(()) => Ok(()),
         Err(error) => stage_failed(stage, error, false, ctx, env, egress),
     }
+}
+
+/// Runs the first stage of `stages` on a payload read from a ring (the record's first hop in
+/// this process), and through its port everything it emits locally.
+fn run_entry(
+    stages: &mut [Stage],
+    position: usize,
+    payload: &[u8],
+    trusted: bool,
+    ctx: &RecordContext<'_>,
+    env: &mut ChainEnv,
+    egress: &mut dyn Egress,
+) -> Result<(), NodeError> {
+    let Some((stage, downstream)) = stages.split_first_mut() else {
+        return Err(no_local_stage(position));
+    };
+    if env.observed {
+        let input = Input::Encoded { payload, trusted };
+        return run_stage_observed(stage, downstream, position, input, ctx, env, egress);
+    }
+    stage.stats.records_in += 1;
+    env.running = stage.index;
+    // What this node emits is no longer the first hop in this process.
+    let handed_down = RecordContext {
+        handoff_from: None,
+        ..*ctx
+    };
+    let mut port = Port {
+        from: stage.index,
+        next: stage.next,
+        downstream,
+        offset: position + 1,
+        env: &mut *env,
+        egress: &mut *egress,
+        ctx: &handed_down,
+        emitted: 0,
+    };
+    let result = stage.node.process_encoded(payload, trusted, ctx, &mut port);
+    stage.stats.records_out += port.emitted;
+    match result {
+        Ok(()) => Ok(()),
+        Err(error) => stage_failed(stage, error, false, ctx, env, egress),
+    }
+}
+
+#[cold]
+fn no_local_stage(position: usize) -> NodeError {
+    NodeError::failed(format!("no local node at position {position}"))
 }
 
 /// A stage's call returned an error: pass on what is not its own, count and apply the policy
@@ -390,7 +437,6 @@ fn run_stage_observed(
     };
     let mut port = Port {
         from: stage.index,
-        from_name: &stage.name,
         next: stage.next,
         downstream,
         offset: position + 1,
@@ -430,8 +476,8 @@ fn run_stage_observed(
 
 /// The output port a node emits through while the pipeline runs it.
 struct Port<'c, 'r> {
+    /// The emitting node's graph index.
     from: usize,
-    from_name: &'c str,
     next: Link,
     /// The stages after the emitting one; `offset` is the position of the first.
     downstream: &'c mut [Stage],
@@ -448,10 +494,7 @@ impl OutputPort for Port<'_, '_> {
         self.emitted += 1;
         let link = match target {
             EmitTarget::Next => self.next,
-            EmitTarget::Named(name) => {
-                self.env
-                    .link_to(self.from, self.from_name, name, value.ty())?
-            }
+            EmitTarget::Named(name) => self.env.link_to(self.from, name, value.ty())?,
         };
         match link {
             Link::Local(position) => {
@@ -461,14 +504,7 @@ impl OutputPort for Port<'_, '_> {
                     .checked_sub(self.offset)
                     .and_then(|at| self.downstream.get_mut(at..))
                     .unwrap_or_default();
-                run_stage(
-                    downstream,
-                    position,
-                    Input::Value(value),
-                    self.ctx,
-                    self.env,
-                    self.egress,
-                )
+                run_local(downstream, position, value, self.ctx, self.env, self.egress)
             }
             Link::Remote(target) => self.egress.forward(target, self.ctx, value),
             Link::Terminal => self.egress.terminal(self.from, self.ctx, value),
@@ -477,8 +513,8 @@ impl OutputPort for Port<'_, '_> {
 
     fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError> {
         self.env.dead_lettered += 1;
-        self.egress
-            .dead_letter(self.ctx, self.from_name, reason, detail)
+        let node = self.env.name_of(self.from);
+        self.egress.dead_letter(self.ctx, node, reason, detail)
     }
 }
 
@@ -622,7 +658,12 @@ impl LocalPipeline {
             source_next,
             source_stats: NodeStats::default(),
             stages,
-            env: ChainEnv::new(routes, config.runtime.on_node_error, local),
+            env: ChainEnv::new(
+                routes,
+                config.runtime.on_node_error,
+                local,
+                graph.nodes.iter().map(|n| n.name.clone()).collect(),
+            ),
             group: placement.group.clone(),
             run_id,
         })
@@ -678,11 +719,18 @@ impl LocalPipeline {
         ctx: &RecordContext<'_>,
         egress: &mut dyn Egress,
     ) -> Result<(), NodeError> {
-        self.env.children_ns = 0;
-        let input = Input::Encoded { payload, trusted };
+        self.env.enter(ctx);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let stages = self.stages.get_mut(position..).unwrap_or_default();
-            run_stage(stages, position, input, ctx, &mut self.env, &mut *egress)
+            run_entry(
+                stages,
+                position,
+                payload,
+                trusted,
+                ctx,
+                &mut self.env,
+                &mut *egress,
+            )
         }));
         match outcome {
             Ok(result) => result,
@@ -698,11 +746,10 @@ impl LocalPipeline {
         egress: &mut dyn Egress,
     ) -> (Result<Pull, NodeError>, u64) {
         let started = self.env.timing.then(Instant::now);
-        self.env.children_ns = 0;
+        self.env.enter(ctx);
         self.env.running = 0;
         let mut port = Port {
             from: 0,
-            from_name: &self.source_name,
             next: self.source_next,
             downstream: &mut self.stages,
             offset: 0,
@@ -822,6 +869,7 @@ impl LocalPipeline {
         self.env.timing = false;
         let group = self.group.clone();
         let ctx = RecordContext::new(last_seq, trace_id_for(self.run_id, last_seq), &group);
+        self.env.enter(&ctx);
         for position in 0..self.stages.len() {
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 self.end_stage(position, &ctx, &mut *egress)
@@ -850,7 +898,6 @@ impl LocalPipeline {
         self.env.running = stage.index;
         let mut port = Port {
             from: stage.index,
-            from_name: &stage.name,
             next: stage.next,
             downstream,
             offset: position + 1,

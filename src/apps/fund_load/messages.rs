@@ -114,6 +114,16 @@ impl DigitText {
         }
     }
 
+    /// Sets this id from its digits, already read: `(value, digit count 1..=19)`.
+    #[inline]
+    pub fn set_digits(&mut self, (value, len): (u64, u8)) {
+        self.value = value;
+        self.len = len;
+        if self.text.is_some() {
+            self.text = None;
+        }
+    }
+
     /// The id's text when it is not held as digits (empty for digit ids).
     pub fn text(&self) -> &str {
         self.text.as_deref().unwrap_or("")

@@ -156,8 +156,9 @@ impl Source for LineSource {
 // parse_load_attempt
 
 /// Parses a line into an attempt; unreadable lines go to the dead-letter adapter; blank lines
-/// are skipped and counted. Lines in the canonical shape skip the general JSON scan
-/// ([`parse::canonical_fields`]); every line is classified by the same rules.
+/// are skipped and counted. The usual line is decoded in one pass ([`parse::common_attempt`]);
+/// other lines in the canonical shape skip the general JSON scan ([`parse::canonical_fields`]);
+/// every line is classified by the same rules.
 #[derive(Default)]
 pub struct ParseLoadAttempt {
     out: LoadAttempt,
@@ -226,6 +227,16 @@ impl Node for ParseLoadAttempt {
         out: &mut Emitter<'_, LoadAttempt>,
     ) -> Result<(), NodeError> {
         let line = input.bytes.as_slice();
+        if let Some(attempt) = parse::common_attempt(line) {
+            let parsed = &mut self.out;
+            parsed.id.set_digits(attempt.id);
+            parsed.customer_id.set_digits(attempt.customer_id);
+            parsed.amount_cents = attempt.cents;
+            parsed.time_secs = attempt.time.secs;
+            parsed.time_nanos = attempt.time.nanos;
+            parsed.reason = Reason::Accepted.code();
+            return out.emit(parsed);
+        }
         if let Some(fields) = parse::canonical_fields(line) {
             return self.decide(&fields, out);
         }

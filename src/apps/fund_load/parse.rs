@@ -444,6 +444,65 @@ pub fn canonical_fields(line: &[u8]) -> Option<RawFields<'_>> {
     })
 }
 
+/// A canonical line whose four values are also in their common forms, decoded in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommonAttempt {
+    /// The id's value and digit count (1..=19 digits).
+    pub id: (u64, u8),
+    pub customer_id: (u64, u8),
+    pub cents: u64,
+    pub time: UtcInstant,
+}
+
+/// The usual line — canonical shape, ids of 1 to 19 digits, an amount and a time in the forms
+/// [`common_amount`] and [`common_rfc3339`] read — decoded in one pass, in place, without
+/// building fields. Every line it decodes, [`canonical_fields`] followed by the per-field
+/// readers decodes to the same values: each value is read up to the first byte its grammar
+/// does not take, which must be the closing quote, and the grammars take only printable ASCII
+/// other than `"` and `\\` (so the canonical scan ends the value at the same quote). Anything
+/// else is `None` and takes that path.
+pub fn common_attempt(line: &[u8]) -> Option<CommonAttempt> {
+    let at = after_key(line, 0, b"{\"id\":\"")?;
+    let (id, at) = quoted_digits(line, at)?;
+    let at = after_key(line, at, b",\"customer_id\":\"")?;
+    let (customer_id, at) = quoted_digits(line, at)?;
+    let at = after_key(line, at, b",\"load_amount\":\"")?;
+    let (cents, read) = amount_prefix(line.get(at..)?)?;
+    let at = after_key(line, at + read, b"\",\"time\":\"")?;
+    let (time, read) = rfc3339_prefix(line.get(at..)?)?;
+    if line.get(at + read..)? != b"\"}" {
+        return None;
+    }
+    Some(CommonAttempt {
+        id,
+        customer_id,
+        cents,
+        time,
+    })
+}
+
+/// The position after `key` when the line has it at `at` (a fixed-size compare).
+#[inline]
+fn after_key<const N: usize>(line: &[u8], at: usize, key: &[u8; N]) -> Option<usize> {
+    let found: &[u8; N] = line.get(at..at + N)?.try_into().ok()?;
+    (found == key).then_some(at + N)
+}
+
+/// 1 to 19 ASCII digits and their closing quote at `at`: the value, the digit count and the
+/// position after the quote.
+#[inline]
+fn quoted_digits(line: &[u8], at: usize) -> Option<((u64, u8), usize)> {
+    let mut value = 0u64;
+    let mut end = at;
+    while let Some(&d @ b'0'..=b'9') = line.get(end) {
+        value = value.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+        end += 1;
+    }
+    let digits = end - at;
+    ((1..=19).contains(&digits) && line.get(end) == Some(&b'"'))
+        .then_some(((value, digits as u8), end + 1))
+}
+
 /// Printable ASCII that stands for itself inside a JSON string (not `"` or `\\`).
 const PLAIN: [bool; 256] = {
     let mut table = [false; 256];
@@ -516,6 +575,14 @@ fn general_amount(raw: &str) -> Option<u64> {
 /// two decimals. Every amount it reads, [`parse_compact_amount`] reads the same; anything else is
 /// `None` and takes the general path (which also decides invalid amounts).
 fn common_amount(b: &[u8]) -> Option<u64> {
+    amount_prefix(b)
+        .filter(|&(_, read)| read == b.len())
+        .map(|(cents, _)| cents)
+}
+
+/// [`common_amount`] at the start of `b`: the cents and the bytes read, stopping at the first
+/// byte the form does not take (the caller decides what may follow).
+fn amount_prefix(b: &[u8]) -> Option<(u64, usize)> {
     let mut at = 0;
     let usd = |at: usize| (b.get(at..at + 3) == Some(b"USD")).then_some(at + 3);
     at = usd(at).unwrap_or(at);
@@ -536,15 +603,20 @@ fn common_amount(b: &[u8]) -> Option<u64> {
     if digits == 0 || digits > MAX_AMOUNT_INTEGER_DIGITS || (b[start] == b'0' && digits > 1) {
         return None;
     }
-    let cents = match b.get(at..) {
-        Some([]) => 0,
-        Some([b'.', d @ b'0'..=b'9']) => u64::from(d - b'0') * 10,
-        Some([b'.', d @ b'0'..=b'9', e @ b'0'..=b'9']) => {
-            u64::from(d - b'0') * 10 + u64::from(e - b'0')
-        }
-        _ => return None,
+    let digit = |at: usize| match b.get(at) {
+        Some(d @ b'0'..=b'9') => Some(u64::from(d - b'0')),
+        _ => None,
     };
-    Some(dollars * 100 + cents)
+    if b.get(at) != Some(&b'.') {
+        return Some((dollars * 100, at));
+    }
+    // A point takes one or two decimals (a third digit is left unread, so the caller sees it).
+    let first = digit(at + 1)?;
+    let (cents, read) = match digit(at + 2) {
+        Some(second) => (first * 10 + second, at + 3),
+        None => (first * 10, at + 2),
+    };
+    Some((dollars * 100 + cents, read))
 }
 
 /// The amount grammar over bytes with whitespace already removed.
@@ -642,6 +714,14 @@ fn two_digits(b: &[u8], at: usize) -> Option<u32> {
 /// `±HH:MM` offset, nothing around it, seconds below 60. Every instant it reads,
 /// [`parse_rfc3339`]'s general path reads the same; anything else is `None` and takes it.
 fn common_rfc3339(b: &[u8]) -> Option<UtcInstant> {
+    rfc3339_prefix(b)
+        .filter(|&(_, read)| read == b.len())
+        .map(|(instant, _)| instant)
+}
+
+/// [`common_rfc3339`] at the start of `b`: the instant and the bytes read, stopping after the
+/// zone (the caller decides what may follow).
+fn rfc3339_prefix(b: &[u8]) -> Option<(UtcInstant, usize)> {
     if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
@@ -682,24 +762,26 @@ fn common_rfc3339(b: &[u8]) -> Option<UtcInstant> {
             nanos *= 10;
         }
     }
-    let offset = match b.get(at..)? {
-        [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+    let (offset, read) = match b.get(at..)? {
+        [b'Z', ..] => (0, at + 1),
+        [sign @ (b'+' | b'-'), _, _, b':', _, _, ..] => {
             let (oh, om) = (two_digits(b, at + 1)?, two_digits(b, at + 4)?);
             if oh > 23 || om > 59 {
                 return None;
             }
             let magnitude = i64::from(oh * 3600 + om * 60);
-            if *sign == b'-' { -magnitude } else { magnitude }
+            let offset = if *sign == b'-' { -magnitude } else { magnitude };
+            (offset, at + 6)
         }
         _ => return None,
     };
     let local = days_from_civil(i64::from(year), month, day) * 86_400
         + i64::from(hour * 3600 + minute * 60 + second);
-    Some(UtcInstant {
+    let instant = UtcInstant {
         secs: local - offset,
         nanos,
-    })
+    };
+    Some((instant, read))
 }
 
 /// Parses an RFC 3339 date-time (`2000-01-01T00:00:00Z`, `...T10:00:00.5+02:00`) into UTC.
@@ -872,6 +954,77 @@ mod tests {
                 String::from_utf8_lossy(other)
             );
         }
+    }
+
+    /// The one-pass reader of the usual line agrees with the canonical scan plus the field
+    /// readers on every mutation of usual lines, and declines what they would not read alike.
+    #[test]
+    fn common_attempts_read_like_the_field_path() {
+        let lines: [&[u8]; 4] = [
+            br#"{"id":"15887","customer_id":"528","load_amount":"$3318.47","time":"2000-01-01T00:00:00Z"}"#,
+            br#"{"id":"0001","customer_id":"9999999999999999999","load_amount":"USD$ 1.5","time":"2000-03-17T04:51:30.25+05:30"}"#,
+            br#"{"id":"7","customer_id":"12","load_amount":"$USD0","time":"2000-02-29T23:59:59-00:30"}"#,
+            br#"{"id":"12345678901234567890","customer_id":"1","load_amount":"$1","time":"2000-01-01T00:00:00Z"}"#,
+        ];
+        let field_path = |line: &[u8]| -> Option<CommonAttempt> {
+            let fields = canonical_fields(line)?;
+            let digits = |f: &Field<'_>| {
+                let id = digits_id(f.as_str()?)?;
+                Some((
+                    crate::apps::fund_load::messages::short_digits(id)?,
+                    id.len() as u8,
+                ))
+            };
+            Some(CommonAttempt {
+                id: digits(&fields.id)?,
+                customer_id: digits(&fields.customer_id)?,
+                cents: parse_amount_cents(fields.load_amount.as_str()?)?,
+                time: parse_rfc3339(fields.time.as_str()?)?,
+            })
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let alphabet = b"0123456789$USD .:-+TZt\"\\\t{},\x01\xc3";
+        for round in 0..100_000 {
+            let mut line = lines[round % lines.len()].to_vec();
+            for _ in 0..next(3) {
+                match next(3) {
+                    0 => {
+                        let at = next(line.len());
+                        line[at] = alphabet[next(alphabet.len())];
+                    }
+                    1 => {
+                        line.remove(next(line.len()));
+                    }
+                    _ => line.insert(next(line.len() + 1), alphabet[next(alphabet.len())]),
+                }
+            }
+            if let Some(attempt) = common_attempt(&line) {
+                assert_eq!(
+                    Some(attempt),
+                    field_path(&line),
+                    "{}",
+                    String::from_utf8_lossy(&line)
+                );
+            }
+        }
+        for line in &lines[..3] {
+            assert!(
+                common_attempt(line).is_some(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            common_attempt(lines[3]),
+            None,
+            "20-digit ids take the field path"
+        );
     }
 
     #[test]
