@@ -219,6 +219,24 @@ pub fn encode_into<T: Message>(
         .map_err(|_| EncodeError { slot_len })
 }
 
+/// Serializes `value` into the start of `slot`, memory that need not be initialised (a ring
+/// slot or a loaned shared-memory sample), and returns the encoded length: every byte of
+/// `slot[..len]` is written (padding included), so it may then be read as initialised.
+///
+/// `slot` must start at a [`MESSAGE_ALIGN`]-aligned address for the result to be accessible.
+pub fn encode_into_uninit<T: Message>(
+    value: &T,
+    slot: &mut [std::mem::MaybeUninit<u8>],
+    arena: &mut Arena,
+) -> Result<usize, EncodeError> {
+    debug_assert_eq!(slot.as_ptr() as usize % MESSAGE_ALIGN, 0, "unaligned slot");
+    let slot_len = slot.len();
+    let writer = Buffer::from(slot);
+    rkyv::api::low::to_bytes_in_with_alloc::<_, _, rancor::Error>(value, writer, arena.acquire())
+        .map(|written| written.len())
+        .map_err(|_| EncodeError { slot_len })
+}
+
 /// The identity of a message type, for edge type checks.
 ///
 /// Cheap to build on every emit: the name is shortened only when displayed.

@@ -14,6 +14,7 @@ pub use build::{Graph, GraphNode};
 pub use message::{
     AlignedBuf, EncodeError, MAX_SCRATCH_BYTES, MESSAGE_ALIGN, Message, MessageDeserializer,
     MessageType, PayloadError, SlotSerializer, Value, encode_growing, encode_into,
+    encode_into_uninit,
 };
 pub use node::{
     EmitTarget, Emitter, ErasedNode, ErasedSource, Node, NodeError, Nothing, OutputPort, Pull,
