@@ -52,9 +52,11 @@ fn fill_slot<const N: usize>(
     unsafe { std::ptr::addr_of_mut!((*slot).len).write(len) };
 }
 
-/// The slot size (bytes) for a payload size: envelope header, archive overhead, rounding.
+/// Envelope bytes a slot holds for a payload size: the untraced header and the archive (the
+/// payload's bytes and its 8-byte root, 16-aligned), so a slot is as small as the envelope
+/// allows (128 bytes in all for 64 B: two cache lines).
 pub const fn slot_bytes(size: usize) -> usize {
-    (ENVELOPE_HEADER + size + 64).div_ceil(64) * 64
+    (ENVELOPE_HEADER + size + 16).div_ceil(16) * 16
 }
 
 /// Slots per queue: the same bytes as our ring, and room for two batches.

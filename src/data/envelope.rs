@@ -1,35 +1,51 @@
-//! The envelope: the fixed header every cross-process record carries, then the rkyv payload.
+//! The envelope: the header every cross-process record carries, then the rkyv payload.
 //!
-//! The header is 64 bytes, little-endian, at the start of a ring record's body, so the payload
-//! that follows is 16-aligned for rkyv:
+//! A 32-byte base header, little-endian, at the start of a ring record's body; on a traced
+//! envelope a 32-byte trace context follows it. Either way the payload starts 16-aligned for
+//! rkyv, and an untraced 64 B payload fits a record of two cache lines with the ring's record
+//! header.
 //!
 //! | offset | field | type | meaning |
 //! |---|---|---|---|
 //! | 0 | `seq` | u64 | source sequence number |
-//! | 8 | `trace_id` | 16 bytes | W3C trace id, constant for every hop of one record |
-//! | 24 | `parent_span_id` | 8 bytes | span of the node that emitted this envelope |
-//! | 32 | `reply_to` | u64 | correlation id for embedding callers, 0 = none; on an end-of-stream envelope, the records the producer wrote on this ring before it |
-//! | 40 | `target` | u32 | node index in the graph |
-//! | 44 | `payload_len` | u32 | bytes of payload after the header |
-//! | 48 | `source_group` | u16 | group that emitted it (`handoff_from`) |
-//! | 50 | `route_hop` | u16 | cross-group hand-offs so far |
-//! | 52 | `trace_flags` | u8 | bit 0 = sampled |
-//! | 53 | `kind` | u8 | data, end-of-stream, drop marker, dead letter |
-//! | 54 | reserved | 10 bytes | zero |
+//! | 8 | `reply_to` | u64 | correlation id for embedding callers, 0 = none; on an end-of-stream envelope, the records the producer wrote on this ring before it |
+//! | 16 | `target` | u32 | node index in the graph |
+//! | 20 | `payload_len` | u32 | bytes of payload after the header |
+//! | 24 | `source_group` | u16 | group that emitted it (`handoff_from`) |
+//! | 26 | `route_hop` | u16 | cross-group hand-offs so far |
+//! | 28 | `flags` | u8 | bit 0 = sampled (W3C trace flags), bit 1 = trace context follows; other bits zero |
+//! | 29 | `kind` | u8 | data, end-of-stream, drop marker, dead letter |
+//! | 30 | reserved | 2 bytes | zero |
+//! | 32 | `trace_id` | 16 bytes | (trace context) W3C trace id, constant for every hop of one record |
+//! | 48 | `parent_span_id` | 8 bytes | (trace context) span of the node that emitted this envelope |
+//! | 56 | reserved | 8 bytes | (trace context) zero |
 //!
-//! Decoding checks the kind, the payload length and the reserved bytes: bytes from shared
-//! memory are untrusted.
+//! The trace context is written whenever the record is sampled or its trace id or parent span
+//! is not zero; the runtime leaves the trace id zero when the receiver can derive it (the run's
+//! own id for that `seq`). Decoding checks the kind, the flags, the payload length and every
+//! reserved byte: bytes from shared memory are untrusted.
 
 use std::time::Duration;
 
 use super::memory::RingMemory;
 use super::ring::{Producer, PushError};
 
-/// Bytes of an envelope header; payloads start at this (16-aligned) offset.
-pub const ENVELOPE_HEADER: usize = 64;
+/// Bytes of the base header every envelope starts with.
+pub const ENVELOPE_HEADER: usize = 32;
+
+/// Bytes of the trace context that follows the base header on a traced envelope.
+pub const TRACE_CONTEXT: usize = 32;
+
+/// The largest envelope header: base and trace context.
+pub const MAX_ENVELOPE_HEADER: usize = ENVELOPE_HEADER + TRACE_CONTEXT;
 
 /// `target` of a terminal output on its way back to an embedding host (no node reads it).
 pub const TERMINAL_TARGET: u32 = u32::MAX;
+
+/// Flag bit: the record is sampled (bit 0 of the W3C trace flags).
+const FLAG_SAMPLED: u8 = 1;
+/// Flag bit: a trace context follows the base header.
+const FLAG_TRACE_CONTEXT: u8 = 2;
 
 /// What an envelope carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,12 +77,14 @@ impl EnvelopeKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeHeader {
     pub seq: u64,
+    /// Zero when the envelope carries no trace context (the receiver derives it).
     pub trace_id: [u8; 16],
     pub parent_span_id: [u8; 8],
     pub reply_to: u64,
     pub target: u32,
     pub source_group: u16,
     pub route_hop: u16,
+    /// W3C trace flags: bit 0 = sampled.
     pub trace_flags: u8,
     pub kind: EnvelopeKind,
 }
@@ -74,13 +92,13 @@ pub struct EnvelopeHeader {
 /// An envelope read from a ring that cannot be what a correct peer wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("record of {len} bytes is shorter than an envelope header ({ENVELOPE_HEADER})")]
-    Short { len: usize },
+    #[error("record of {len} bytes is shorter than its envelope header ({header})")]
+    Short { len: usize, header: usize },
     #[error("unknown envelope kind {kind}")]
     UnknownKind { kind: u8 },
     #[error("payload length {payload_len} exceeds the record's {available} bytes")]
     PayloadLength { payload_len: u32, available: usize },
-    #[error("reserved header bytes are not zero")]
+    #[error("reserved header bits or bytes are not zero")]
     Reserved,
 }
 
@@ -116,55 +134,113 @@ impl EnvelopeHeader {
         self.reply_to
     }
 
-    /// Writes the header, with `payload_len`, into the first 64 bytes of `out`.
-    pub fn write(&self, payload_len: u32, out: &mut [u8; ENVELOPE_HEADER]) {
+    /// Whether this header is written with a trace context.
+    #[inline]
+    pub fn carries_trace(&self) -> bool {
+        // Whole-word compares: this runs for every envelope written.
+        self.trace_flags & FLAG_SAMPLED != 0
+            || u128::from_ne_bytes(self.trace_id)
+                | u128::from(u64::from_ne_bytes(self.parent_span_id))
+                != 0
+    }
+
+    /// Bytes this header takes: [`ENVELOPE_HEADER`], or [`MAX_ENVELOPE_HEADER`] with a trace
+    /// context. The payload follows at this offset.
+    pub fn encoded_len(&self) -> usize {
+        if self.carries_trace() {
+            MAX_ENVELOPE_HEADER
+        } else {
+            ENVELOPE_HEADER
+        }
+    }
+
+    /// Writes the header, with `payload_len`, at the start of `out`; returns its length, or
+    /// `None` (nothing written) when `out` is shorter than the header.
+    pub fn write(&self, payload_len: u32, out: &mut [u8]) -> Option<usize> {
+        if self.carries_trace() {
+            let (base, rest) = out.split_first_chunk_mut::<ENVELOPE_HEADER>()?;
+            let (context, _) = rest.split_first_chunk_mut::<TRACE_CONTEXT>()?;
+            self.write_base(true, payload_len, base);
+            self.write_context(context);
+            Some(MAX_ENVELOPE_HEADER)
+        } else {
+            let (base, _) = out.split_first_chunk_mut::<ENVELOPE_HEADER>()?;
+            self.write_base(false, payload_len, base);
+            Some(ENVELOPE_HEADER)
+        }
+    }
+
+    #[inline]
+    fn write_base(&self, traced: bool, payload_len: u32, out: &mut [u8; ENVELOPE_HEADER]) {
+        let flags = (self.trace_flags & FLAG_SAMPLED) | if traced { FLAG_TRACE_CONTEXT } else { 0 };
         out[0..8].copy_from_slice(&self.seq.to_le_bytes());
-        out[8..24].copy_from_slice(&self.trace_id);
-        out[24..32].copy_from_slice(&self.parent_span_id);
-        out[32..40].copy_from_slice(&self.reply_to.to_le_bytes());
-        out[40..44].copy_from_slice(&self.target.to_le_bytes());
-        out[44..48].copy_from_slice(&payload_len.to_le_bytes());
-        out[48..50].copy_from_slice(&self.source_group.to_le_bytes());
-        out[50..52].copy_from_slice(&self.route_hop.to_le_bytes());
-        out[52] = self.trace_flags;
-        out[53] = self.kind as u8;
-        out[54..64].fill(0);
+        out[8..16].copy_from_slice(&self.reply_to.to_le_bytes());
+        out[16..20].copy_from_slice(&self.target.to_le_bytes());
+        out[20..24].copy_from_slice(&payload_len.to_le_bytes());
+        out[24..26].copy_from_slice(&self.source_group.to_le_bytes());
+        out[26..28].copy_from_slice(&self.route_hop.to_le_bytes());
+        out[28] = flags;
+        out[29] = self.kind as u8;
+        out[30..32].copy_from_slice(&[0, 0]);
+    }
+
+    #[inline]
+    fn write_context(&self, out: &mut [u8; TRACE_CONTEXT]) {
+        out[0..16].copy_from_slice(&self.trace_id);
+        out[16..24].copy_from_slice(&self.parent_span_id);
+        out[24..32].copy_from_slice(&[0; 8]);
     }
 
     /// Reads and checks an envelope from a record body: the header and the payload slice.
     pub fn read(body: &[u8]) -> Result<(Self, &[u8]), EnvelopeError> {
+        let short = |header| EnvelopeError::Short {
+            len: body.len(),
+            header,
+        };
         let Some((head, rest)) = body.split_first_chunk::<ENVELOPE_HEADER>() else {
-            return Err(EnvelopeError::Short { len: body.len() });
+            return Err(short(ENVELOPE_HEADER));
         };
         let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or([0; 8]));
         let u32_at = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().unwrap_or([0; 4]));
         let u16_at = |at: usize| u16::from_le_bytes(head[at..at + 2].try_into().unwrap_or([0; 2]));
-        let kind =
-            EnvelopeKind::from_u8(head[53]).ok_or(EnvelopeError::UnknownKind { kind: head[53] })?;
-        if head[54..].iter().any(|b| *b != 0) {
+        let (flags, kind_byte) = (head[28], head[29]);
+        let kind = EnvelopeKind::from_u8(kind_byte)
+            .ok_or(EnvelopeError::UnknownKind { kind: kind_byte })?;
+        if flags & !(FLAG_SAMPLED | FLAG_TRACE_CONTEXT) != 0 || u16_at(30) != 0 {
             return Err(EnvelopeError::Reserved);
         }
-        let payload_len = u32_at(44);
+        let mut trace_id = [0u8; 16];
+        let mut parent_span_id = [0u8; 8];
+        let rest = if flags & FLAG_TRACE_CONTEXT != 0 {
+            let Some((context, rest)) = rest.split_first_chunk::<TRACE_CONTEXT>() else {
+                return Err(short(MAX_ENVELOPE_HEADER));
+            };
+            if context[24..32] != [0; 8] {
+                return Err(EnvelopeError::Reserved);
+            }
+            trace_id.copy_from_slice(&context[0..16]);
+            parent_span_id.copy_from_slice(&context[16..24]);
+            rest
+        } else {
+            rest
+        };
+        let payload_len = u32_at(20);
         let payload = rest
             .get(..payload_len as usize)
             .ok_or(EnvelopeError::PayloadLength {
                 payload_len,
                 available: rest.len(),
             })?;
-        let mut trace_id = [0u8; 16];
-        trace_id.copy_from_slice(&head[8..24]);
-        let mut parent_span_id = [0u8; 8];
-        parent_span_id.copy_from_slice(&head[24..32]);
         Ok((
             Self {
                 seq: u64_at(0),
                 trace_id,
                 parent_span_id,
-                reply_to: u64_at(32),
-                target: u32_at(40),
-                source_group: u16_at(48),
-                route_hop: u16_at(50),
-                trace_flags: head[52],
+                reply_to: u64_at(8),
+                target: u32_at(16),
+                source_group: u16_at(24),
+                route_hop: u16_at(26),
+                trace_flags: flags & FLAG_SAMPLED,
                 kind,
             },
             payload,
@@ -249,24 +325,38 @@ pub fn push_envelope<M: RingMemory>(
     mut encode: impl FnMut(&mut [u8]) -> Option<usize>,
     timeout: Duration,
 ) -> Result<usize, PushError> {
-    producer.push_with(
-        |slot| {
-            let (head, payload) = slot.split_first_chunk_mut::<ENVELOPE_HEADER>()?;
-            let len = encode(payload)?;
-            header.write(u32::try_from(len).ok()?, head);
-            Some(ENVELOPE_HEADER + len)
-        },
-        timeout,
-    )
+    // One branch per envelope, then a fixed layout to fill.
+    if header.carries_trace() {
+        producer.push_with(
+            |slot| {
+                let (base, rest) = slot.split_first_chunk_mut::<ENVELOPE_HEADER>()?;
+                let (context, payload) = rest.split_first_chunk_mut::<TRACE_CONTEXT>()?;
+                let len = encode(payload)?;
+                header.write_base(true, u32::try_from(len).ok()?, base);
+                header.write_context(context);
+                Some(MAX_ENVELOPE_HEADER + len)
+            },
+            timeout,
+        )
+    } else {
+        producer.push_with(
+            |slot| {
+                let (base, payload) = slot.split_first_chunk_mut::<ENVELOPE_HEADER>()?;
+                let len = encode(payload)?;
+                header.write_base(false, u32::try_from(len).ok()?, base);
+                Some(ENVELOPE_HEADER + len)
+            },
+            timeout,
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn header_round_trips_and_garbage_is_rejected() {
-        let header = EnvelopeHeader {
+    fn traced() -> EnvelopeHeader {
+        EnvelopeHeader {
             seq: 42,
             trace_id: [7; 16],
             parent_span_id: [9; 8],
@@ -276,33 +366,72 @@ mod tests {
             route_hop: 1,
             trace_flags: 1,
             kind: EnvelopeKind::Data,
-        };
-        let mut body = vec![0u8; ENVELOPE_HEADER + 5];
-        let (head, payload) = body.split_first_chunk_mut::<ENVELOPE_HEADER>().unwrap();
-        header.write(5, head);
-        payload.copy_from_slice(b"hello");
-        let (read, payload) = EnvelopeHeader::read(&body).unwrap();
-        assert_eq!(read, header);
-        assert_eq!(payload, b"hello");
+        }
+    }
 
+    fn written(header: &EnvelopeHeader, payload: &[u8]) -> Vec<u8> {
+        let mut body = vec![0u8; header.encoded_len() + payload.len()];
+        let len = header.write(payload.len() as u32, &mut body).unwrap();
+        body[len..].copy_from_slice(payload);
+        body
+    }
+
+    #[test]
+    fn traced_and_untraced_headers_round_trip() {
+        let untraced = EnvelopeHeader {
+            reply_to: 5,
+            route_hop: 2,
+            ..EnvelopeHeader::data(9, 4)
+        };
+        assert_eq!(untraced.encoded_len(), ENVELOPE_HEADER);
+        assert_eq!(traced().encoded_len(), MAX_ENVELOPE_HEADER);
+        for header in [traced(), untraced] {
+            let body = written(&header, b"hello");
+            let (read, payload) = EnvelopeHeader::read(&body).unwrap();
+            assert_eq!(read, header);
+            assert_eq!(payload, b"hello");
+        }
+        assert_eq!(
+            traced().write(0, &mut [0u8; 40]),
+            None,
+            "too short: nothing written"
+        );
+    }
+
+    #[test]
+    fn garbage_headers_are_rejected() {
+        let body = written(&traced(), b"hello");
         assert_eq!(
             EnvelopeHeader::read(&body[..10]),
-            Err(EnvelopeError::Short { len: 10 })
+            Err(EnvelopeError::Short {
+                len: 10,
+                header: ENVELOPE_HEADER
+            })
         );
-        let mut bad = body.clone();
-        bad[53] = 99;
         assert_eq!(
-            EnvelopeHeader::read(&bad),
+            EnvelopeHeader::read(&body[..40]),
+            Err(EnvelopeError::Short {
+                len: 40,
+                header: MAX_ENVELOPE_HEADER
+            })
+        );
+        let corrupt = |at: usize, value: u8| {
+            let mut bad = body.clone();
+            bad[at] = value;
+            EnvelopeHeader::read(&bad).map(|(header, _)| header)
+        };
+        assert_eq!(
+            corrupt(29, 99),
             Err(EnvelopeError::UnknownKind { kind: 99 })
         );
+        assert_eq!(corrupt(28, 0b111), Err(EnvelopeError::Reserved));
+        assert_eq!(corrupt(31, 1), Err(EnvelopeError::Reserved));
+        assert_eq!(corrupt(60, 1), Err(EnvelopeError::Reserved));
         let mut bad = body.clone();
-        bad[44..48].copy_from_slice(&1000u32.to_le_bytes());
+        bad[20..24].copy_from_slice(&1000u32.to_le_bytes());
         assert!(matches!(
             EnvelopeHeader::read(&bad),
             Err(EnvelopeError::PayloadLength { .. })
         ));
-        let mut bad = body;
-        bad[60] = 1;
-        assert_eq!(EnvelopeHeader::read(&bad), Err(EnvelopeError::Reserved));
     }
 }

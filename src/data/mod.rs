@@ -11,8 +11,8 @@ pub mod segment;
 pub mod wait;
 
 pub use envelope::{
-    ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind, StreamCheck, StreamError,
-    TERMINAL_TARGET, push_envelope,
+    ENVELOPE_HEADER, EnvelopeError, EnvelopeHeader, EnvelopeKind, MAX_ENVELOPE_HEADER, StreamCheck,
+    StreamError, TERMINAL_TARGET, TRACE_CONTEXT, push_envelope,
 };
 pub use memory::{HeapMemory, RingMemory};
 pub use ring::{

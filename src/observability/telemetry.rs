@@ -13,8 +13,9 @@ use super::export::ExportPipeline;
 use super::span::{SpanRecord, SpanSink};
 use crate::data::{Consumer, Producer, Segment};
 
-/// Bytes of each worker's telemetry ring: about 5,000 spans in flight.
-pub const TELEMETRY_RING_BYTES: usize = 1 << 20;
+/// Bytes of each worker's telemetry ring: about 20,000 spans in flight (a sampled burst of a
+/// fast group outruns a drain thread that shares the cores with the workers at 1 MiB).
+pub const TELEMETRY_RING_BYTES: usize = 4 << 20;
 
 /// How long the drain thread sleeps when every ring was empty.
 const IDLE_SLEEP: Duration = Duration::from_millis(2);

@@ -217,11 +217,15 @@ impl Runtime {
         let seq = self.next_seq;
         let mut header = EnvelopeHeader::data(seq, self.entry.0);
         header.reply_to = reply_to;
-        header.trace_id = crate::observability::ids::trace_id_for(self.run_id, seq);
-        header.trace_flags = u8::from(
-            self.sample_ratio
-                .is_some_and(|r| crate::observability::span::is_sampled(&header.trace_id, r)),
-        );
+        let trace_id = crate::observability::ids::trace_id_for(self.run_id, seq);
+        let sampled = self
+            .sample_ratio
+            .is_some_and(|r| crate::observability::span::is_sampled(&trace_id, r));
+        header.trace_flags = u8::from(sampled);
+        // Unsampled: no trace context on the wire; every receiver derives the same id.
+        if sampled {
+            header.trace_id = trace_id;
+        }
         // Round robin over the first group's workers (all of them run the entry node).
         let ring = self.next_ingress % self.ingress.len().max(1);
         self.next_ingress = self.next_ingress.wrapping_add(1);
@@ -287,6 +291,7 @@ impl Runtime {
                     Err(PushError::TimedOut) => {
                         self.watcher.check()?;
                         collect_into(
+                            self.run_id,
                             &mut self.egress,
                             &self.egress_names,
                             &mut self.egress_ended,
@@ -324,6 +329,7 @@ impl Runtime {
     /// for the first when there is none.
     fn collect(&mut self, timeout: Duration) -> Result<(), HostError> {
         collect_into(
+            self.run_id,
             &mut self.egress,
             &self.egress_names,
             &mut self.egress_ended,
@@ -334,6 +340,7 @@ impl Runtime {
 }
 
 fn collect_into(
+    run_id: u64,
     egress: &mut [Consumer<Segment>],
     names: &[String],
     ended: &mut [StreamCheck],
@@ -347,7 +354,7 @@ fn collect_into(
         }
         let stream = &mut ended[i];
         let polled = consumer.poll(BATCH, |record| {
-            if let Some(reply) = decode_reply(record.body, stream)? {
+            if let Some(reply) = decode_reply(record.body, stream, run_id)? {
                 pending.push_back(reply);
             }
             Ok::<(), String>(())
@@ -391,7 +398,11 @@ fn collect_into(
 
 /// One envelope from the last group, checked against its ring's stream; `None` for its end
 /// of stream.
-fn decode_reply(body: &[u8], stream: &mut StreamCheck) -> Result<Option<Reply>, String> {
+fn decode_reply(
+    body: &[u8],
+    stream: &mut StreamCheck,
+    run_id: u64,
+) -> Result<Option<Reply>, String> {
     let (header, payload) = EnvelopeHeader::read(body).map_err(|e| e.to_string())?;
     stream.admit(&header).map_err(|e| e.to_string())?;
     let kind = match header.kind {
@@ -420,7 +431,12 @@ fn decode_reply(body: &[u8], stream: &mut StreamCheck) -> Result<Option<Reply>, 
         seq: header.seq,
         reply_to: header.reply_to,
         kind,
-        trace_id: header.trace_id,
+        // Sent without a trace context: the run's own id for this `seq`.
+        trace_id: if header.trace_id == [0; 16] {
+            crate::observability::ids::trace_id_for(run_id, header.seq)
+        } else {
+            header.trace_id
+        },
         route_hop: header.route_hop,
         payload: copy,
         len: payload.len(),

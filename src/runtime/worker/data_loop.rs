@@ -1,6 +1,7 @@
 //! The worker's data loop: pull the source or read the inbound rings, run the local pipeline,
 //! hand records on, and end: DRAINED with counts, or a failure with the completed range.
 
+use crate::observability::ids::trace_id_for;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -147,6 +148,7 @@ impl GroupData<'_> {
         let mut egress = WorkerEgress {
             outbound: io.outbound,
             group_index: self.span.index,
+            run_id: self.pipeline.run_id,
             dead_letters,
             arena: rkyv::ser::allocator::Arena::new(),
             forwarded: 0,
@@ -570,7 +572,12 @@ impl GroupData<'_> {
         let handoff_from = self.topology.name_of(header.source_group);
         let ctx = RecordContext {
             seq: header.seq,
-            trace_id: header.trace_id,
+            // No trace context on the wire: the run's own id for this `seq` (egress left it out).
+            trace_id: if header.trace_id == [0; 16] {
+                trace_id_for(self.pipeline.run_id, header.seq)
+            } else {
+                header.trace_id
+            },
             process_group: &self.span.name,
             handoff_from,
             route_hop: header.route_hop,

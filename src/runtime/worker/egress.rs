@@ -2,6 +2,7 @@
 //! (routed by partition key or round robin over its workers, with watermarks and end-of-stream
 //! markers), or, in the worker where records end, the dead-letter file.
 
+use crate::observability::ids::trace_id_for;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub(super) fn partition_ring(hash: u64, rings: usize) -> usize {
 pub(super) struct WorkerEgress<'s> {
     pub(super) outbound: Vec<Producer<Segment>>,
     pub(super) group_index: u16,
+    /// The run's id: a record's trace id is derived from it and `seq` unless a caller's trace
+    /// context says otherwise.
+    pub(super) run_id: u64,
     pub(super) dead_letters: Option<DeadLetters>,
     pub(super) arena: rkyv::ser::allocator::Arena,
     /// Values sent on for the record being processed (0 after it: a drop).
@@ -102,9 +106,12 @@ impl WorkerEgress<'_> {
         kind: EnvelopeKind,
         route_hop: u16,
     ) -> EnvelopeHeader {
+        // An unsampled record whose trace id is the run's own for its `seq` travels without a
+        // trace context: the receiver derives the same id (see `data_loop::run_local`).
+        let derivable = !ctx.sampled && ctx.trace_id == trace_id_for(self.run_id, ctx.seq);
         EnvelopeHeader {
             seq: ctx.seq,
-            trace_id: ctx.trace_id,
+            trace_id: if derivable { [0; 16] } else { ctx.trace_id },
             parent_span_id: ctx.parent_span.to_be_bytes(),
             reply_to: ctx.reply_to,
             target,

@@ -24,7 +24,7 @@ use super::topology::Topology;
 use crate::config::Config;
 use crate::control::{
     BootstrapBundle, ControlAddress, ControlMessage, Endpoint, EndpointSettings, FailureCategory,
-    KEY_FD, MessageKind, WorkerSession, connect, env, read_inherited_key,
+    KEY_FD, MessageKind, ReadError, WorkerKey, WorkerSession, connect, env, read_inherited_key,
 };
 use crate::data::{Consumer, Producer, Segment, WaitStrategy};
 use crate::graph::{Graph, NodeState, PartitionKey, Placement, Registry};
@@ -145,28 +145,11 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
     };
     let settings =
         EndpointSettings::new(worker_env.control_ttl, worker_env.control_max_payload, 4096);
-    let endpoint = connect(&worker_env.control)
-        .and_then(|stream| Endpoint::worker_side(stream, worker_env.number, key, settings));
-    let mut endpoint = match endpoint {
-        Ok(endpoint) => endpoint,
+    let mut session = WorkerSession::new(&worker_env.worker_id);
+    let (mut endpoint, bundle, correlation) = match open_session(worker_env, &key, &settings) {
+        Ok(opened) => opened,
         Err(e) => {
             eprintln!("worker {}: {e}", worker_env.worker_id);
-            return exit::CONTROL;
-        }
-    };
-    let hello = ControlMessage::Hello {
-        worker_id: worker_env.worker_id.clone(),
-        pid: std::process::id(),
-    };
-    if let Err(e) = endpoint.send(&hello, 0) {
-        eprintln!("worker {}: HELLO failed: {e}", worker_env.worker_id);
-        return exit::CONTROL;
-    }
-    let mut session = WorkerSession::new(&worker_env.worker_id);
-    let (bundle, correlation) = match receive_bundle(&mut endpoint, worker_env.start_timeout) {
-        Ok(received) => received,
-        Err(e) => {
-            eprintln!("worker {}: no bootstrap bundle: {e}", worker_env.worker_id);
             return exit::CONTROL;
         }
     };
@@ -198,14 +181,69 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
     run_bootstrapped(worker_env, registry, &bundle, rx, shared)
 }
 
-fn receive_bundle(
-    endpoint: &mut Endpoint,
-    timeout: Duration,
-) -> Result<(BootstrapBundle, u64), String> {
-    let received = endpoint.recv(timeout).map_err(|e| e.to_string())?;
+/// Why opening the control session failed: worth another connection, or not.
+enum OpenError {
+    /// The connection was refused or closed before the bundle came: the supervisor sheds idle
+    /// connections when too many wait for their HELLO (anyone on the host can open them), so
+    /// a worker's early connection may be one of them.
+    Retry(String),
+    Fatal(String),
+}
+
+/// Connects, says HELLO and waits for the bootstrap bundle. A connection lost before the
+/// bundle is opened again, after a short backoff, until the start timeout.
+fn open_session(
+    worker_env: &WorkerEnv,
+    key: &WorkerKey,
+    settings: &Arc<EndpointSettings>,
+) -> Result<(Endpoint, BootstrapBundle, u64), String> {
+    let deadline = std::time::Instant::now() + worker_env.start_timeout;
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match try_open_session(worker_env, key, settings, deadline) {
+            Ok(opened) => return Ok(opened),
+            Err(OpenError::Retry(e)) if std::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(worker_id = %worker_env.worker_id, "control connection lost before the bundle ({e}); connecting again");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+            Err(OpenError::Retry(e) | OpenError::Fatal(e)) => {
+                return Err(format!("no bootstrap bundle: {e}"));
+            }
+        }
+    }
+}
+
+fn try_open_session(
+    worker_env: &WorkerEnv,
+    key: &WorkerKey,
+    settings: &Arc<EndpointSettings>,
+    deadline: std::time::Instant,
+) -> Result<(Endpoint, BootstrapBundle, u64), OpenError> {
+    let stream = connect(&worker_env.control).map_err(|e| OpenError::Retry(e.to_string()))?;
+    let mut endpoint =
+        Endpoint::worker_side(stream, worker_env.number, key.clone(), Arc::clone(settings))
+            .map_err(|e| OpenError::Fatal(e.to_string()))?;
+    let hello = ControlMessage::Hello {
+        worker_id: worker_env.worker_id.clone(),
+        pid: std::process::id(),
+    };
+    endpoint
+        .send(&hello, 0)
+        .map_err(|e| OpenError::Retry(format!("HELLO failed: {e}")))?;
+    let wait = deadline.saturating_duration_since(std::time::Instant::now());
+    let received = endpoint.recv(wait).map_err(|e| match e {
+        ReadError::Closed | ReadError::Io(_) => OpenError::Retry(e.to_string()),
+        other => OpenError::Fatal(other.to_string()),
+    })?;
     match received.message {
-        ControlMessage::BootstrapBundle(bundle) => Ok((bundle, received.header.correlation)),
-        other => Err(format!("expected BOOTSTRAP_BUNDLE, got {}", other.kind())),
+        ControlMessage::BootstrapBundle(bundle) => {
+            Ok((endpoint, bundle, received.header.correlation))
+        }
+        other => Err(OpenError::Fatal(format!(
+            "expected BOOTSTRAP_BUNDLE, got {}",
+            other.kind()
+        ))),
     }
 }
 
