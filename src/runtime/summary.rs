@@ -135,26 +135,53 @@ impl RunSummary {
         out
     }
 
-    /// The worker table as text: busy share and peak memory per worker process.
+    /// The worker table as text: busy share, the busy time per record spent outside the
+    /// nodes (ring pushes and polls, routing, merging: the cost of the process boundary), and
+    /// peak memory per worker process.
     pub fn worker_table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "  {:<28} {:>10} {:>10} {:>6} {:>10}",
-            "worker", "elapsed", "busy", "busy%", "peak RSS"
+            "  {:<28} {:>10} {:>10} {:>6} {:>14} {:>10}",
+            "worker", "elapsed", "busy", "busy%", "edge ns/rec", "peak RSS"
         );
         for w in &self.workers {
+            let edge = self
+                .edge_ns_per_record(w)
+                .map_or_else(|| "-".to_string(), |ns| format!("{ns:.0}"));
             let _ = writeln!(
                 out,
-                "  {:<28} {:>8.1}ms {:>8.1}ms {:>5.1}% {:>7.1}MiB",
+                "  {:<28} {:>8.1}ms {:>8.1}ms {:>5.1}% {:>14} {:>7.1}MiB",
                 w.id,
                 w.elapsed.as_secs_f64() * 1e3,
                 w.busy.as_secs_f64() * 1e3,
                 w.busy_percent(),
+                edge,
                 w.peak_rss_kib as f64 / 1024.0
             );
         }
         out
+    }
+
+    /// A worker's busy time outside its nodes per record it took in: its share of the group's
+    /// busy time minus its share of the group's node self time (an estimate: node times are
+    /// sampled, and a partitioned group's workers are assumed to share the work evenly).
+    pub fn edge_ns_per_record(&self, worker: &WorkerReport) -> Option<f64> {
+        let peers = self
+            .workers
+            .iter()
+            .filter(|w| w.group == worker.group)
+            .count()
+            .max(1) as f64;
+        let nodes = self.nodes.iter().filter(|n| n.group == worker.group);
+        let (node_ns, records) = nodes.fold((0u64, 0u64), |(ns, most), n| {
+            (ns + n.busy_ns, most.max(n.stats.records_in))
+        });
+        if records == 0 {
+            return None;
+        }
+        let outside = worker.busy.as_nanos() as f64 - node_ns as f64 / peers;
+        Some((outside / (records as f64 / peers)).max(0.0))
     }
 
     /// The ring table as text: records through each ring and its sampled occupancy.
@@ -266,4 +293,57 @@ pub fn report_flag(text: &str, name: &str) -> bool {
     text.lines()
         .filter_map(|l| l.strip_prefix('#'))
         .any(|l| l == format!("{name}=true"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::NodeStats;
+
+    fn node(name: &str, group: &str, records_in: u64, busy_ns: u64) -> NodeReport {
+        NodeReport {
+            name: name.into(),
+            group: group.into(),
+            stats: NodeStats {
+                records_in,
+                ..NodeStats::default()
+            },
+            busy_ns,
+            counters: Vec::new(),
+        }
+    }
+
+    fn worker(id: &str, group: &str, busy_ms: u64) -> WorkerReport {
+        WorkerReport {
+            id: id.into(),
+            group: group.into(),
+            elapsed: Duration::from_millis(busy_ms * 2),
+            busy: Duration::from_millis(busy_ms),
+            peak_rss_kib: 0,
+        }
+    }
+
+    /// The edge cost is the worker's busy time its nodes do not account for, per record.
+    #[test]
+    fn edge_cost_is_busy_time_outside_the_nodes_per_record() {
+        let summary = RunSummary {
+            nodes: vec![
+                node("a", "g", 1_000_000, 30_000_000),
+                node("b", "g", 1_000_000, 20_000_000),
+                node("c", "h", 500, 0),
+            ],
+            workers: vec![
+                worker("g#1", "g", 70),
+                worker("h#1", "h", 1),
+                worker("h#2", "h", 1),
+            ],
+            ..RunSummary::default()
+        };
+        let g = summary.edge_ns_per_record(&summary.workers[0]);
+        assert_eq!(g.map(f64::round), Some(20.0));
+        // Two workers share the group's 500 records: 1 ms over 250 records each.
+        let h = summary.edge_ns_per_record(&summary.workers[1]);
+        assert_eq!(h.map(f64::round), Some(4000.0));
+        assert!(summary.worker_table().contains("edge ns/rec"));
+    }
 }
