@@ -17,12 +17,26 @@ use stream_kernel::apps::fund_load;
 use stream_kernel::config::{self, Config, LoadedConfig, SinkAdapter, SourceAdapter};
 use stream_kernel::runtime::{self, RunError, RunOptions, RunSummary};
 
-/// Exit status for config errors (config.md).
-const EXIT_CONFIG: u8 = 2;
 /// Exit status for a run that failed.
 const EXIT_FAILED: u8 = 1;
+/// Exit status for config errors (config.md), and for run files that cannot be used (the
+/// input is the output, a missing input file).
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for command-line usage errors (an unknown flag, a missing value): `EX_USAGE`
+/// of sysexits.h, distinct from a config error.
+const EXIT_USAGE: u8 = 64;
 /// Exit status for a run interrupted by SIGINT (128 + 2).
 const EXIT_SIGINT: u8 = 130;
+
+/// Every exit status, as `--help` and the README list them.
+const EXIT_CODES_HELP: &str = "\
+Exit status:
+  0    every record is in the output, the dead letters, or skipped as a blank line
+  1    the run failed; the summary names the worker, group and the records not completed
+  2    the config is invalid (every error listed), or the run's files cannot be used
+  64   command-line usage error
+  128+N  stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT); the summary
+       says through which record the output is complete and how to resume";
 
 /// The default job's config (fund-load, experiment profile, four supervised processes).
 const DEFAULT_CONFIG: &str = include_str!("../configs/fund_load_experiment_4proc.yml");
@@ -35,7 +49,8 @@ const DEFAULT_OUT_DIR: &str = "stream-kernel-out";
 #[command(
     name = "stream-kernel",
     version,
-    about = "Dataflow pipelines across supervised processes; fund-load adjudication by default"
+    about = "Dataflow pipelines across supervised processes; fund-load adjudication by default",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,21 +63,32 @@ enum Command {
     Run(RunArgs),
     /// Check a config; with --print, show it with every default filled in.
     Validate {
+        /// The config file to check (YAML).
         #[arg(short, long)]
         config: PathBuf,
+        /// Print the config with every default filled in, instead of "ok".
         #[arg(long)]
         print: bool,
     },
     /// Write a deterministic fund-load input (NDJSON).
     Gen {
+        /// How many lines to write.
         #[arg(long)]
         lines: u64,
+        /// Seed of the generator: the same seed and line count give the same bytes.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Output file (default: stdout).
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `stream-kernel man > stream-kernel.1`.
+    Man,
 }
 
 #[derive(clap::Args, Default)]
@@ -76,6 +102,10 @@ struct RunArgs {
     /// Output file, overriding adapters.sink (`-` = stdout).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Dead-letter file, overriding adapters.dead_letter (relative paths are taken from the
+    /// current directory, as every path on the command line).
+    #[arg(long, value_name = "PATH")]
+    dead_letter: Option<PathBuf>,
     /// Resume after record N, as a stopped or failed run reported it: records 1..N are read
     /// and processed again to rebuild state, not written again; outputs are appended to.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -88,7 +118,10 @@ struct RunArgs {
 fn main() -> ExitCode {
     // Spawned workers are this same binary: become one now if that is what we are.
     stream_kernel::worker_entry(fund_load::registry);
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let result = match cli.command {
         None => run(RunArgs::default()),
         Some(Command::Run(args)) => run(args),
@@ -98,6 +131,8 @@ fn main() -> ExitCode {
             seed,
             output,
         }) => generate(lines, seed, output.as_deref()),
+        Some(Command::Completions { shell }) => completions(shell),
+        Some(Command::Man) => man_page(),
     };
     // The last batch of OTLP log records leaves before the process does.
     stream_kernel::observability::otlp_logs::shutdown();
@@ -107,6 +142,43 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_FAILED)
         }
+    }
+}
+
+/// Help and version go to stdout with status 0; a usage error to stderr with [`EXIT_USAGE`].
+fn usage_error(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "stream-kernel", &mut script);
+    write_stdout(&script, "the completion script")
+}
+
+fn man_page() -> anyhow::Result<ExitCode> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .context("rendering the man page")?;
+    write_stdout(&page, "the man page")
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8], what: &str) -> anyhow::Result<ExitCode> {
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).with_context(|| format!("writing {what}"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -180,6 +252,9 @@ fn run_config(args: &RunArgs) -> Result<(Config, Vec<config::ConfigWarning>), Ex
                 path: output.clone(),
             }
         };
+    }
+    if let Some(path) = &args.dead_letter {
+        config.adapters.dead_letter = Some(config::FileAdapter::File { path: path.clone() });
     }
     Ok((config, loaded.warnings))
 }
@@ -397,7 +472,7 @@ fn run_process_groups(config: &Config, skip: u64) -> anyhow::Result<ExitCode> {
 
 fn describe_source(source: &SourceAdapter) -> String {
     match source {
-        SourceAdapter::File { path } => path.display().to_string(),
+        SourceAdapter::File { path } => absolute(path),
         SourceAdapter::Stdin => "stdin".to_string(),
         SourceAdapter::Generator { lines, seed } => {
             format!("generated (gen --lines {lines} --seed {seed})")
@@ -407,9 +482,18 @@ fn describe_source(source: &SourceAdapter) -> String {
 
 fn describe_sink(sink: &SinkAdapter) -> String {
     match sink {
-        SinkAdapter::File { path } => path.display().to_string(),
+        SinkAdapter::File { path } => absolute(path),
         SinkAdapter::Stdout => "stdout".to_string(),
     }
+}
+
+/// A path as the summary shows it: absolute, so that a relative path in a config says where
+/// the file really went.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 fn with_commas(n: u64) -> String {
@@ -446,7 +530,7 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
     match &summary.dead_letter_path {
         Some(path) => out.push_str(&format!(
             "  rejects: {} ({} dead-lettered)\n",
-            path.display(),
+            absolute(path),
             with_commas(summary.dead_lettered)
         )),
         None if summary.dead_lettered > 0 => out.push_str(&format!(
@@ -454,6 +538,9 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
             with_commas(summary.dead_lettered)
         )),
         None => {}
+    }
+    if let Some(audit) = &config.adapters.audit {
+        out.push_str(&format!("  audit:   {}\n", absolute(audit.path())));
     }
     if let Some(accepted) = summary.counter("sink", "accepted") {
         out.push_str(&format!("  accepted: {}\n", with_commas(accepted)));

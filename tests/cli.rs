@@ -129,3 +129,159 @@ fn input_and_output_overrides_with_stdio() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("records/s"));
 }
+
+/// A usage error (unknown flag, missing value) exits 64, distinct from a config error (2);
+/// `--help` lists every exit status; `--version` prints the crate version with status 0.
+#[test]
+fn usage_errors_exit_64_and_help_lists_every_exit_code() {
+    let out = bin().args(["run", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    let out = bin().args(["gen"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "missing --lines is a usage error"
+    );
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for code in ["0 ", "1 ", "2 ", "64 ", "128+N", "130", "143"] {
+        assert!(
+            help.contains(code),
+            "exit code {code} missing from help:\n{help}"
+        );
+    }
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("stream-kernel {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Every flag of `validate`, `gen` and `run` has help text.
+#[test]
+fn every_flag_has_help_text() {
+    for sub in ["run", "validate", "gen", "completions"] {
+        let out = bin().args([sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let bare: Vec<&str> = help
+            .lines()
+            .filter(|l| l.trim_start().starts_with('-') || l.trim_start().starts_with('<'))
+            .filter(|l| l.split("  ").filter(|p| !p.trim().is_empty()).count() < 2)
+            .collect();
+        assert!(
+            bare.is_empty(),
+            "`{sub}` flags without help: {bare:?}\n{help}"
+        );
+    }
+}
+
+/// `completions bash` prints a script bash accepts (`bash -n`) that completes the subcommands
+/// and run's flags; `man` prints a roff page; a closed pipe is not an error.
+#[test]
+fn completions_and_man_page() {
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    for word in ["validate", "--dead-letter", "--skip", "completions"] {
+        assert!(
+            script.contains(word),
+            "{word} missing from the bash completion"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stream-kernel.bash");
+    std::fs::write(&path, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).status().unwrap();
+    assert!(check.success(), "bash -n rejects the completion script");
+    for shell in ["zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let out = bin().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH stream-kernel 1"), "{page}");
+    assert!(
+        page.contains("Exit status"),
+        "exit codes missing from the man page"
+    );
+    let mut child = bin()
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert!(
+        child.wait().unwrap().success(),
+        "a closed pipe fails the command"
+    );
+}
+
+/// `--dead-letter` overrides the config's dead-letter path, nothing lands in the current
+/// directory, and the summary names every file with its absolute path.
+#[test]
+fn dead_letter_override_and_the_summary_says_where_files_went() {
+    let work = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let input = work.path().join("in.txt");
+    std::fs::write(
+        &input,
+        "{\"id\":\"1\",\"customer_id\":\"1\",\"load_amount\":\"$1.00\",\"time\":\"2000-01-01T00:00:00Z\"}\nnot json\n",
+    )
+    .unwrap();
+    let (output, rejects) = (work.path().join("o.txt"), work.path().join("dead.jsonl"));
+    let out = bin()
+        .current_dir(cwd.path())
+        .args(["run", "-c"])
+        .arg(config("fund_load_experiment_inline.yml"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .arg("--dead-letter")
+        .arg(&rejects)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rejects).unwrap().lines().count(),
+        1
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "files left in the current directory: {left:?}"
+    );
+    for path in [&input, &output, &rejects] {
+        assert!(
+            stdout.contains(&path.display().to_string()),
+            "{} missing from the summary:\n{stdout}",
+            path.display()
+        );
+    }
+    // A relative config path is shown absolute.
+    let relative = bin()
+        .current_dir(cwd.path())
+        .args(["run", "-c"])
+        .arg(config("fund_load_experiment_inline.yml"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&relative.stdout);
+    let expected = cwd.path().join("rejects.jsonl");
+    assert!(
+        stdout.contains(&format!("rejects: {}", expected.display())),
+        "{stdout}"
+    );
+}
