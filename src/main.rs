@@ -599,6 +599,11 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
             exporter.kind, exporter.produced, exporter.exported, exporter.dropped, exporter.failed
         ));
     }
+    if let Some(address) = summary.health_address {
+        out.push_str(&format!(
+            "  health:  http://{address}/metrics (/livez /healthz /readyz), served during the run\n"
+        ));
+    }
     out.push_str(&format!(
         "  peak RSS: {:.1} MiB (all processes)\n",
         summary.peak_rss_kib as f64 / 1024.0

@@ -11,12 +11,16 @@ mod test_nodes;
 #[path = "support/checks.rs"]
 mod checks;
 
+#[path = "support/http.rs"]
+mod http;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use checks::{alive, check, parent_of};
+use http::http_get;
 use libtest_mimic::{Failed, Trial};
 use stream_kernel::config::{self, Config};
 use stream_kernel::control::now_ms;
@@ -639,24 +643,6 @@ fn sup_07() -> Result<(), Failed> {
     check(took < Duration::from_secs(1), || {
         format!("workers took {took:?} to exit")
     })
-}
-
-fn http_get(address: std::net::SocketAddr, path: &str) -> Result<(u16, String), Failed> {
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((status, body))
 }
 
 /// Checks Prometheus / OpenMetrics text: comments, `name{labels} value` samples, `# EOF`.

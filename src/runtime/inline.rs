@@ -213,14 +213,11 @@ pub fn run_inline_with_outputs<'o>(
             .as_ref()
             .is_some_and(|s| s.load(Ordering::Relaxed))
     };
-    let progress = |n: u64| {
-        if let Some(p) = &options.progress {
-            p.store(n, Ordering::Relaxed);
-        }
-    };
+    let unobserved = AtomicU64::new(0);
+    let progress = options.progress.as_deref().unwrap_or(&unobserved);
     // A resumed run replays the records its predecessor completed: stateful nodes rebuild
     // their state from them, and the outputs (which already hold them) are not written again.
-    let run = pipeline.drive_source(&mut egress, 0, &stop, &progress);
+    let run = pipeline.drive_source(&mut egress, 0, &stop, progress);
     let mut failure = run.failure;
     if failure.is_none() {
         failure = pipeline.finish(&mut egress, run.last_seq);
@@ -258,6 +255,8 @@ pub fn run_inline_with_outputs<'o>(
         route_cache: pipeline.env.routes.cache_counters(),
         peak_rss_kib,
         spans: export.map(|e| e.finish()).unwrap_or_default(),
+        // The inline runtime serves no health endpoints (it has no workers to watch).
+        health_address: None,
     };
     if let Some(failure) = failure {
         return Err(RunError::NodeFailed {

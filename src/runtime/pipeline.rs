@@ -22,6 +22,7 @@
 //! goes on. I/O, encoding and payload errors always fail the run: they are not about the record.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::dead_letter::DeadLetters;
@@ -770,14 +771,16 @@ impl LocalPipeline {
     }
 
     /// Pulls the local source until it is exhausted, `stop()` says so, or a node fails.
-    /// Records are numbered from `after + 1`. `progress` gets the count now and then; the
-    /// local outputs are flushed every [`OUTPUT_BATCH`] records.
+    /// Records are numbered from `after + 1`. `progress` holds the count of records emitted,
+    /// stored after every record (a relaxed store to a line only this thread writes: readers
+    /// such as the heartbeat and the progress bar see an exact count, also while the source
+    /// waits for input); the local outputs are flushed every [`OUTPUT_BATCH`] records.
     pub fn drive_source(
         &mut self,
         egress: &mut dyn Egress,
         after: u64,
         stop: &dyn Fn() -> bool,
-        progress: &dyn Fn(u64),
+        progress: &AtomicU64,
     ) -> SourceRun {
         let mut seq = after;
         let mut run = SourceRun {
@@ -826,9 +829,7 @@ impl LocalPipeline {
                     // For a source, `records_in` counts pulls that emitted a record.
                     self.source_stats.records_in += 1;
                     run.emitted += 1;
-                    if seq.is_multiple_of(1024) {
-                        progress(run.emitted);
-                    }
+                    progress.store(run.emitted, Ordering::Relaxed);
                     if run.emitted.is_multiple_of(OUTPUT_BATCH)
                         && let Err(failure) = self.flush_outputs(egress)
                     {
@@ -858,7 +859,7 @@ impl LocalPipeline {
             }
         }
         self.source = Some(source);
-        progress(run.emitted);
+        progress.store(run.emitted, Ordering::Relaxed);
         run.last_seq = seq;
         run
     }

@@ -46,6 +46,8 @@ pub struct RunSummary {
     pub spans: Vec<crate::observability::export::ExporterCounters>,
     /// Peak resident memory of every process of the run together (supervisor included), KiB.
     pub peak_rss_kib: u64,
+    /// Where the health endpoints listened during the run (supervised runs with health on).
+    pub health_address: Option<std::net::SocketAddr>,
 }
 
 /// One worker process's share of a run.

@@ -6,13 +6,16 @@
 //! each scrape from the supervisor's current view, so it never lags a state change.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::observability::process::ProcessFigures;
+use crate::runtime::routes::RouteCacheCounters;
 
 /// What the endpoints report; the supervisor updates it.
 #[derive(Debug, Default)]
@@ -23,187 +26,318 @@ pub struct HealthState {
     pub metrics: Mutex<MetricsView>,
 }
 
-/// Everything `/metrics` exposes, as numbers.
+/// Everything `/metrics` exposes, as numbers in base units.
 #[derive(Debug, Default, Clone)]
 pub struct MetricsView {
-    /// (worker, group, state)
-    pub workers: Vec<(String, String, &'static str)>,
+    pub workers: Vec<WorkerMetrics>,
     pub restarts: u64,
     /// (kind, count)
     pub control_rejections: Vec<(&'static str, u64)>,
     /// (category, count)
     pub failures: Vec<(&'static str, u64)>,
-    /// (edge, bytes in the ring)
-    pub ring_depths: Vec<(String, u64)>,
-    /// (edge, records through the ring)
-    pub ring_records: Vec<(String, u64)>,
-    /// (worker, records in)
-    pub worker_records: Vec<(String, u64)>,
-    /// (worker, busy share of its last heartbeat interval in per mille)
-    pub worker_busy: Vec<(String, u64)>,
-    /// (counter, value): route cache counters.
-    pub route_cache: Vec<(&'static str, u64)>,
-    /// (exporter, outcome, count): spans exported / dropped / failed.
+    pub rings: Vec<RingMetrics>,
+    /// Summed over workers, as of their last heartbeats.
+    pub route_cache: RouteCacheCounters,
+    /// (exporter, outcome, count): spans produced / exported / dropped / failed.
     pub spans: Vec<(String, &'static str, u64)>,
+    /// The supervisor process itself (the standard `process_*` metrics).
+    pub supervisor: Option<ProcessFigures>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WorkerLabels {
-    worker: String,
-    group: String,
-    state: String,
+/// One worker as `/metrics` shows it; counters as of its last heartbeat (at least one a
+/// second), process figures read from `/proc` at each refresh.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    pub worker: String,
+    pub group: String,
+    pub state: &'static str,
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Share of the last heartbeat interval spent not waiting on a ring, 0..1.
+    pub busy_ratio: f64,
+    pub pid: Option<u32>,
+    /// Read from `/proc` when `/metrics` is scraped ([`MetricsView::read_processes`]).
+    pub process: Option<ProcessFigures>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: String,
+/// One ring edge as `/metrics` shows it.
+#[derive(Debug, Clone)]
+pub struct RingMetrics {
+    pub edge: String,
+    pub occupancy_bytes: u64,
+    pub capacity_bytes: u64,
+    pub records: u64,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EdgeLabel {
-    edge: String,
+impl MetricsView {
+    /// Fills in the process figures of the supervisor and every worker with a pid. Called at
+    /// scrape time, so the supervisor's loop never reads `/proc`.
+    pub fn read_processes(&mut self) {
+        self.supervisor = ProcessFigures::current();
+        for worker in &mut self.workers {
+            worker.process = worker.pid.and_then(ProcessFigures::of);
+        }
+    }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WorkerLabel {
-    worker: String,
+type Labels = Vec<(&'static str, String)>;
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SpanLabels {
-    exporter: String,
-    outcome: String,
+/// A counter family (the text format adds `_total`), one sample per label set.
+fn counters(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
+    let family = Family::<Labels, Counter>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).inc_by(value);
+    }
+    registry.register(name, help, family);
 }
 
-fn gauge_family<
-    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
->(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    values: impl IntoIterator<Item = (L, i64)>,
-) {
-    let family = Family::<L, Gauge>::default();
+/// A gauge family of floats, one sample per label set.
+fn gauges(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, f64)>) {
+    let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for (labels, value) in values {
         family.get_or_create(&labels).set(value);
     }
     registry.register(name, help, family);
 }
 
-/// Renders the view as Prometheus text.
+/// A float counter family (CPU seconds).
+fn float_counters(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, f64)>) {
+    let family = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).inc_by(value);
+    }
+    registry.register(name, help, family);
+}
+
+/// Renders the view as OpenMetrics text: counters end in `_total`, every figure is in a base
+/// unit (seconds, bytes, ratios 0..1).
 pub fn render_metrics(view: &MetricsView) -> String {
-    let mut registry = Registry::with_prefix("stream_kernel");
-    let states = view.workers.iter().flat_map(|(worker, group, state)| {
-        crate::supervisor::lifecycle::WorkerState::ALL
-            .iter()
-            .map(move |s| {
-                (
-                    WorkerLabels {
-                        worker: worker.clone(),
-                        group: group.clone(),
-                        state: s.as_str().to_string(),
-                    },
-                    i64::from(s.as_str() == *state),
-                )
-            })
-    });
-    gauge_family(
-        &mut registry,
-        "worker_state",
-        "1 for each worker's current state",
-        states,
-    );
-    let restarts = Gauge::<i64>::default();
-    restarts.set(view.restarts as i64);
-    registry.register("worker_restarts", "Worker restarts", restarts);
-    gauge_family(
-        &mut registry,
-        "control_rejected_frames",
-        "Control frames rejected, by check",
-        view.control_rejections.iter().map(|(k, v)| {
-            (
-                KindLabel {
-                    kind: k.to_string(),
-                },
-                *v as i64,
-            )
-        }),
-    );
-    gauge_family(
-        &mut registry,
-        "worker_failures",
-        "Worker failures, by category",
-        view.failures.iter().map(|(k, v)| {
-            (
-                KindLabel {
-                    kind: k.to_string(),
-                },
-                *v as i64,
-            )
-        }),
-    );
-    gauge_family(
-        &mut registry,
-        "ring_depth_bytes",
-        "Bytes waiting in each edge's ring",
-        view.ring_depths
-            .iter()
-            .map(|(e, v)| (EdgeLabel { edge: e.clone() }, *v as i64)),
-    );
-    gauge_family(
-        &mut registry,
-        "ring_records",
-        "Records through each edge's ring",
-        view.ring_records
-            .iter()
-            .map(|(e, v)| (EdgeLabel { edge: e.clone() }, *v as i64)),
-    );
-    gauge_family(
-        &mut registry,
-        "worker_records_in",
-        "Records each worker took in",
-        view.worker_records
-            .iter()
-            .map(|(w, v)| (WorkerLabel { worker: w.clone() }, *v as i64)),
-    );
-    gauge_family(
-        &mut registry,
-        "worker_busy_per_mille",
-        "Share of the last heartbeat interval each worker spent not waiting on a ring",
-        view.worker_busy
-            .iter()
-            .map(|(w, v)| (WorkerLabel { worker: w.clone() }, *v as i64)),
-    );
-    gauge_family(
-        &mut registry,
-        "route_cache",
-        "Route cache counters",
-        view.route_cache.iter().map(|(k, v)| {
-            (
-                KindLabel {
-                    kind: k.to_string(),
-                },
-                *v as i64,
-            )
-        }),
-    );
-    gauge_family(
-        &mut registry,
-        "spans",
-        "Spans per exporter by outcome",
-        view.spans.iter().map(|(e, o, v)| {
-            (
-                SpanLabels {
-                    exporter: e.clone(),
-                    outcome: o.to_string(),
-                },
-                *v as i64,
-            )
-        }),
-    );
+    let mut registry = Registry::default();
+    register_build_and_supervisor(&mut registry, view);
+    register_workers(&mut registry, view);
+    register_rings(&mut registry, view);
+    register_control(&mut registry, view);
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
+}
+
+fn register_build_and_supervisor(registry: &mut Registry, view: &MetricsView) {
+    gauges(
+        registry,
+        "stream_kernel_build_info",
+        "Always 1; the labels say which build is running",
+        vec![(
+            labels(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("rust_version", env!("CARGO_PKG_RUST_VERSION")),
+            ]),
+            1.0,
+        )],
+    );
+    if let Some(p) = view.supervisor {
+        let none = Labels::new();
+        float_counters(
+            registry,
+            "process_cpu_seconds",
+            "User and system CPU time of the supervisor process",
+            vec![(none.clone(), p.cpu_seconds)],
+        );
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory of the supervisor",
+                p.resident_bytes as f64,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory of the supervisor",
+                p.virtual_bytes as f64,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the supervisor since the Unix epoch",
+                p.start_time_seconds,
+            ),
+            (
+                "process_threads",
+                "Threads of the supervisor",
+                p.threads as f64,
+            ),
+        ] {
+            gauges(registry, name, help, vec![(none.clone(), value)]);
+        }
+    }
+}
+
+fn register_workers(registry: &mut Registry, view: &MetricsView) {
+    let states = view
+        .workers
+        .iter()
+        .flat_map(|w| {
+            crate::supervisor::lifecycle::WorkerState::ALL
+                .iter()
+                .map(move |s| {
+                    let set = labels(&[
+                        ("worker", &w.worker),
+                        ("group", &w.group),
+                        ("state", s.as_str()),
+                    ]);
+                    (set, f64::from(u8::from(s.as_str() == w.state)))
+                })
+        })
+        .collect();
+    gauges(
+        registry,
+        "stream_kernel_worker_state",
+        "1 for each worker's current state",
+        states,
+    );
+    let of = |w: &WorkerMetrics| labels(&[("worker", &w.worker), ("group", &w.group)]);
+    let per_worker = |f: &dyn Fn(&WorkerMetrics) -> u64| -> Vec<(Labels, u64)> {
+        view.workers.iter().map(|w| (of(w), f(w))).collect()
+    };
+    counters(
+        registry,
+        "stream_kernel_worker_records_in",
+        "Records each worker took in",
+        per_worker(&|w| w.records_in),
+    );
+    counters(
+        registry,
+        "stream_kernel_worker_records_out",
+        "Records each worker sent on or wrote",
+        per_worker(&|w| w.records_out),
+    );
+    gauges(
+        registry,
+        "stream_kernel_worker_busy_ratio",
+        "Share of each worker's last heartbeat interval not spent waiting on a ring (0..1)",
+        view.workers.iter().map(|w| (of(w), w.busy_ratio)).collect(),
+    );
+    let with_process: Vec<(&WorkerMetrics, ProcessFigures)> = view
+        .workers
+        .iter()
+        .filter_map(|w| w.process.map(|p| (w, p)))
+        .collect();
+    float_counters(
+        registry,
+        "stream_kernel_worker_process_cpu_seconds",
+        "User and system CPU time of each worker process",
+        with_process
+            .iter()
+            .map(|(w, p)| (of(w), p.cpu_seconds))
+            .collect(),
+    );
+    gauges(
+        registry,
+        "stream_kernel_worker_process_resident_memory_bytes",
+        "Resident memory of each worker process",
+        with_process
+            .iter()
+            .map(|(w, p)| (of(w), p.resident_bytes as f64))
+            .collect(),
+    );
+    counters(
+        registry,
+        "stream_kernel_worker_restarts",
+        "Worker restarts",
+        vec![(Labels::new(), view.restarts)],
+    );
+    counters(
+        registry,
+        "stream_kernel_worker_failures",
+        "Worker failures, by category",
+        view.failures
+            .iter()
+            .map(|(k, v)| (labels(&[("category", k)]), *v))
+            .collect(),
+    );
+}
+
+fn register_rings(registry: &mut Registry, view: &MetricsView) {
+    let edge = |r: &RingMetrics| labels(&[("edge", &r.edge)]);
+    gauges(
+        registry,
+        "stream_kernel_ring_occupancy_bytes",
+        "Bytes waiting in each edge's ring",
+        view.rings
+            .iter()
+            .map(|r| (edge(r), r.occupancy_bytes as f64))
+            .collect(),
+    );
+    gauges(
+        registry,
+        "stream_kernel_ring_capacity_bytes",
+        "Size of each edge's ring",
+        view.rings
+            .iter()
+            .map(|r| (edge(r), r.capacity_bytes as f64))
+            .collect(),
+    );
+    counters(
+        registry,
+        "stream_kernel_ring_records",
+        "Records through each edge's ring",
+        view.rings.iter().map(|r| (edge(r), r.records)).collect(),
+    );
+}
+
+fn register_control(registry: &mut Registry, view: &MetricsView) {
+    counters(
+        registry,
+        "stream_kernel_control_rejected_frames",
+        "Control frames rejected, by check",
+        view.control_rejections
+            .iter()
+            .map(|(k, v)| (labels(&[("kind", k)]), *v))
+            .collect(),
+    );
+    let cache = view.route_cache;
+    counters(
+        registry,
+        "stream_kernel_route_cache_lookups",
+        "Route cache lookups by result",
+        vec![
+            (labels(&[("result", "hit")]), cache.hits),
+            (labels(&[("result", "negative_hit")]), cache.negative_hits),
+            (labels(&[("result", "miss")]), cache.misses),
+        ],
+    );
+    gauges(
+        registry,
+        "stream_kernel_route_cache_entries",
+        "Route cache entries by kind",
+        vec![
+            (
+                labels(&[("kind", "positive")]),
+                cache.positive_entries as f64,
+            ),
+            (
+                labels(&[("kind", "negative")]),
+                cache.negative_entries as f64,
+            ),
+        ],
+    );
+    gauges(
+        registry,
+        "stream_kernel_route_cache_generation",
+        "Generation of the placement table the route caches answer from",
+        vec![(Labels::new(), cache.generation as f64)],
+    );
+    counters(
+        registry,
+        "stream_kernel_spans",
+        "Spans per exporter by outcome",
+        view.spans
+            .iter()
+            .map(|(e, o, v)| (labels(&[("exporter", e), ("outcome", o)]), *v))
+            .collect(),
+    );
 }
 
 /// The running health server.
@@ -266,11 +400,14 @@ impl Drop for HealthServer {
     }
 }
 
+/// Answers one request; the query string is ignored (`/readyz?verbose` is `/readyz`), and
+/// `/healthz` is `/livez` under the name many probes default to.
 fn respond(url: &str, state: &HealthState) -> (u16, String, &'static str) {
     let text = "text/plain; charset=utf-8";
-    match url {
-        "/livez" if state.alive.load(Ordering::Relaxed) => (200, "ok\n".into(), text),
-        "/livez" => (503, "supervisor loop not running\n".into(), text),
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    match path {
+        "/livez" | "/healthz" if state.alive.load(Ordering::Relaxed) => (200, "ok\n".into(), text),
+        "/livez" | "/healthz" => (503, "supervisor loop not running\n".into(), text),
         "/readyz" => {
             let ready =
                 state.gate_open.load(Ordering::Relaxed) && !state.stopping.load(Ordering::Relaxed);
@@ -283,7 +420,8 @@ fn respond(url: &str, state: &HealthState) -> (u16, String, &'static str) {
             }
         }
         "/metrics" => {
-            let view = state.metrics.lock().map(|m| m.clone()).unwrap_or_default();
+            let mut view = state.metrics.lock().map(|m| m.clone()).unwrap_or_default();
+            view.read_processes();
             (
                 200,
                 render_metrics(&view),
@@ -308,30 +446,73 @@ pub fn notify_stopping() {
 mod tests {
     use super::*;
 
-    /// Span counters appear per exporter and outcome, next to the ring and worker figures.
+    /// Counters carry `_total`, figures are in base units, and the route cache's counters and
+    /// gauges are separate families.
     #[test]
-    fn metrics_render_span_ring_and_worker_figures() {
+    fn metrics_follow_prometheus_conventions() {
         let view = MetricsView {
             spans: vec![
                 ("otel_otlp".into(), "produced", 10),
                 ("otel_otlp".into(), "failed", 7),
-                ("otel_otlp".into(), "dropped", 3),
             ],
-            ring_depths: vec![("a#1->b#1".into(), 4096)],
-            worker_busy: vec![("a#1".into(), 875)],
+            rings: vec![RingMetrics {
+                edge: "a#1->b#1".into(),
+                occupancy_bytes: 4096,
+                capacity_bytes: 1 << 20,
+                records: 12,
+            }],
+            workers: vec![WorkerMetrics {
+                worker: "a#1".into(),
+                group: "a".into(),
+                state: "running",
+                records_in: 5,
+                records_out: 4,
+                busy_ratio: 0.875,
+                pid: Some(std::process::id()),
+                process: None,
+            }],
+            route_cache: RouteCacheCounters {
+                hits: 3,
+                positive_entries: 2,
+                ..RouteCacheCounters::default()
+            },
             ..MetricsView::default()
         };
+        let mut view = view;
+        view.read_processes();
         let text = render_metrics(&view);
         for line in [
-            r#"stream_kernel_spans{exporter="otel_otlp",outcome="failed"} 7"#,
-            r#"stream_kernel_spans{exporter="otel_otlp",outcome="dropped"} 3"#,
-            r#"stream_kernel_ring_depth_bytes{edge="a#1->b#1"} 4096"#,
-            r#"stream_kernel_worker_busy_per_mille{worker="a#1"} 875"#,
+            "# TYPE stream_kernel_spans counter",
+            r#"stream_kernel_spans_total{exporter="otel_otlp",outcome="failed"} 7"#,
+            r#"stream_kernel_ring_occupancy_bytes{edge="a#1->b#1"} 4096.0"#,
+            r#"stream_kernel_ring_records_total{edge="a#1->b#1"} 12"#,
+            r#"stream_kernel_worker_busy_ratio{worker="a#1",group="a"} 0.875"#,
+            r#"stream_kernel_worker_records_in_total{worker="a#1",group="a"} 5"#,
+            r#"stream_kernel_route_cache_lookups_total{result="hit"} 3"#,
+            r#"stream_kernel_route_cache_entries{kind="positive"} 2.0"#,
+            "# TYPE process_cpu_seconds counter",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "{line} missing from\n{text}"
             );
         }
+        assert!(text.contains("stream_kernel_build_info{version=\""));
+        assert!(text.contains("stream_kernel_worker_process_resident_memory_bytes{worker=\"a#1\""));
+        assert!(!text.contains("per_mille"));
+    }
+
+    /// `/healthz` answers like `/livez`, and a query string does not change the route.
+    #[test]
+    fn healthz_alias_and_query_strings() {
+        let state = HealthState::default();
+        state.alive.store(true, Ordering::Relaxed);
+        assert_eq!(respond("/healthz", &state).0, 200);
+        assert_eq!(respond("/livez?verbose", &state).0, 200);
+        assert_eq!(respond("/readyz?verbose=1", &state).0, 503);
+        state.gate_open.store(true, Ordering::Relaxed);
+        assert_eq!(respond("/readyz?verbose", &state).0, 200);
+        assert_eq!(respond("/metrics?x=1", &state).0, 200);
+        assert_eq!(respond("/nope", &state).0, 404);
     }
 }

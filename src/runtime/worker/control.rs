@@ -201,7 +201,12 @@ impl BusyMeter {
     }
 }
 
+/// Heartbeats carry the counters `/metrics` shows, so they go at least this often even when
+/// `heartbeat_seconds` is longer (the liveness judgement still uses `heartbeat_seconds`).
+const COUNTERS_REFRESH: Duration = Duration::from_secs(1);
+
 pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
+    let interval = interval.min(COUNTERS_REFRESH);
     std::thread::spawn(move || {
         let mut busy = BusyMeter::default();
         loop {

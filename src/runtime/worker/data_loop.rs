@@ -282,9 +282,9 @@ impl GroupData<'_> {
     ) -> Result<(u64, u64, bool), WorkerFailure> {
         let shared = Arc::clone(self.shared);
         let stop = move || shared.stopping();
-        let shared = Arc::clone(self.shared);
-        let progress = move |n: u64| shared.records_in.store(n, Ordering::Relaxed);
-        let run = self.pipeline.drive_source(egress, 0, &stop, &progress);
+        let run = self
+            .pipeline
+            .drive_source(egress, 0, &stop, &self.shared.records_in);
         self.completed = run.last_seq;
         if let Some(failure) = run.failure {
             return Err(self.node_failure(failure, egress));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{EXIT_GRACE, RunFailure, Supervisor};
 use crate::control::{BootstrapBundle, ControlMessage, MessageKind, now_ms};
-use crate::supervisor::health::MetricsView;
+use crate::supervisor::health::{MetricsView, RingMetrics, WorkerMetrics};
 use crate::supervisor::lifecycle::{EventKind, FailureCategory, LifecycleEvent, WorkerState};
 use crate::supervisor::monitor::{Event, describe_exit, signal_name, spawn_reader};
 
@@ -461,12 +461,22 @@ impl Supervisor {
             sample.1 = sample.1.saturating_add(depth);
             sample.2 += 1;
         }
-        let mut view = MetricsView {
+        let view = MetricsView {
             workers: self
                 .records
                 .iter()
-                .map(|r| (r.id.clone(), r.group.clone(), r.state.as_str()))
+                .map(|r| WorkerMetrics {
+                    worker: r.id.clone(),
+                    group: r.group.clone(),
+                    state: r.state.as_str(),
+                    records_in: r.counters.records_in,
+                    records_out: r.counters.records_out,
+                    busy_ratio: f64::from(r.counters.busy_per_mille) / 1000.0,
+                    pid: r.pid,
+                    process: None,
+                })
                 .collect(),
+            restarts: 0,
             control_rejections: self
                 .server
                 .metrics()
@@ -478,17 +488,17 @@ impl Supervisor {
                 .iter()
                 .map(|c| (c.as_str(), self.failure_counts.get(c).copied().unwrap_or(0)))
                 .collect(),
-            worker_records: self
-                .records
+            rings: self
+                .rings
                 .iter()
-                .map(|r| (r.id.clone(), r.counters.records_in))
+                .map(|r| RingMetrics {
+                    edge: r.name.clone(),
+                    occupancy_bytes: crate::data::read_depth(&r.segment).min(capacity),
+                    capacity_bytes: capacity,
+                    records: crate::data::read_counts(&r.segment).0,
+                })
                 .collect(),
-            worker_busy: self
-                .records
-                .iter()
-                .map(|r| (r.id.clone(), u64::from(r.counters.busy_per_mille)))
-                .collect(),
-            route_cache: self.route_cache_counters().pairs().to_vec(),
+            route_cache: self.route_cache_counters(),
             spans: self
                 .telemetry
                 .as_ref()
@@ -504,24 +514,8 @@ impl Supervisor {
                     ]
                 })
                 .collect(),
-            ..MetricsView::default()
+            supervisor: None,
         };
-        view.restarts = 0;
-        view.ring_depths = self
-            .rings
-            .iter()
-            .map(|r| {
-                (
-                    r.name.clone(),
-                    crate::data::read_depth(&r.segment).min(capacity),
-                )
-            })
-            .collect();
-        view.ring_records = self
-            .rings
-            .iter()
-            .map(|r| (r.name.clone(), crate::data::read_counts(&r.segment).0))
-            .collect();
         if let Ok(mut metrics) = self.health_state.metrics.lock() {
             *metrics = view;
         }

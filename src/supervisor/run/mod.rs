@@ -258,6 +258,12 @@ impl Supervisor {
                 &config.runtime.platform.health.bind,
                 Arc::clone(&health_state),
             )?;
+            tracing::info!(
+                worker_id = "supervisor",
+                address = %server.address(),
+                "health endpoints on http://{} (/livez /healthz /readyz /metrics)",
+                server.address()
+            );
             if config.runtime.platform.health.expose {
                 tracing::warn!(
                     worker_id = "supervisor",

@@ -76,6 +76,7 @@ impl Supervisor {
             peak_rss_kib: crate::observability::process::peak_rss_kib().unwrap_or(0)
                 + workers.iter().map(|w| w.peak_rss_kib).sum::<u64>(),
             workers,
+            health_address: self.health_address(),
             rings: self.ring_report(),
             route_cache: self.route_cache_counters(),
             spans: self

@@ -1,0 +1,327 @@
+//! What an operator's tools see: `/metrics` scraped during a real supervised run and read by
+//! the reference Prometheus client's OpenMetrics parser, the health routes, and where the
+//! summary says the endpoints were.
+
+#[path = "support/checks.rs"]
+mod checks;
+#[path = "support/cli_runs.rs"]
+mod cli_runs;
+#[path = "support/fund_load_runs.rs"]
+mod fund_load_runs;
+#[path = "support/http.rs"]
+mod http;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use checks::check;
+use cli_runs::{cli, set, variant_config, yaml};
+use http::http_get;
+use libtest_mimic::Failed;
+
+/// Reads OpenMetrics text on stdin with `prometheus_client`'s parser (the Python reference
+/// client) and prints every family as JSON: name, type, samples.
+const PARSER: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(sys.stdin.read()):
+    out.append({"name": family.name, "type": family.type,
+                "samples": [[s.name, s.labels, s.value] for s in family.samples]})
+print(json.dumps(out))
+"#;
+
+#[derive(Debug, Clone)]
+struct Family {
+    kind: String,
+    /// (sample name, sorted labels) -> value
+    samples: BTreeMap<(String, Vec<(String, String)>), f64>,
+}
+
+/// `Ok(None)` (with the reason printed) when the reference parser is not installed.
+fn parser_available() -> Option<()> {
+    let ok = Command::new("python3")
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "skipped: python3 with prometheus_client is not installed (pip install prometheus_client)"
+        );
+    }
+    ok.then_some(())
+}
+
+/// Parses one scrape with the reference parser; a rejected scrape is a failure.
+fn parse(text: &str) -> Result<BTreeMap<String, Family>, Failed> {
+    let mut child = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    check(out.status.success(), || {
+        format!(
+            "the Prometheus parser rejects the scrape: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut families = BTreeMap::new();
+    for family in parsed.as_array().ok_or("not a list")? {
+        let mut samples = BTreeMap::new();
+        for sample in family["samples"].as_array().ok_or("no samples")? {
+            let labels: Vec<(String, String)> = sample[1]
+                .as_object()
+                .ok_or("labels")?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let name = sample[0].as_str().ok_or("sample name")?.to_string();
+            samples.insert((name, labels), sample[2].as_f64().ok_or("value")?);
+        }
+        families.insert(
+            family["name"].as_str().ok_or("name")?.to_string(),
+            Family {
+                kind: family["type"].as_str().ok_or("type")?.to_string(),
+                samples,
+            },
+        );
+    }
+    Ok(families)
+}
+
+/// The ingress worker's `records_in` counter in one parsed scrape.
+fn ingress_records_in(families: &BTreeMap<String, Family>) -> f64 {
+    families
+        .get("stream_kernel_worker_records_in")
+        .map(|f| {
+            f.samples
+                .iter()
+                .filter(|((_, labels), _)| {
+                    labels
+                        .iter()
+                        .any(|(k, v)| k == "group" && v == "execution.ingress")
+                })
+                .map(|(_, v)| *v)
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+fn input_lines(lines: u64, seed: u64) -> Result<Vec<u8>, Failed> {
+    let mut bytes = Vec::new();
+    stream_kernel::apps::fund_load::generator::write_lines(lines, seed, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Waits for the supervisor's log line naming the health address.
+fn health_address(lines: &mpsc::Receiver<String>) -> Result<SocketAddr, Failed> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let line = lines.recv_timeout(left)?;
+        if let Some(rest) = line.split("health endpoints on http://").nth(1) {
+            let address = rest.split_whitespace().next().ok_or("no address")?;
+            return Ok(address.parse()?);
+        }
+    }
+    Err("the supervisor never logged its health address".into())
+}
+
+/// Scraped during a 4-group run fed through stdin, `/metrics` parses with the reference
+/// OpenMetrics parser; counters are typed counters named `_total` and only grow; figures are
+/// in base units; a worker's counters show up within seconds although `heartbeat_seconds` is
+/// 30; `/healthz` and `/readyz?verbose` answer; the summary names the health address.
+#[test]
+fn metrics_scraped_during_a_run_follow_prometheus_conventions() -> Result<(), Failed> {
+    if parser_available().is_none() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let config = variant_config(dir.path(), "fund_load_experiment_4proc", |root| {
+        for group in 0..4 {
+            let key = format!("runtime.platform.process_groups[{group}].heartbeat_seconds");
+            set(root, &key, yaml("30"));
+        }
+    })?;
+    let mut child = cli()
+        .args(["run", "--quiet", "--input", "-", "-c"])
+        .arg(&config)
+        .arg("--output")
+        .arg(dir.path().join("out.txt"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("rejects.jsonl"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    let result = scrape_through_the_run(&mut child, &lines);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .ok_or("no stdout")?
+        .read_to_string(&mut stdout)?;
+    let status = child.wait()?;
+    let log = reader.join().map_err(|_| "stderr reader")?;
+    let address = result?;
+    check(status.success(), || {
+        format!("exit {status}\n{stdout}\n{log}")
+    })?;
+    check(
+        stdout.contains(&format!("health:  http://{address}/metrics")),
+        || format!("the summary does not name the health address {address}:\n{stdout}"),
+    )
+}
+
+fn scrape_through_the_run(
+    child: &mut std::process::Child,
+    lines: &mpsc::Receiver<String>,
+) -> Result<SocketAddr, Failed> {
+    let address = health_address(lines)?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(&input_lines(1000, 7)?)?;
+    stdin.flush()?;
+    let mut scrapes = Vec::new();
+    // The workers' counters must appear long before the 30 s heartbeat.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, text) = http_get(address, "/metrics")?;
+        check(status == 200, || format!("/metrics: {status}"))?;
+        let families = parse(&text)?;
+        let seen = ingress_records_in(&families);
+        scrapes.push(families);
+        if seen >= 1000.0 {
+            break;
+        }
+        check(Instant::now() < deadline, || {
+            format!("after 15 s /metrics still shows {seen} records into ingress (1000 sent)")
+        })?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for path in ["/healthz", "/livez?verbose", "/readyz?verbose"] {
+        let (status, _) = http_get(address, path)?;
+        check(status == 200, || format!("{path}: {status}"))?;
+    }
+    stdin.write_all(&input_lines(1000, 8)?)?;
+    drop(stdin);
+    // Until the run ends (a refused connection) or a few more scrapes.
+    for _ in 0..10 {
+        match http_get(address, "/metrics") {
+            Ok((200, text)) => scrapes.push(parse(&text)?),
+            _ => break,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check_conventions(&scrapes)?;
+    Ok(address)
+}
+
+fn check_conventions(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed> {
+    let last = scrapes.last().ok_or("no scrape")?;
+    let expected = [
+        ("stream_kernel_build_info", "gauge"),
+        ("stream_kernel_worker_state", "gauge"),
+        ("stream_kernel_worker_records_in", "counter"),
+        ("stream_kernel_worker_records_out", "counter"),
+        ("stream_kernel_worker_busy_ratio", "gauge"),
+        ("stream_kernel_worker_process_cpu_seconds", "counter"),
+        (
+            "stream_kernel_worker_process_resident_memory_bytes",
+            "gauge",
+        ),
+        ("stream_kernel_worker_restarts", "counter"),
+        ("stream_kernel_worker_failures", "counter"),
+        ("stream_kernel_ring_occupancy_bytes", "gauge"),
+        ("stream_kernel_ring_capacity_bytes", "gauge"),
+        ("stream_kernel_ring_records", "counter"),
+        ("stream_kernel_control_rejected_frames", "counter"),
+        ("stream_kernel_route_cache_lookups", "counter"),
+        ("stream_kernel_route_cache_entries", "gauge"),
+        ("process_cpu_seconds", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ];
+    for (name, kind) in expected {
+        let family = last.get(name).ok_or_else(|| format!("{name} missing"))?;
+        check(family.kind == kind, || {
+            format!("{name} is a {}, not a {kind}", family.kind)
+        })?;
+        if kind == "counter" {
+            for (sample, _) in family.samples.keys() {
+                check(
+                    sample.ends_with("_total") || sample.ends_with("_created"),
+                    || format!("counter sample {sample} does not end in _total"),
+                )?;
+            }
+        }
+    }
+    for families in scrapes {
+        for (name, family) in families {
+            check(!name.contains("per_mille"), || {
+                format!("{name}: not a base unit")
+            })?;
+            if name.ends_with("_ratio") {
+                for value in family.samples.values() {
+                    check((0.0..=1.0).contains(value), || {
+                        format!("{name} = {value}, not a ratio")
+                    })?;
+                }
+            }
+        }
+    }
+    let workers = &last["stream_kernel_worker_process_resident_memory_bytes"];
+    check(workers.samples.len() == 4, || {
+        format!(
+            "resident memory of {} workers, not 4",
+            workers.samples.len()
+        )
+    })?;
+    check(workers.samples.values().all(|v| *v > 1e6), || {
+        format!("worker resident memory not in bytes: {:?}", workers.samples)
+    })?;
+    counters_only_grow(scrapes)
+}
+
+/// Every counter series keeps or raises its value from one scrape to the next.
+fn counters_only_grow(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed> {
+    for pair in scrapes.windows(2) {
+        for (name, family) in pair[0].iter().filter(|(_, f)| f.kind == "counter") {
+            let Some(next) = pair[1].get(name) else {
+                continue;
+            };
+            for (series, before) in &family.samples {
+                if let Some(after) = next.samples.get(series) {
+                    check(after >= before, || {
+                        format!("counter {series:?} went down: {before} -> {after}")
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
