@@ -154,10 +154,10 @@ fn traced(input: &Path, dir: &Path, endpoint: &str) -> stream_kernel::config::Co
         .expect("4-group config");
     let tracing = &mut config.runtime.observability.tracing;
     tracing.enabled = true;
-    tracing.sample_ratio = 0.01;
+    tracing.sample_ratio = Some(0.01);
     tracing.exporters = vec![stream_kernel::config::TraceExporter::OtelOtlp(
         stream_kernel::config::OtlpSettings {
-            protocol: stream_kernel::config::OtlpProtocol::Grpc,
+            protocol: Some(stream_kernel::config::OtlpProtocol::Grpc),
             endpoint: Some(endpoint.to_string()),
             headers: Default::default(),
             timeout_seconds: 2.0,

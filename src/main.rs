@@ -256,6 +256,12 @@ fn run_config(args: &RunArgs) -> Result<(Config, Vec<config::ConfigWarning>), Ex
     if let Some(path) = &args.dead_letter {
         config.adapters.dead_letter = Some(config::FileAdapter::File { path: path.clone() });
     }
+    // Before the log exporters start: OTEL_SDK_DISABLED and the protocol variables apply to
+    // them too.
+    let otel_env = stream_kernel::observability::otel_env::process_env;
+    for note in stream_kernel::observability::otel_env::apply(&mut config, &otel_env) {
+        eprintln!("{note}");
+    }
     Ok((config, loaded.warnings))
 }
 

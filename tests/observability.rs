@@ -67,6 +67,10 @@ fn main() {
         ),
         Trial::test("obs_06_otel_env_vars_alone_are_enough_to_export", obs_06),
         Trial::test(
+            "otel_env_protocol_sampler_traceparent_and_sdk_disabled",
+            otel_env_spec,
+        ),
+        Trial::test(
             "p5pre_smoke_03_one_chain_per_record_across_groups_and_traceparent",
             smoke_03,
         ),
@@ -764,23 +768,15 @@ fn obs_06() -> Result<(), Failed> {
     const LINES: usize = 50;
     let fixture = Fixture::new(LINES as u64)?;
     let receiver = Receiver::start(Protocol::Grpc)?;
-    let dir = fixture.out("run")?;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/fund_load_experiment_4proc.yml");
-    let mut yaml = std::fs::read_to_string(path)?;
-    yaml.push_str("    health: {enabled: false}\n  observability:\n    tracing:\n      enabled: true\n      exporters: [{kind: otel_otlp}]\n");
-    let config = dir.join("config.yml");
-    std::fs::write(&config, yaml)?;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
-        .args(["run", "--quiet", "-c"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&fixture.input)
-        .arg("--output")
-        .arg(dir.join("out.txt"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)
-        .env("OTEL_SERVICE_NAME", "obs06-service")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .output()?;
+    let output = cli_run(
+        &fixture,
+        "obs06",
+        "[{kind: otel_otlp}]",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", "obs06-service"),
+        ],
+    )?;
     check(output.status.success(), || {
         format!("run failed: {}", String::from_utf8_lossy(&output.stderr))
     })?;
@@ -794,6 +790,137 @@ fn obs_06() -> Result<(), Failed> {
             .all(|s| s.resource.get("service.name").map(String::as_str) == Some("obs06-service")),
         || "service.name is not OTEL_SERVICE_NAME".into(),
     )
+}
+
+/// The CLI on the 4-group config with tracing on through `exporters` (a YAML flow sequence),
+/// with `env` set and every other OpenTelemetry variable of this process removed.
+fn cli_run(
+    fixture: &Fixture,
+    name: &str,
+    exporters: &str,
+    env: &[(&str, &str)],
+) -> Result<std::process::Output, Failed> {
+    let dir = fixture.out(name)?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/fund_load_experiment_4proc.yml");
+    let mut yaml = std::fs::read_to_string(path)?;
+    yaml.push_str(&format!(
+        "    health: {{enabled: false}}\n  observability:\n    tracing:\n      enabled: true\n      exporters: {exporters}\n"
+    ));
+    let config = dir.join("config.yml");
+    std::fs::write(&config, yaml)?;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"));
+    command
+        .args(["run", "--quiet", "-c"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&fixture.input)
+        .arg("--output")
+        .arg(dir.join("out.txt"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OTEL_") || key == "TRACEPARENT" {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    Ok(command.output()?)
+}
+
+/// Spans in a jsonl trace file (0 when the file was never written).
+fn spans_in(path: &Path) -> Result<usize, Failed> {
+    Ok(match std::fs::read_to_string(path) {
+        Ok(text) => text.lines().filter(|l| !l.trim().is_empty()).count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e.into()),
+    })
+}
+
+/// The OpenTelemetry SDK variables a config leaves to the environment: the protocol (an HTTP
+/// endpoint with no protocol in the config works once `OTEL_EXPORTER_OTLP_PROTOCOL` says
+/// `http/protobuf`), the sampler (`always_off`, and the parent-based default following a
+/// `TRACEPARENT` whose flags are `00`, which `always_on` overrides), and `OTEL_SDK_DISABLED`.
+fn otel_env_spec() -> Result<(), Failed> {
+    const LINES: usize = 40;
+    let fixture = Fixture::new(LINES as u64)?;
+    let http = Receiver::start(Protocol::Http)?;
+    let output = cli_run(
+        &fixture,
+        "protocol",
+        "[{kind: otel_otlp}]",
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", http.endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    )?;
+    check(output.status.success(), || {
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    })?;
+    let spans = wait_for_spans(&http, LINES * NODES);
+    check(spans.len() == LINES * NODES, || {
+        format!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf: {} spans received",
+            spans.len()
+        )
+    })?;
+
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Env<'_>, usize); 4] = [
+        ("default", &[], LINES * NODES),
+        ("always-off", &[("OTEL_TRACES_SAMPLER", "always_off")], 0),
+        ("parent-unsampled", &[("TRACEPARENT", unsampled)], 0),
+        (
+            "always-on-over-parent",
+            &[
+                ("TRACEPARENT", unsampled),
+                ("OTEL_TRACES_SAMPLER", "always_on"),
+            ],
+            LINES * NODES,
+        ),
+    ];
+    for (name, env, expected) in cases {
+        let trace = fixture.out(name)?.join("trace.jsonl");
+        let exporters = format!(
+            "[{{kind: jsonl, settings: {{path: \"{}\"}}}}]",
+            trace.display()
+        );
+        let output = cli_run(&fixture, name, &exporters, env)?;
+        check(output.status.success(), || {
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        })?;
+        let spans = spans_in(&trace)?;
+        check(spans == expected, || {
+            format!("{name} {env:?}: {spans} spans, expected {expected}")
+        })?;
+    }
+
+    let grpc = Receiver::start(Protocol::Grpc)?;
+    let trace = fixture.out("disabled")?.join("trace.jsonl");
+    let exporters = format!(
+        "[{{kind: otel_otlp, settings: {{endpoint: \"{}\"}}}}, {{kind: jsonl, settings: {{path: \"{}\"}}}}]",
+        grpc.endpoint,
+        trace.display()
+    );
+    let output = cli_run(
+        &fixture,
+        "disabled",
+        &exporters,
+        &[("OTEL_SDK_DISABLED", "true")],
+    )?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    check(
+        output.status.success() && stderr.contains("OTEL_SDK_DISABLED"),
+        || stderr.to_string(),
+    )?;
+    check(spans_in(&trace)? == LINES * NODES, || {
+        "OTEL_SDK_DISABLED stopped the engine's own jsonl exporter".into()
+    })?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    check(grpc.spans().is_empty(), || {
+        format!(
+            "OTEL_SDK_DISABLED=true, yet {} spans reached OTLP",
+            grpc.spans().len()
+        )
+    })
 }
 
 /// P5PRE-SMOKE-03: each sampled record's spans form one parent/child chain through all four

@@ -252,7 +252,12 @@ config_choice! {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tracing {
     pub enabled: bool,
-    pub sample_ratio: f64,
+    /// `None`: `OTEL_TRACES_SAMPLER`, else `parentbased_traceidratio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerKind>,
+    /// `None`: `OTEL_TRACES_SAMPLER_ARG`, else 1.0 (the ratio of the `traceidratio` samplers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<f64>,
     pub queue: SpanQueue,
     pub exporters: Vec<TraceExporter>,
 }
@@ -275,6 +280,16 @@ config_choice! {
     pub enum OtlpProtocol { Grpc = "grpc", HttpProtobuf = "http/protobuf" }
 }
 
+config_choice! {
+    /// Head samplers, named as `OTEL_TRACES_SAMPLER` names them. The `parentbased_*` ones follow
+    /// a caller's `TRACEPARENT` sampled flag and use the named sampler for records without one.
+    pub enum SamplerKind {
+        AlwaysOn = "always_on", AlwaysOff = "always_off", TraceIdRatio = "traceidratio",
+        ParentBasedAlwaysOn = "parentbased_always_on", ParentBasedAlwaysOff = "parentbased_always_off",
+        ParentBasedTraceIdRatio = "parentbased_traceidratio"
+    }
+}
+
 /// One span exporter: `{kind: ..., settings: {...}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceExporter {
@@ -293,7 +308,9 @@ pub struct JsonlSettings {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OtlpSettings {
-    pub protocol: OtlpProtocol,
+    /// `None`: `OTEL_EXPORTER_OTLP_(TRACES_|LOGS_)PROTOCOL`, else `grpc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<OtlpProtocol>,
     /// `None`: `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`, else the protocol's localhost default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -388,7 +405,8 @@ impl Serialize for LogExporter {
         /// Log exporters have no per-group service name: print only the keys they accept.
         #[derive(Serialize)]
         struct LogOtlp<'a> {
-            protocol: OtlpProtocol,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            protocol: Option<OtlpProtocol>,
             #[serde(skip_serializing_if = "Option::is_none")]
             endpoint: &'a Option<String>,
             headers: &'a BTreeMap<String, String>,

@@ -536,7 +536,8 @@ fn default_observability() -> Observability {
 fn default_tracing() -> Tracing {
     Tracing {
         enabled: false,
-        sample_ratio: 1.0,
+        sampler: None,
+        sample_ratio: None,
         queue: SpanQueue {
             max_items: 65_536,
             drop_policy: DropPolicy::DropNewest,
@@ -577,7 +578,8 @@ fn read_observability(mut section: Section<'_, '_>) -> Observability {
 fn read_tracing(mut section: Section<'_, '_>) -> Tracing {
     let defaults = default_tracing();
     let enabled = section.field("enabled", false, r::boolean);
-    let sample_ratio = section.field("sample_ratio", 1.0, r::ratio);
+    let sampler = section.opt("sampler", r::choice);
+    let sample_ratio = section.opt("sample_ratio", r::ratio);
     let queue = section
         .section("queue")
         .map(|mut q| SpanQueue {
@@ -591,6 +593,7 @@ fn read_tracing(mut section: Section<'_, '_>) -> Tracing {
         read_exporter_list(&mut section, read_trace_exporter).unwrap_or(defaults.exporters);
     Tracing {
         enabled,
+        sampler,
         sample_ratio,
         queue,
         exporters,
@@ -663,7 +666,7 @@ fn read_trace_exporter(mut section: Section<'_, '_>) -> Option<TraceExporter> {
 
 fn read_otlp_settings(settings: &mut Section<'_, '_>, for_traces: bool) -> OtlpSettings {
     OtlpSettings {
-        protocol: settings.field("protocol", OtlpProtocol::Grpc, r::choice),
+        protocol: settings.opt("protocol", r::choice),
         endpoint: settings.opt("endpoint", r::non_empty_string),
         headers: settings.field("headers", BTreeMap::new(), r::string_map),
         timeout_seconds: settings.field("timeout_seconds", 10.0, r::positive_seconds),

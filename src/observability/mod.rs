@@ -5,6 +5,7 @@
 pub mod export;
 pub mod ids;
 pub mod logging;
+pub mod otel_env;
 pub mod otlp_logs;
 pub mod process;
 pub mod span;

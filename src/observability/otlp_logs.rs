@@ -91,7 +91,12 @@ fn provider(
 ) -> Result<SdkLoggerProvider, ExportSetupError> {
     let timeout = Duration::from_secs_f64(settings.timeout_seconds.max(0.001));
     let builder = SdkLoggerProvider::builder().with_resource(resource(settings, identity));
-    let builder = match settings.protocol {
+    let protocol = super::otel_env::protocol(
+        settings.protocol,
+        super::otel_env::Signal::Logs,
+        &super::otel_env::process_env,
+    );
+    let builder = match protocol {
         OtlpProtocol::Grpc => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -7,6 +7,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::otel_env;
+use crate::config::{SamplerKind, Tracing};
+
 /// One finished node execution of a sampled record.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SpanRecord {
@@ -141,9 +144,44 @@ pub trait SpanSink: Send {
     fn close(&mut self) {}
 }
 
+/// The head sampling decision, the same in every process (a function of the trace id and the
+/// caller's flag only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    pub kind: SamplerKind,
+    /// The ratio of the `traceidratio` samplers.
+    pub ratio: f64,
+}
+
+impl Sampler {
+    /// The config's sampler, with the OpenTelemetry variables for what it leaves out.
+    pub fn of(tracing: &Tracing) -> Self {
+        let (kind, ratio) = otel_env::sampler(
+            tracing.sampler,
+            tracing.sample_ratio,
+            &otel_env::process_env,
+        );
+        Self { kind, ratio }
+    }
+
+    /// Whether a record with derived trace id `derived` is sampled, under the caller's context
+    /// `parent` (the `parentbased_*` samplers follow its sampled flag).
+    pub fn decide(&self, parent: Option<&TraceParent>, derived: &[u8; 16]) -> bool {
+        use SamplerKind::*;
+        match (self.kind, parent) {
+            (ParentBasedAlwaysOn | ParentBasedAlwaysOff | ParentBasedTraceIdRatio, Some(p)) => {
+                p.sampled
+            }
+            (AlwaysOn | ParentBasedAlwaysOn, _) => true,
+            (AlwaysOff | ParentBasedAlwaysOff, _) => false,
+            (TraceIdRatio | ParentBasedTraceIdRatio, _) => is_sampled(derived, self.ratio),
+        }
+    }
+}
+
 /// Span production of one process: the settings every span shares and its sink.
 pub struct Tracer {
-    pub sample_ratio: f64,
+    pub sampler: Sampler,
     pub worker_id: String,
     pub pid: u32,
     /// The caller's context: records become children of its span, in its trace.
@@ -154,9 +192,9 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    pub fn new(sample_ratio: f64, worker_id: String, sink: Box<dyn SpanSink>) -> Self {
+    pub fn new(sampler: Sampler, worker_id: String, sink: Box<dyn SpanSink>) -> Self {
         Self {
-            sample_ratio,
+            sampler,
             worker_id,
             pid: std::process::id(),
             parent: TraceParent::from_env(),
@@ -166,10 +204,9 @@ impl Tracer {
     }
 
     /// The trace id and root parent of a record entering the graph with derived id `derived`,
-    /// and whether it is sampled (decided on the derived id, so records sample independently
-    /// even inside a caller's trace).
+    /// and whether it is sampled (see [`Sampler::decide`]).
     pub fn root_of(&self, derived: [u8; 16]) -> ([u8; 16], u64, bool) {
-        let sampled = is_sampled(&derived, self.sample_ratio);
+        let sampled = self.sampler.decide(self.parent.as_ref(), &derived);
         match self.parent {
             Some(parent) => (parent.trace_id, parent.span_id, sampled),
             None => (derived, 0, sampled),

@@ -147,7 +147,7 @@ fn start_inline_tracing(
         return Ok(None);
     };
     pipeline.env.tracer = Some(Tracer::new(
-        config.runtime.observability.tracing.sample_ratio,
+        crate::observability::span::Sampler::of(&config.runtime.observability.tracing),
         "inline".to_string(),
         Box::new(PipelineSink(std::sync::Arc::clone(&export))),
     ));
@@ -171,6 +171,8 @@ pub fn run_inline_with_outputs<'o>(
     options: &RunOptions,
     outputs: Option<&'o mut OutputFn<'o>>,
 ) -> Result<RunSummary, RunError> {
+    let resolved = crate::observability::otel_env::resolved(config);
+    let config = &resolved;
     let graph = Graph::checked(config, registry).map_err(RunError::Config)?;
     crate::config::check_run_files(config).map_err(RunError::Config)?;
     let placement = Placement::inline();

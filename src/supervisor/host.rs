@@ -109,7 +109,8 @@ pub struct Runtime {
     entry: (u32, String, MessageType),
     run_id: u64,
     /// Head sampling ratio when tracing is on: submitted records are traced at this rate.
-    sample_ratio: Option<f64>,
+    /// The head sampler when tracing is on (the host's records have no caller context).
+    sampler: Option<crate::observability::span::Sampler>,
     arena: rkyv::ser::allocator::Arena,
     watcher: Watcher,
 }
@@ -194,7 +195,9 @@ impl Runtime {
             next_ingress: 0,
             entry,
             run_id,
-            sample_ratio: tracing.enabled.then_some(tracing.sample_ratio),
+            sampler: tracing
+                .enabled
+                .then(|| crate::observability::span::Sampler::of(tracing)),
             arena: rkyv::ser::allocator::Arena::new(),
             watcher: watch(supervisor),
         })
@@ -218,9 +221,7 @@ impl Runtime {
         let mut header = EnvelopeHeader::data(seq, self.entry.0);
         header.reply_to = reply_to;
         let trace_id = crate::observability::ids::trace_id_for(self.run_id, seq);
-        let sampled = self
-            .sample_ratio
-            .is_some_and(|r| crate::observability::span::is_sampled(&trace_id, r));
+        let sampled = self.sampler.is_some_and(|s| s.decide(None, &trace_id));
         header.trace_flags = u8::from(sampled);
         // Unsampled: no trace context on the wire; every receiver derives the same id.
         if sampled {

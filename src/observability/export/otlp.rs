@@ -20,6 +20,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLink
 
 use super::{ExportError, ExportSetupError, RunResource, SpanExporter};
 use crate::config::{OtlpProtocol, OtlpSettings};
+use crate::observability::otel_env;
 use crate::observability::span::SpanRecord;
 
 /// The service name: the settings', else `OTEL_SERVICE_NAME`, else `stream-kernel`.
@@ -64,7 +65,12 @@ impl OtlpExporter {
         let timeout = Duration::from_secs_f64(settings.timeout_seconds.max(0.001));
         let headers: std::collections::HashMap<String, String> =
             settings.headers.clone().into_iter().collect();
-        let (exporter, runtime) = match settings.protocol {
+        let protocol = otel_env::protocol(
+            settings.protocol,
+            otel_env::Signal::Traces,
+            &otel_env::process_env,
+        );
+        let (exporter, runtime) = match protocol {
             OtlpProtocol::Grpc => {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

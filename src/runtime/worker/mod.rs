@@ -389,7 +389,7 @@ pub(super) fn attach_telemetry(
     let producer = Producer::attach(segment, WaitStrategy::EFFICIENCY)
         .map_err(|e| format!("telemetry ring: {e}"))?;
     pipeline.env.tracer = Some(Tracer::new(
-        config.runtime.observability.tracing.sample_ratio,
+        crate::observability::span::Sampler::of(&config.runtime.observability.tracing),
         worker_id.to_string(),
         Box::new(RingSpanSink::new(producer)),
     ));

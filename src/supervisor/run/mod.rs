@@ -217,6 +217,8 @@ impl Supervisor {
         options: &SupervisorOptions,
     ) -> Result<Self, SupervisorError> {
         let launched_at = Instant::now();
+        let resolved = crate::observability::otel_env::resolved(config);
+        let config = &resolved;
         let graph = Graph::checked(config, registry).map_err(SupervisorError::Config)?;
         crate::config::check_run_files(config).map_err(SupervisorError::Config)?;
         // Whatever the transport: directories of supervisors killed earlier are cleaned here.
