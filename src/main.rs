@@ -8,14 +8,16 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use stream_kernel::apps::fund_load;
 use stream_kernel::config::{self, Config, LoadedConfig, SinkAdapter, SourceAdapter};
-use stream_kernel::runtime::{self, RunError, RunOptions, RunSummary};
+use stream_kernel::runtime::{self, RunError, RunOptions, RunProgress, RunSummary};
+
+#[path = "cli/progress.rs"]
+mod progress;
 
 /// Exit status for a run that failed.
 const EXIT_FAILED: u8 = 1;
@@ -348,18 +350,23 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let identity = stream_kernel::observability::logging::LogIdentity::current("supervisor");
     stream_kernel::observability::logging::init(&config.runtime.observability.logging, identity)
         .context("opening the log destinations")?;
+    let progress = Arc::new(RunProgress::default());
+    // A bar only on a terminal: a redirected stderr gets the summary and the log, nothing else.
+    let bar = (!args.quiet && std::io::stderr().is_terminal())
+        .then(|| progress::Reporter::start(&config, Arc::clone(&progress)));
     if config.is_process_mode() {
-        return run_process_groups(&config, args.skip);
+        let result = run_process_groups(&config, args.skip, progress);
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        return result;
     }
     let interrupts = Interrupts::install().context("installing signal handlers")?;
-    let progress = Arc::new(AtomicU64::new(0));
     let options = RunOptions {
         stop: Some(Arc::clone(&interrupts.stop)),
-        progress: Some(Arc::clone(&progress)),
+        progress: Some(progress),
         skip: args.skip,
     };
-    let bar = (!args.quiet && std::io::stderr().is_terminal())
-        .then(|| ProgressReporter::start(&config, progress));
     let registry = fund_load::registry();
     let result = runtime::run_inline(&config, &registry, &options);
     if let Some(bar) = bar {
@@ -412,12 +419,17 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A `process_supervisor` run: workers in their groups, supervised until the sinks drain.
-fn run_process_groups(config: &Config, skip: u64) -> anyhow::Result<ExitCode> {
+fn run_process_groups(
+    config: &Config,
+    skip: u64,
+    progress: Arc<RunProgress>,
+) -> anyhow::Result<ExitCode> {
     use stream_kernel::supervisor::{RunEnd, SupervisorError, SupervisorOptions, run_supervised};
     let registry = fund_load::registry();
     let options = SupervisorOptions {
         handle_signals: true,
         skip,
+        progress: Some(progress),
         ..SupervisorOptions::default()
     };
     let run = match run_supervised(config, &registry, &options) {
@@ -615,53 +627,4 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
         summary.peak_rss_kib as f64 / 1024.0
     ));
     out
-}
-
-/// A progress bar on stderr, fed from the run's progress counter.
-struct ProgressReporter {
-    done: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl ProgressReporter {
-    fn start(config: &Config, progress: Arc<AtomicU64>) -> Self {
-        let total = match config.adapters.source {
-            SourceAdapter::Generator { lines, .. } => Some(lines),
-            _ => None,
-        };
-        let done = Arc::new(AtomicBool::new(false));
-        let thread_done = Arc::clone(&done);
-        let thread = std::thread::spawn(move || {
-            let bar = match total {
-                Some(total) => indicatif::ProgressBar::new(total).with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                ),
-                None => indicatif::ProgressBar::new_spinner().with_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {pos} records  {per_sec}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                ),
-            };
-            // Quiet for short runs: the bar appears only after half a second.
-            for _ in 0..10 {
-                if thread_done.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            while !thread_done.load(Ordering::Relaxed) {
-                bar.set_position(progress.load(Ordering::Relaxed));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            bar.finish_and_clear();
-        });
-        Self { done, thread }
-    }
-
-    fn finish(self) {
-        self.done.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
-    }
 }

@@ -285,3 +285,70 @@ fn dead_letter_override_and_the_summary_says_where_files_went() {
         "{stdout}"
     );
 }
+
+/// On a terminal (a pseudo-terminal from `script`) a supervised run reading a slow stdin draws
+/// a progress line with records and an SI-rounded rate; with stderr not a terminal it draws
+/// nothing. (The file-input bar adds bytes and an ETA: its template is unit-tested.)
+#[test]
+fn progress_bar_on_a_terminal_only() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let generated = bin()
+        .args(["gen", "--lines", "20000", "--output"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let run = format!(
+        "{{ cat {input}; sleep 2; }} | {exe} run -c {config} --input - --output {out} --dead-letter {rejects}",
+        input = input.display(),
+        exe = env!("CARGO_BIN_EXE_stream-kernel"),
+        config = config("fund_load_experiment_4proc.yml"),
+        out = dir.path().join("out.txt").display(),
+        rejects = dir.path().join("rejects.jsonl").display()
+    );
+    let typescript = dir.path().join("tty.log");
+    let status = Command::new("script")
+        .args(["-qec", &run])
+        .arg(&typescript)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let screen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).to_string();
+    let bar = screen
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("records/s") && !l.contains("stream-kernel:"))
+        .unwrap_or_else(|| panic!("no progress line on the terminal:\n{screen}"));
+    assert!(bar.contains("20.0 k records"), "{bar}");
+    let before_unit = bar.split(" records/s").next().unwrap_or_default();
+    let number = before_unit
+        .split_whitespace()
+        .rev()
+        .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or_default();
+    assert!(
+        !number.is_empty() && number.len() <= 4,
+        "rate not rounded to 3 digits: {bar}"
+    );
+    let plain = bin()
+        .args(["run", "-c"])
+        .arg(config("fund_load_experiment_4proc.yml"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("out2.txt"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("rejects2.jsonl"))
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    assert!(
+        !String::from_utf8_lossy(&plain.stderr).contains("records/s"),
+        "a progress bar on a non-terminal stderr"
+    );
+}

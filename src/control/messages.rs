@@ -99,6 +99,8 @@ pub struct BootstrapBundle {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct WorkerCounters {
     pub records_in: u64,
+    /// Input bytes the worker's source consumed (0 without a source).
+    pub input_bytes: u64,
     pub records_out: u64,
     /// Highest `seq` completed in order (a sink's worker: written and flushed).
     pub completed: u64,

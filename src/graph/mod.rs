@@ -21,6 +21,6 @@ pub use node::{
     RecordContext, Source,
 };
 pub use registry::{
-    BuildContext, BuiltNode, NodeFactory, NodeRole, NodeState, PartitionKey, Placement, Registry,
-    Services, SettingsFn, StateFn,
+    BuildContext, BuiltNode, InputProgress, NodeFactory, NodeRole, NodeState, PartitionKey,
+    Placement, Registry, Services, SettingsFn, StateFn,
 };

@@ -98,6 +98,12 @@ impl Services {
     }
 }
 
+/// Bytes of input the process's source has consumed, for progress bars and heartbeats: a
+/// source that reads bytes adds to it as it reads (`ctx.services.get_or_insert_with(...)`);
+/// the runtime seeds it before the nodes are built, so everyone holds the same counter.
+#[derive(Debug, Clone, Default)]
+pub struct InputProgress(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
 /// Where a node is being built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::dead_letter::DeadLetters;
-use super::pipeline::{Egress, LocalPipeline, StartError};
+use super::pipeline::{Egress, LocalPipeline, PipelineRun, StartError};
 use super::summary::{RunSummary, WorkerReport};
 use crate::config::{Config, ConfigReport};
 use crate::graph::{AlignedBuf, Graph, NodeError, Placement, RecordContext, Registry, Value};
@@ -23,12 +23,21 @@ pub struct RunOptions {
     /// Set to stop the source at the next record; the run then drains and reports where it
     /// stopped.
     pub stop: Option<Arc<AtomicBool>>,
-    /// Records the source has emitted so far (for progress bars).
-    pub progress: Option<Arc<AtomicU64>>,
+    /// What the source has read so far (for progress bars).
+    pub progress: Option<Arc<RunProgress>>,
     /// Resume after this `seq` (a stopped or failed run's completed range): records through
     /// it are processed again, so that stateful nodes rebuild their state, but their outputs
     /// are not written again (sinks append what follows). 0: a fresh run.
     pub skip: u64,
+}
+
+/// Live progress of a run: records the source emitted and input bytes it consumed. The inline
+/// runtime keeps it exact; a supervised run updates it from the source worker's heartbeats
+/// (at least once a second).
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    pub records: AtomicU64,
+    pub input_bytes: Arc<AtomicU64>,
 }
 
 /// Why a run did not complete.
@@ -177,15 +186,14 @@ pub fn run_inline_with_outputs<'o>(
     crate::config::check_run_files(config).map_err(RunError::Config)?;
     let placement = Placement::inline();
     let run_id = crate::observability::ids::new_run_id();
-    let mut pipeline = LocalPipeline::build(
-        config,
-        registry,
-        &graph,
-        &placement,
-        |_| true,
+    let unobserved = RunProgress::default();
+    let progress = options.progress.as_deref().unwrap_or(&unobserved);
+    let run = PipelineRun {
         run_id,
-        options.skip,
-    )?;
+        resume_after: options.skip,
+        input_bytes: Arc::clone(&progress.input_bytes),
+    };
+    let mut pipeline = LocalPipeline::build(config, registry, &graph, &placement, |_| true, &run)?;
     let export = start_inline_tracing(config, run_id, &mut pipeline)?;
     pipeline.start()?;
     if pipeline.source.is_none() {
@@ -215,11 +223,9 @@ pub fn run_inline_with_outputs<'o>(
             .as_ref()
             .is_some_and(|s| s.load(Ordering::Relaxed))
     };
-    let unobserved = AtomicU64::new(0);
-    let progress = options.progress.as_deref().unwrap_or(&unobserved);
     // A resumed run replays the records its predecessor completed: stateful nodes rebuild
     // their state from them, and the outputs (which already hold them) are not written again.
-    let run = pipeline.drive_source(&mut egress, 0, &stop, progress);
+    let run = pipeline.drive_source(&mut egress, 0, &stop, &progress.records);
     let mut failure = run.failure;
     if failure.is_none() {
         failure = pipeline.finish(&mut egress, run.last_seq);

@@ -11,8 +11,10 @@ mod summary;
 pub mod topology;
 pub mod worker;
 
-pub use inline::{OutputFn, RunError, RunOptions, run_inline, run_inline_with_outputs};
-pub use pipeline::{NodeFailure, NodeStats, TIMING_SAMPLE};
+pub use inline::{
+    OutputFn, RunError, RunOptions, RunProgress, run_inline, run_inline_with_outputs,
+};
+pub use pipeline::{NodeFailure, NodeStats, PipelineRun, TIMING_SAMPLE};
 pub use summary::{
     NodeReport, RingReport, RunSummary, WorkerReport, decode_reports, encode_reports, report_field,
     report_flag,

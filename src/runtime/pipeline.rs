@@ -22,6 +22,7 @@
 //! goes on. I/O, encoding and payload errors always fail the run: they are not about the record.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -583,19 +584,31 @@ pub(crate) struct LocalPipeline {
     pub run_id: u64,
 }
 
+/// What a local pipeline is built for: its run, where a resumed run resumes, and the counter
+/// its source reports consumed input bytes into ([`crate::graph::InputProgress`]).
+#[derive(Debug, Clone, Default)]
+pub struct PipelineRun {
+    pub run_id: u64,
+    /// The `seq` a resumed run resumes after (0: a fresh run).
+    pub resume_after: u64,
+    pub input_bytes: Arc<AtomicU64>,
+}
+
 impl LocalPipeline {
     /// Builds the nodes of `graph` for which `is_local` holds, in pipeline order, and links
-    /// them (does not start them). A resumed run passes the `seq` it resumes after.
+    /// them (does not start them).
     pub fn build(
         config: &Config,
         registry: &Registry,
         graph: &Graph,
         placement: &Placement,
         is_local: impl Fn(usize) -> bool,
-        run_id: u64,
-        resume_after: u64,
+        run: &PipelineRun,
     ) -> Result<Self, StartError> {
+        let (run_id, resume_after) = (run.run_id, run.resume_after);
         let mut services = Services::default();
+        let input_bytes = Arc::clone(&run.input_bytes);
+        services.get_or_insert_with(|| crate::graph::InputProgress(input_bytes));
         let mut source = None;
         let mut source_name = String::new();
         let mut built = Vec::new();

@@ -20,7 +20,7 @@ pub mod rules;
 pub mod settings;
 
 use crate::config::Config;
-use crate::graph::{NodeState, PartitionKey, Registry};
+use crate::graph::{InputProgress, NodeState, PartitionKey, Registry};
 use messages::{Attempt, Decision};
 use nodes::*;
 use rules::id_hash;
@@ -49,7 +49,8 @@ pub fn registry() -> Registry {
 /// Adds the fund-load nodes to an existing registry.
 pub fn register(registry: &mut Registry) {
     registry.source("source", |ctx| {
-        LineSource::open(&ctx.config.adapters.source, Default::default())
+        let input_bytes = ctx.services.get_or_insert_with(InputProgress::default).0;
+        LineSource::open(&ctx.config.adapters.source, input_bytes)
     });
     registry.transform("parse_load_attempt", |_| Ok(ParseLoadAttempt::default()));
     registry

@@ -24,6 +24,8 @@ pub(super) struct Shared {
     pub(super) started: (Mutex<bool>, Condvar),
     pub(super) stop: AtomicU8,
     pub(super) records_in: AtomicU64,
+    /// Input bytes the source consumed (the worker that holds it).
+    pub(super) input_bytes: Arc<AtomicU64>,
     pub(super) records_out: AtomicU64,
     /// Highest `seq` completed in order (the worker where records end: written and flushed).
     pub(super) completed: AtomicU64,
@@ -213,6 +215,7 @@ pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
             let working = shared.is_started() && !shared.done.load(Ordering::Relaxed);
             let counters = WorkerCounters {
                 records_in: shared.records_in.load(Ordering::Relaxed),
+                input_bytes: shared.input_bytes.load(Ordering::Relaxed),
                 records_out: shared.records_out.load(Ordering::Relaxed),
                 completed: shared.completed.load(Ordering::Relaxed),
                 busy_per_mille: busy.sample(working, shared.idle_ns.load(Ordering::Relaxed)),

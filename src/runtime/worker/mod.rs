@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::pipeline::{LocalPipeline, StartError};
+use super::pipeline::{LocalPipeline, PipelineRun, StartError};
 use super::topology::Topology;
 use crate::config::Config;
 use crate::control::{
@@ -171,6 +171,7 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
         started: (Mutex::new(false), Condvar::new()),
         stop: AtomicU8::new(RUNNING),
         records_in: AtomicU64::new(0),
+        input_bytes: Arc::default(),
         records_out: AtomicU64::new(0),
         completed: AtomicU64::new(0),
         idle_ns: AtomicU64::new(0),
@@ -279,7 +280,8 @@ fn run_bootstrapped(
         }
     };
     let topology = Topology::of(&config, &graph);
-    let mut pipeline = match build_pipeline(&config, &registry, &graph, bundle) {
+    let mut pipeline = match build_pipeline(&config, &registry, &graph, bundle, &shared.input_bytes)
+    {
         Ok(pipeline) => pipeline,
         Err(e) => {
             shared.fail(FailureCategory::BootstrapError, e.to_string());
@@ -413,6 +415,7 @@ pub(super) fn build_pipeline(
     registry: &Registry,
     graph: &Graph,
     bundle: &BootstrapBundle,
+    input_bytes: &Arc<AtomicU64>,
 ) -> Result<LocalPipeline, StartError> {
     let placement = Placement {
         group: bundle.group.clone(),
@@ -424,15 +427,12 @@ pub(super) fn build_pipeline(
         .iter()
         .map(|n| bundle.node_names.contains(&n.name))
         .collect();
-    LocalPipeline::build(
-        config,
-        registry,
-        graph,
-        &placement,
-        |i| local[i],
-        bundle.run_id,
-        bundle.skip,
-    )
+    let run = PipelineRun {
+        run_id: bundle.run_id,
+        resume_after: bundle.skip,
+        input_bytes: Arc::clone(input_bytes),
+    };
+    LocalPipeline::build(config, registry, graph, &placement, |i| local[i], &run)
 }
 
 /// The rings of one worker: inbound from the previous group, outbound to the next.

@@ -265,6 +265,14 @@ impl Supervisor {
             ControlMessage::Heartbeat { counters, .. } => {
                 let record = &mut self.records[index];
                 record.last_heartbeat = Some(Instant::now());
+                if let (true, Some(progress)) = (record.holds_source, &self.progress) {
+                    progress
+                        .records
+                        .store(counters.records_in, Ordering::Relaxed);
+                    progress
+                        .input_bytes
+                        .store(counters.input_bytes, Ordering::Relaxed);
+                }
                 record.counters = counters;
             }
             ControlMessage::Drained {

@@ -65,6 +65,9 @@ pub struct SupervisorOptions {
     /// Input records the source skips before the first one (resuming a stopped run); sinks
     /// then append to their outputs.
     pub skip: u64,
+    /// Updated from the source worker's heartbeats (at least once a second): records read and
+    /// input bytes consumed, for progress bars.
+    pub progress: Option<Arc<crate::runtime::RunProgress>>,
 }
 
 /// The first worker failure of a run.
@@ -149,6 +152,7 @@ pub struct Supervisor {
     acceptor: Option<std::thread::JoinHandle<()>>,
     signals: Option<signal_hook::iterator::Handle>,
     external_stop: Option<Arc<AtomicBool>>,
+    progress: Option<Arc<crate::runtime::RunProgress>>,
     run_id: u64,
     /// Input records the source skips (a resumed run).
     skip: u64,
@@ -307,6 +311,7 @@ impl Supervisor {
             acceptor: Some(acceptor),
             signals,
             external_stop: options.stop.clone(),
+            progress: options.progress.clone(),
             run_id,
             skip: options.skip,
             refused_connections: 0,
