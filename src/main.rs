@@ -613,8 +613,18 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
     }
     for exporter in &summary.spans {
         out.push_str(&format!(
-            "  spans via {}: {} produced, {} exported, {} dropped, {} failed\n",
-            exporter.kind, exporter.produced, exporter.exported, exporter.dropped, exporter.failed
+            "  spans via {}: {} produced, {} exported, {} dropped, {} failed; exit wait {} ms{}\n",
+            exporter.kind,
+            exporter.produced,
+            exporter.exported,
+            exporter.dropped,
+            exporter.failed,
+            exporter.exit_wait_ms,
+            if exporter.abandoned {
+                " (did not finish in time: what it held counts as failed)"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(address) = summary.health_address {

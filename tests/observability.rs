@@ -71,6 +71,10 @@ fn main() {
             otel_env_spec,
         ),
         Trial::test(
+            "export_failures_warn_rate_limited_and_the_exit_wait_is_bounded_and_shown",
+            export_failures_reported,
+        ),
+        Trial::test(
             "p5pre_smoke_03_one_chain_per_record_across_groups_and_traceparent",
             smoke_03,
         ),
@@ -585,6 +589,63 @@ fn dead_endpoint(kind: Endpoint) -> Result<(String, Option<TcpListener>), Failed
         }
         Endpoint::Hanging => Ok((format!("http://{addr}"), Some(listener))),
     }
+}
+
+/// A dead OTLP endpoint is named in a WARN line (exporter, endpoint, error), once and not
+/// once per failed batch; against a hanging endpoint the end of the run waits no longer than
+/// the exporter's timeout and the summary says how long it waited and that it gave up.
+fn export_failures_reported() -> Result<(), Failed> {
+    const LINES: usize = 3_000;
+    let fixture = Fixture::new(LINES as u64)?;
+    let (refusing, _) = dead_endpoint(Endpoint::Refusing)?;
+    let exporters = format!(
+        "[{{kind: otel_otlp, settings: {{endpoint: \"{refusing}\", timeout_seconds: 1.0}}}}]"
+    );
+    let output = cli_run(&fixture, "refusing", &exporters, &[])?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    check(output.status.success(), || stderr.to_string())?;
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("span export via otel_otlp"))
+        .collect();
+    check(
+        !warnings.is_empty() && warnings.iter().all(|l| l.contains(&refusing)),
+        || format!("no WARN naming {refusing}:\n{stderr}"),
+    )?;
+    // 27,000 spans in batches of 512: dozens of failed calls, a handful of lines at most.
+    check(warnings.len() <= 3, || {
+        format!(
+            "{} warning lines: not rate-limited\n{stderr}",
+            warnings.len()
+        )
+    })?;
+
+    let (hanging, _listener) = dead_endpoint(Endpoint::Hanging)?;
+    let exporters = format!(
+        "[{{kind: otel_otlp, settings: {{endpoint: \"{hanging}\", timeout_seconds: 1.0}}}}]"
+    );
+    let started = std::time::Instant::now();
+    let output = cli_run(&fixture, "hanging", &exporters, &[])?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    check(output.status.success(), || {
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    })?;
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("spans via otel_otlp"))
+        .ok_or_else(|| format!("no span line in the summary:\n{stdout}"))?;
+    let waited: u64 = line
+        .split("exit wait ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .ok_or_else(|| format!("no exit wait in {line:?}"))?;
+    check(waited <= 2_500, || {
+        format!("exit wait {waited} ms for a 1 s timeout")
+    })?;
+    check(started.elapsed().as_secs() < 60, || {
+        format!("the run took {:?}", started.elapsed())
+    })
 }
 
 /// P5PRE-OBS-03: the output is identical to tracing off and every span of the exporter is

@@ -25,6 +25,7 @@ use crate::observability::span::SpanRecord;
 pub const SPANS_PER_PACKET: usize = 40;
 
 pub struct BridgeExporter {
+    agent: String,
     tracer: Tracer,
     finished: SpanReceiver,
     reporter: JaegerCompactReporter,
@@ -65,6 +66,7 @@ impl BridgeExporter {
         reporter.set_agent_addr(agent);
         let (tracer, finished) = Tracer::new(AllSampler);
         Ok(Self {
+            agent: settings.agent.clone(),
             tracer,
             finished,
             reporter,
@@ -115,6 +117,10 @@ impl BridgeExporter {
 }
 
 impl SpanExporter for BridgeExporter {
+    fn destination(&self) -> String {
+        format!("udp://{}", self.agent)
+    }
+
     fn export(&mut self, batch: &[Arc<SpanRecord>]) -> Result<(), ExportError> {
         for chunk in batch.chunks(SPANS_PER_PACKET) {
             for span in chunk {

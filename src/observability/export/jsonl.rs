@@ -10,6 +10,7 @@ use crate::json::push_string;
 use crate::observability::span::{SpanRecord, hex};
 
 pub struct JsonlExporter {
+    destination: String,
     out: Box<dyn Write + Send>,
     file: Option<std::fs::File>,
     flush_every_n: u64,
@@ -33,6 +34,7 @@ impl JsonlExporter {
             message: e.to_string(),
         })?;
         Ok(Self {
+            destination: settings.path.display().to_string(),
             out: Box::new(std::io::BufWriter::new(file)),
             file: Some(handle),
             flush_every_n: settings.flush_every_n.max(1),
@@ -45,6 +47,7 @@ impl JsonlExporter {
 
     pub fn stdout(resource: &RunResource) -> Self {
         Self {
+            destination: "stdout".to_string(),
             out: Box::new(std::io::stdout()),
             file: None,
             flush_every_n: 1,
@@ -102,6 +105,10 @@ pub fn write_span(out: &mut Vec<u8>, span: &SpanRecord, scenario: &str) {
 }
 
 impl SpanExporter for JsonlExporter {
+    fn destination(&self) -> String {
+        self.destination.clone()
+    }
+
     fn export(&mut self, batch: &[Arc<SpanRecord>]) -> Result<(), ExportError> {
         for span in batch {
             self.line.clear();

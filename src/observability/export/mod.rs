@@ -48,6 +48,8 @@ pub struct RunResource {
 /// A destination for span batches. Runs on its own thread.
 pub trait SpanExporter: Send {
     fn export(&mut self, batch: &[Arc<SpanRecord>]) -> Result<(), ExportError>;
+    /// Where the spans go (an endpoint, a file, an agent), for warnings.
+    fn destination(&self) -> String;
     /// Makes what was exported durable (files); called at the end of the run.
     fn flush(&mut self) -> Result<(), ExportError> {
         Ok(())
@@ -66,6 +68,11 @@ pub struct ExporterCounters {
     pub dropped: u64,
     /// Export calls that failed or timed out, and spans still queued when the run ended.
     pub failed: u64,
+    /// How long the end of the run waited for this exporter to empty its queue (bounded by
+    /// the largest exporter timeout), in milliseconds.
+    pub exit_wait_ms: u64,
+    /// The exporter did not finish within that bound; what it held was counted failed.
+    pub abandoned: bool,
 }
 
 #[derive(Default)]
@@ -93,6 +100,8 @@ struct Lane {
     counts: Counts,
     max_items: usize,
     drop_policy: DropPolicy,
+    /// Set by `finish`: how long the run waited for this exporter at its end.
+    exit_wait_ms: AtomicU64,
 }
 
 impl Lane {
@@ -109,6 +118,7 @@ impl Lane {
             counts: Counts::default(),
             max_items,
             drop_policy,
+            exit_wait_ms: AtomicU64::new(0),
         }
     }
 
@@ -184,18 +194,64 @@ impl Lane {
             exported: self.counts.exported.load(Ordering::Relaxed),
             dropped: self.counts.dropped.load(Ordering::Relaxed) + upstream_dropped,
             failed: self.counts.failed.load(Ordering::Relaxed),
+            exit_wait_ms: self.exit_wait_ms.load(Ordering::Relaxed),
+            abandoned: self.queue.lock().abandoned,
         }
     }
 }
 
+/// Export failures reach the log as WARN lines naming the exporter, its destination and the
+/// error: the first at once, then at most one per [`FailureLog::EVERY`] with the number of
+/// failures in between (a dead endpoint fails every batch; the log must not drown).
+struct FailureLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl FailureLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> Self {
+        Self {
+            last: None,
+            since_last: 0,
+        }
+    }
+
+    /// Whether to log this failure now, and how many went unlogged before it.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            self.since_last += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since_last))
+    }
+}
+
 fn export_loop(lane: &Lane, mut exporter: Box<dyn SpanExporter>, batch: usize, interval: Duration) {
+    let mut failures = FailureLog::new();
     while let Some(spans) = lane.next_batch(batch, interval) {
         if spans.is_empty() {
             continue;
         }
         let result = exporter.export(&spans);
-        if let Err(error) = &result {
-            tracing::debug!(exporter = lane.kind, error = %error, spans = spans.len(), "span export failed");
+        if let Err(error) = &result
+            && let Some(unlogged) = failures.note(Instant::now())
+        {
+            tracing::warn!(
+                worker_id = "supervisor",
+                exporter = lane.kind,
+                destination = %exporter.destination(),
+                spans = spans.len(),
+                failures_since_last_warning = unlogged,
+                "span export via {} to {} failed: {error}",
+                lane.kind,
+                exporter.destination()
+            );
         }
         lane.settle(result.is_ok());
     }
@@ -310,7 +366,8 @@ impl ExportPipeline {
         for lane in &self.lanes {
             lane.close();
         }
-        let deadline = Instant::now() + self.finish_timeout;
+        let started = Instant::now();
+        let deadline = started + self.finish_timeout;
         for (lane, thread) in self
             .lanes
             .iter()
@@ -319,6 +376,8 @@ impl ExportPipeline {
             while !thread.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
+            let waited = started.elapsed().as_millis().min(u128::from(u64::MAX)) as u64;
+            lane.exit_wait_ms.store(waited, Ordering::Relaxed);
             if thread.is_finished() {
                 let _ = thread.join();
             } else {

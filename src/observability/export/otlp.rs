@@ -35,6 +35,20 @@ pub fn service_name(configured: Option<&str>) -> String {
         .unwrap_or_else(|| "stream-kernel".to_string())
 }
 
+/// The endpoint the exporter sends to: the config's, else the standard variables, else the
+/// protocol's default (as `opentelemetry-otlp` resolves it).
+fn endpoint_of(settings: &OtlpSettings, protocol: OtlpProtocol) -> String {
+    settings
+        .endpoint
+        .clone()
+        .or_else(|| otel_env::process_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        .or_else(|| otel_env::process_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_else(|| match protocol {
+            OtlpProtocol::Grpc => "http://localhost:4317".to_string(),
+            OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_string(),
+        })
+}
+
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -42,6 +56,8 @@ pub fn host_name() -> String {
 }
 
 pub struct OtlpExporter {
+    /// The endpoint as configured or from the environment (for warnings).
+    endpoint: String,
     exporter: opentelemetry_otlp::SpanExporter,
     /// gRPC needs a Tokio reactor; HTTP uses a blocking client and must run outside one.
     runtime: Option<tokio::runtime::Runtime>,
@@ -103,6 +119,7 @@ impl OtlpExporter {
             }
         };
         Ok(Self {
+            endpoint: endpoint_of(settings, protocol),
             exporter,
             runtime,
             timeout,
@@ -204,6 +221,10 @@ fn metadata(
 }
 
 impl SpanExporter for OtlpExporter {
+    fn destination(&self) -> String {
+        self.endpoint.clone()
+    }
+
     fn export(&mut self, batch: &[Arc<SpanRecord>]) -> Result<(), ExportError> {
         // One request per process (resource), in the order the spans came.
         let mut by_process: Vec<(u32, Vec<SpanData>, Resource)> = Vec::new();
