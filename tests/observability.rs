@@ -75,6 +75,10 @@ fn main() {
             export_failures_reported,
         ),
         Trial::test(
+            "error_log_lines_carry_the_records_trace_and_span_ids",
+            error_log_carries_trace_ids,
+        ),
+        Trial::test(
             "p5pre_smoke_03_one_chain_per_record_across_groups_and_traceparent",
             smoke_03,
         ),
@@ -1170,7 +1174,7 @@ fn log_01() -> Result<(), Failed> {
             .any(|j| j["message"] == "worker_spawned" && j["group"] == "execution.ingress")
             && json
                 .iter()
-                .any(|j| j["message"] == "supervisor_start_groups" && j["duration_ms"].is_string()),
+                .any(|j| j["message"] == "supervisor_start_groups" && j["duration_ms"].is_u64()),
         || "fields missing from the jsonl records".into(),
     )?;
     let hidden_path = dir.join("hidden.jsonl");
@@ -1199,7 +1203,7 @@ fn log_otlp() -> Result<(), Failed> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/fund_load_experiment_4proc.yml");
     let mut yaml = std::fs::read_to_string(path)?;
     yaml.push_str(&format!(
-        "    health: {{enabled: false}}\n  observability:\n    logging:\n      exporters: [{{kind: otel_logs_otlp, settings: {{protocol: grpc, endpoint: \"{}\", service_name: logs-test}}}}]\n",
+        "    health: {{enabled: false}}\n  observability:\n    logging:\n      exporters: [{{kind: otel_logs_otlp, settings: {{protocol: grpc, endpoint: \"{0}\", service_name: logs-test}}}}]\n    tracing:\n      enabled: true\n      sample_ratio: 0.05\n      exporters: [{{kind: otel_otlp, settings: {{endpoint: \"{0}\", service_name: logs-test}}}}]\n",
         receiver.endpoint
     ));
     let config = dir.join("config.yml");
@@ -1234,9 +1238,107 @@ fn log_otlp() -> Result<(), Failed> {
         .find(|l| l.body.starts_with("supervisor_start_groups"))
         .ok_or("no supervisor_start_groups record")?;
     check(
-        start.attributes.contains_key("duration_ms")
+        start.int_attributes.iter().any(|k| k == "duration_ms")
             && start.severity == "INFO"
             && start.resource.get("service.name").map(String::as_str) == Some("logs-test"),
-        || format!("{start:?}"),
+        || format!("duration_ms is not an integer attribute: {start:?}"),
+    )?;
+    // One identity scheme for both signals: a span's `service.instance.id` is
+    // `worker/pid@host`, exactly what the log records about that worker name (worker_id, pid),
+    // and the supervisor's own log resource follows the same scheme.
+    let spans = wait_for_spans(&receiver, 1);
+    let span_instances: BTreeSet<String> = spans
+        .iter()
+        .filter_map(|s| s.resource.get("service.instance.id").cloned())
+        .collect();
+    let host = start.resource.get("host.name").cloned().unwrap_or_default();
+    let logged_instances: BTreeSet<String> = logs
+        .iter()
+        .filter_map(|l| {
+            Some(format!(
+                "{}/{}@{host}",
+                l.attributes.get("worker_id")?,
+                l.attributes.get("pid")?
+            ))
+        })
+        .collect();
+    check(
+        !span_instances.is_empty() && span_instances.is_subset(&logged_instances),
+        || format!("span instances {span_instances:?} not named by logs {logged_instances:?}"),
+    )?;
+    let own = start
+        .resource
+        .get("service.instance.id")
+        .cloned()
+        .unwrap_or_default();
+    check(
+        own.starts_with("supervisor/") && own.ends_with(&format!("@{host}")),
+        || format!("supervisor log resource instance {own:?}"),
     )
+}
+
+/// A node error's log line carries the failed record's trace id and the failing node's span
+/// id, the same ids as the span that records the error (jsonl logs and spans).
+fn error_log_carries_trace_ids() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let (spans_path, logs_path) = (
+        dir.path().join("spans.jsonl"),
+        dir.path().join("logs.jsonl"),
+    );
+    let yaml = format!(
+        r#"
+version: 1
+scenario: {{name: error-trace}}
+pipeline: {{nodes: [ticker, fail_on, record]}}
+nodes: {{ticker: {{records: 10}}, fail_on: {{seq: 7, panic: false}}}}
+adapters:
+  sink: {{kind: file, path: "{out}"}}
+runtime:
+  on_node_error: fail
+  platform:
+    bootstrap: {{mode: process_supervisor}}
+    execution_ipc: {{control: {{transport: tcp_local}}}}
+    process_groups: [{{name: g1, nodes: [ticker]}}, {{name: g2, nodes: [fail_on, record]}}]
+    health: {{enabled: false}}
+  observability:
+    logging:
+      exporters: [{{kind: jsonl, settings: {{path: "{logs}"}}}}]
+    tracing:
+      enabled: true
+      exporters: [{{kind: jsonl, settings: {{path: "{spans}"}}}}]
+"#,
+        out = dir.path().join("out.txt").display(),
+        logs = logs_path.display(),
+        spans = spans_path.display(),
+    );
+    let config = config::load_str(&yaml, &registry())
+        .map_err(|r| r.to_string())?
+        .config;
+    let _ = run_supervised(&config, &registry(), &SupervisorOptions::default())
+        .map_err(|e| e.to_string())?;
+    let spans = std::fs::read_to_string(&spans_path)?;
+    let failed_span: serde_json::Value = spans
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|s| s["name"] == "fail_on" && s["seq"] == 7)
+        .ok_or("no span of fail_on on seq 7")?;
+    let logs = std::fs::read_to_string(&logs_path)?;
+    let error_line: serde_json::Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["level"] == "ERROR"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("on seq 7"))
+        })
+        .ok_or_else(|| format!("no error line for seq 7 in\n{logs}"))?;
+    check(
+        error_line["trace_id"] == failed_span["trace_id"]
+            && error_line["span_id"] == failed_span["span_id"],
+        || format!("log {error_line} vs span {failed_span}"),
+    )?;
+    check(error_line["pid"].is_u64(), || {
+        format!("pid is not a number: {error_line}")
+    })
 }

@@ -35,28 +35,102 @@ impl LogIdentity {
     }
 }
 
+/// A log field's value, typed: numbers and booleans stay numbers and booleans in the jsonl
+/// and OTLP logs (`"duration_ms":1488`, not `"1488"`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogValue {
+    Text(String),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl LogValue {
+    /// The text of a `Text` value (`None` for the others).
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value of an unsigned or non-negative integer.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Self::UInt(n) => Some(*n),
+            Self::Int(n) => u64::try_from(*n).ok(),
+            _ => None,
+        }
+    }
+
+    /// Appends the value as JSON.
+    fn push_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Text(text) => crate::json::push_string(out, text),
+            Self::Float(x) if !x.is_finite() => crate::json::push_string(out, &x.to_string()),
+            other => out.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+}
+
+impl std::fmt::Display for LogValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(text) => f.write_str(text),
+            Self::Int(n) => write!(f, "{n}"),
+            Self::UInt(n) => write!(f, "{n}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl From<&str> for LogValue {
+    fn from(text: &str) -> Self {
+        Self::Text(text.to_string())
+    }
+}
+
+impl From<String> for LogValue {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl From<u64> for LogValue {
+    fn from(n: u64) -> Self {
+        Self::UInt(n)
+    }
+}
+
 /// Collects an event's message and fields.
 #[derive(Default)]
 pub(crate) struct Fields {
     pub(crate) message: String,
-    pub(crate) pairs: Vec<(String, String)>,
+    pub(crate) pairs: Vec<(String, LogValue)>,
 }
 
 /// Separates packed `key=value` pairs (a control character no field value contains).
 const PACK_SEPARATOR: char = '\u{1f}';
 const PACKED: &str = "lifecycle_fields";
+/// Marks a packed value as an unsigned integer (`key#=value`).
+const NUMBER_MARK: char = '#';
 
 /// Packs an event's dynamic fields into one `tracing` field value (`tracing` macros need
-/// static field names); every layer unpacks them into separate fields.
-pub fn pack_fields<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+/// static field names); every layer unpacks them into separate fields, numbers as numbers.
+pub fn pack_fields<'a>(pairs: impl Iterator<Item = (&'a str, &'a LogValue)>) -> String {
     let mut packed = String::new();
     for (key, value) in pairs {
         if !packed.is_empty() {
             packed.push(PACK_SEPARATOR);
         }
         packed.push_str(key);
+        if let LogValue::UInt(_) = value {
+            packed.push(NUMBER_MARK);
+        }
         packed.push('=');
-        packed.extend(value.chars().filter(|c| *c != PACK_SEPARATOR));
+        packed.extend(value.to_string().chars().filter(|c| *c != PACK_SEPARATOR));
     }
     packed
 }
@@ -65,8 +139,19 @@ impl Fields {
     fn unpack(&mut self, packed: &str) {
         for pair in packed.split(PACK_SEPARATOR).filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            self.pairs.push((key.to_string(), value.to_string()));
+            let typed = match key.strip_suffix(NUMBER_MARK) {
+                Some(name) => (
+                    name,
+                    value.parse().map_or_else(|_| value.into(), LogValue::UInt),
+                ),
+                None => (key, LogValue::from(value)),
+            };
+            self.pairs.push((typed.0.to_string(), typed.1));
         }
+    }
+
+    fn push(&mut self, field: &Field, value: LogValue) {
+        self.pairs.push((field.name().to_string(), value));
     }
 }
 
@@ -77,9 +162,24 @@ impl Visit for Fields {
         } else if field.name() == "message" {
             self.message = value.to_string();
         } else {
-            self.pairs
-                .push((field.name().to_string(), value.to_string()));
+            self.push(field, value.into());
         }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, LogValue::UInt(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, LogValue::Int(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, LogValue::Float(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, LogValue::Bool(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -89,7 +189,7 @@ impl Visit for Fields {
         } else if field.name() == "message" {
             self.message = text;
         } else {
-            self.pairs.push((field.name().to_string(), text));
+            self.push(field, LogValue::Text(text));
         }
     }
 }
@@ -121,7 +221,7 @@ pub(crate) fn resolve(identity: &LogIdentity, fields: &Fields) -> (String, Strin
             .pairs
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.to_string())
     };
     (
         find("worker_id").unwrap_or_else(|| identity.name.clone()),
@@ -186,7 +286,7 @@ impl<S: Subscriber> Layer<S> for JsonlLayer {
                 line.push(b',');
                 crate::json::push_string(&mut line, k);
                 line.push(b':');
-                crate::json::push_string(&mut line, v);
+                v.push_json(&mut line);
             }
         }
         line.extend_from_slice(b"}\n");

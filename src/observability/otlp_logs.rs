@@ -78,7 +78,14 @@ fn resource(settings: &OtlpSettings, identity: &LogIdentity) -> Resource {
             settings.service_name.as_deref(),
         ))
         .with_attributes([
-            KeyValue::new("service.instance.id", identity.name.clone()),
+            KeyValue::new(
+                "service.instance.id",
+                super::export::instance_id(
+                    &identity.name,
+                    identity.pid,
+                    &super::export::host_name(),
+                ),
+            ),
             KeyValue::new("process.pid", i64::from(identity.pid)),
             KeyValue::new("host.name", super::export::host_name()),
         ])
@@ -152,6 +159,20 @@ impl OtlpLogLayer {
     }
 }
 
+/// A typed log field as an OTLP attribute value (numbers stay numbers).
+fn any_value(value: super::logging::LogValue) -> AnyValue {
+    use super::logging::LogValue;
+    match value {
+        LogValue::Text(text) => AnyValue::from(text),
+        LogValue::Int(n) => AnyValue::Int(n),
+        LogValue::UInt(n) => {
+            i64::try_from(n).map_or_else(|_| AnyValue::from(n.to_string()), AnyValue::Int)
+        }
+        LogValue::Float(x) => AnyValue::Double(x),
+        LogValue::Bool(b) => AnyValue::Boolean(b),
+    }
+}
+
 fn severity(level: &Level) -> (Severity, &'static str) {
     match *level {
         Level::ERROR => (Severity::Error, "ERROR"),
@@ -178,7 +199,7 @@ impl<S: Subscriber> Layer<S> for OtlpLogLayer {
         record.add_attribute("pid", pid);
         for (key, value) in fields.pairs {
             if key != "worker_id" && key != "pid" {
-                record.add_attribute(key, value);
+                record.add_attribute(key, any_value(value));
             }
         }
         self.logger.emit(record);

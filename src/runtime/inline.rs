@@ -163,6 +163,15 @@ fn start_inline_tracing(
     Ok(Some(export))
 }
 
+/// The failure as an ERROR log line, with the record's trace and span ids when it has them.
+fn log_node_failure(failure: &super::pipeline::NodeFailure) {
+    let message = format!(
+        "node `{}` failed on seq {}: {}",
+        failure.node, failure.seq, failure.error
+    );
+    super::pipeline::log_failure("inline", "node_error", &message, failure.trace);
+}
+
 /// Runs the graph of `config` inline.
 pub fn run_inline(
     config: &Config,
@@ -267,6 +276,7 @@ pub fn run_inline_with_outputs<'o>(
         health_address: None,
     };
     if let Some(failure) = failure {
+        log_node_failure(&failure);
         return Err(RunError::NodeFailed {
             node: failure.node,
             seq: failure.seq,

@@ -100,6 +100,47 @@ pub struct NodeFailure {
     pub node: String,
     pub seq: u64,
     pub error: NodeError,
+    /// The failed record's trace, for the log line that reports the failure.
+    pub trace: Option<RecordTrace>,
+}
+
+/// Where a record sits in the traces: its trace id, and the failing node's span id when the
+/// record is sampled (the span exists, with the error on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTrace {
+    pub trace_id: [u8; 16],
+    pub span_id: Option<u64>,
+}
+
+/// Logs a failure at ERROR; one about a record carries its trace and span ids, so a log search
+/// leads to the failing span.
+pub(crate) fn log_failure(
+    worker_id: &str,
+    category: &str,
+    message: &str,
+    trace: Option<RecordTrace>,
+) {
+    match trace.map(|t| t.hex()) {
+        Some((trace_id, span_id)) => tracing::error!(
+            worker_id,
+            category,
+            trace_id = %trace_id,
+            span_id = %span_id,
+            "{message}"
+        ),
+        None => tracing::error!(worker_id, category, "{message}"),
+    }
+}
+
+impl RecordTrace {
+    /// `trace_id` and (when sampled) `span_id` as W3C lower-case hex, for log fields.
+    pub fn hex(&self) -> (String, String) {
+        let trace: String = self.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+        let span = self
+            .span_id
+            .map_or_else(String::new, |s| format!("{s:016x}"));
+        (trace, span)
+    }
 }
 
 /// Where values that leave the local chain go.
@@ -265,10 +306,17 @@ impl ChainEnv {
             return egress.dead_letter(ctx, node, "NODE_ERROR", &error.to_string());
         }
         if self.failure.is_none() {
+            let span_id = self
+                .traces(ctx)
+                .then(|| span_id_for(&ctx.trace_id, ctx.parent_span, self.running));
             self.failure = Some(NodeFailure {
                 node: node.to_string(),
                 seq: ctx.seq,
                 error,
+                trace: Some(RecordTrace {
+                    trace_id: ctx.trace_id,
+                    span_id,
+                }),
             });
         }
         Err(NodeError::Downstream)
@@ -866,6 +914,7 @@ impl LocalPipeline {
                         node: self.source_name.clone(),
                         seq: next,
                         error,
+                        trace: None,
                     });
                     break;
                 }
@@ -940,6 +989,7 @@ impl LocalPipeline {
                 seq: error.written_through().map_or(0, |w| w + 1),
                 node: node.to_string(),
                 error,
+                trace: None,
             })
         };
         for stage in &mut self.stages {

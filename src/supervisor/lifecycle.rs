@@ -6,6 +6,7 @@
 //! emits a structured [`LifecycleEvent`] (with `ts`, `worker_id`, `group`, `pid` and its own
 //! fields) that is kept in order and rendered through the logging plane, one line each.
 
+use crate::observability::logging::LogValue;
 use std::time::{Duration, Instant};
 
 use crate::control::WorkerCounters;
@@ -89,7 +90,7 @@ impl EventKind {
 }
 
 /// One lifecycle event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleEvent {
     /// Unix time, milliseconds.
     pub ts: u64,
@@ -98,15 +99,22 @@ pub struct LifecycleEvent {
     pub group: Option<String>,
     pub pid: Option<u32>,
     /// The event's own fields, in order (`startup_ms`, `mode`, `category`, ...).
-    pub fields: Vec<(&'static str, String)>,
+    pub fields: Vec<(&'static str, LogValue)>,
 }
 
 impl LifecycleEvent {
+    fn value(&self, name: &str) -> Option<&LogValue> {
+        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// A text field (`mode`, `exit`, `category`, ...).
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.value(name)?.as_text()
+    }
+
+    /// A numeric field (`duration_ms`, `startup_ms`, ...).
+    pub fn number(&self, name: &str) -> Option<u64> {
+        self.value(name)?.as_u64()
     }
 }
 

@@ -74,6 +74,8 @@ pub struct ReceivedLog {
     pub body: String,
     pub severity: String,
     pub attributes: BTreeMap<String, String>,
+    /// Keys of the attributes sent as integers.
+    pub int_attributes: Vec<String>,
     pub resource: BTreeMap<String, String>,
 }
 
@@ -180,6 +182,17 @@ impl Receiver {
                             body,
                             severity: record.severity_text.clone(),
                             attributes: attributes(&record.attributes),
+                            int_attributes: record
+                                .attributes
+                                .iter()
+                                .filter(|kv| {
+                                    matches!(
+                                        kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                                        Some(AnyValue::IntValue(_))
+                                    )
+                                })
+                                .map(|kv| kv.key.clone())
+                                .collect(),
                             resource: resource.clone(),
                         });
                     }

@@ -12,7 +12,7 @@ mod bridge;
 mod jsonl;
 mod otlp;
 
-pub use otlp::{host_name, service_name};
+pub use otlp::{host_name, instance_id, service_name};
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -49,6 +49,12 @@ fn endpoint_of(settings: &OtlpSettings, protocol: OtlpProtocol) -> String {
         })
 }
 
+/// `service.instance.id` of one process, the same for its spans and its OTLP logs:
+/// `worker/pid@host` (`supervisor/...` for the supervisor).
+pub fn instance_id(worker: &str, pid: u32, host: &str) -> String {
+    format!("{worker}/{pid}@{host}")
+}
+
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -144,7 +150,11 @@ impl OtlpExporter {
             .with_attributes([
                 KeyValue::new(
                     "service.instance.id",
-                    format!("{:016x}/{}", self.resource.run_id, span.worker_id),
+                    instance_id(&span.worker_id, span.pid, &self.host),
+                ),
+                KeyValue::new(
+                    "stream_kernel.run_id",
+                    format!("{:016x}", self.resource.run_id),
                 ),
                 KeyValue::new("process.pid", i64::from(span.pid)),
                 KeyValue::new("host.name", self.host.clone()),

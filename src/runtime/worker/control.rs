@@ -1,6 +1,7 @@
 //! The worker's control side: state shared by its threads, the control thread (START_WORK,
 //! STOP, a vanished supervisor) and the heartbeat thread (counters every `heartbeat_seconds`).
 
+use crate::runtime::pipeline::RecordTrace;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -99,7 +100,17 @@ impl Shared {
     }
 
     pub(super) fn fail(&self, category: FailureCategory, message: String) {
-        tracing::error!(worker_id = %self.worker_id, category = category.as_str(), "{message}");
+        self.fail_traced(category, message, None);
+    }
+
+    /// Reports a failure (logged with the record's trace, when it is about one).
+    pub(super) fn fail_traced(
+        &self,
+        category: FailureCategory,
+        message: String,
+        trace: Option<RecordTrace>,
+    ) {
+        crate::runtime::pipeline::log_failure(&self.worker_id, category.as_str(), &message, trace);
         self.send(&ControlMessage::Failed { category, message }, 0);
     }
 }

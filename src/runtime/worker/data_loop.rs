@@ -20,7 +20,7 @@ use crate::data::{
 };
 use crate::graph::{NodeError, PartitionKey, RecordContext};
 use crate::runtime::dead_letter::{DeadLetterRecord, DeadLetters};
-use crate::runtime::pipeline::{LocalPipeline, NodeFailure, TIMING_SAMPLE};
+use crate::runtime::pipeline::{LocalPipeline, NodeFailure, RecordTrace, TIMING_SAMPLE};
 use crate::runtime::summary::encode_reports;
 use crate::runtime::topology::Topology;
 
@@ -43,6 +43,8 @@ pub(super) struct WorkerFailure {
     pub(super) failed_seq: Option<u64>,
     /// An output that failed to write: every record through this `seq` is written.
     pub(super) written_through: Option<u64>,
+    /// The failed record's trace (node errors on a record).
+    pub(super) trace: Option<RecordTrace>,
 }
 
 impl WorkerFailure {
@@ -53,6 +55,7 @@ impl WorkerFailure {
             message,
             failed_seq: None,
             written_through: None,
+            trace: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl WorkerFailure {
             message,
             failed_seq: None,
             written_through: None,
+            trace: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl WorkerFailure {
             message: "stopped by the supervisor before the end of its input".to_string(),
             failed_seq: None,
             written_through: None,
+            trace: None,
         }
     }
 
@@ -99,6 +104,7 @@ impl WorkerFailure {
             message: format!("node `{}` failed to flush: {}", failure.node, failure.error),
             failed_seq: None,
             written_through: failure.error.written_through(),
+            trace: None,
         }
     }
 }
@@ -177,7 +183,8 @@ impl GroupData<'_> {
             ),
             Err(failure) => {
                 self.complete_before_failure(&failure, &mut egress, &inbound);
-                self.shared.fail(failure.category, failure.message);
+                self.shared
+                    .fail_traced(failure.category, failure.message, failure.trace);
                 return exit::NODE_ERROR;
             }
         };
@@ -272,6 +279,7 @@ impl GroupData<'_> {
             message,
             failed_seq: Some(failure.seq),
             written_through: failure.error.written_through(),
+            trace: failure.trace,
         }
     }
 
@@ -605,6 +613,7 @@ impl GroupData<'_> {
                     .map_or_else(String::new, |s| s.name.clone()),
                 seq: header.seq,
                 error: NodeError::failed("failed without a recorded failure"),
+                trace: None,
             });
             return Err(self.node_failure(failure, egress));
         }

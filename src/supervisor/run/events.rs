@@ -2,6 +2,7 @@
 //! signals), the watchdog (start and heartbeat timeouts), failure handling and live metrics.
 //! Every worker state change happens here, on the supervisor's thread.
 
+use crate::observability::logging::LogValue;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -30,9 +31,11 @@ impl Supervisor {
             let pairs = event
                 .group
                 .iter()
-                .map(|g| ("group", g.as_str()))
-                .chain(event.fields.iter().map(|(k, v)| (*k, v.as_str())));
-            let fields = crate::observability::logging::pack_fields(pairs);
+                .map(|g| ("group", LogValue::from(g.as_str())))
+                .chain(event.fields.iter().map(|(k, v)| (*k, v.clone())))
+                .collect::<Vec<_>>();
+            let fields =
+                crate::observability::logging::pack_fields(pairs.iter().map(|(k, v)| (*k, v)));
             let kind = event.kind.as_str();
             match self.lifecycle_level() {
                 tracing::Level::DEBUG => {
@@ -50,7 +53,7 @@ impl Supervisor {
         &mut self,
         index: usize,
         kind: EventKind,
-        fields: Vec<(&'static str, String)>,
+        fields: Vec<(&'static str, LogValue)>,
     ) {
         let record = &self.records[index];
         let event = LifecycleEvent {
@@ -71,7 +74,10 @@ impl Supervisor {
             worker_id: None,
             group: None,
             pid: Some(std::process::id()),
-            fields: vec![("duration_ms", since.elapsed().as_millis().to_string())],
+            fields: vec![(
+                "duration_ms",
+                LogValue::UInt(since.elapsed().as_millis() as u64),
+            )],
         };
         self.record_event(event);
     }
@@ -236,7 +242,7 @@ impl Supervisor {
                         self.emit_worker(
                             index,
                             EventKind::WorkerBootstrapLoaded,
-                            vec![("correlation_id", correlation.to_string())],
+                            vec![("correlation_id", LogValue::UInt(correlation))],
                         );
                     }
                     MessageKind::StartWork => {
@@ -259,7 +265,7 @@ impl Supervisor {
                 self.emit_worker(
                     index,
                     EventKind::WorkerReady,
-                    vec![("startup_ms", startup_ms.to_string())],
+                    vec![("startup_ms", LogValue::UInt(startup_ms as u64))],
                 );
             }
             ControlMessage::Heartbeat { counters, .. } => {
@@ -342,9 +348,9 @@ impl Supervisor {
             index,
             EventKind::WorkerStopped,
             vec![
-                ("mode", mode.to_string()),
-                ("exit", exit),
-                ("duration_ms", lifetime_ms.to_string()),
+                ("mode", mode.into()),
+                ("exit", exit.into()),
+                ("duration_ms", LogValue::UInt(lifetime_ms as u64)),
             ],
         );
     }
@@ -383,8 +389,8 @@ impl Supervisor {
             index,
             EventKind::WorkerFailed,
             vec![
-                ("category", category.as_str().to_string()),
-                ("detail", detail),
+                ("category", category.as_str().into()),
+                ("detail", detail.into()),
             ],
         );
         if category == FailureCategory::HeartbeatTimeout {

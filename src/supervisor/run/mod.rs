@@ -108,7 +108,7 @@ impl SupervisedRun {
         self.events
             .iter()
             .find(|e| e.kind == kind)
-            .and_then(|e| e.field("duration_ms")?.parse().ok())
+            .and_then(|e| e.number("duration_ms"))
     }
 
     /// Spawn of the first worker to READY of the last: the start-groups and wait-ready phases.

@@ -1,6 +1,7 @@
 //! The run's phases in order: readiness gate, START_WORK, run until the sinks drain (with the
 //! accounting check), and stopping — gracefully, by draining, or by force.
 
+use crate::observability::logging::LogValue;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -211,7 +212,7 @@ impl Supervisor {
             self.emit_worker(
                 index,
                 EventKind::WorkerStopping,
-                vec![("mode", "graceful".into())],
+                vec![("mode", LogValue::from("graceful"))],
             );
             let correlation = self.next_correlation;
             self.next_correlation += 1;
@@ -256,7 +257,7 @@ impl Supervisor {
             self.emit_worker(
                 index,
                 EventKind::WorkerStopping,
-                vec![("mode", "forced".into())],
+                vec![("mode", LogValue::from("forced"))],
             );
             if let Some(pid) = self.records[index].pid {
                 let _ = nix::sys::signal::kill(
