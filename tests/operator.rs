@@ -14,6 +14,7 @@ mod http;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -148,11 +149,17 @@ fn metrics_scraped_during_a_run_follow_prometheus_conventions() -> Result<(), Fa
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
+    let spans = dir.path().join("spans.jsonl");
     let config = variant_config(dir.path(), "fund_load_experiment_4proc", |root| {
         for group in 0..4 {
             let key = format!("runtime.platform.process_groups[{group}].heartbeat_seconds");
             set(root, &key, yaml("30"));
         }
+        let tracing = format!(
+            "{{enabled: true, sample_ratio: 0.01, exporters: [{{kind: jsonl, settings: {{path: \"{}\"}}}}]}}",
+            spans.display()
+        );
+        set(root, "runtime.observability.tracing", yaml(&tracing));
     })?;
     let mut child = cli()
         .args(["run", "--quiet", "--input", "-", "-c"])
@@ -238,7 +245,116 @@ fn scrape_through_the_run(
         std::thread::sleep(Duration::from_millis(100));
     }
     check_conventions(&scrapes)?;
+    check_dashboard_metrics(scrapes.last().ok_or("no scrape")?)?;
     Ok(address)
+}
+
+/// Every metric name the bundled Grafana dashboard queries.
+fn dashboard_metrics() -> Result<Vec<String>, Failed> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().ok_or("no panels")? {
+        for target in panel["targets"].as_array().ok_or("no targets")? {
+            let expr = target["expr"].as_str().ok_or("no expr")?;
+            let tokens = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+            names.extend(
+                tokens
+                    .filter(|t| t.starts_with("stream_kernel_") || t.starts_with("process_"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(names)
+}
+
+/// The dashboard queries only series a live supervisor exposes.
+fn check_dashboard_metrics(scrape: &BTreeMap<String, Family>) -> Result<(), Failed> {
+    let exposed: Vec<&str> = scrape
+        .values()
+        .flat_map(|f| f.samples.keys().map(|(name, _)| name.as_str()))
+        .collect();
+    let queried = dashboard_metrics()?;
+    check(queried.len() >= 10, || {
+        format!("dashboard queries {queried:?}")
+    })?;
+    for name in queried {
+        check(exposed.contains(&name.as_str()), || {
+            format!("the dashboard queries {name}, which /metrics does not expose")
+        })?;
+    }
+    Ok(())
+}
+
+/// The systemd unit and the deploy config agree with the binary: `Type=notify`, an
+/// ExecStart the CLI accepts, a config that validates, a stop timeout that covers the groups'
+/// `stop_timeout_seconds`, exit statuses the CLI documents, and Prometheus scraping the port
+/// the config's health endpoint binds.
+#[test]
+fn deploy_files_agree_with_the_binary() -> Result<(), Failed> {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let unit = std::fs::read_to_string(deploy.join("systemd/stream-kernel.service"))?;
+    let key = |name: &str| -> Option<String> {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    check(key("Type").as_deref() == Some("notify"), || {
+        "Type is not notify".into()
+    })?;
+    let exec = key("ExecStart").ok_or("no ExecStart")?;
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    check(args.first() == Some(&"run"), || format!("ExecStart {exec}"))?;
+    let help = String::from_utf8(cli().args(["run", "--help"]).output()?.stdout)?;
+    for flag in args.iter().filter(|a| a.starts_with('-')) {
+        check(help.contains(flag), || format!("`run` has no flag {flag}"))?;
+    }
+    let config = deploy.join("stream-kernel.yml");
+    let valid = cli().arg("validate").arg("-c").arg(&config).output()?;
+    check(valid.status.success(), || {
+        String::from_utf8_lossy(&valid.stderr).into_owned()
+    })?;
+    let loaded = stream_kernel::config::load_file(&config, &cli_runs::registry())
+        .map_err(|r| r.to_string())?
+        .config;
+    let platform = &loaded.runtime.platform;
+    let stop = platform
+        .process_groups
+        .iter()
+        .map(|g| g.stop_timeout_seconds)
+        .fold(0.0, f64::max);
+    let timeout: f64 = key("TimeoutStopSec").ok_or("no TimeoutStopSec")?.parse()?;
+    check(timeout >= stop + 10.0, || {
+        format!("TimeoutStopSec {timeout} does not cover stop_timeout_seconds {stop} + 10 s")
+    })?;
+    let top_help = String::from_utf8(cli().arg("--help").output()?.stdout)?;
+    for status in key("RestartPreventExitStatus")
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        check(top_help.contains(&format!("  {status} ")), || {
+            format!("exit status {status} is not documented by --help")
+        })?;
+    }
+    let port = platform
+        .health
+        .bind
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let prometheus = std::fs::read_to_string(deploy.join("prometheus.yml"))?;
+    check(prometheus.contains(&format!(":{port}\"")), || {
+        format!("prometheus.yml does not scrape port {port}")
+    })?;
+    let compose: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(deploy.join("compose.yml"))?)?;
+    for service in ["jaeger", "prometheus", "grafana"] {
+        check(compose["services"][service].is_mapping(), || {
+            format!("compose.yml has no {service}")
+        })?;
+    }
+    Ok(())
 }
 
 fn check_conventions(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed> {
