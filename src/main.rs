@@ -18,6 +18,8 @@ use stream_kernel::runtime::{self, RunError, RunOptions, RunProgress, RunSummary
 
 #[path = "cli/progress.rs"]
 mod progress;
+#[path = "cli/report.rs"]
+mod report;
 
 /// Exit status for a run that failed.
 const EXIT_FAILED: u8 = 1;
@@ -115,6 +117,10 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Write a report of the run: FILE.html (one self-contained page) or FILE.json (the same
+    /// facts for machines); may be given more than once.
+    #[arg(long, value_name = "FILE")]
+    report: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -354,8 +360,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // A bar only on a terminal: a redirected stderr gets the summary and the log, nothing else.
     let bar = (!args.quiet && std::io::stderr().is_terminal())
         .then(|| progress::Reporter::start(&config, Arc::clone(&progress)));
+    let reports = Reports::start(&args.report, &progress);
     if config.is_process_mode() {
-        let result = run_process_groups(&config, args.skip, progress);
+        let result = run_process_groups(&config, args.skip, progress, reports);
         if let Some(bar) = bar {
             bar.finish();
         }
@@ -377,7 +384,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let code = match result {
         Ok(summary) => {
             report.push_str(&render_summary(&config, &summary));
-            if summary.interrupted {
+            let code = if summary.interrupted {
                 report.push_str(&format!(
                     "  stopped: every record through seq {} is written; resume with --skip {}\n",
                     summary.last_seq, summary.last_seq
@@ -385,7 +392,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 interrupts.exit_code()
             } else {
                 0
-            }
+            };
+            let outcome = if code == 0 { "completed" } else { "stopped" };
+            reports.write(&config, &summary, outcome, code);
+            code
         }
         Err(RunError::Config(report)) => {
             eprint!("{report}");
@@ -399,10 +409,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             summary,
         }) => {
             report.push_str(&render_summary(&config, &summary));
+            let failed = format!("failed: node_error in `{node}` on seq {seq}: {message}");
             report.push_str(&format!(
                 "  FAILED: node_error in `{node}` on seq {seq}: {message}\n  completed through seq {completed_through}; records from seq {} on were not completed\n",
                 completed_through + 1
             ));
+            reports.write(&config, &summary, &failed, EXIT_FAILED);
             EXIT_FAILED
         }
         Err(error @ RunError::Bootstrap { .. }) => {
@@ -423,6 +435,7 @@ fn run_process_groups(
     config: &Config,
     skip: u64,
     progress: Arc<RunProgress>,
+    reports: Reports,
 ) -> anyhow::Result<ExitCode> {
     use stream_kernel::supervisor::{RunEnd, SupervisorError, SupervisorOptions, run_supervised};
     let registry = fund_load::registry();
@@ -453,8 +466,8 @@ fn run_process_groups(
             "  workers: spawn to all READY {startup} ms; graceful stop {stop} ms\n"
         ));
     }
-    let code = match &run.end {
-        RunEnd::Drained => 0,
+    let (code, outcome) = match &run.end {
+        RunEnd::Drained => (0, "completed".to_string()),
         RunEnd::Failed(failure) => {
             report.push_str(&format!(
                 "  FAILED: worker {} (group {}) {}: {}\n  completed through seq {}; records from seq {} on were not completed{}\n",
@@ -470,22 +483,78 @@ fn run_process_groups(
                     String::new()
                 }
             ));
-            EXIT_FAILED
+            let outcome = format!(
+                "failed: worker {} (group {}) {}: {}",
+                failure.worker, failure.group, failure.category, failure.detail
+            );
+            (EXIT_FAILED, outcome)
         }
         RunEnd::Interrupted(signal) => {
             report.push_str(&format!(
                 "  stopped: every record through seq {} is written; resume with --skip {}\n",
                 run.completed_through, run.completed_through
             ));
-            exit_code_of(*signal)
+            (exit_code_of(*signal), "stopped".to_string())
         }
     };
+    reports.write(config, &run.summary, &outcome, code);
     if matches!(config.adapters.sink, SinkAdapter::Stdout) {
         eprint!("{report}");
     } else {
         print!("{report}");
     }
     Ok(ExitCode::from(code))
+}
+
+/// The `--report` files of a run, and the sampler that feeds their throughput chart.
+struct Reports {
+    paths: Vec<PathBuf>,
+    sampler: Option<progress::Sampler>,
+}
+
+impl Reports {
+    fn start(paths: &[PathBuf], run_progress: &Arc<RunProgress>) -> Self {
+        Self {
+            paths: paths.to_vec(),
+            sampler: (!paths.is_empty())
+                .then(|| progress::Sampler::start(Arc::clone(run_progress))),
+        }
+    }
+
+    /// Writes every report; a report that cannot be written is said on stderr (the run's
+    /// outcome stands).
+    fn write(self, config: &Config, summary: &RunSummary, outcome: &str, code: u8) {
+        let Some(sampler) = self.sampler else {
+            return;
+        };
+        let timeline = sampler.finish();
+        let mut files = vec![
+            (
+                "input".to_string(),
+                describe_source(&config.adapters.source),
+            ),
+            ("output".to_string(), describe_sink(&config.adapters.sink)),
+        ];
+        if let Some(path) = &summary.dead_letter_path {
+            files.push(("rejects".to_string(), absolute(path)));
+        }
+        if let Some(audit) = &config.adapters.audit {
+            files.push(("audit".to_string(), absolute(audit.path())));
+        }
+        let report = report::RunReport::new(
+            &config.scenario.name,
+            summary,
+            outcome.to_string(),
+            code,
+            files,
+            &timeline,
+        );
+        for path in &self.paths {
+            if let Err(e) = report.write(path) {
+                eprintln!("error: cannot write the report {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 fn describe_source(source: &SourceAdapter) -> String {

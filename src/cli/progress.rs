@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use stream_kernel::config::{Config, SourceAdapter};
-use stream_kernel::runtime::RunProgress;
+use stream_kernel::runtime::{RunProgress, Timeline};
 
 /// What the bar counts towards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,37 @@ impl Reporter {
     pub fn finish(self) {
         self.done.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
+    }
+}
+
+/// Samples a run's record count into a [`Timeline`] (for the report's throughput chart).
+pub struct Sampler {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Timeline>,
+}
+
+impl Sampler {
+    pub fn start(progress: Arc<RunProgress>) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread_done = Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut timeline = Timeline::default();
+            loop {
+                let at = started.elapsed().as_millis() as u64;
+                timeline.record(at, progress.records.load(Ordering::Relaxed));
+                if thread_done.load(Ordering::Relaxed) {
+                    return timeline;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Self { done, thread }
+    }
+
+    pub fn finish(self) -> Timeline {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
     }
 }
 

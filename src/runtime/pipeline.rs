@@ -49,6 +49,21 @@ pub struct NodeStats {
 }
 
 impl NodeStats {
+    /// Adds one timed record's self time. A sample far above the node's mean so far (after a
+    /// few samples) is capped: on a loaded machine a sampled record may be preempted for
+    /// milliseconds, and the 1-in-[`TIMING_SAMPLE`] scaling would charge that 256 times.
+    pub fn add_sample(&mut self, self_ns: u64) {
+        const WARM: u64 = 16;
+        let sample = if self.sampled_records >= WARM {
+            let mean = self.sampled_busy_ns / self.sampled_records;
+            self_ns.min(mean.saturating_mul(20).max(50_000))
+        } else {
+            self_ns
+        };
+        self.sampled_busy_ns += sample;
+        self.sampled_records += 1;
+    }
+
     /// Estimated busy time over all records (self time scaled from the timed sample).
     pub fn estimated_busy_ns(&self) -> u64 {
         self.busy_estimate_over(self.records_in)
@@ -505,8 +520,7 @@ fn run_stage_observed(
     if let Some(started) = started {
         let total = started.elapsed().as_nanos() as u64;
         let children = std::mem::replace(&mut env.children_ns, outer_children + total);
-        stage.stats.sampled_busy_ns += total.saturating_sub(children);
-        stage.stats.sampled_records += 1;
+        stage.stats.add_sample(total.saturating_sub(children));
     }
     // The node's own error is set on its span before the span closes, then the policy runs.
     let own_error = match &result {
@@ -555,6 +569,14 @@ impl OutputPort for Port<'_, '_> {
                     .and_then(|at| self.downstream.get_mut(at..))
                     .unwrap_or_default();
                 run_local(downstream, position, value, self.ctx, self.env, self.egress)
+            }
+            // A timed record: the push (which may wait on a full ring) is not the node's own
+            // time, like a local downstream node's is not.
+            Link::Remote(target) if self.env.timing => {
+                let started = Instant::now();
+                let forwarded = self.egress.forward(target, self.ctx, value);
+                self.env.children_ns += started.elapsed().as_nanos() as u64;
+                forwarded
             }
             Link::Remote(target) => self.egress.forward(target, self.ctx, value),
             Link::Terminal => self.egress.terminal(self.from, self.ctx, value),
@@ -825,8 +847,7 @@ impl LocalPipeline {
         if let Some(started) = started {
             let total = started.elapsed().as_nanos() as u64;
             let children = std::mem::take(&mut self.env.children_ns);
-            self.source_stats.sampled_busy_ns += total.saturating_sub(children);
-            self.source_stats.sampled_records += 1;
+            self.source_stats.add_sample(total.saturating_sub(children));
         }
         (pulled, emitted)
     }
@@ -1061,5 +1082,26 @@ fn lower_to_written(through: &mut u64, result: Result<(), NodeError>, node: &str
             *through = (*through).min(written);
         }
         tracing::error!(node, "{error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A preempted sample does not dominate a node's estimate; a slow node keeps its time.
+    #[test]
+    fn an_outlier_sample_is_capped() {
+        let mut stats = NodeStats::default();
+        for _ in 0..100 {
+            stats.add_sample(1_000);
+        }
+        stats.add_sample(50_000_000);
+        assert!(stats.sampled_busy_ns < 100 * 1_000 + 100_000, "{stats:?}");
+        let mut slow = NodeStats::default();
+        for _ in 0..100 {
+            slow.add_sample(2_000_000);
+        }
+        assert_eq!(slow.sampled_busy_ns, 200_000_000);
     }
 }

@@ -83,6 +83,59 @@ pub struct RingReport {
     pub capacity_bytes: u64,
     pub peak_bytes: u64,
     pub mean_bytes: u64,
+    /// Occupancy in bytes over the run.
+    pub timeline: Timeline,
+    /// Records through the ring so far, over the run (sampled with `timeline`).
+    pub records_timeline: Timeline,
+}
+
+/// A value sampled over a run: `(milliseconds since the start, value)` points, at most one per
+/// interval and at most [`Timeline::MAX_POINTS`] (when full, every other point is dropped and
+/// the interval doubles, so a long run keeps an even picture in bounded memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeline {
+    pub points: Vec<(u64, u64)>,
+    every_ms: u64,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Self {
+            points: Vec::new(),
+            every_ms: 50,
+        }
+    }
+}
+
+impl Timeline {
+    pub const MAX_POINTS: usize = 1024;
+
+    /// Records `value` at `at_ms`, unless the last point is less than an interval ago.
+    pub fn record(&mut self, at_ms: u64, value: u64) {
+        if let Some((last, _)) = self.points.last()
+            && at_ms < last + self.every_ms
+        {
+            return;
+        }
+        if self.points.len() >= Self::MAX_POINTS {
+            let mut keep = false;
+            self.points.retain(|_| {
+                keep = !keep;
+                keep
+            });
+            self.every_ms *= 2;
+        }
+        self.points.push((at_ms, value));
+    }
+
+    /// The timeline with a last point at `at_ms` whatever the interval (the value at the end
+    /// of a run, which a short run would otherwise never sample).
+    pub fn ended(&self, at_ms: u64, value: u64) -> Self {
+        let mut ended = self.clone();
+        ended.points.retain(|(t, _)| *t < at_ms);
+        ended.points.push((at_ms, value));
+        ended
+    }
 }
 
 impl RunSummary {
@@ -326,6 +379,28 @@ mod tests {
     }
 
     /// The edge cost is the worker's busy time its nodes do not account for, per record.
+    /// A timeline keeps one point per interval and stays bounded, thinning evenly.
+    #[test]
+    fn timeline_is_bounded_and_even() {
+        let mut timeline = Timeline::default();
+        for ms in 0..1_000_000 {
+            timeline.record(ms, ms * 2);
+        }
+        assert!(timeline.points.len() <= Timeline::MAX_POINTS);
+        assert!(timeline.points.len() > Timeline::MAX_POINTS / 2);
+        let gaps: Vec<u64> = timeline
+            .points
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .collect();
+        let (min, max) = (gaps.iter().min().copied(), gaps.iter().max().copied());
+        assert!(
+            max.zip(min).is_some_and(|(max, min)| max <= 2 * min),
+            "{min:?} {max:?}"
+        );
+        assert!(timeline.points.iter().all(|(ms, v)| *v == ms * 2));
+    }
+
     #[test]
     fn edge_cost_is_busy_time_outside_the_nodes_per_record() {
         let summary = RunSummary {

@@ -471,9 +471,14 @@ impl Supervisor {
         let capacity = self.config.runtime.platform.execution_ipc.ring_bytes;
         for (ring, sample) in self.rings.iter().zip(self.ring_samples.iter_mut()) {
             let depth = crate::data::read_depth(&ring.segment).min(capacity);
-            sample.0 = sample.0.max(depth);
-            sample.1 = sample.1.saturating_add(depth);
-            sample.2 += 1;
+            let at = self.launched_at.elapsed().as_millis() as u64;
+            sample.peak = sample.peak.max(depth);
+            sample.sum = sample.sum.saturating_add(depth);
+            sample.count += 1;
+            sample.depth.record(at, depth);
+            sample
+                .records
+                .record(at, crate::data::read_counts(&ring.segment).0);
         }
         let view = MetricsView {
             workers: self

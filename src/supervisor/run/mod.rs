@@ -70,6 +70,17 @@ pub struct SupervisorOptions {
     pub progress: Option<Arc<crate::runtime::RunProgress>>,
 }
 
+/// What the supervisor samples of one ring while the run goes: peak, sum and count of the
+/// depths, and the depth and record count over time.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RingSamples {
+    pub(super) peak: u64,
+    pub(super) sum: u64,
+    pub(super) count: u64,
+    pub(super) depth: crate::runtime::Timeline,
+    pub(super) records: crate::runtime::Timeline,
+}
+
 /// The first worker failure of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFailure {
@@ -170,7 +181,10 @@ pub struct Supervisor {
     /// Every ring of the run, mapped here too (metrics, crash accounting).
     rings: Vec<PlannedRing>,
     /// Peak and summed ring depth samples, per ring, for the summary.
-    ring_samples: Vec<(u64, u64, u64)>,
+    /// When the supervisor launched (the origin of the ring timelines).
+    launched_at: Instant,
+    /// Per ring: peak, sum and count of the sampled depths, and its occupancy timeline.
+    ring_samples: Vec<RingSamples>,
     /// Telemetry rings, drain thread and span exporters (tracing on).
     telemetry: Option<super::telemetry::RunTelemetry>,
 }
@@ -324,7 +338,8 @@ impl Supervisor {
             lifecycle_level: logging.lifecycle_events.level,
             work_started_at: None,
             failure_counts: HashMap::new(),
-            ring_samples: vec![(0, 0, 0); rings.len()],
+            ring_samples: vec![RingSamples::default(); rings.len()],
+            launched_at,
             rings,
             telemetry,
         };

@@ -165,15 +165,22 @@ impl Supervisor {
     /// supervisor wake-up (heartbeats, control frames, and at least every 50 ms).
     pub fn ring_report(&self) -> Vec<RingReport> {
         let capacity = self.config.runtime.platform.execution_ipc.ring_bytes;
+        let now = self.launched_at.elapsed().as_millis() as u64;
         self.rings
             .iter()
             .zip(&self.ring_samples)
-            .map(|(r, (peak, sum, n))| RingReport {
-                name: r.name.clone(),
-                records: crate::data::read_counts(&r.segment).0,
-                capacity_bytes: capacity,
-                peak_bytes: *peak,
-                mean_bytes: if *n > 0 { sum / n } else { 0 },
+            .map(|(r, s)| {
+                let records = crate::data::read_counts(&r.segment).0;
+                let depth = crate::data::read_depth(&r.segment).min(capacity);
+                RingReport {
+                    name: r.name.clone(),
+                    records,
+                    capacity_bytes: capacity,
+                    peak_bytes: s.peak,
+                    mean_bytes: s.sum.checked_div(s.count).unwrap_or(0),
+                    timeline: s.depth.ended(now, depth),
+                    records_timeline: s.records.ended(now, records),
+                }
             })
             .collect()
     }

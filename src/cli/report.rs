@@ -1,0 +1,514 @@
+//! `stream-kernel run --report FILE`: the run as one self-contained page (`.html`: inline CSS
+//! and SVG, no script, no external asset) or as its JSON twin (`.json`, for machines). Both
+//! hold the same facts: the run's outcome and files, throughput over time, per-worker busy
+//! time, per-edge ring occupancy over time, outcomes by reason, span export outcomes, and where
+//! the time went (per-node self time).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use stream_kernel::runtime::{RunSummary, Timeline};
+
+/// Everything a report shows, as plain data.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub profile: String,
+    /// `completed`, `stopped` or `failed: ...`.
+    pub outcome: String,
+    pub exit_status: u8,
+    pub records: u64,
+    pub elapsed_seconds: f64,
+    pub records_per_second: f64,
+    pub files: Vec<(String, String)>,
+    /// `(seconds since start, records read)`.
+    pub records_over_time: Vec<(f64, u64)>,
+    pub workers: Vec<WorkerRow>,
+    pub rings: Vec<RingRow>,
+    /// `(reason, records)`: accepted, each decline reason, dead-lettered.
+    pub outcomes: Vec<(String, u64)>,
+    pub spans: Vec<SpanRow>,
+    pub nodes: Vec<NodeRow>,
+    pub peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    pub worker: String,
+    pub group: String,
+    pub elapsed_seconds: f64,
+    pub busy_seconds: f64,
+    pub peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RingRow {
+    pub edge: String,
+    pub records: u64,
+    pub capacity_bytes: u64,
+    pub peak_bytes: u64,
+    /// `(seconds since launch, bytes waiting)`.
+    pub occupancy_over_time: Vec<(f64, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanRow {
+    pub exporter: String,
+    pub produced: u64,
+    pub exported: u64,
+    pub dropped: u64,
+    pub failed: u64,
+    pub exit_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    pub group: String,
+    pub records_in: u64,
+    pub errors: u64,
+    pub busy_seconds: f64,
+}
+
+/// Records through the rings that leave the source's group (rings whose producer is no ring's
+/// consumer), summed over those rings point by point (`None` in the inline profile).
+fn source_rings(summary: &RunSummary) -> Option<Vec<(u64, u64)>> {
+    let ends = |name: &str| {
+        name.split_once("->")
+            .map(|(p, c)| (p.to_string(), c.to_string()))
+    };
+    let consumers: Vec<String> = summary
+        .rings
+        .iter()
+        .filter_map(|r| Some(ends(&r.name)?.1))
+        .collect();
+    let leaving: Vec<&Timeline> = summary
+        .rings
+        .iter()
+        .filter(|r| ends(&r.name).is_some_and(|(p, _)| !consumers.contains(&p)))
+        .map(|r| &r.records_timeline)
+        .collect();
+    let first = leaving.first()?;
+    let points = first
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, (at, _))| {
+            let total = leaving
+                .iter()
+                .filter_map(|t| t.points.get(i))
+                .map(|p| p.1)
+                .sum();
+            (*at, total)
+        })
+        .collect();
+    Some(points)
+}
+
+/// The sampled counts, ending with the run's exact total (a supervised run's samples come
+/// from heartbeats and may miss the last second).
+fn with_final_count(mut points: Vec<(f64, u64)>, elapsed: f64, total: u64) -> Vec<(f64, u64)> {
+    points.retain(|(t, _)| *t < elapsed);
+    points.push((elapsed, total));
+    points
+}
+
+fn seconds(points: &[(u64, u64)]) -> Vec<(f64, u64)> {
+    points
+        .iter()
+        .map(|(ms, v)| (*ms as f64 / 1000.0, *v))
+        .collect()
+}
+
+impl RunReport {
+    pub fn new(
+        scenario: &str,
+        summary: &RunSummary,
+        outcome: String,
+        exit_status: u8,
+        files: Vec<(String, String)>,
+        records_over_time: &Timeline,
+    ) -> Self {
+        let mut outcomes = Vec::new();
+        if let Some(accepted) = summary.counter("sink", "accepted") {
+            outcomes.push(("accepted".to_string(), accepted));
+        }
+        outcomes.extend(
+            summary
+                .nodes
+                .iter()
+                .filter(|n| n.name == "sink")
+                .flat_map(|n| n.counters.iter())
+                .filter_map(|(k, v)| Some((k.strip_prefix("declined.")?.to_string(), *v)))
+                .filter(|(_, v)| *v > 0),
+        );
+        if summary.dead_lettered > 0 {
+            outcomes.push(("dead-lettered".to_string(), summary.dead_lettered));
+        }
+        Self {
+            scenario: scenario.to_string(),
+            profile: summary.profile.clone(),
+            outcome,
+            exit_status,
+            records: summary.records_in,
+            elapsed_seconds: summary.elapsed.as_secs_f64(),
+            records_per_second: summary.records_per_sec(),
+            files,
+            records_over_time: match source_rings(summary) {
+                // Supervised: records leaving the source's group, sampled by the supervisor.
+                Some(points) => seconds(&points),
+                None => with_final_count(
+                    seconds(&records_over_time.points),
+                    summary.elapsed.as_secs_f64(),
+                    summary.records_in,
+                ),
+            },
+            workers: summary
+                .workers
+                .iter()
+                .map(|w| WorkerRow {
+                    worker: w.id.clone(),
+                    group: w.group.clone(),
+                    elapsed_seconds: w.elapsed.as_secs_f64(),
+                    busy_seconds: w.busy.as_secs_f64(),
+                    peak_rss_bytes: w.peak_rss_kib * 1024,
+                })
+                .collect(),
+            rings: summary
+                .rings
+                .iter()
+                .map(|r| RingRow {
+                    edge: r.name.clone(),
+                    records: r.records,
+                    capacity_bytes: r.capacity_bytes,
+                    peak_bytes: r.peak_bytes,
+                    occupancy_over_time: seconds(&r.timeline.points),
+                })
+                .collect(),
+            outcomes,
+            spans: summary
+                .spans
+                .iter()
+                .map(|s| SpanRow {
+                    exporter: s.kind.clone(),
+                    produced: s.produced,
+                    exported: s.exported,
+                    dropped: s.dropped,
+                    failed: s.failed,
+                    exit_wait_ms: s.exit_wait_ms,
+                })
+                .collect(),
+            nodes: summary
+                .nodes
+                .iter()
+                .map(|n| NodeRow {
+                    node: n.name.clone(),
+                    group: n.group.clone(),
+                    records_in: n.stats.records_in,
+                    errors: n.stats.errors,
+                    busy_seconds: n.busy_ns as f64 / 1e9,
+                })
+                .collect(),
+            peak_rss_bytes: summary.peak_rss_kib * 1024,
+        }
+    }
+
+    /// Writes the report: JSON for a `.json` path, else the HTML page.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let text = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            serde_json::to_string_pretty(self).map_err(std::io::Error::other)?
+        } else {
+            self.html()
+        };
+        std::fs::write(path, text)
+    }
+
+    /// The self-contained page.
+    pub fn html(&self) -> String {
+        let mut page = String::with_capacity(32 * 1024);
+        let title = format!("stream-kernel run: {}", self.scenario);
+        let _ = write!(
+            page,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+            escape(&title),
+            escape(&title)
+        );
+        self.html_overview(&mut page);
+        section(&mut page, "Throughput over time", &self.throughput_chart());
+        section(&mut page, "Ring occupancy over time", &self.ring_chart());
+        section(&mut page, "Per-worker busy time", &self.worker_bars());
+        section(&mut page, "Outcomes by reason", &self.outcome_bars());
+        section(
+            &mut page,
+            "Where the time went (node self time)",
+            &self.node_bars(),
+        );
+        section(&mut page, "Span export", &self.span_table());
+        page.push_str("</body></html>\n");
+        page
+    }
+
+    fn html_overview(&self, page: &mut String) {
+        let _ = write!(
+            page,
+            "<table class=\"facts\"><tr><th>outcome</th><td>{} (exit {})</td></tr><tr><th>profile</th><td>{}</td></tr><tr><th>records</th><td>{}</td></tr><tr><th>elapsed</th><td>{:.3} s</td></tr><tr><th>rate</th><td>{} records/s</td></tr><tr><th>peak RSS</th><td>{:.1} MiB (all processes)</td></tr>",
+            escape(&self.outcome),
+            self.exit_status,
+            escape(&self.profile),
+            self.records,
+            self.elapsed_seconds,
+            super::progress::si(self.records_per_second),
+            self.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+        );
+        for (what, path) in &self.files {
+            let _ = write!(
+                page,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(what),
+                escape(path)
+            );
+        }
+        page.push_str("</table>\n");
+    }
+
+    fn throughput_chart(&self) -> String {
+        let rates: Vec<(f64, f64)> = self
+            .records_over_time
+            .windows(2)
+            .filter(|w| w[1].0 > w[0].0)
+            .map(|w| {
+                let rate = w[1].1.saturating_sub(w[0].1) as f64 / (w[1].0 - w[0].0);
+                (w[1].0, rate)
+            })
+            .collect();
+        if rates.is_empty() {
+            return "<p>The run was too short to sample.</p>".to_string();
+        }
+        line_chart(&[("records/s".to_string(), rates)], "records/s")
+    }
+
+    fn ring_chart(&self) -> String {
+        if self.rings.is_empty() {
+            return "<p>No rings: every node ran in one process.</p>".to_string();
+        }
+        let series: Vec<(String, Vec<(f64, f64)>)> = self
+            .rings
+            .iter()
+            .map(|r| {
+                let capacity = r.capacity_bytes.max(1) as f64;
+                let points = r
+                    .occupancy_over_time
+                    .iter()
+                    .map(|(t, b)| (*t, *b as f64 * 100.0 / capacity))
+                    .collect();
+                (r.edge.clone(), points)
+            })
+            .collect();
+        line_chart(&series, "% of capacity")
+    }
+
+    fn worker_bars(&self) -> String {
+        let rows: Vec<(String, f64, String)> = self
+            .workers
+            .iter()
+            .map(|w| {
+                let share = if w.elapsed_seconds > 0.0 {
+                    w.busy_seconds / w.elapsed_seconds
+                } else {
+                    0.0
+                };
+                (
+                    w.worker.clone(),
+                    share,
+                    format!("{:.0}% of {:.3} s", share * 100.0, w.elapsed_seconds),
+                )
+            })
+            .collect();
+        bars(&rows, 1.0)
+    }
+
+    fn outcome_bars(&self) -> String {
+        let most = self.outcomes.iter().map(|(_, v)| *v).max().unwrap_or(0) as f64;
+        let rows: Vec<(String, f64, String)> = self
+            .outcomes
+            .iter()
+            .map(|(reason, n)| (reason.clone(), *n as f64, n.to_string()))
+            .collect();
+        if rows.is_empty() {
+            return "<p>The sink reported no outcomes.</p>".to_string();
+        }
+        bars(&rows, most.max(1.0))
+    }
+
+    fn node_bars(&self) -> String {
+        let total: f64 = self.nodes.iter().map(|n| n.busy_seconds).sum();
+        let rows: Vec<(String, f64, String)> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let share = if total > 0.0 {
+                    n.busy_seconds / total
+                } else {
+                    0.0
+                };
+                (
+                    format!("{} ({})", n.node, n.group),
+                    share,
+                    format!("{:.1}% ({:.1} ms)", share * 100.0, n.busy_seconds * 1e3),
+                )
+            })
+            .collect();
+        bars(&rows, 1.0)
+    }
+
+    fn span_table(&self) -> String {
+        if self.spans.is_empty() {
+            return "<p>Tracing was off.</p>".to_string();
+        }
+        let mut table = String::from(
+            "<table><tr><th>exporter</th><th>produced</th><th>exported</th><th>dropped</th><th>failed</th><th>exit wait</th></tr>",
+        );
+        for s in &self.spans {
+            let _ = write!(
+                table,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td></tr>",
+                escape(&s.exporter),
+                s.produced,
+                s.exported,
+                s.dropped,
+                s.failed,
+                s.exit_wait_ms
+            );
+        }
+        table.push_str("</table>");
+        table
+    }
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:960px}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:2em}table{border-collapse:collapse}\
+th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}.facts th{color:#666}\
+.bar{display:flex;align-items:center;margin:2px 0}.bar .label{width:340px;overflow:hidden;white-space:nowrap}\
+.bar .track{flex:1;background:#f0f0f0;height:14px;margin:0 8px}.bar .fill{background:#4a78c2;height:14px}\
+.bar .value{width:160px;color:#555}svg text{font:11px sans-serif;fill:#555}.legend span{margin-right:14px}";
+
+const COLORS: [&str; 6] = [
+    "#4a78c2", "#d9822b", "#3c9a5f", "#b03a48", "#7d5ba6", "#8c6d31",
+];
+
+fn section(page: &mut String, title: &str, body: &str) {
+    let _ = write!(page, "<h2>{}</h2>\n{body}\n", escape(title));
+}
+
+/// Text for HTML content and attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Horizontal bars: `(label, value, text)`, scaled so that `full` fills the track.
+fn bars(rows: &[(String, f64, String)], full: f64) -> String {
+    let mut out = String::new();
+    for (label, value, text) in rows {
+        let width = (value / full * 100.0).clamp(0.0, 100.0);
+        let _ = write!(
+            out,
+            "<div class=\"bar\"><span class=\"label\">{}</span><span class=\"track\"><span class=\"fill\" style=\"display:block;width:{width:.1}%\"></span></span><span class=\"value\">{}</span></div>",
+            escape(label),
+            escape(text)
+        );
+    }
+    out
+}
+
+/// An SVG line chart of `series` (seconds on x), with axes labels and a legend.
+fn line_chart(series: &[(String, Vec<(f64, f64)>)], unit: &str) -> String {
+    const W: f64 = 900.0;
+    const H: f64 = 240.0;
+    const LEFT: f64 = 60.0;
+    const BOTTOM: f64 = 24.0;
+    let all = series.iter().flat_map(|(_, p)| p.iter());
+    let (max_t, max_v) = all.fold((0.0f64, 0.0f64), |(t, v), (pt, pv)| {
+        (t.max(*pt), v.max(*pv))
+    });
+    let (max_t, max_v) = (max_t.max(1e-3), max_v.max(1e-9));
+    let x = |t: f64| LEFT + t / max_t * (W - LEFT - 10.0);
+    let y = |v: f64| (H - BOTTOM) - v / max_v * (H - BOTTOM - 10.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\">\
+<line x1=\"{LEFT}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/><line x1=\"{LEFT}\" y1=\"10\" x2=\"{LEFT}\" y2=\"{}\" stroke=\"#999\"/>\
+<text x=\"2\" y=\"14\">{}</text><text x=\"2\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\">{:.2} s</text>",
+        H - BOTTOM,
+        W - 10.0,
+        H - BOTTOM,
+        H - BOTTOM,
+        escape(&format!("{} {unit}", super::progress::si(max_v))),
+        H - BOTTOM,
+        W - 60.0,
+        H - 6.0,
+        max_t
+    );
+    for (i, (_, points)) in series.iter().enumerate() {
+        let path: Vec<String> = points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            COLORS[i % COLORS.len()],
+            path.join(" ")
+        );
+    }
+    svg.push_str("</svg><div class=\"legend\">");
+    for (i, (name, _)) in series.iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<span style=\"color:{}\">&#9632; {}</span>",
+            COLORS[i % COLORS.len()],
+            escape(name)
+        );
+    }
+    svg.push_str("</div>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn a_chart_is_one_svg_with_a_line_per_series() {
+        let chart = line_chart(
+            &[
+                ("a".into(), vec![(0.0, 1.0), (1.0, 2.0)]),
+                ("b<".into(), vec![(0.5, 0.0)]),
+            ],
+            "x",
+        );
+        assert_eq!(chart.matches("<polyline").count(), 2);
+        assert!(chart.contains("b&lt;") && !chart.contains("b<"));
+    }
+}

@@ -1,0 +1,168 @@
+//! `stream-kernel run --report`: the HTML page and its JSON twin from a real 4-group run; the
+//! page opened in headless Chromium (rendered with no console error, a screenshot taken).
+
+use std::path::Path;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A 4-group run on 20,000 generated lines with both reports; returns (html, json).
+fn reported_run(dir: &Path) -> (String, serde_json::Value) {
+    let input = dir.join("in.txt");
+    let generated = bin()
+        .args(["gen", "--lines", "20000", "--output"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let (html, json) = (dir.join("run.html"), dir.join("run.json"));
+    let out = bin()
+        .args(["run", "--quiet", "-c"])
+        .arg(format!(
+            "{}/configs/fund_load_experiment_4proc.yml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.join("out.txt"))
+        .arg("--dead-letter")
+        .arg(dir.join("rejects.jsonl"))
+        .arg("--report")
+        .arg(&html)
+        .arg("--report")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    let facts = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (page, facts)
+}
+
+/// The JSON twin holds the run's facts and they add up; the page has every section and needs
+/// nothing from outside itself.
+#[test]
+fn report_holds_the_runs_facts_and_is_self_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (page, facts) = reported_run(dir.path());
+    assert_eq!(facts["records"], 20_000);
+    assert_eq!(facts["exit_status"], 0);
+    assert_eq!(facts["outcome"], "completed");
+    let outcomes: u64 = facts["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o[1].as_u64().unwrap())
+        .sum();
+    let written = std::fs::read_to_string(dir.path().join("out.txt"))
+        .unwrap()
+        .lines()
+        .count()
+        + std::fs::read_to_string(dir.path().join("rejects.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
+    assert_eq!(
+        outcomes as usize, written,
+        "outcomes do not add up to what was written"
+    );
+    assert_eq!(facts["workers"].as_array().unwrap().len(), 4);
+    assert_eq!(facts["nodes"].as_array().unwrap().len(), 9);
+    let rings = facts["rings"].as_array().unwrap();
+    assert_eq!(rings.len(), 3);
+    assert!(
+        rings
+            .iter()
+            .all(|r| !r["occupancy_over_time"].as_array().unwrap().is_empty())
+    );
+    assert!(facts["records_over_time"].as_array().unwrap().len() >= 2);
+    for section in [
+        "Throughput over time",
+        "Ring occupancy over time",
+        "Per-worker busy time",
+        "Outcomes by reason",
+        "Where the time went",
+        "Span export",
+    ] {
+        assert!(page.contains(section), "{section} missing");
+    }
+    for external in ["<script", "<link", "src=", "url(", "https://"] {
+        assert!(
+            !page.contains(external),
+            "the page refers outside itself: {external}"
+        );
+    }
+    let without_namespace = page.replace("http://www.w3.org/2000/svg", "");
+    assert!(
+        !without_namespace.contains("http://"),
+        "an external reference"
+    );
+}
+
+/// Headless Chromium renders the page with no console error, and takes a screenshot.
+#[test]
+fn report_renders_in_a_real_browser() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("skipped: {CHROMIUM} is not installed (Debian package chromium)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = reported_run(dir.path());
+    let url = format!("file://{}", dir.path().join("run.html").display());
+    let browser = |extra: &[&str]| {
+        Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("profile").display()
+            ))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let dom = browser(&["--dump-dom"]);
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    assert!(rendered.contains("Throughput over time") && rendered.contains("<polyline"));
+    let log = String::from_utf8_lossy(&dom.stderr);
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
+        .collect();
+    assert!(
+        console_errors.is_empty(),
+        "console errors: {console_errors:?}"
+    );
+    let png = dir.path().join("shot.png");
+    let shot = browser(&[
+        "--hide-scrollbars",
+        "--window-size=1000,1900",
+        &format!("--screenshot={}", png.display()),
+    ]);
+    assert!(shot.status.success());
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"),
+        "no screenshot"
+    );
+}
