@@ -93,6 +93,8 @@ enum Command {
     },
     /// Print the man page (roff) to stdout: `stream-kernel man > stream-kernel.1`.
     Man,
+    /// Print the JSON Schema of the config file (for editor completion).
+    Schema,
 }
 
 #[derive(clap::Args, Default)]
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
         }) => generate(lines, seed, output.as_deref()),
         Some(Command::Completions { shell }) => completions(shell),
         Some(Command::Man) => man_page(),
+        Some(Command::Schema) => print_schema(),
     };
     // The last batch of OTLP log records leaves before the process does.
     stream_kernel::observability::otlp_logs::shutdown();
@@ -169,6 +172,12 @@ fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "stream-kernel", &mut script);
     write_stdout(&script, "the completion script")
+}
+
+fn print_schema() -> anyhow::Result<ExitCode> {
+    let schema = config::schema::config_schema();
+    let text = serde_json::to_string_pretty(&schema).context("rendering the schema")?;
+    write_stdout(format!("{text}\n").as_bytes(), "the schema")
 }
 
 fn man_page() -> anyhow::Result<ExitCode> {

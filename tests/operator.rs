@@ -441,3 +441,118 @@ fn counters_only_grow(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed
     }
     Ok(())
 }
+
+/// Validates JSON documents (one per line on stdin) against the schema in argv[1] with the
+/// reference `jsonschema` implementation; prints one line per document: `ok` or the errors.
+const SCHEMA_CHECK: &str = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+schema = json.load(open(sys.argv[1]))
+Draft202012Validator.check_schema(schema)
+validator = Draft202012Validator(schema)
+for line in sys.stdin:
+    errors = [e.message for e in validator.iter_errors(json.loads(line))]
+    print("ok" if not errors else "; ".join(errors)[:300])
+"#;
+
+/// `stream-kernel schema` prints a JSON Schema that the reference validator accepts; every
+/// bundled config (and the deploy config) validates against it, and wrong ones do not.
+#[test]
+fn schema_accepts_every_bundled_config_and_rejects_wrong_ones() -> Result<(), Failed> {
+    let available = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        eprintln!("skipped: python3 with jsonschema is not installed (pip install jsonschema)");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let schema = cli().arg("schema").output()?;
+    check(schema.status.success(), || "schema failed".into())?;
+    let schema_path = dir.path().join("schema.json");
+    std::fs::write(&schema_path, &schema.stdout)?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut documents: Vec<(String, serde_json::Value, bool)> = Vec::new();
+    let mut configs: Vec<_> = std::fs::read_dir(root.join("configs"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    configs.push(root.join("deploy/stream-kernel.yml"));
+    check(configs.len() >= 10, || format!("{} configs", configs.len()))?;
+    for path in &configs {
+        let value: serde_json::Value = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
+        documents.push((path.display().to_string(), value, true));
+    }
+    let base: serde_json::Value = serde_norway::from_str(&std::fs::read_to_string(
+        root.join("configs/fund_load_experiment_4proc.yml"),
+    )?)?;
+    let wrong = |patch: &dyn Fn(&mut serde_json::Value)| {
+        let mut value = base.clone();
+        patch(&mut value);
+        value
+    };
+    documents.push((
+        "unknown key".into(),
+        wrong(&|v| v["runtime"]["platform"]["bootstrap"]["modee"] = "inline".into()),
+        false,
+    ));
+    documents.push((
+        "unknown choice".into(),
+        wrong(&|v| v["runtime"]["platform"]["bootstrap"]["mode"] = "threads".into()),
+        false,
+    ));
+    documents.push((
+        "wrong type".into(),
+        wrong(&|v| v["runtime"]["platform"]["execution_ipc"]["ring_bytes"] = "big".into()),
+        false,
+    ));
+    documents.push((
+        "no version".into(),
+        wrong(&|v| {
+            v.as_object_mut().map(|m| m.remove("version"));
+        }),
+        false,
+    ));
+    let mut child = Command::new("python3")
+        .args(["-c", SCHEMA_CHECK])
+        .arg(&schema_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = String::new();
+    for (_, value, _) in &documents {
+        input.push_str(&serde_json::to_string(value)?);
+        input.push('\n');
+    }
+    child
+        .stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    check(out.status.success(), || {
+        format!(
+            "the validator rejects the schema: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let verdicts: Vec<String> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    check(verdicts.len() == documents.len(), || {
+        format!("{verdicts:?}")
+    })?;
+    for ((name, _, valid), verdict) in documents.iter().zip(&verdicts) {
+        check((verdict == "ok") == *valid, || {
+            format!(
+                "{name}: expected {}, got {verdict}",
+                if *valid { "valid" } else { "invalid" }
+            )
+        })?;
+    }
+    Ok(())
+}

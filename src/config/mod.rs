@@ -32,6 +32,7 @@ mod error;
 mod files;
 mod model;
 pub mod reader;
+pub mod schema;
 mod sections;
 mod validate;
 

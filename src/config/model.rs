@@ -32,28 +32,29 @@ pub const MIN_RING_BYTES: u64 = 64 * 1024;
 pub const MAX_RING_BYTES: u64 = 1 << 30;
 
 /// A whole, validated run configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Config {
     pub version: u32,
     pub scenario: Scenario,
     pub pipeline: Pipeline,
     /// Per-node sections, normalised (defaults filled) by each node's factory.
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub nodes: BTreeMap<String, Value>,
     pub adapters: Adapters,
     pub runtime: RuntimeConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Scenario {
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Pipeline {
     pub nodes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Adapters {
     pub source: SourceAdapter,
     pub sink: SinkAdapter,
@@ -66,7 +67,7 @@ pub struct Adapters {
     pub audit: Option<FileAdapter>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceAdapter {
     File {
@@ -80,14 +81,14 @@ pub enum SourceAdapter {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SinkAdapter {
     File { path: PathBuf },
     Stdout,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FileAdapter {
     File { path: PathBuf },
@@ -101,7 +102,7 @@ impl FileAdapter {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RuntimeConfig {
     pub ordering: OrderingConfig,
     pub platform: Platform,
@@ -121,12 +122,12 @@ config_choice! {
     pub enum NodeErrorPolicy { Fail = "fail", DeadLetter = "dead_letter" }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct OrderingConfig {
     pub sink_mode: SinkMode,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Platform {
     pub bootstrap: Bootstrap,
     pub execution_ipc: ExecutionIpc,
@@ -141,7 +142,7 @@ config_choice! {
     pub enum BootstrapMode { Inline = "inline", ProcessSupervisor = "process_supervisor" }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Bootstrap {
     pub mode: BootstrapMode,
 }
@@ -150,7 +151,7 @@ config_choice! {
     pub enum IpcTransport { SharedMemory = "shared_memory" }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecutionIpc {
     pub transport: IpcTransport,
     pub ring_bytes: u64,
@@ -167,7 +168,7 @@ config_choice! {
     pub enum AuthMode { Hmac = "hmac" }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Control {
     pub transport: ControlTransport,
     pub bind_host: String,
@@ -180,7 +181,7 @@ pub struct Control {
     pub max_pending_connections: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Auth {
     pub mode: AuthMode,
     pub ttl_seconds: f64,
@@ -193,7 +194,7 @@ config_choice! {
     aliases { "sync" => Balanced }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ProcessGroup {
     pub name: String,
     pub nodes: Vec<String>,
@@ -206,14 +207,14 @@ pub struct ProcessGroup {
     pub cpus: Option<Vec<u32>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Readiness {
     pub enabled: bool,
     pub start_work_on_all_groups_ready: bool,
     pub readiness_timeout_seconds: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RoutingCache {
     pub enabled: bool,
     pub negative_cache: bool,
@@ -230,7 +231,7 @@ impl Default for RoutingCache {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Health {
     pub enabled: bool,
     pub bind: String,
@@ -239,7 +240,7 @@ pub struct Health {
     pub expose: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Observability {
     pub tracing: Tracing,
     pub logging: Logging,
@@ -249,7 +250,7 @@ config_choice! {
     pub enum DropPolicy { DropNewest = "drop_newest", DropOldest = "drop_oldest" }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Tracing {
     pub enabled: bool,
     /// `None`: `OTEL_TRACES_SAMPLER`, else `parentbased_traceidratio`.
@@ -262,7 +263,7 @@ pub struct Tracing {
     pub exporters: Vec<TraceExporter>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SpanQueue {
     pub max_items: u64,
     pub drop_policy: DropPolicy,
@@ -299,14 +300,14 @@ pub enum TraceExporter {
     OpentracingBridge(BridgeSettings),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JsonlSettings {
     pub path: PathBuf,
     pub flush_every_n: u64,
     pub fsync: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct OtlpSettings {
     /// `None`: `OTEL_EXPORTER_OTLP_(TRACES_|LOGS_)PROTOCOL`, else `grpc`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,7 +323,7 @@ pub struct OtlpSettings {
     pub service_name_by_process_group: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct BridgeSettings {
     pub agent: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -343,7 +344,7 @@ config_choice! {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Logging {
     pub level: LogLevel,
     pub exporters: Vec<LogExporter>,
@@ -363,7 +364,7 @@ pub enum LogExporter {
     OtelLogsOtlp(OtlpSettings),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct LifecycleEvents {
     pub enabled: bool,
     pub level: LifecycleLevel,
@@ -398,12 +399,12 @@ impl Serialize for TraceExporter {
 impl Serialize for LogExporter {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        #[derive(Serialize)]
+        #[derive(Serialize, schemars::JsonSchema)]
         struct PathOnly<'a> {
             path: &'a PathBuf,
         }
         /// Log exporters have no per-group service name: print only the keys they accept.
-        #[derive(Serialize)]
+        #[derive(Serialize, schemars::JsonSchema)]
         struct LogOtlp<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
             protocol: Option<OtlpProtocol>,

@@ -512,6 +512,19 @@ macro_rules! config_choice {
             }
         }
 
+        impl ::schemars::JsonSchema for $name {
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                let names: Vec<&str> = <Self as $crate::config::reader::Choice>::ACCEPTED
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect();
+                ::schemars::json_schema!({ "type": "string", "enum": names })
+            }
+        }
+
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str($crate::config::reader::Choice::name(*self))
