@@ -135,15 +135,16 @@ pub(crate) fn log_failure(
     message: &str,
     trace: Option<RecordTrace>,
 ) {
-    match trace.map(|t| t.hex()) {
-        Some((trace_id, span_id)) => tracing::error!(
-            worker_id,
-            category,
-            trace_id = %trace_id,
-            span_id = %span_id,
-            "{message}"
-        ),
-        None => tracing::error!(worker_id, category, "{message}"),
+    let Some(trace) = trace else {
+        tracing::error!(worker_id, category, "{message}");
+        return;
+    };
+    let (trace_id, span_id) = trace.hex();
+    if trace.span_id.is_some() {
+        tracing::error!(worker_id, category, trace_id = %trace_id, span_id = %span_id, "{message}");
+    } else {
+        // An unsampled record has no span: its trace id still finds it in sampled-out logs.
+        tracing::error!(worker_id, category, trace_id = %trace_id, "{message}");
     }
 }
 
