@@ -339,6 +339,7 @@ pub fn init(logging: &Logging, identity: LogIdentity) -> Result<(), LogInitError
                     file: Mutex::new(std::io::LineWriter::new(file)),
                 }));
             }
+            #[cfg(feature = "otlp")]
             LogExporter::OtelLogsOtlp(settings) => {
                 match super::otlp_logs::OtlpLogLayer::new(settings, identity.clone()) {
                     Ok(layer) => layers.push(Box::new(layer)),
@@ -346,6 +347,10 @@ pub fn init(logging: &Logging, identity: LogIdentity) -> Result<(), LogInitError
                     Err(e) => eprintln!("{e}"),
                 }
             }
+            #[cfg(not(feature = "otlp"))]
+            LogExporter::OtelLogsOtlp(_) => eprintln!(
+                "log exporter `otel_logs_otlp`: this build of stream-kernel leaves out the `otlp` feature"
+            ),
         }
     }
     let subscriber = tracing_subscriber::registry().with(layers.with_filter(filter));

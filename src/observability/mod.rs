@@ -6,7 +6,14 @@ pub mod export;
 pub mod ids;
 pub mod logging;
 pub mod otel_env;
+#[cfg(feature = "otlp")]
 pub mod otlp_logs;
+/// Without the `otlp` feature there are no OTLP logs to flush.
+#[cfg(not(feature = "otlp"))]
+pub mod otlp_logs {
+    /// Nothing to export.
+    pub fn shutdown() {}
+}
 pub mod process;
 pub mod span;
 pub mod telemetry;

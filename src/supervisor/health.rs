@@ -6,12 +6,18 @@
 //! each scrape from the supervisor's current view, so it never lags a state change.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
+#[cfg(feature = "health")]
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "health")]
 use prometheus_client::metrics::counter::Counter;
+#[cfg(feature = "health")]
 use prometheus_client::metrics::family::Family;
+#[cfg(feature = "health")]
 use prometheus_client::metrics::gauge::Gauge;
+#[cfg(feature = "health")]
 use prometheus_client::registry::Registry;
 
 use crate::observability::process::ProcessFigures;
@@ -80,12 +86,15 @@ impl MetricsView {
     }
 }
 
+#[cfg(feature = "health")]
 type Labels = Vec<(&'static str, String)>;
 
+#[cfg(feature = "health")]
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
 }
 
+#[cfg(feature = "health")]
 /// A counter family (the text format adds `_total`), one sample per label set.
 fn counters(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, u64)>) {
     let family = Family::<Labels, Counter>::default();
@@ -95,6 +104,7 @@ fn counters(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels
     registry.register(name, help, family);
 }
 
+#[cfg(feature = "health")]
 /// A gauge family of floats, one sample per label set.
 fn gauges(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, f64)>) {
     let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
@@ -104,6 +114,7 @@ fn gauges(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, 
     registry.register(name, help, family);
 }
 
+#[cfg(feature = "health")]
 /// A float counter family (CPU seconds).
 fn float_counters(registry: &mut Registry, name: &str, help: &str, values: Vec<(Labels, f64)>) {
     let family = Family::<Labels, Counter<f64, AtomicU64>>::default();
@@ -113,6 +124,7 @@ fn float_counters(registry: &mut Registry, name: &str, help: &str, values: Vec<(
     registry.register(name, help, family);
 }
 
+#[cfg(feature = "health")]
 /// Renders the view as OpenMetrics text: counters end in `_total`, every figure is in a base
 /// unit (seconds, bytes, ratios 0..1).
 pub fn render_metrics(view: &MetricsView) -> String {
@@ -126,6 +138,7 @@ pub fn render_metrics(view: &MetricsView) -> String {
     out
 }
 
+#[cfg(feature = "health")]
 fn register_build_and_supervisor(registry: &mut Registry, view: &MetricsView) {
     gauges(
         registry,
@@ -174,6 +187,7 @@ fn register_build_and_supervisor(registry: &mut Registry, view: &MetricsView) {
     }
 }
 
+#[cfg(feature = "health")]
 fn register_workers(registry: &mut Registry, view: &MetricsView) {
     let states = view
         .workers
@@ -259,6 +273,7 @@ fn register_workers(registry: &mut Registry, view: &MetricsView) {
     );
 }
 
+#[cfg(feature = "health")]
 fn register_rings(registry: &mut Registry, view: &MetricsView) {
     let edge = |r: &RingMetrics| labels(&[("edge", &r.edge)]);
     gauges(
@@ -287,6 +302,7 @@ fn register_rings(registry: &mut Registry, view: &MetricsView) {
     );
 }
 
+#[cfg(feature = "health")]
 fn register_control(registry: &mut Registry, view: &MetricsView) {
     counters(
         registry,
@@ -340,6 +356,7 @@ fn register_control(registry: &mut Registry, view: &MetricsView) {
     );
 }
 
+#[cfg(feature = "health")]
 /// The running health server.
 pub struct HealthServer {
     server: Arc<tiny_http::Server>,
@@ -355,6 +372,7 @@ pub struct HealthError {
     pub detail: String,
 }
 
+#[cfg(feature = "health")]
 impl HealthServer {
     pub fn start(bind: &str, state: Arc<HealthState>) -> Result<Self, HealthError> {
         let server = tiny_http::Server::http(bind).map_err(|e| HealthError {
@@ -391,6 +409,7 @@ impl HealthServer {
     }
 }
 
+#[cfg(feature = "health")]
 impl Drop for HealthServer {
     fn drop(&mut self) {
         self.server.unblock();
@@ -400,6 +419,7 @@ impl Drop for HealthServer {
     }
 }
 
+#[cfg(feature = "health")]
 /// Answers one request; the query string is ignored (`/readyz?verbose` is `/readyz`), and
 /// `/healthz` is `/livez` under the name many probes default to.
 fn respond(url: &str, state: &HealthState) -> (u16, String, &'static str) {
@@ -432,17 +452,43 @@ fn respond(url: &str, state: &HealthState) -> (u16, String, &'static str) {
     }
 }
 
+/// Whether this build serves the health endpoints (the `health` feature).
+pub const AVAILABLE: bool = cfg!(feature = "health");
+
+/// Without the `health` feature: a server that cannot start (the supervisor goes on without
+/// one and says so).
+#[cfg(not(feature = "health"))]
+pub struct HealthServer {
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "health"))]
+impl HealthServer {
+    pub fn start(bind: &str, _state: Arc<HealthState>) -> Result<Self, HealthError> {
+        Err(HealthError {
+            bind: bind.to_string(),
+            detail: "this build of stream-kernel leaves out the `health` feature".to_string(),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        match self.never {}
+    }
+}
+
 /// Tells systemd (when `NOTIFY_SOCKET` is set) that the service is ready.
 pub fn notify_ready() {
+    #[cfg(feature = "health")]
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 }
 
 /// Tells systemd (when `NOTIFY_SOCKET` is set) that the service is stopping.
 pub fn notify_stopping() {
+    #[cfg(feature = "health")]
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "health"))]
 mod tests {
     use super::*;
 

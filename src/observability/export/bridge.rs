@@ -61,7 +61,7 @@ impl BridgeExporter {
             .map_err(|e| setup_error(format!("agent {}: {e}", settings.agent)))?
             .next()
             .ok_or_else(|| setup_error(format!("agent {}: no address", settings.agent)))?;
-        let service = super::otlp::service_name(settings.service_name.as_deref());
+        let service = super::service_name(settings.service_name.as_deref());
         let mut reporter = JaegerCompactReporter::new(&service).map_err(setup_error)?;
         reporter.set_agent_addr(agent);
         let (tracer, finished) = Tracer::new(AllSampler);

@@ -8,11 +8,14 @@
 //! every `flush_interval_ms`, and each export call runs under the exporter's timeout. At the
 //! end of a run every span offered is exactly one of exported, dropped or failed.
 
+#[cfg(feature = "jaeger")]
 mod bridge;
 mod jsonl;
+#[cfg(feature = "otlp")]
 mod otlp;
+mod resource;
 
-pub use otlp::{host_name, instance_id, service_name};
+pub use resource::{host_name, instance_id, service_name};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -260,6 +263,19 @@ fn export_loop(lane: &Lane, mut exporter: Box<dyn SpanExporter>, batch: usize, i
     }
 }
 
+/// An exporter whose Cargo feature this build leaves out.
+#[cfg(not(all(feature = "otlp", feature = "jaeger")))]
+fn not_built(exporter: &TraceExporter) -> ExportSetupError {
+    let (kind, feature) = match exporter {
+        TraceExporter::OtelOtlp(_) => ("otel_otlp", "otlp"),
+        _ => ("opentracing_bridge", "jaeger"),
+    };
+    ExportSetupError {
+        kind,
+        message: format!("this build of stream-kernel leaves out the `{feature}` feature"),
+    }
+}
+
 /// Starts the exporters of a run of `config` (`None` with tracing off).
 pub fn start_for_run(
     config: &crate::config::Config,
@@ -294,6 +310,8 @@ impl ExportPipeline {
         let interval = Duration::from_millis(tracing.queue.flush_interval_ms.max(1));
         let mut lanes = Vec::new();
         let mut threads = Vec::new();
+        // Raised to the largest OTLP timeout (only OTLP exporters have one).
+        #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
         let mut finish_timeout = Duration::from_secs(2);
         for config in &tracing.exporters {
             let (kind, exporter): (&'static str, Box<dyn SpanExporter>) = match config {
@@ -304,6 +322,7 @@ impl ExportPipeline {
                 TraceExporter::Stdout => {
                     ("stdout", Box::new(jsonl::JsonlExporter::stdout(resource)))
                 }
+                #[cfg(feature = "otlp")]
                 TraceExporter::OtelOtlp(settings) => {
                     finish_timeout =
                         finish_timeout.max(Duration::from_secs_f64(settings.timeout_seconds));
@@ -312,10 +331,16 @@ impl ExportPipeline {
                         Box::new(otlp::OtlpExporter::new(settings, resource)?),
                     )
                 }
+                #[cfg(feature = "jaeger")]
                 TraceExporter::OpentracingBridge(settings) => (
                     "opentracing_bridge",
                     Box::new(bridge::BridgeExporter::new(settings, resource)?),
                 ),
+                #[cfg(not(all(feature = "otlp", feature = "jaeger")))]
+                #[allow(unreachable_patterns)]
+                TraceExporter::OtelOtlp(_) | TraceExporter::OpentracingBridge(_) => {
+                    return Err(not_built(config));
+                }
             };
             let lane = Arc::new(Lane::new(
                 kind,

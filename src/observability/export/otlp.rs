@@ -18,22 +18,12 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 
-use super::{ExportError, ExportSetupError, RunResource, SpanExporter};
+use super::{
+    ExportError, ExportSetupError, RunResource, SpanExporter, host_name, instance_id, service_name,
+};
 use crate::config::{OtlpProtocol, OtlpSettings};
 use crate::observability::otel_env;
 use crate::observability::span::SpanRecord;
-
-/// The service name: the settings', else `OTEL_SERVICE_NAME`, else `stream-kernel`.
-pub fn service_name(configured: Option<&str>) -> String {
-    configured
-        .map(str::to_string)
-        .or_else(|| {
-            std::env::var("OTEL_SERVICE_NAME")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "stream-kernel".to_string())
-}
 
 /// The endpoint the exporter sends to: the config's, else the standard variables, else the
 /// protocol's default (as `opentelemetry-otlp` resolves it).
@@ -47,18 +37,6 @@ fn endpoint_of(settings: &OtlpSettings, protocol: OtlpProtocol) -> String {
             OtlpProtocol::Grpc => "http://localhost:4317".to_string(),
             OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_string(),
         })
-}
-
-/// `service.instance.id` of one process, the same for its spans and its OTLP logs:
-/// `worker/pid@host` (`supervisor/...` for the supervisor).
-pub fn instance_id(worker: &str, pid: u32, host: &str) -> String {
-    format!("{worker}/{pid}@{host}")
-}
-
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }
 
 pub struct OtlpExporter {

@@ -226,6 +226,40 @@ impl Drop for Supervisor {
     }
 }
 
+/// Starts the health endpoints when the config asks for them. A build without the `health`
+/// feature runs without them (and says so) rather than refusing the run.
+fn start_health(
+    config: &Config,
+    state: &Arc<HealthState>,
+) -> Result<Option<HealthServer>, SupervisorError> {
+    let health = &config.runtime.platform.health;
+    if !health.enabled {
+        return Ok(None);
+    }
+    let server = match HealthServer::start(&health.bind, Arc::clone(state)) {
+        Ok(server) => server,
+        Err(error) if !super::health::AVAILABLE => {
+            tracing::warn!(worker_id = "supervisor", "{error}: running without them");
+            return Ok(None);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    tracing::info!(
+        worker_id = "supervisor",
+        address = %server.address(),
+        "health endpoints on http://{} (/livez /healthz /readyz /metrics)",
+        server.address()
+    );
+    if health.expose {
+        tracing::warn!(
+            worker_id = "supervisor",
+            "health endpoints (/metrics included) listen on {} and answer anyone who reaches it (health.expose: true)",
+            server.address()
+        );
+    }
+    Ok(Some(server))
+}
+
 impl Supervisor {
     /// Plans the workers, opens the control listener and health server, and spawns every
     /// worker in config order (groups in order, workers by index). Returns once all are spawned.
@@ -273,28 +307,7 @@ impl Supervisor {
         );
         let health_state = Arc::new(HealthState::default());
         health_state.alive.store(true, Ordering::Relaxed);
-        let health = if config.runtime.platform.health.enabled {
-            let server = HealthServer::start(
-                &config.runtime.platform.health.bind,
-                Arc::clone(&health_state),
-            )?;
-            tracing::info!(
-                worker_id = "supervisor",
-                address = %server.address(),
-                "health endpoints on http://{} (/livez /healthz /readyz /metrics)",
-                server.address()
-            );
-            if config.runtime.platform.health.expose {
-                tracing::warn!(
-                    worker_id = "supervisor",
-                    "health endpoints (/metrics included) listen on {} and answer anyone who reaches it (health.expose: true)",
-                    server.address()
-                );
-            }
-            Some(server)
-        } else {
-            None
-        };
+        let health = start_health(config, &health_state)?;
         let (events_tx, events) = crossbeam_channel::unbounded();
         let acceptor_shutdown = Arc::new(AtomicBool::new(false));
         let acceptor = spawn_acceptor(
