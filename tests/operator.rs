@@ -375,6 +375,11 @@ fn check_conventions(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed>
         ("stream_kernel_ring_occupancy_bytes", "gauge"),
         ("stream_kernel_ring_capacity_bytes", "gauge"),
         ("stream_kernel_ring_records", "counter"),
+        ("stream_kernel_node_records_in", "counter"),
+        ("stream_kernel_node_records_out", "counter"),
+        ("stream_kernel_node_errors", "counter"),
+        ("stream_kernel_node_outcomes", "counter"),
+        ("stream_kernel_node_events", "counter"),
         ("stream_kernel_control_rejected_frames", "counter"),
         ("stream_kernel_route_cache_lookups", "counter"),
         ("stream_kernel_route_cache_entries", "gauge"),
@@ -410,6 +415,25 @@ fn check_conventions(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed>
             }
         }
     }
+    // Records per node and per outcome: every record the sink took in has an outcome.
+    let sum = |family: &str, filter: &dyn Fn(&[(String, String)]) -> bool| -> f64 {
+        last.get(family)
+            .map(|f| {
+                f.samples
+                    .iter()
+                    .filter(|((_, labels), _)| filter(labels))
+                    .map(|(_, v)| *v)
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    };
+    let is_sink =
+        |labels: &[(String, String)]| labels.iter().any(|(k, v)| k == "node" && v == "sink");
+    let sink_in = sum("stream_kernel_node_records_in", &is_sink);
+    let outcomes = sum("stream_kernel_node_outcomes", &is_sink);
+    check(sink_in > 0.0 && outcomes == sink_in, || {
+        format!("sink took in {sink_in} records, outcomes count {outcomes}")
+    })?;
     let workers = &last["stream_kernel_worker_process_resident_memory_bytes"];
     check(workers.samples.len() == 4, || {
         format!(

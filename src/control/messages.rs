@@ -95,6 +95,18 @@ pub struct BootstrapBundle {
     pub correlation: u64,
 }
 
+/// One node's figures in a worker, as of the worker's last publication (at most a few times a
+/// second): records in and out, errors, and the node's own counters (`accepted`,
+/// `declined.DAILY_AMOUNT_LIMIT`, `bytes_read`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct NodeCount {
+    pub node: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub errors: u64,
+    pub counters: Vec<(String, u64)>,
+}
+
 /// Counters a worker reports with each heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct WorkerCounters {
@@ -109,6 +121,8 @@ pub struct WorkerCounters {
     /// Route cache counters (hits, misses, ... in the order the worker's runtime lists them),
     /// as of the worker's last batch.
     pub route_cache: Vec<u64>,
+    /// Per node of the worker, as of its last publication.
+    pub nodes: Vec<NodeCount>,
 }
 
 /// Why a worker failed: one stable set, used by workers to report and by the supervisor to

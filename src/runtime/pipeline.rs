@@ -30,6 +30,7 @@ use super::dead_letter::DeadLetters;
 use super::routes::Routes;
 use super::summary::NodeReport;
 use crate::config::{Config, NodeErrorPolicy};
+use crate::control::NodeCount;
 use crate::graph::{
     BuildContext, BuiltNode, EmitTarget, ErasedNode, ErasedSource, Graph, MessageType, NodeError,
     NodeRole, OutputPort, Placement, Pull, RecordContext, Registry, Services, Value,
@@ -108,6 +109,10 @@ pub(crate) struct Stage {
     pub next: Link,
     pub stats: NodeStats,
 }
+
+/// How often a worker's node figures are published for its heartbeat (which carries them at
+/// least once a second).
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The first failure of a run under the `fail` policy.
 #[derive(Debug)]
@@ -653,6 +658,9 @@ pub(crate) struct LocalPipeline {
     pub env: ChainEnv,
     pub group: String,
     pub run_id: u64,
+    /// Where the node figures are published for the heartbeat (a worker's pipeline), and when
+    /// they last were.
+    pub stats_out: Option<(Arc<parking_lot::Mutex<Vec<NodeCount>>>, Option<Instant>)>,
 }
 
 /// What a local pipeline is built for: its run, where a resumed run resumes, and the counter
@@ -750,6 +758,7 @@ impl LocalPipeline {
                 graph.nodes.iter().map(|n| n.name.clone()).collect(),
             ),
             group: placement.group.clone(),
+            stats_out: None,
             run_id,
         })
     }
@@ -913,6 +922,9 @@ impl LocalPipeline {
                     self.source_stats.records_in += 1;
                     run.emitted += 1;
                     progress.store(run.emitted, Ordering::Relaxed);
+                    if seq.is_multiple_of(TIMING_SAMPLE) {
+                        self.publish_stats();
+                    }
                     if run.emitted.is_multiple_of(OUTPUT_BATCH)
                         && let Err(failure) = self.flush_outputs(egress)
                     {
@@ -1005,7 +1017,33 @@ impl LocalPipeline {
 
     /// Hands every local output (sinks' files, the dead-letter file) to the operating system:
     /// a batch boundary. A failure names the output and the first record not written.
+    /// Publishes the node figures for the heartbeat, at most every [`STATS_EVERY`] (callers
+    /// call it at batch boundaries).
+    pub fn publish_stats(&mut self) {
+        let Some((out, last)) = &mut self.stats_out else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < STATS_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let out = Arc::clone(out);
+        let counts: Vec<NodeCount> = self
+            .reports()
+            .into_iter()
+            .map(|r| NodeCount {
+                node: r.name,
+                records_in: r.stats.records_in,
+                records_out: r.stats.records_out,
+                errors: r.stats.errors,
+                counters: r.counters,
+            })
+            .collect();
+        *out.lock() = counts;
+    }
+
     pub fn flush_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
+        self.publish_stats();
         let output_failure = |node: &str, error: NodeError| {
             Box::new(NodeFailure {
                 seq: error.written_through().map_or(0, |w| w + 1),

@@ -48,6 +48,20 @@ pub struct MetricsView {
     pub spans: Vec<(String, &'static str, u64)>,
     /// The supervisor process itself (the standard `process_*` metrics).
     pub supervisor: Option<ProcessFigures>,
+    /// Per (group, node), summed over the group's workers.
+    pub nodes: Vec<NodeMetrics>,
+}
+
+/// One node of one group, summed over the group's workers (as of their last heartbeats).
+#[derive(Debug, Clone, Default)]
+pub struct NodeMetrics {
+    pub node: String,
+    pub group: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub errors: u64,
+    /// The node's own counters (`accepted`, `declined.<REASON>`, `bytes_read`, ...).
+    pub counters: Vec<(String, u64)>,
 }
 
 /// One worker as `/metrics` shows it; counters as of its last heartbeat (at least one a
@@ -132,6 +146,7 @@ pub fn render_metrics(view: &MetricsView) -> String {
     register_build_and_supervisor(&mut registry, view);
     register_workers(&mut registry, view);
     register_rings(&mut registry, view);
+    register_nodes(&mut registry, view);
     register_control(&mut registry, view);
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
@@ -270,6 +285,70 @@ fn register_workers(registry: &mut Registry, view: &MetricsView) {
             .iter()
             .map(|(k, v)| (labels(&[("category", k)]), *v))
             .collect(),
+    );
+}
+
+/// Records per node, and per outcome: a node's `accepted` and `declined.<REASON>` counters are
+/// outcomes (`outcome`, `reason` labels); its other counters are events.
+#[cfg(feature = "health")]
+fn register_nodes(registry: &mut Registry, view: &MetricsView) {
+    let of = |n: &NodeMetrics| labels(&[("node", &n.node), ("group", &n.group)]);
+    let per_node = |f: &dyn Fn(&NodeMetrics) -> u64| -> Vec<(Labels, u64)> {
+        view.nodes.iter().map(|n| (of(n), f(n))).collect()
+    };
+    counters(
+        registry,
+        "stream_kernel_node_records_in",
+        "Records each node took in",
+        per_node(&|n| n.records_in),
+    );
+    counters(
+        registry,
+        "stream_kernel_node_records_out",
+        "Records each node emitted",
+        per_node(&|n| n.records_out),
+    );
+    counters(
+        registry,
+        "stream_kernel_node_errors",
+        "Records each node failed on",
+        per_node(&|n| n.errors),
+    );
+    let (mut outcomes, mut events) = (Vec::new(), Vec::new());
+    for node in &view.nodes {
+        for (name, value) in &node.counters {
+            let base = [("node", node.node.as_str()), ("group", node.group.as_str())];
+            if name == "accepted" {
+                outcomes.push((
+                    labels(&[base[0], base[1], ("outcome", "accepted"), ("reason", "")]),
+                    *value,
+                ));
+            } else if let Some(reason) = name.strip_prefix("declined.") {
+                outcomes.push((
+                    labels(&[
+                        base[0],
+                        base[1],
+                        ("outcome", "declined"),
+                        ("reason", reason),
+                    ]),
+                    *value,
+                ));
+            } else {
+                events.push((labels(&[base[0], base[1], ("event", name)]), *value));
+            }
+        }
+    }
+    counters(
+        registry,
+        "stream_kernel_node_outcomes",
+        "Records by outcome and reason, per node",
+        outcomes,
+    );
+    counters(
+        registry,
+        "stream_kernel_node_events",
+        "Other per-node counts (bytes read, blank lines, ...)",
+        events,
     );
 }
 

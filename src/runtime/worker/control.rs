@@ -25,6 +25,8 @@ pub(super) struct Shared {
     pub(super) started: (Mutex<bool>, Condvar),
     pub(super) stop: AtomicU8,
     pub(super) records_in: AtomicU64,
+    /// The node figures the data thread publishes for the heartbeat.
+    pub(super) nodes: Arc<parking_lot::Mutex<Vec<crate::control::NodeCount>>>,
     /// Input bytes the source consumed (the worker that holds it).
     pub(super) input_bytes: Arc<AtomicU64>,
     pub(super) records_out: AtomicU64,
@@ -235,6 +237,7 @@ pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
                     .lock()
                     .map(|c| c.clone())
                     .unwrap_or_default(),
+                nodes: shared.nodes.lock().clone(),
             };
             let beat = ControlMessage::Heartbeat {
                 worker_id: shared.worker_id.clone(),

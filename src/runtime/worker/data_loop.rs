@@ -494,7 +494,8 @@ impl GroupData<'_> {
     }
 
     /// What the heartbeat thread reports: records in and out, route cache counters.
-    pub(super) fn publish_counters(&self, consumed: u64, egress: &WorkerEgress<'_>) {
+    pub(super) fn publish_counters(&mut self, consumed: u64, egress: &WorkerEgress<'_>) {
+        self.pipeline.publish_stats();
         self.shared.records_in.store(consumed, Ordering::Relaxed);
         self.shared
             .records_out

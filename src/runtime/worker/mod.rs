@@ -172,6 +172,7 @@ fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
         stop: AtomicU8::new(RUNNING),
         records_in: AtomicU64::new(0),
         input_bytes: Arc::default(),
+        nodes: Arc::default(),
         records_out: AtomicU64::new(0),
         completed: AtomicU64::new(0),
         idle_ns: AtomicU64::new(0),
@@ -288,6 +289,7 @@ fn run_bootstrapped(
             return exit::BOOTSTRAP;
         }
     };
+    pipeline.stats_out = Some((Arc::clone(&shared.nodes), None));
     let io = match GroupIo::attach(&config, bundle) {
         Ok(io) => io,
         Err(e) => {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{EXIT_GRACE, RunFailure, Supervisor};
 use crate::control::{BootstrapBundle, ControlMessage, MessageKind, now_ms};
-use crate::supervisor::health::{MetricsView, RingMetrics, WorkerMetrics};
+use crate::supervisor::health::{MetricsView, NodeMetrics, RingMetrics, WorkerMetrics};
 use crate::supervisor::lifecycle::{EventKind, FailureCategory, LifecycleEvent, WorkerState};
 use crate::supervisor::monitor::{Event, describe_exit, signal_name, spawn_reader};
 
@@ -534,9 +534,44 @@ impl Supervisor {
                 })
                 .collect(),
             supervisor: None,
+            nodes: node_metrics(&self.records),
         };
         if let Ok(mut metrics) = self.health_state.metrics.lock() {
             *metrics = view;
         }
     }
+}
+
+/// Per (group, node): the figures of the group's workers summed.
+fn node_metrics(records: &[crate::supervisor::lifecycle::WorkerRecord]) -> Vec<NodeMetrics> {
+    let mut nodes: Vec<NodeMetrics> = Vec::new();
+    for record in records {
+        for count in &record.counters.nodes {
+            let at = match nodes
+                .iter()
+                .position(|n| n.node == count.node && n.group == record.group)
+            {
+                Some(at) => at,
+                None => {
+                    nodes.push(NodeMetrics {
+                        node: count.node.clone(),
+                        group: record.group.clone(),
+                        ..NodeMetrics::default()
+                    });
+                    nodes.len() - 1
+                }
+            };
+            let node = &mut nodes[at];
+            node.records_in += count.records_in;
+            node.records_out += count.records_out;
+            node.errors += count.errors;
+            for (name, value) in &count.counters {
+                match node.counters.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, total)) => *total += value,
+                    None => node.counters.push((name.clone(), *value)),
+                }
+            }
+        }
+    }
+    nodes
 }
