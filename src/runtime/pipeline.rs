@@ -110,6 +110,9 @@ pub(crate) struct Stage {
     pub stats: NodeStats,
 }
 
+/// Where a worker's data thread publishes its node figures for the heartbeat thread.
+pub type PublishedNodes = Arc<parking_lot::Mutex<Vec<NodeCount>>>;
+
 /// How often a worker's node figures are published for its heartbeat (which carries them at
 /// least once a second).
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -660,7 +663,7 @@ pub(crate) struct LocalPipeline {
     pub run_id: u64,
     /// Where the node figures are published for the heartbeat (a worker's pipeline), and when
     /// they last were.
-    pub stats_out: Option<(Arc<parking_lot::Mutex<Vec<NodeCount>>>, Option<Instant>)>,
+    pub stats_out: Option<(PublishedNodes, Option<Instant>)>,
 }
 
 /// What a local pipeline is built for: its run, where a resumed run resumes, and the counter

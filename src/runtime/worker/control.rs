@@ -26,7 +26,7 @@ pub(super) struct Shared {
     pub(super) stop: AtomicU8,
     pub(super) records_in: AtomicU64,
     /// The node figures the data thread publishes for the heartbeat.
-    pub(super) nodes: Arc<parking_lot::Mutex<Vec<crate::control::NodeCount>>>,
+    pub(super) nodes: crate::runtime::pipeline::PublishedNodes,
     /// Input bytes the source consumed (the worker that holds it).
     pub(super) input_bytes: Arc<AtomicU64>,
     pub(super) records_out: AtomicU64,
