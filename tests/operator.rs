@@ -416,7 +416,8 @@ fn check_conventions(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed>
         }
     }
     // Records per node and per outcome: every record the sink took in has an outcome.
-    let sum = |family: &str, filter: &dyn Fn(&[(String, String)]) -> bool| -> f64 {
+    type LabelFilter<'a> = &'a dyn Fn(&[(String, String)]) -> bool;
+    let sum = |family: &str, filter: LabelFilter<'_>| -> f64 {
         last.get(family)
             .map(|f| {
                 f.samples
