@@ -78,6 +78,12 @@ fn main() {
             "error_log_lines_carry_the_records_trace_and_span_ids",
             error_log_carries_trace_ids,
         ),
+        Trial::test("otlp_over_tls_grpc_with_a_private_ca", || {
+            otlp_over_tls(Protocol::Grpc)
+        }),
+        Trial::test("otlp_over_tls_http_with_a_private_ca", || {
+            otlp_over_tls(Protocol::Http)
+        }),
         Trial::test(
             "p5pre_smoke_03_one_chain_per_record_across_groups_and_traceparent",
             smoke_03,
@@ -1274,6 +1280,81 @@ fn log_otlp() -> Result<(), Failed> {
     check(
         own.starts_with("supervisor/") && own.ends_with(&format!("@{host}")),
         || format!("supervisor log resource instance {own:?}"),
+    )
+}
+
+/// A private CA and a `localhost` server certificate it signed: (CA PEM, server cert and key).
+fn private_ca() -> Result<(String, otlp_receiver::ServerCert), Failed> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "stream-kernel test CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate()?;
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])?
+        .signed_by(&server_key, &issuer)?;
+    Ok((
+        ca_cert.pem(),
+        otlp_receiver::ServerCert {
+            cert_pem: server.pem(),
+            key_pem: server_key.serialize_pem(),
+        },
+    ))
+}
+
+/// An `https://` OTLP endpoint whose certificate a private CA signed: with the CA in
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` every span arrives; without it the handshake fails and
+/// every span is counted failed, the run itself unharmed.
+fn otlp_over_tls(protocol: Protocol) -> Result<(), Failed> {
+    const LINES: usize = 30;
+    let fixture = Fixture::new(LINES as u64)?;
+    let (ca_pem, server) = private_ca()?;
+    let ca = fixture.out("ca")?.join("ca.pem");
+    std::fs::write(&ca, &ca_pem)?;
+    let receiver = Receiver::start_tls(protocol, &server)?;
+    let protocol_name = match protocol {
+        Protocol::Grpc => "grpc",
+        Protocol::Http => "http/protobuf",
+    };
+    let exporters = format!(
+        "[{{kind: otel_otlp, settings: {{protocol: {protocol_name}, endpoint: \"{}\", timeout_seconds: 2.0}}}}]",
+        receiver.endpoint
+    );
+    let ca_path = ca.display().to_string();
+    let output = cli_run(
+        &fixture,
+        &format!("tls-{protocol_name}").replace('/', "-"),
+        &exporters,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_path.as_str())],
+    )?;
+    check(output.status.success(), || {
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    })?;
+    let spans = wait_for_spans(&receiver, LINES * NODES);
+    check(spans.len() == LINES * NODES, || {
+        format!(
+            "{} of {} spans over TLS\n{}",
+            spans.len(),
+            LINES * NODES,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    let untrusted = cli_run(
+        &fixture,
+        &format!("untrusted-{protocol_name}").replace('/', "-"),
+        &exporters,
+        &[],
+    )?;
+    let stdout = String::from_utf8_lossy(&untrusted.stdout);
+    check(untrusted.status.success(), || {
+        String::from_utf8_lossy(&untrusted.stderr).into_owned()
+    })?;
+    check(
+        stdout.contains(&format!("{} produced, 0 exported", LINES * NODES)),
+        || format!("an untrusted certificate was accepted:\n{stdout}"),
     )
 }
 

@@ -8,6 +8,8 @@ pub mod logging;
 pub mod otel_env;
 #[cfg(feature = "otlp")]
 pub mod otlp_logs;
+#[cfg(feature = "otlp")]
+pub mod otlp_tls;
 /// Without the `otlp` feature there are no OTLP logs to flush.
 #[cfg(not(feature = "otlp"))]
 pub mod otlp_logs {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogger, SdkLoggerProvider};
@@ -92,6 +92,17 @@ fn resource(settings: &OtlpSettings, identity: &LogIdentity) -> Resource {
         .build()
 }
 
+/// The logs endpoint as the exporter will resolve it (for the TLS decision).
+fn logs_endpoint(settings: &OtlpSettings) -> String {
+    use super::otel_env::process_env;
+    settings
+        .endpoint
+        .clone()
+        .or_else(|| process_env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"))
+        .or_else(|| process_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_default()
+}
+
 fn provider(
     settings: &OtlpSettings,
     identity: &LogIdentity,
@@ -100,6 +111,10 @@ fn provider(
     let builder = SdkLoggerProvider::builder().with_resource(resource(settings, identity));
     let protocol = super::otel_env::protocol(
         settings.protocol,
+        super::otel_env::Signal::Logs,
+        &super::otel_env::process_env,
+    );
+    let tls_files = super::otlp_tls::TlsFiles::from_env(
         super::otel_env::Signal::Logs,
         &super::otel_env::process_env,
     );
@@ -117,6 +132,11 @@ fn provider(
                 if let Some(endpoint) = &settings.endpoint {
                     exporter = exporter.with_endpoint(endpoint.clone());
                 }
+                if let Some(tls) = super::otlp_tls::grpc(&logs_endpoint(settings), &tls_files)
+                    .map_err(setup_error)?
+                {
+                    exporter = exporter.with_tls_config(tls);
+                }
                 exporter.build().map_err(setup_error)?
             };
             builder.with_batch_exporter(GrpcLogs {
@@ -126,8 +146,10 @@ fn provider(
             })
         }
         OtlpProtocol::HttpProtobuf => {
+            let client = super::otlp_tls::http_client(&tls_files, timeout).map_err(setup_error)?;
             let mut exporter = opentelemetry_otlp::LogExporter::builder()
                 .with_http()
+                .with_http_client(client)
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_timeout(timeout);
             if let Some(endpoint) = &settings.endpoint {

@@ -88,9 +88,25 @@ pub struct Receiver {
     _http: Option<Arc<tiny_http::Server>>,
 }
 
+/// A server certificate and key (PEM) for a TLS receiver.
+pub struct ServerCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 impl Receiver {
     pub fn start(protocol: Protocol) -> Result<Self, Failed> {
+        Self::start_with(protocol, None)
+    }
+
+    /// A receiver serving TLS with `tls` (endpoint `https://localhost:PORT`).
+    pub fn start_tls(protocol: Protocol, tls: &ServerCert) -> Result<Self, Failed> {
+        Self::start_with(protocol, Some(tls))
+    }
+
+    fn start_with(protocol: Protocol, tls: Option<&ServerCert>) -> Result<Self, Failed> {
         let received = Received::default();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         match protocol {
             Protocol::Grpc => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,14 +117,24 @@ impl Receiver {
                 let addr = listener.local_addr()?;
                 let service = TraceServiceServer::new(received.clone());
                 let logs = ReceivedLogs::default();
+                let mut server = tonic::transport::Server::builder();
+                if let Some(tls) = tls {
+                    let identity =
+                        tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+                    server = server
+                        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+                }
                 runtime.spawn(
-                    tonic::transport::Server::builder()
+                    server
                         .add_service(service)
                         .add_service(LogsServiceServer::new(logs.clone()))
                         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
                 );
                 Ok(Self {
-                    endpoint: format!("http://{addr}"),
+                    endpoint: match tls {
+                        Some(_) => format!("{scheme}://localhost:{}", addr.port()),
+                        None => format!("http://{addr}"),
+                    },
                     received,
                     logs,
                     _runtime: Some(runtime),
@@ -116,8 +142,17 @@ impl Receiver {
                 })
             }
             Protocol::Http => {
-                let server =
-                    Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| e.to_string())?);
+                let server = match tls {
+                    Some(tls) => tiny_http::Server::https(
+                        "127.0.0.1:0",
+                        tiny_http::SslConfig {
+                            certificate: tls.cert_pem.clone().into_bytes(),
+                            private_key: tls.key_pem.clone().into_bytes(),
+                        },
+                    ),
+                    None => tiny_http::Server::http("127.0.0.1:0"),
+                };
+                let server = Arc::new(server.map_err(|e| e.to_string())?);
                 let addr = server.server_addr().to_ip().ok_or("no ip address")?;
                 let (thread_server, sink) = (Arc::clone(&server), received.clone());
                 std::thread::spawn(move || {
@@ -150,7 +185,10 @@ impl Receiver {
                     }
                 });
                 Ok(Self {
-                    endpoint: format!("http://{addr}/v1/traces"),
+                    endpoint: match tls {
+                        Some(_) => format!("{scheme}://localhost:{}/v1/traces", addr.port()),
+                        None => format!("http://{addr}/v1/traces"),
+                    },
                     received,
                     logs: ReceivedLogs::default(),
                     _runtime: None,

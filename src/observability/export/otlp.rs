@@ -22,7 +22,8 @@ use super::{
     ExportError, ExportSetupError, RunResource, SpanExporter, host_name, instance_id, service_name,
 };
 use crate::config::{OtlpProtocol, OtlpSettings};
-use crate::observability::otel_env;
+use crate::observability::otel_env::{self, Signal};
+use crate::observability::otlp_tls::{self, TlsFiles};
 use crate::observability::span::SpanRecord;
 
 /// The endpoint the exporter sends to: the config's, else the standard variables, else the
@@ -83,14 +84,23 @@ impl OtlpExporter {
                 if let Some(endpoint) = &settings.endpoint {
                     builder = builder.with_endpoint(endpoint.clone());
                 }
+                let files = TlsFiles::from_env(Signal::Traces, &otel_env::process_env);
+                if let Some(tls) =
+                    otlp_tls::grpc(&endpoint_of(settings, protocol), &files).map_err(setup_error)?
+                {
+                    builder = builder.with_tls_config(tls);
+                }
                 if !headers.is_empty() {
                     builder = builder.with_metadata(metadata(&settings.headers)?);
                 }
                 (builder.build().map_err(setup_error)?, Some(runtime))
             }
             OtlpProtocol::HttpProtobuf => {
+                let files = TlsFiles::from_env(Signal::Traces, &otel_env::process_env);
+                let client = otlp_tls::http_client(&files, timeout).map_err(setup_error)?;
                 let mut builder = opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
+                    .with_http_client(client)
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                     .with_timeout(timeout);
                 if let Some(endpoint) = &settings.endpoint {
