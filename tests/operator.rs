@@ -43,24 +43,24 @@ struct Family {
     samples: BTreeMap<(String, Vec<(String, String)>), f64>,
 }
 
-/// `Ok(None)` (with the reason printed) when the reference parser is not installed.
-fn parser_available() -> Option<()> {
+/// Whether python3 can import `module` (the reason is printed when it cannot: the test skips).
+fn python_has(module: &str, package: &str) -> bool {
     let ok = Command::new("python3")
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .args(["-c", &format!("import {module}")])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!(
-            "skipped: python3 with prometheus_client is not installed (pip install prometheus_client)"
-        );
+        eprintln!("skipped: python3 with {package} is not installed (pip install {package})");
     }
-    ok.then_some(())
+    ok
 }
 
-/// Parses one scrape with the reference parser; a rejected scrape is a failure.
-fn parse(text: &str) -> Result<BTreeMap<String, Family>, Failed> {
+/// Runs a Python `script` with `args`, `input` on stdin; its stdout, or a failure naming
+/// `what` with its stderr.
+fn run_python(script: &str, args: &[&Path], input: &str, what: &str) -> Result<Vec<u8>, Failed> {
     let mut child = Command::new("python3")
-        .args(["-c", PARSER])
+        .args(["-c", script])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -69,15 +69,19 @@ fn parse(text: &str) -> Result<BTreeMap<String, Family>, Failed> {
         .stdin
         .take()
         .ok_or("no stdin")?
-        .write_all(text.as_bytes())?;
+        .write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
     check(out.status.success(), || {
-        format!(
-            "the Prometheus parser rejects the scrape: {}\n{text}",
-            String::from_utf8_lossy(&out.stderr)
-        )
+        format!("{what}: {}", String::from_utf8_lossy(&out.stderr))
     })?;
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(out.stdout)
+}
+
+/// Parses one scrape with the reference parser; a rejected scrape is a failure.
+fn parse(text: &str) -> Result<BTreeMap<String, Family>, Failed> {
+    let what = format!("the Prometheus parser rejects the scrape\n{text}");
+    let out = run_python(PARSER, &[], text, &what)?;
+    let parsed: serde_json::Value = serde_json::from_slice(&out)?;
     let mut families = BTreeMap::new();
     for family in parsed.as_array().ok_or("not a list")? {
         let mut samples = BTreeMap::new();
@@ -145,7 +149,7 @@ fn health_address(lines: &mpsc::Receiver<String>) -> Result<SocketAddr, Failed> 
 /// 30; `/healthz` and `/readyz?verbose` answer; the summary names the health address.
 #[test]
 fn metrics_scraped_during_a_run_follow_prometheus_conventions() -> Result<(), Failed> {
-    if parser_available().is_none() {
+    if !python_has("prometheus_client.openmetrics.parser", "prometheus_client") {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
@@ -484,12 +488,7 @@ for line in sys.stdin:
 /// bundled config (and the deploy config) validates against it, and wrong ones do not.
 #[test]
 fn schema_accepts_every_bundled_config_and_rejects_wrong_ones() -> Result<(), Failed> {
-    let available = Command::new("python3")
-        .args(["-c", "import jsonschema"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available {
-        eprintln!("skipped: python3 with jsonschema is not installed (pip install jsonschema)");
+    if !python_has("jsonschema", "jsonschema") {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
@@ -540,31 +539,18 @@ fn schema_accepts_every_bundled_config_and_rejects_wrong_ones() -> Result<(), Fa
         }),
         false,
     ));
-    let mut child = Command::new("python3")
-        .args(["-c", SCHEMA_CHECK])
-        .arg(&schema_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
     let mut input = String::new();
     for (_, value, _) in &documents {
         input.push_str(&serde_json::to_string(value)?);
         input.push('\n');
     }
-    child
-        .stdin
-        .take()
-        .ok_or("stdin")?
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    check(out.status.success(), || {
-        format!(
-            "the validator rejects the schema: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    let verdicts: Vec<String> = String::from_utf8(out.stdout)?
+    let out = run_python(
+        SCHEMA_CHECK,
+        &[&schema_path],
+        &input,
+        "the validator rejects the schema",
+    )?;
+    let verdicts: Vec<String> = String::from_utf8(out)?
         .lines()
         .map(str::to_string)
         .collect();

@@ -213,7 +213,16 @@ pub fn encode_into<T: Message>(
 ) -> Result<usize, EncodeError> {
     debug_assert_eq!(slot.as_ptr() as usize % MESSAGE_ALIGN, 0, "unaligned slot");
     let slot_len = slot.len();
-    let writer = Buffer::from(slot);
+    encode_into_buffer(value, Buffer::from(slot), slot_len, arena)
+}
+
+/// The one encoding path of [`encode_into`] and [`encode_into_uninit`].
+fn encode_into_buffer<T: Message>(
+    value: &T,
+    writer: Buffer<'_>,
+    slot_len: usize,
+    arena: &mut Arena,
+) -> Result<usize, EncodeError> {
     rkyv::api::low::to_bytes_in_with_alloc::<_, _, rancor::Error>(value, writer, arena.acquire())
         .map(|written| written.len())
         .map_err(|_| EncodeError { slot_len })
@@ -231,10 +240,7 @@ pub fn encode_into_uninit<T: Message>(
 ) -> Result<usize, EncodeError> {
     debug_assert_eq!(slot.as_ptr() as usize % MESSAGE_ALIGN, 0, "unaligned slot");
     let slot_len = slot.len();
-    let writer = Buffer::from(slot);
-    rkyv::api::low::to_bytes_in_with_alloc::<_, _, rancor::Error>(value, writer, arena.acquire())
-        .map(|written| written.len())
-        .map_err(|_| EncodeError { slot_len })
+    encode_into_buffer(value, Buffer::from(slot), slot_len, arena)
 }
 
 /// The identity of a message type, for edge type checks.
