@@ -69,19 +69,24 @@ pub fn calib_spin_rtt(calib: &Calib, iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// One futex round trip: publish `value`, wake the child, sleep until it echoes `value`.
+fn futex_round_trip(calib: &Calib, value: u64) {
+    calib.a().store(value, Ordering::Release);
+    futex_wake_word(calib.a());
+    loop {
+        let seen = calib.b().load(Ordering::Acquire);
+        if seen == value {
+            return;
+        }
+        futex_wait_word(calib.b(), seen);
+    }
+}
+
 pub fn calib_futex_rtt(calib: &Calib, iters: u64) -> Duration {
     let base = calib.b().load(Ordering::Acquire);
     let start = Instant::now();
     for i in 1..=iters {
-        calib.a().store(base + i, Ordering::Release);
-        futex_wake_word(calib.a());
-        loop {
-            let seen = calib.b().load(Ordering::Acquire);
-            if seen == base + i {
-                break;
-            }
-            futex_wait_word(calib.b(), seen);
-        }
+        futex_round_trip(calib, base + i);
     }
     start.elapsed()
 }
@@ -93,15 +98,7 @@ pub fn calib_futex_rtt_after_gap(calib: &Calib, iters: u64) -> Duration {
     for i in 1..=iters {
         std::thread::sleep(WAKE_GAP);
         let start = Instant::now();
-        calib.a().store(base + i, Ordering::Release);
-        futex_wake_word(calib.a());
-        loop {
-            let seen = calib.b().load(Ordering::Acquire);
-            if seen == base + i {
-                break;
-            }
-            futex_wait_word(calib.b(), seen);
-        }
+        futex_round_trip(calib, base + i);
         total += start.elapsed();
     }
     total
