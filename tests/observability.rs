@@ -503,35 +503,41 @@ fn obs_02() -> Result<(), Failed> {
     bridge_error_mapping(&agent)
 }
 
-/// A node error under `dead_letter` becomes the tag `error=true` and a log with
-/// `event=error`, `error.kind` and `message` on that node's span.
-fn bridge_error_mapping(agent: &UdpSocket) -> Result<(), Failed> {
-    let dir = tempfile::tempdir()?;
-    let yaml = format!(
+/// Two groups (`ticker` | `fail_on`, `record`) where `fail_on` fails on record 7 of 10, under
+/// the error `policy`, writing into `dir`, with `observability` (YAML indented for its block).
+fn fail_on_config(dir: &Path, policy: &str, observability: &str) -> String {
+    format!(
         r#"
 version: 1
-scenario: {{name: bridge-errors}}
+scenario: {{name: fail-on}}
 pipeline: {{nodes: [ticker, fail_on, record]}}
 nodes: {{ticker: {{records: 10}}, fail_on: {{seq: 7, panic: false}}}}
 adapters:
   sink: {{kind: file, path: "{out}"}}
   dead_letter: {{kind: file, path: "{dead}"}}
 runtime:
-  on_node_error: dead_letter
+  on_node_error: {policy}
   platform:
     bootstrap: {{mode: process_supervisor}}
     execution_ipc: {{control: {{transport: tcp_local}}}}
     process_groups: [{{name: g1, nodes: [ticker]}}, {{name: g2, nodes: [fail_on, record]}}]
     health: {{enabled: false}}
   observability:
-    tracing:
-      enabled: true
-      exporters: [{{kind: opentracing_bridge, settings: {{agent: "{agent}"}}}}]
-"#,
-        out = dir.path().join("out.txt").display(),
-        dead = dir.path().join("dead.jsonl").display(),
-        agent = agent.local_addr()?,
+{observability}"#,
+        out = dir.join("out.txt").display(),
+        dead = dir.join("dead.jsonl").display(),
+    )
+}
+
+/// A node error under `dead_letter` becomes the tag `error=true` and a log with
+/// `event=error`, `error.kind` and `message` on that node's span.
+fn bridge_error_mapping(agent: &UdpSocket) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let observability = format!(
+        "    tracing:\n      enabled: true\n      exporters: [{{kind: opentracing_bridge, settings: {{agent: \"{}\"}}}}]\n",
+        agent.local_addr()?
     );
+    let yaml = fail_on_config(dir.path(), "dead_letter", &observability);
     let config = config::load_str(&yaml, &registry())
         .map_err(|r| r.to_string())?
         .config;
@@ -1366,32 +1372,12 @@ fn error_log_carries_trace_ids() -> Result<(), Failed> {
         dir.path().join("spans.jsonl"),
         dir.path().join("logs.jsonl"),
     );
-    let yaml = format!(
-        r#"
-version: 1
-scenario: {{name: error-trace}}
-pipeline: {{nodes: [ticker, fail_on, record]}}
-nodes: {{ticker: {{records: 10}}, fail_on: {{seq: 7, panic: false}}}}
-adapters:
-  sink: {{kind: file, path: "{out}"}}
-runtime:
-  on_node_error: fail
-  platform:
-    bootstrap: {{mode: process_supervisor}}
-    execution_ipc: {{control: {{transport: tcp_local}}}}
-    process_groups: [{{name: g1, nodes: [ticker]}}, {{name: g2, nodes: [fail_on, record]}}]
-    health: {{enabled: false}}
-  observability:
-    logging:
-      exporters: [{{kind: jsonl, settings: {{path: "{logs}"}}}}]
-    tracing:
-      enabled: true
-      exporters: [{{kind: jsonl, settings: {{path: "{spans}"}}}}]
-"#,
-        out = dir.path().join("out.txt").display(),
-        logs = logs_path.display(),
-        spans = spans_path.display(),
+    let observability = format!(
+        "    logging:\n      exporters: [{{kind: jsonl, settings: {{path: \"{}\"}}}}]\n    tracing:\n      enabled: true\n      exporters: [{{kind: jsonl, settings: {{path: \"{}\"}}}}]\n",
+        logs_path.display(),
+        spans_path.display()
     );
+    let yaml = fail_on_config(dir.path(), "fail", &observability);
     let config = config::load_str(&yaml, &registry())
         .map_err(|r| r.to_string())?
         .config;
