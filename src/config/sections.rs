@@ -622,18 +622,22 @@ fn read_exporter_list<T>(
     )
 }
 
-fn read_trace_exporter(mut section: Section<'_, '_>) -> Option<TraceExporter> {
-    let kind = section.req(
-        "kind",
-        "expected an exporter kind",
-        r::choice::<TraceExporterKind>,
-    );
-    let Some(kind) = kind else {
-        // Settings cannot be checked without a kind; only the kind is reported.
+/// An exporter's `kind` and its `settings` section. Settings cannot be checked without a
+/// kind: then only the kind is reported.
+fn exporter_kind<'v, 'a, K: r::Choice>(
+    section: &'a mut Section<'v, '_>,
+    expected: &str,
+) -> Option<(K, Section<'v, 'a>)> {
+    let Some(kind) = section.req("kind", expected, r::choice::<K>) else {
         section.has("settings");
         return None;
     };
-    let mut settings = section.section("settings")?;
+    Some((kind, section.section("settings")?))
+}
+
+fn read_trace_exporter(mut section: Section<'_, '_>) -> Option<TraceExporter> {
+    let (kind, mut settings) =
+        exporter_kind::<TraceExporterKind>(&mut section, "expected an exporter kind")?;
     let exporter = match kind {
         TraceExporterKind::Jsonl => TraceExporter::Jsonl(JsonlSettings {
             path: path_field(&mut settings, "trace.jsonl"),
@@ -699,16 +703,8 @@ fn read_logging(mut section: Section<'_, '_>) -> Logging {
 }
 
 fn read_log_exporter(mut section: Section<'_, '_>) -> Option<LogExporter> {
-    let kind = section.req(
-        "kind",
-        "expected a log exporter kind",
-        r::choice::<LogExporterKind>,
-    );
-    let Some(kind) = kind else {
-        section.has("settings");
-        return None;
-    };
-    let mut settings = section.section("settings")?;
+    let (kind, mut settings) =
+        exporter_kind::<LogExporterKind>(&mut section, "expected a log exporter kind")?;
     Some(match kind {
         LogExporterKind::Stderr => LogExporter::Stderr,
         LogExporterKind::Stdout => LogExporter::Stdout,
