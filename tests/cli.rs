@@ -1,5 +1,6 @@
 //! The command line: the default job, config errors, `validate --print`, `gen`, overrides.
 
+use std::path::Path;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -233,18 +234,22 @@ fn dead_letter_override_and_the_summary_says_where_files_went() {
     )
     .unwrap();
     let (output, rejects) = (work.path().join("o.txt"), work.path().join("dead.jsonl"));
-    let out = bin()
-        .current_dir(cwd.path())
-        .args(["run", "-c"])
-        .arg(config("fund_load_experiment_inline.yml"))
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .arg("--dead-letter")
-        .arg(&rejects)
-        .output()
-        .unwrap();
+    let inline_run = |dead_letter: Option<&Path>| {
+        let mut command = bin();
+        command
+            .current_dir(cwd.path())
+            .args(["run", "-c"])
+            .arg(config("fund_load_experiment_inline.yml"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output);
+        if let Some(path) = dead_letter {
+            command.arg("--dead-letter").arg(path);
+        }
+        command.output().unwrap()
+    };
+    let out = inline_run(Some(&rejects));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -268,16 +273,7 @@ fn dead_letter_override_and_the_summary_says_where_files_went() {
         );
     }
     // A relative config path is shown absolute.
-    let relative = bin()
-        .current_dir(cwd.path())
-        .args(["run", "-c"])
-        .arg(config("fund_load_experiment_inline.yml"))
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let relative = inline_run(None);
     let stdout = String::from_utf8_lossy(&relative.stdout);
     let expected = cwd.path().join("rejects.jsonl");
     assert!(
