@@ -11,7 +11,7 @@
 //! API, registry, typed graph), [`data`] (memfd segments, rings, envelopes) and [`control`]
 //! (the HMAC-signed control channel), [`observability`] (logs, spans, exporters), [`runtime`]
 //! (the local pipeline, the inline runtime, workers), [`supervisor`] (lifecycle, health,
-//! embedding); [`apps`] holds the bundled fund-load workload.
+//! embedding), [`cross_host`] (edges between hosts, through NATS JetStream); [`apps`] holds the bundled fund-load workload.
 //!
 //! Embedding: a host program is the supervisor of its worker processes (re-executions of its
 //! own binary), submits values to the pipeline's first node with its own correlation ids, and
@@ -58,6 +58,7 @@ pub mod apps;
 pub mod calendar;
 pub mod config;
 pub mod control;
+pub mod cross_host;
 pub mod data;
 pub mod graph;
 pub mod json;

@@ -26,6 +26,9 @@ const EXIT_FAILED: u8 = 1;
 /// Exit status for config errors (config.md), and for run files that cannot be used (the
 /// input is the output, a missing input file).
 const EXIT_CONFIG: u8 = 2;
+/// Exit status for a run whose hand-off to other hosts cannot start: NATS unreachable within
+/// the connect timeout, credentials refused, or the run's stream exists with other settings.
+const EXIT_CROSS_HOST: u8 = 3;
 /// Exit status for command-line usage errors (an unknown flag, a missing value): `EX_USAGE`
 /// of sysexits.h, distinct from a config error.
 const EXIT_USAGE: u8 = 64;
@@ -38,6 +41,8 @@ Exit status:
   0    every record is in the output, the dead letters, or skipped as a blank line
   1    the run failed; the summary names the worker, group and the records not completed
   2    the config is invalid (every error listed), or the run's files cannot be used
+  3    the hand-off to other hosts cannot start (NATS unreachable, credentials refused, the
+       run's stream exists with other settings)
   64   command-line usage error
   128+N  stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT); the summary
        says through which record the output is complete and how to resume";
@@ -123,6 +128,14 @@ struct RunArgs {
     /// facts for machines); may be given more than once.
     #[arg(long, value_name = "FILE")]
     report: Vec<PathBuf>,
+    /// Run the process groups placed on host NAME (`process_groups[].host`); edges to groups
+    /// on other hosts go through the config's `cross_host` transport.
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// The run's identity shared by all its hosts (names its JetStream stream); default: a
+    /// digest of the config's pipeline and placement.
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -370,8 +383,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let bar = (!args.quiet && std::io::stderr().is_terminal())
         .then(|| progress::Reporter::start(&config, Arc::clone(&progress)));
     let reports = Reports::start(&args.report, &progress);
+    if args.host.is_some() && !config.is_process_mode() {
+        eprintln!("error: --host needs a process_supervisor config whose groups name hosts");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     if config.is_process_mode() {
-        let result = run_process_groups(&config, args.skip, progress, reports);
+        let result = run_process_groups(&config, &args, progress, reports);
         if let Some(bar) = bar {
             bar.finish();
         }
@@ -442,16 +459,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// A `process_supervisor` run: workers in their groups, supervised until the sinks drain.
 fn run_process_groups(
     config: &Config,
-    skip: u64,
+    args: &RunArgs,
     progress: Arc<RunProgress>,
     reports: Reports,
 ) -> anyhow::Result<ExitCode> {
+    use stream_kernel::cross_host::CrossHostError;
     use stream_kernel::supervisor::{RunEnd, SupervisorError, SupervisorOptions, run_supervised};
     let registry = fund_load::registry();
     let options = SupervisorOptions {
         handle_signals: true,
-        skip,
+        skip: args.skip,
         progress: Some(progress),
+        host: args.host.clone(),
+        run_id: args.run_id.clone(),
         ..SupervisorOptions::default()
     };
     let run = match run_supervised(config, &registry, &options) {
@@ -459,6 +479,14 @@ fn run_process_groups(
         Err(SupervisorError::Config(report)) => {
             eprint!("{report}");
             return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(SupervisorError::CrossHost(error @ CrossHostError::Placement(_))) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ SupervisorError::CrossHost(_)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CROSS_HOST));
         }
         Err(error) => {
             eprintln!("error: {error}");
@@ -473,6 +501,16 @@ fn run_process_groups(
     ) {
         report.push_str(&format!(
             "  workers: spawn to all READY {startup} ms; graceful stop {stop} ms\n"
+        ));
+    }
+    if let Some(moved) = run.cross_host {
+        report.push_str(&format!(
+            "  cross-host: published {} records in {} messages; received {} records in {} messages ({} duplicates skipped)\n",
+            moved.published_records,
+            moved.published_messages,
+            moved.received_records,
+            moved.received_messages,
+            moved.duplicate_records
         ));
     }
     let (code, outcome) = match &run.end {

@@ -135,6 +135,9 @@ pub struct Platform {
     pub readiness: Readiness,
     pub routing_cache: RoutingCache,
     pub health: Health,
+    /// How records cross between hosts, when groups are placed on several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_host: Option<CrossHost>,
 }
 
 config_choice! {
@@ -205,6 +208,69 @@ pub struct ProcessGroup {
     pub stop_timeout_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Vec<u32>>,
+    /// The host this group runs on (`stream-kernel run --host NAME`); absent: the local host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+config_choice! {
+    /// `runtime.platform.cross_host.transport`.
+    pub enum CrossHostTransport { NatsJetstream = "nats_jetstream" }
+}
+
+config_choice! {
+    /// `runtime.platform.cross_host.storage`: where the JetStream stream keeps its messages.
+    pub enum StreamStorage { File = "file", Memory = "memory" }
+}
+
+/// `runtime.platform.cross_host`: edges between groups on different hosts are JetStream
+/// subjects of one stream per run.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct CrossHost {
+    pub transport: CrossHostTransport,
+    /// Server URL(s), comma separated; absent: `NATS_URL`, else `nats://127.0.0.1:4222`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Stream name prefix: the run's stream is `{stream}_{run id}`, its subjects
+    /// `{stream}.{run id}.{producer}.{consumer}`.
+    pub stream: String,
+    pub storage: StreamStorage,
+    /// Ring records packed into one JetStream message.
+    pub records_per_message: u32,
+    /// Messages published and not yet acknowledged, per edge.
+    pub max_in_flight: u32,
+    /// How long a publish waits for the server's acknowledgement before it is retried.
+    pub ack_wait_seconds: f64,
+    /// Connecting to the server and setting up the stream, at start.
+    pub connect_timeout_seconds: f64,
+    /// How long a host waits for the next message from an upstream host before failing.
+    pub idle_timeout_seconds: f64,
+    /// The stream's publish de-duplication window (`Nats-Msg-Id`).
+    pub dedup_window_seconds: f64,
+    /// Credentials: file paths only, so that secrets never appear in argv, config or logs.
+    pub credentials: NatsCredentials,
+}
+
+/// `runtime.platform.cross_host.credentials`: every field optional. Environment fallbacks:
+/// `NATS_TOKEN`, `NATS_USER` + `NATS_PASSWORD`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct NatsCredentials {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey_seed_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creds_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]

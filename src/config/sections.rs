@@ -254,6 +254,7 @@ fn default_platform() -> Platform {
             bind: "127.0.0.1:0".to_string(),
             expose: false,
         },
+        cross_host: None,
     }
 }
 
@@ -287,6 +288,7 @@ fn read_platform(mut section: Section<'_, '_>) -> Platform {
         .section("health")
         .map(read_health)
         .unwrap_or(defaults.health);
+    let cross_host = section.section("cross_host").map(read_cross_host);
     Platform {
         bootstrap: Bootstrap { mode },
         execution_ipc,
@@ -294,6 +296,7 @@ fn read_platform(mut section: Section<'_, '_>) -> Platform {
         readiness,
         routing_cache,
         health,
+        cross_host,
     }
 }
 
@@ -472,6 +475,57 @@ fn read_process_group(mut section: Section<'_, '_>, index: usize) -> ProcessGrou
         start_timeout_seconds: section.field("start_timeout_seconds", 30.0, r::positive_seconds),
         stop_timeout_seconds: section.field("stop_timeout_seconds", 30.0, r::positive_seconds),
         cpus,
+        host: section.opt("host", r::non_empty_string),
+    }
+}
+
+fn read_cross_host(mut section: Section<'_, '_>) -> CrossHost {
+    let stream_path = section.path_of("stream");
+    let stream = section.field("stream", "stream_kernel".to_string(), r::non_empty_string);
+    if !stream
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        section.diag().error(
+            &stream_path,
+            ConfigErrorCode::Invalid,
+            "expected letters, digits, `_` and `-` only (it names a JetStream stream and subjects)",
+            format!("{stream:?}"),
+        );
+    }
+    CrossHost {
+        transport: section.field("transport", CrossHostTransport::NatsJetstream, r::choice),
+        url: section.opt("url", r::non_empty_string),
+        stream,
+        storage: section.field("storage", StreamStorage::File, r::choice),
+        records_per_message: section.field("records_per_message", 256, r::positive_u32),
+        max_in_flight: section.field("max_in_flight", 64, r::positive_u32),
+        ack_wait_seconds: section.field("ack_wait_seconds", 10.0, r::positive_seconds),
+        connect_timeout_seconds: section.field(
+            "connect_timeout_seconds",
+            10.0,
+            r::positive_seconds,
+        ),
+        idle_timeout_seconds: section.field("idle_timeout_seconds", 120.0, r::positive_seconds),
+        dedup_window_seconds: section.field("dedup_window_seconds", 600.0, r::positive_seconds),
+        credentials: section
+            .section("credentials")
+            .map(read_nats_credentials)
+            .unwrap_or_default(),
+    }
+}
+
+fn read_nats_credentials(mut section: Section<'_, '_>) -> NatsCredentials {
+    let path = |s: &mut Section<'_, '_>, key| s.opt(key, r::non_empty_string).map(PathBuf::from);
+    NatsCredentials {
+        token_file: path(&mut section, "token_file"),
+        user: section.opt("user", r::non_empty_string),
+        password_file: path(&mut section, "password_file"),
+        nkey_seed_file: path(&mut section, "nkey_seed_file"),
+        creds_file: path(&mut section, "creds_file"),
+        tls_ca_file: path(&mut section, "tls_ca_file"),
+        tls_cert_file: path(&mut section, "tls_cert_file"),
+        tls_key_file: path(&mut section, "tls_key_file"),
     }
 }
 

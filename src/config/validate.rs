@@ -1,7 +1,7 @@
 //! Cross-field rules of the config itself, which no single key can check on its own: in
 //! `process_supervisor` mode the control block must exist, every pipeline node must be placed
 //! in exactly one group and groups hold consecutive nodes; readiness must not expire before a
-//! group's start timeout.
+//! group's start timeout; groups placed on hosts all name one, with a `cross_host` block.
 //!
 //! Rules that need to know the nodes (their sections, types, state and roles) belong to the
 //! [`NodeCatalog`] a program passes to the loader (the graph plane's registry).
@@ -28,6 +28,7 @@ pub fn validate(config: &mut Config, catalog: &dyn NodeCatalog, diag: &mut Diagn
     if config.is_process_mode() {
         check_control_block(config, diag);
         check_placement(config, diag);
+        check_hosts(config, diag);
     }
     check_readiness_timeout(config, diag);
 }
@@ -110,6 +111,42 @@ fn check_placement(config: &Config, diag: &mut Diagnostics) {
             ConfigErrorCode::Unplaced,
             "every pipeline node placed in a group",
             format!("unplaced: {}", unplaced.join(", ")),
+        );
+    }
+}
+
+/// Placement on hosts is all or nothing: when one group names a host every group must (a
+/// group "on the local host" would run on every host), and the edges between hosts need a
+/// `cross_host` block.
+fn check_hosts(config: &Config, diag: &mut Diagnostics) {
+    let platform = &config.runtime.platform;
+    let named: Vec<&str> = platform
+        .process_groups
+        .iter()
+        .filter_map(|g| g.host.as_deref())
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    for (g, group) in platform.process_groups.iter().enumerate() {
+        if group.host.is_none() {
+            diag.error(
+                &groups_path().index(g).key("host"),
+                ConfigErrorCode::Required,
+                format!(
+                    "a host for every group once one group names a host (hosts named: {})",
+                    named.join(", ")
+                ),
+                "nothing (key missing)",
+            );
+        }
+    }
+    if platform.cross_host.is_none() {
+        diag.error(
+            &ConfigPath::parse("runtime.platform.cross_host"),
+            ConfigErrorCode::Required,
+            "a cross_host block (transport: nats_jetstream, url, ...) when groups are placed on hosts",
+            "nothing (key missing)",
         );
     }
 }

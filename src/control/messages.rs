@@ -138,10 +138,12 @@ pub enum FailureCategory {
     ControlError = 6,
     NodeError = 7,
     RingCorrupted = 8,
+    /// The hand-off to or from another host (NATS JetStream) failed.
+    CrossHost = 9,
 }
 
 impl FailureCategory {
-    pub const ALL: [FailureCategory; 8] = [
+    pub const ALL: [FailureCategory; 9] = [
         Self::StartTimeout,
         Self::BootstrapError,
         Self::HeartbeatTimeout,
@@ -150,6 +152,7 @@ impl FailureCategory {
         Self::ControlError,
         Self::NodeError,
         Self::RingCorrupted,
+        Self::CrossHost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -162,6 +165,7 @@ impl FailureCategory {
             Self::ControlError => "control_error",
             Self::NodeError => "node_error",
             Self::RingCorrupted => "ring_corrupted",
+            Self::CrossHost => "cross_host",
         }
     }
 }

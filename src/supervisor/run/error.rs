@@ -33,6 +33,8 @@ pub enum SupervisorError {
     Session(#[from] SessionError),
     #[error("{0}")]
     Setup(String),
+    #[error("cross-host hand-off: {0}")]
+    CrossHost(#[from] crate::cross_host::CrossHostError),
 }
 
 fn describe_laggards(laggards: &[(String, WorkerState)]) -> String {

@@ -94,6 +94,7 @@ impl Supervisor {
             self.apply(event);
         }
         self.watchdog();
+        self.watch_bridge();
         if self
             .external_stop
             .as_ref()
@@ -103,6 +104,20 @@ impl Supervisor {
             self.stop_signal = Some(None);
         }
         self.refresh_metrics();
+    }
+
+    /// A failed edge to another host fails the run, named after the local worker at its ring.
+    fn watch_bridge(&mut self) {
+        if self.failure.is_some() {
+            return;
+        }
+        if let Some(failure) = self
+            .bridge
+            .as_ref()
+            .and_then(crate::cross_host::Bridge::failure)
+        {
+            self.fail(&failure.worker, FailureCategory::CrossHost, failure.detail);
+        }
     }
 
     fn apply(&mut self, event: Event) {

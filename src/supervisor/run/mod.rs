@@ -68,6 +68,11 @@ pub struct SupervisorOptions {
     /// Updated from the source worker's heartbeats (at least once a second): records read and
     /// input bytes consumed, for progress bars.
     pub progress: Option<Arc<crate::runtime::RunProgress>>,
+    /// The host this supervisor runs (`run --host NAME`), when the config places groups on
+    /// hosts: only that host's groups are spawned; edges to other hosts go through the bridge.
+    pub host: Option<String>,
+    /// The run's identity across hosts (default: [`crate::cross_host::run_key`]).
+    pub run_id: Option<String>,
 }
 
 /// What the supervisor samples of one ring while the run goes: peak, sum and count of the
@@ -111,6 +116,8 @@ pub struct SupervisedRun {
     /// Highest `seq` the source read.
     pub source_last_seq: u64,
     pub events: Vec<LifecycleEvent>,
+    /// What the hand-off to and from other hosts moved (a run with edges to other hosts).
+    pub cross_host: Option<crate::cross_host::BridgeCounts>,
 }
 
 impl SupervisedRun {
@@ -187,6 +194,12 @@ pub struct Supervisor {
     ring_samples: Vec<RingSamples>,
     /// Telemetry rings, drain thread and span exporters (tracing on).
     telemetry: Option<super::telemetry::RunTelemetry>,
+    /// The hand-off of edges to and from other hosts.
+    bridge: Option<crate::cross_host::Bridge>,
+    /// This host runs the chain's last group: it deletes the run's stream once drained.
+    holds_chain_end: bool,
+    /// What the bridge moved, once it stopped.
+    bridge_totals: Option<crate::cross_host::BridgeCounts>,
 }
 
 /// One ring between a worker and a worker of the next group (or the embedding host).
@@ -199,6 +212,8 @@ struct PlannedRing {
     consumer: Option<usize>,
     /// The end the embedding host holds, for host rings.
     host: Option<HostEnd>,
+    /// For a ring whose other end runs on another host: which way the bridge moves records.
+    crossing: Option<crate::cross_host::Direction>,
 }
 
 impl Drop for Supervisor {
@@ -224,6 +239,54 @@ impl Drop for Supervisor {
         }
         self.health_state.alive.store(false, Ordering::Relaxed);
     }
+}
+
+/// Connects the rings whose other end runs on another host to the run's JetStream stream.
+fn start_bridge(
+    config: &Config,
+    options: &SupervisorOptions,
+    rings: &[PlannedRing],
+    records: &[WorkerRecord],
+) -> Result<Option<crate::cross_host::Bridge>, SupervisorError> {
+    let (Some(settings), Some(host)) = (&config.runtime.platform.cross_host, &options.host) else {
+        return Ok(None);
+    };
+    let mut bridged = Vec::new();
+    for ring in rings {
+        let Some(direction) = ring.crossing else {
+            continue;
+        };
+        let (producer, consumer) = ring.name.split_once("->").unwrap_or((&ring.name, ""));
+        let worker = match direction {
+            crate::cross_host::Direction::Publish => producer,
+            crate::cross_host::Direction::Subscribe => consumer,
+        };
+        debug_assert!(records.iter().any(|r| r.id == worker));
+        bridged.push(crate::cross_host::BridgedRing {
+            name: ring.name.clone(),
+            worker: worker.to_string(),
+            direction,
+            segment: ring
+                .segment
+                .try_clone()
+                .map_err(|e| SupervisorError::Setup(format!("ring {}: {e}", ring.name)))?,
+        });
+    }
+    if bridged.is_empty() {
+        return Ok(None);
+    }
+    let run = match &options.run_id {
+        Some(id) if crate::cross_host::valid_run_id(id) => id.clone(),
+        Some(id) => {
+            return Err(SupervisorError::Setup(format!(
+                "run id {id:?}: expected 1 to 64 letters, digits, `_` or `-`"
+            )));
+        }
+        None => crate::cross_host::run_key(config),
+    };
+    Ok(Some(crate::cross_host::Bridge::start(
+        settings, &run, host, bridged,
+    )?))
 }
 
 /// Starts the health endpoints when the config asks for them. A build without the `health`
@@ -284,8 +347,21 @@ impl Supervisor {
             .ok_or_else(|| {
                 SupervisorError::Setup("process_supervisor mode needs a control block".into())
             })?;
+        crate::cross_host::check_host(config, options.host.as_deref())?;
         let (records, mut plans) = plan_workers(config, &graph);
-        let rings = plan_rings(config, &graph, &records, &mut plans, options.host_rings)?;
+        let host = options.host.as_deref();
+        let mut rings = plan_rings(
+            config,
+            &graph,
+            &records,
+            &mut plans,
+            options.host_rings,
+            host,
+        )?;
+        let local = |group: &str| plan::runs_here(config, group, host);
+        let holds_chain_end = records.iter().any(|r| r.ends_chain && local(&r.group));
+        let (records, mut plans) = plan::keep_local(records, plans, &mut rings, &local);
+        let bridge = start_bridge(config, options, &rings, &records)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let run_id = crate::observability::ids::new_run_id();
         let telemetry = super::telemetry::RunTelemetry::start(config, &ids, run_id, |i, fd| {
@@ -355,6 +431,9 @@ impl Supervisor {
             launched_at,
             rings,
             telemetry,
+            bridge,
+            holds_chain_end,
+            bridge_totals: None,
         };
         let exe = match &options.worker_exe {
             Some(exe) => exe.clone(),
@@ -442,6 +521,46 @@ impl Supervisor {
     pub fn failure(&self) -> Option<&RunFailure> {
         self.failure.as_ref()
     }
+
+    /// What the bridge moved between hosts, when this run has edges to other hosts.
+    pub fn bridge_counts(&self) -> Option<crate::cross_host::BridgeCounts> {
+        self.bridge
+            .as_ref()
+            .map(crate::cross_host::Bridge::counts)
+            .or(self.bridge_totals)
+    }
+
+    /// Stops the bridge; the host of the chain's end deletes the run's stream after a
+    /// drained run (a failed run leaves it, for the restarted host to resume from).
+    fn finish_bridge(&mut self, drained: bool) {
+        let Some(mut bridge) = self.bridge.take() else {
+            return;
+        };
+        bridge.stop();
+        let counts = bridge.counts();
+        tracing::info!(
+            worker_id = "supervisor",
+            stream = bridge.stream(),
+            published_records = counts.published_records,
+            published_messages = counts.published_messages,
+            received_records = counts.received_records,
+            received_messages = counts.received_messages,
+            duplicate_records = counts.duplicate_records,
+            "cross-host: published {} records in {} messages, received {} records in {} messages ({} duplicates skipped)",
+            counts.published_records,
+            counts.published_messages,
+            counts.received_records,
+            counts.received_messages,
+            counts.duplicate_records
+        );
+        self.bridge_totals = Some(counts);
+        if drained
+            && self.holds_chain_end
+            && let Err(e) = bridge.delete_stream()
+        {
+            tracing::warn!(worker_id = "supervisor", "{e}");
+        }
+    }
 }
 
 /// Runs a whole supervised batch: launch, wait for readiness, start, run until the sinks
@@ -474,6 +593,7 @@ pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedR
         }
         _ => supervisor.stop_all(),
     }
+    supervisor.finish_bridge(matches!(end, RunEnd::Drained) && supervisor.failure().is_none());
     supervisor.finish_telemetry();
     // A run that drained but had a worker fail while stopping is still a failed run.
     let end = match (&end, supervisor.failure()) {
@@ -485,6 +605,7 @@ pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedR
         completed_through: supervisor.completed_through(),
         source_last_seq: supervisor.source_last_seq(),
         events: supervisor.events().to_vec(),
+        cross_host: supervisor.bridge_counts(),
         end,
     }
 }

@@ -101,10 +101,15 @@ impl Supervisor {
         }
     }
 
+    /// Every worker drained, and every edge to or from another host carried its end of stream.
     pub(super) fn all_drained(&self) -> bool {
         self.records
             .iter()
             .all(|r| self.drained.contains_key(&r.id))
+            && self
+                .bridge
+                .as_ref()
+                .is_none_or(crate::cross_host::Bridge::finished)
     }
 
     /// Every record the source read must be completed by the sinks (written, dead-lettered

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{PlannedRing, SupervisorError, WorkerPlan};
 use crate::config::Config;
 use crate::control::RingBinding;
+use crate::cross_host::Direction;
 use crate::graph::{Graph, NodeRole};
 use crate::supervisor::lifecycle::{WorkerRecord, WorkerState};
 
@@ -27,7 +28,9 @@ pub(super) fn plan_rings(
     records: &[WorkerRecord],
     plans: &mut [WorkerPlan],
     host_rings: bool,
+    host: Option<&str>,
 ) -> Result<Vec<PlannedRing>, SupervisorError> {
+    let here = |worker: usize| runs_here(config, &records[worker].group, host);
     let topology = crate::runtime::topology::Topology::of(config, graph);
     let capacity = config.runtime.platform.execution_ipc.ring_bytes as usize;
     let mut planner = RingPlanner {
@@ -44,17 +47,30 @@ pub(super) fn plan_rings(
         let (from, to) = (&pair[0], &pair[1]);
         for p in workers_of(&from.name) {
             for c in workers_of(&to.name) {
+                // A ring with one end on another host has the bridge at that end; a pair
+                // wholly elsewhere is that host's business.
+                let crossing = match (here(p), here(c)) {
+                    (true, true) => None,
+                    (true, false) => Some(Direction::Publish),
+                    (false, true) => Some(Direction::Subscribe),
+                    (false, false) => continue,
+                };
                 let name = format!("{}->{}", records[p].id, records[c].id);
                 let (segment, salt) = planner.create(&name)?;
                 let node = to.first as u32;
-                planner.bind(plans, p, &segment, false, node, &records[c].id);
-                planner.bind(plans, c, &segment, true, node, &records[p].id);
+                if here(p) {
+                    planner.bind(plans, p, &segment, false, node, &records[c].id);
+                }
+                if here(c) {
+                    planner.bind(plans, c, &segment, true, node, &records[p].id);
+                }
                 planner.rings.push(PlannedRing {
                     name,
                     segment,
                     salt,
-                    consumer: Some(c),
+                    consumer: here(c).then_some(c),
                     host: None,
+                    crossing,
                 });
             }
         }
@@ -74,6 +90,7 @@ pub(super) fn plan_rings(
                 salt,
                 consumer: Some(c),
                 host: Some(HostEnd::Producer),
+                crossing: None,
             });
         }
     }
@@ -89,10 +106,61 @@ pub(super) fn plan_rings(
                 salt,
                 consumer: None,
                 host: Some(HostEnd::Consumer),
+                crossing: None,
             });
         }
     }
     Ok(planner.rings)
+}
+
+/// Whether group `group` runs under this supervisor: every group when the config places none
+/// on hosts, else the groups placed on `host`.
+pub(super) fn runs_here(config: &Config, group: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else { return true };
+    config
+        .runtime
+        .platform
+        .process_groups
+        .iter()
+        .find(|g| g.name == group)
+        .is_none_or(|g| g.host.as_deref().is_none_or(|h| h == host))
+}
+
+/// The workers this supervisor spawns (its host's), numbered afresh from 1 in spawn order;
+/// the rings' consumer indices follow them.
+pub(super) fn keep_local(
+    records: Vec<WorkerRecord>,
+    plans: Vec<WorkerPlan>,
+    rings: &mut [PlannedRing],
+    local: &dyn Fn(&str) -> bool,
+) -> (Vec<WorkerRecord>, Vec<WorkerPlan>) {
+    let mut kept = 0;
+    let renumbered: Vec<Option<usize>> = records
+        .iter()
+        .map(|r| {
+            local(&r.group).then(|| {
+                kept += 1;
+                kept - 1
+            })
+        })
+        .collect();
+    for ring in rings.iter_mut() {
+        ring.consumer = ring.consumer.and_then(|c| renumbered[c]);
+    }
+    let (records, plans): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .zip(plans)
+        .filter(|(record, _)| local(&record.group))
+        .unzip();
+    let records = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| WorkerRecord {
+            number: i as u32 + 1,
+            ..record
+        })
+        .collect();
+    (records, plans)
 }
 
 /// Creates ring segments of one size and binds their ends to workers.

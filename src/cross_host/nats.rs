@@ -1,0 +1,819 @@
+//! The bridge over NATS JetStream: connection, the run's stream, one thread per bridged ring.
+//!
+//! The client runs on a small Tokio runtime owned by the bridge; each ring gets a plain thread
+//! that blocks on the ring (with the ring's own wait strategy) and on the client (through the
+//! runtime's handle), so ring back-pressure and network back-pressure meet in one loop. Every
+//! wait is bounded: ring waits by short slices that check the stop flag, publishes by
+//! `ack_wait_seconds` (retried with the same message id until `idle_timeout_seconds`), and a
+//! subscriber's wait for its upstream by `idle_timeout_seconds`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+
+use super::wire::{self, Batch, Fit};
+use super::{BridgeCounts, BridgedRing, CrossHostError, Direction, EdgeFailure};
+use crate::config::{CrossHost, StreamStorage};
+use crate::data::{
+    Consumer, EnvelopeHeader, EnvelopeKind, Producer, PushError, Readiness, Segment, StreamCheck,
+    WaitStrategy,
+};
+
+/// How long one ring or network wait lasts before the stop flag is looked at again.
+const SLICE: Duration = Duration::from_millis(50);
+/// Least time between two watermark-only messages of an edge.
+const WATERMARK_EVERY: Duration = Duration::from_millis(20);
+
+/// The hand-off of one supervisor's bridged rings.
+pub struct Bridge {
+    runtime: Option<tokio::runtime::Runtime>,
+    context: jetstream::Context,
+    stream: String,
+    url: String,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the ring threads report.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    edges: AtomicU64,
+    finished: AtomicU64,
+    failure: Mutex<Option<EdgeFailure>>,
+    published_records: AtomicU64,
+    published_messages: AtomicU64,
+    received_records: AtomicU64,
+    received_messages: AtomicU64,
+    duplicate_records: AtomicU64,
+}
+
+impl Bridge {
+    /// Connects to the server (within `connect_timeout_seconds`), makes sure the run's stream
+    /// exists with this config's settings, and starts one thread per ring.
+    pub fn start(
+        settings: &CrossHost,
+        run: &str,
+        host: &str,
+        rings: Vec<BridgedRing>,
+    ) -> Result<Self, CrossHostError> {
+        let url = super::server_url(settings);
+        let shown = super::redacted_url(&url);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cross-host")
+            .enable_all()
+            .build()
+            .map_err(|e| CrossHostError::JetStream {
+                url: shown.clone(),
+                detail: format!("cannot start the client runtime: {e}"),
+            })?;
+        let client = runtime.block_on(connect(settings, &url, host))?;
+        // The context spawns its acknowledgement task on the current runtime.
+        let _entered = runtime.enter();
+        let context = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs_f64(settings.ack_wait_seconds))
+            .build(client);
+        let stream = super::stream_name(&settings.stream, run);
+        let subjects = format!("{}.{run}.>", settings.stream);
+        let wanted = stream_config(settings, &stream, &subjects);
+        let handle = runtime.handle().clone();
+        let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
+        let js_stream = runtime.block_on(async {
+            tokio::time::timeout(deadline, ensure_stream(&context, wanted, &shown))
+                .await
+                .map_err(|_| CrossHostError::JetStream {
+                    url: shown.clone(),
+                    detail: format!(
+                        "no answer about stream {stream} within {:.1} s (is JetStream enabled: nats-server -js?)",
+                        deadline.as_secs_f64()
+                    ),
+                })?
+        })?;
+        tracing::info!(
+            worker_id = "supervisor",
+            url = %shown,
+            stream = %stream,
+            edges = rings.len() as u64,
+            "cross-host hand-off through JetStream stream {stream} at {shown}"
+        );
+        let shared = Arc::new(Shared::default());
+        shared.edges.store(rings.len() as u64, Ordering::Relaxed);
+        let mut threads = Vec::new();
+        for ring in rings {
+            let edge = Edge {
+                subject: super::subject_of(&settings.stream, run, &ring.name),
+                ring,
+                handle: handle.clone(),
+                context: context.clone(),
+                stream: js_stream.clone(),
+                shared: Arc::clone(&shared),
+                settings: settings.clone(),
+            };
+            let name = format!("bridge {}", edge.ring.name);
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || edge.run())
+                .map_err(|e| CrossHostError::JetStream {
+                    url: shown.clone(),
+                    detail: format!("cannot start a bridge thread: {e}"),
+                })?;
+            threads.push(thread);
+        }
+        Ok(Self {
+            runtime: Some(runtime),
+            context,
+            stream,
+            url: shown,
+            shared,
+            threads,
+        })
+    }
+
+    /// True once every edge carried its end of stream (published and acknowledged, or
+    /// received and written into its ring).
+    pub fn finished(&self) -> bool {
+        self.shared.finished.load(Ordering::Relaxed) == self.shared.edges.load(Ordering::Relaxed)
+    }
+
+    /// The first edge failure, if any.
+    pub fn failure(&self) -> Option<EdgeFailure> {
+        self.shared.failure.lock().clone()
+    }
+
+    pub fn counts(&self) -> BridgeCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BridgeCounts {
+            published_records: load(&self.shared.published_records),
+            published_messages: load(&self.shared.published_messages),
+            received_records: load(&self.shared.received_records),
+            received_messages: load(&self.shared.received_messages),
+            duplicate_records: load(&self.shared.duplicate_records),
+        }
+    }
+
+    /// The run's stream name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Deletes the run's stream (the sink's host, once every edge drained).
+    pub fn delete_stream(&self) -> Result<(), CrossHostError> {
+        let Some(runtime) = &self.runtime else {
+            return Ok(());
+        };
+        runtime
+            .block_on(self.context.delete_stream(&self.stream))
+            .map(|_| ())
+            .map_err(|e| CrossHostError::JetStream {
+                url: self.url.clone(),
+                detail: format!("deleting stream {}: {e}", self.stream),
+            })
+    }
+
+    /// Stops every edge thread (each looks at the flag at least every 50 ms) and the client.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn connect(
+    settings: &CrossHost,
+    url: &str,
+    host: &str,
+) -> Result<async_nats::Client, CrossHostError> {
+    let shown = super::redacted_url(url);
+    let timeout = Duration::from_secs_f64(settings.connect_timeout_seconds);
+    let options = connect_options(settings)
+        .await?
+        .name(format!("stream-kernel {host}"))
+        .connection_timeout(timeout)
+        // Reconnect forever once connected: a restarted server is waited for, bounded by the
+        // edges' own deadlines.
+        .max_reconnects(None);
+    let connecting = options.connect(url);
+    match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => Err(CrossHostError::Unreachable {
+            url: shown,
+            seconds: timeout.as_secs_f64(),
+            detail: "timed out".into(),
+        }),
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => {
+            let detail = e.to_string();
+            if matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation
+                    | async_nats::ConnectErrorKind::Authentication
+            ) {
+                Err(CrossHostError::Auth { url: shown, detail })
+            } else {
+                Err(CrossHostError::Unreachable {
+                    url: shown,
+                    seconds: timeout.as_secs_f64(),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+/// The client's options from the credentials block and the `NATS_*` environment. Secrets are
+/// read from files (or the environment) here and go nowhere else.
+async fn connect_options(
+    settings: &CrossHost,
+) -> Result<async_nats::ConnectOptions, CrossHostError> {
+    let credentials = &settings.credentials;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| CrossHostError::Credentials {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(path) = &credentials.creds_file {
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|e| CrossHostError::Credentials {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                })?;
+    }
+    if let Some(token) = credentials
+        .token_file
+        .as_deref()
+        .map(read)
+        .transpose()?
+        .or_else(|| env("NATS_TOKEN"))
+    {
+        options = options.token(token);
+    }
+    let user = credentials.user.clone().or_else(|| env("NATS_USER"));
+    if let Some(user) = user {
+        let password = match &credentials.password_file {
+            Some(path) => read(path)?,
+            None => env("NATS_PASSWORD").unwrap_or_default(),
+        };
+        options = options.user_and_password(user, password);
+    }
+    if let Some(path) = &credentials.nkey_seed_file {
+        options = options.nkey(read(path)?);
+    }
+    if let Some(ca) = &credentials.tls_ca_file {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&credentials.tls_cert_file, &credentials.tls_key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options)
+}
+
+fn stream_config(settings: &CrossHost, name: &str, subjects: &str) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: vec![subjects.to_string()],
+        storage: match settings.storage {
+            StreamStorage::File => stream::StorageType::File,
+            StreamStorage::Memory => stream::StorageType::Memory,
+        },
+        duplicate_window: Duration::from_secs_f64(settings.dedup_window_seconds),
+        ..Default::default()
+    }
+}
+
+/// The run's stream: created, or found with the same subjects, storage and window.
+async fn ensure_stream(
+    context: &jetstream::Context,
+    wanted: stream::Config,
+    url: &str,
+) -> Result<stream::Stream, CrossHostError> {
+    let name = wanted.name.clone();
+    let mut found = context
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| CrossHostError::JetStream {
+            url: url.to_string(),
+            detail: format!("stream {name}: {e}"),
+        })?;
+    let info = found.info().await.map_err(|e| CrossHostError::JetStream {
+        url: url.to_string(),
+        detail: format!("stream {name}: {e}"),
+    })?;
+    let have = &info.config;
+    let mut differences = Vec::new();
+    if have.subjects != wanted.subjects {
+        differences.push(format!(
+            "subjects {:?}, this run needs {:?}",
+            have.subjects, wanted.subjects
+        ));
+    }
+    if have.storage != wanted.storage {
+        differences.push(format!(
+            "storage {:?}, this run needs {:?}",
+            have.storage, wanted.storage
+        ));
+    }
+    if have.duplicate_window != wanted.duplicate_window {
+        differences.push(format!(
+            "duplicate window {:?}, this run needs {:?}",
+            have.duplicate_window, wanted.duplicate_window
+        ));
+    }
+    if have.retention != wanted.retention {
+        differences.push(format!(
+            "retention {:?}, this run needs {:?}",
+            have.retention, wanted.retention
+        ));
+    }
+    if !differences.is_empty() {
+        return Err(CrossHostError::StreamMismatch {
+            stream: name,
+            detail: differences.join("; "),
+        });
+    }
+    Ok(found)
+}
+
+/// One bridged ring and what it needs.
+struct Edge {
+    ring: BridgedRing,
+    subject: String,
+    handle: tokio::runtime::Handle,
+    context: jetstream::Context,
+    stream: stream::Stream,
+    shared: Arc<Shared>,
+    settings: CrossHost,
+}
+
+/// An edge stopped before its end: why (`None`: asked to stop).
+type EdgeResult = Result<(), Option<String>>;
+
+impl Edge {
+    fn run(self) {
+        // The client's types spawn tasks when dropped: they must find the runtime.
+        let _entered = self.handle.enter();
+        // A panic in the client must fail the edge, not leave it silently unfinished.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match self.ring.direction {
+                Direction::Publish => self.publish(),
+                Direction::Subscribe => self.subscribe(),
+            }))
+            .unwrap_or_else(|_| Err(Some("the NATS client panicked".to_string())));
+        match outcome {
+            Ok(()) => {
+                self.shared.finished.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Some(detail)) => {
+                let mut slot = self.shared.failure.lock();
+                if slot.is_none() {
+                    *slot = Some(EdgeFailure {
+                        worker: self.ring.worker.clone(),
+                        detail: format!(
+                            "edge {} (subject {}): {detail}",
+                            self.ring.name, self.subject
+                        ),
+                    });
+                }
+            }
+            Err(None) => {}
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    fn segment(&self) -> Result<Segment, String> {
+        self.ring
+            .segment
+            .try_clone()
+            .map_err(|e| format!("cannot map the ring: {e}"))
+    }
+
+    /// Reads the ring and publishes its records in batches until its end of stream is
+    /// acknowledged by the server.
+    fn publish(&self) -> EdgeResult {
+        let mut ring = Consumer::attach(self.segment()?, WaitStrategy::BALANCED)
+            .map_err(|e| Some(e.to_string()))?;
+        let per_message = self.settings.records_per_message as usize;
+        let mut out = Outbox::new(self);
+        let mut batch = Batch::default();
+        let mut traceparent: Option<String> = None;
+        let mut check = StreamCheck::default();
+        let mut next_index = 0u64;
+        let mut mark_sent = 0u64;
+        loop {
+            if self.stopped() {
+                return Err(None);
+            }
+            // The watermark is read before the records: every record it covers was committed
+            // before it, so once the ring is drained below, the watermark holds for them all.
+            let mark = ring.watermark();
+            let room = per_message - batch.count() as usize;
+            let taken = ring
+                .poll(room, |record| {
+                    let (header, _) =
+                        EnvelopeHeader::read(record.body).map_err(|e| e.to_string())?;
+                    check.admit(&header).map_err(|e| e.to_string())?;
+                    if traceparent.is_none() && header.carries_trace() {
+                        traceparent = Some(traceparent_of(&header));
+                    }
+                    batch.push(record.body);
+                    Ok::<(), String>(())
+                })
+                .map_err(|e| Some(format!("reading the ring: {e:?}")))?;
+            let drained = taken < room;
+            if check.ended()
+                || batch.count() as usize == per_message
+                || (drained && !batch.is_empty())
+            {
+                let first = next_index;
+                next_index += u64::from(batch.count());
+                let watermark = (drained && mark > mark_sent).then_some(mark);
+                mark_sent = mark_sent.max(watermark.unwrap_or(0));
+                out.send(first, &mut batch, watermark, traceparent.take())?;
+            } else if drained && mark > mark_sent && out.idle_for() >= WATERMARK_EVERY {
+                out.send(next_index, &mut batch, Some(mark), None)?;
+                mark_sent = mark;
+            }
+            if check.ended() {
+                return out.settle_all();
+            }
+            out.settle_ready()?;
+            if drained {
+                match ring.wait_for_watermark(SLICE, mark_sent) {
+                    Ok(Readiness::Closed) if !check.ended() => {
+                        return Err(Some(
+                            check
+                                .closed()
+                                .err()
+                                .map_or_else(|| "ring closed".to_string(), |e| e.to_string()),
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(Some(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Reads the subject from its first message and writes each record not yet taken into
+    /// the ring, in index order, until the end of stream.
+    fn subscribe(&self) -> EdgeResult {
+        let mut ring = Producer::attach(self.segment()?, WaitStrategy::BALANCED)
+            .map_err(|e| Some(e.to_string()))?;
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: self.subject.clone(),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        let mut messages = self
+            .handle
+            .block_on(async {
+                let consumer = self.stream.create_consumer(config).await?;
+                consumer.messages().await.map_err(async_nats::Error::from)
+            })
+            .map_err(|e| Some(format!("cannot read the subject: {e}")))?;
+        let idle_limit = Duration::from_secs_f64(self.settings.idle_timeout_seconds);
+        let mut inbox = Inbox::default();
+        let mut last_message = Instant::now();
+        loop {
+            if self.stopped() {
+                return Err(None);
+            }
+            let next = self
+                .handle
+                .block_on(async { tokio::time::timeout(SLICE, messages.next()).await });
+            let message = match next {
+                Err(_) => {
+                    if last_message.elapsed() > idle_limit {
+                        return Err(Some(format!(
+                            "no message from the upstream host for {:.0} s (idle_timeout_seconds; is its supervisor running?)",
+                            idle_limit.as_secs_f64()
+                        )));
+                    }
+                    continue;
+                }
+                Ok(None) => return Err(Some("the subject's consumer ended".into())),
+                Ok(Some(Err(e))) => {
+                    // The ordered consumer recreates itself after gaps and reconnects;
+                    // anything it cannot recover from shows up as silence, bounded above.
+                    tracing::warn!(worker_id = "supervisor", subject = %self.subject, "JetStream: {e}");
+                    continue;
+                }
+                Ok(Some(Ok(message))) => message,
+            };
+            last_message = Instant::now();
+            self.shared
+                .received_messages
+                .fetch_add(1, Ordering::Relaxed);
+            let headers = message.headers.as_ref();
+            let header = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+            let first =
+                wire::number(header(wire::FIRST), wire::FIRST).map_err(|e| Some(e.to_string()))?;
+            let count =
+                wire::number(header(wire::COUNT), wire::COUNT).map_err(|e| Some(e.to_string()))?;
+            let watermark = header(wire::WATERMARK).and_then(|v| v.parse::<u64>().ok());
+            inbox
+                .hold(
+                    Held {
+                        first,
+                        count,
+                        watermark,
+                        payload: message.payload.clone(),
+                    },
+                    self.settings.max_in_flight as usize * 4,
+                )
+                .map_err(Some)?;
+            while let Some(held) = inbox.next_ready() {
+                self.deliver(&mut ring, &mut inbox, held)?;
+                if inbox.check.ended() {
+                    ring.flush();
+                    return Ok(());
+                }
+            }
+            ring.flush();
+        }
+    }
+
+    /// Writes the new records of one message into the ring, and its watermark.
+    fn deliver(&self, ring: &mut Producer<Segment>, inbox: &mut Inbox, held: Held) -> EdgeResult {
+        let records = wire::records(&held.payload, held.count).map_err(|e| Some(e.to_string()))?;
+        if let Fit::Take { skip } = wire::fit(held.first, held.count, inbox.expected) {
+            self.shared
+                .duplicate_records
+                .fetch_add(skip as u64, Ordering::Relaxed);
+            for body in &records[skip..] {
+                let (header, _) = EnvelopeHeader::read(body).map_err(|e| Some(e.to_string()))?;
+                inbox
+                    .check
+                    .admit(&header)
+                    .map_err(|e| Some(e.to_string()))?;
+                self.push(ring, body)?;
+                if header.kind == EnvelopeKind::EndOfStream {
+                    break;
+                }
+            }
+            inbox.expected = held.first + held.count;
+            self.shared
+                .received_records
+                .fetch_add((records.len() - skip) as u64, Ordering::Relaxed);
+        } else {
+            self.shared
+                .duplicate_records
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(mark) = held.watermark
+            && held.first + held.count <= inbox.expected
+            && mark > inbox.watermark
+        {
+            inbox.watermark = mark;
+            ring.publish_watermark(mark);
+        }
+        Ok(())
+    }
+
+    /// One record into the ring, waiting for space in slices (the worker reading it is
+    /// watched by the supervisor; a stop ends the wait).
+    fn push(&self, ring: &mut Producer<Segment>, body: &[u8]) -> EdgeResult {
+        loop {
+            match ring.push(body, SLICE) {
+                Ok(()) => return Ok(()),
+                Err(PushError::TimedOut) if !self.stopped() => continue,
+                Err(PushError::TimedOut) => return Err(None),
+                Err(e) => return Err(Some(format!("writing the ring: {e}"))),
+            }
+        }
+    }
+}
+
+/// The W3C `traceparent` of an envelope that carries a trace context.
+fn traceparent_of(header: &EnvelopeHeader) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!(
+        "00-{}-{}-{:02x}",
+        hex(&header.trace_id),
+        hex(&header.parent_span_id),
+        header.trace_flags & 1
+    )
+}
+
+/// A publisher's messages not yet acknowledged, oldest first.
+struct Outbox<'e> {
+    edge: &'e Edge,
+    pending: VecDeque<InFlight>,
+    last_send: Instant,
+}
+
+struct InFlight {
+    headers: HeaderMap,
+    payload: Bytes,
+    records: u64,
+    ack: Option<jetstream::context::PublishAckFuture>,
+    /// When this message was first published (retries give up `idle_timeout_seconds` later).
+    since: Instant,
+}
+
+impl<'e> Outbox<'e> {
+    fn new(edge: &'e Edge) -> Self {
+        Self {
+            edge,
+            pending: VecDeque::new(),
+            last_send: Instant::now(),
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_send.elapsed()
+    }
+
+    /// Publishes the batch (empty: a watermark-only message) as records `first..`.
+    fn send(
+        &mut self,
+        first: u64,
+        batch: &mut Batch,
+        watermark: Option<u64>,
+        traceparent: Option<String>,
+    ) -> EdgeResult {
+        let (payload, count) = batch.take();
+        let mut headers = HeaderMap::new();
+        if count > 0 {
+            headers.insert(
+                "Nats-Msg-Id",
+                wire::message_id(&self.edge.subject, first, count),
+            );
+        }
+        headers.insert(wire::FIRST, first.to_string());
+        headers.insert(wire::COUNT, count.to_string());
+        if let Some(mark) = watermark {
+            headers.insert(wire::WATERMARK, mark.to_string());
+        }
+        if let Some(parent) = traceparent {
+            headers.insert(wire::TRACEPARENT, parent);
+        }
+        let mut message = InFlight {
+            headers,
+            payload: Bytes::from(payload),
+            records: u64::from(count),
+            ack: None,
+            since: Instant::now(),
+        };
+        self.publish(&mut message)?;
+        self.pending.push_back(message);
+        self.last_send = Instant::now();
+        while self.pending.len() >= self.edge.settings.max_in_flight as usize {
+            self.settle_front()?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self, message: &mut InFlight) -> EdgeResult {
+        let edge = self.edge;
+        let sent = edge.handle.block_on(edge.context.publish_with_headers(
+            edge.subject.clone(),
+            message.headers.clone(),
+            message.payload.clone(),
+        ));
+        message.ack = sent.ok();
+        Ok(())
+    }
+
+    /// Waits for the oldest message's acknowledgement, republishing it (same id: the server
+    /// keeps one copy) until `idle_timeout_seconds` after its first publish.
+    fn settle_front(&mut self) -> EdgeResult {
+        let Some(mut message) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let limit = Duration::from_secs_f64(self.edge.settings.idle_timeout_seconds);
+        loop {
+            if self.edge.stopped() {
+                return Err(None);
+            }
+            if let Some(ack) = message.ack.take() {
+                match self.edge.handle.block_on(ack.into_future()) {
+                    Ok(_) => {
+                        self.edge
+                            .shared
+                            .published_records
+                            .fetch_add(message.records, Ordering::Relaxed);
+                        self.edge
+                            .shared
+                            .published_messages
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(e) if message.since.elapsed() > limit => {
+                        return Err(Some(format!(
+                            "JetStream did not acknowledge a message for {:.0} s: {e}; rerun this host's supervisor once the server is back (its output restarts cleanly)",
+                            limit.as_secs_f64()
+                        )));
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker_id = "supervisor", subject = %self.edge.subject, "publish not acknowledged ({e}); retrying");
+                    }
+                }
+            } else if message.since.elapsed() > limit {
+                return Err(Some(format!(
+                    "cannot publish to JetStream for {:.0} s; rerun this host's supervisor once the server is back",
+                    limit.as_secs_f64()
+                )));
+            }
+            std::thread::sleep(SLICE);
+            self.publish(&mut message)?;
+        }
+    }
+
+    /// Settles the oldest messages whose acknowledgement already arrived... approximated by
+    /// keeping at most half the window in flight while the ring is busy.
+    fn settle_ready(&mut self) -> EdgeResult {
+        while self.pending.len() > (self.edge.settings.max_in_flight as usize / 2).max(1) {
+            self.settle_front()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every message's acknowledgement.
+    fn settle_all(&mut self) -> EdgeResult {
+        while !self.pending.is_empty() {
+            self.settle_front()?;
+        }
+        Ok(())
+    }
+}
+
+/// A received message not yet delivered.
+struct Held {
+    first: u64,
+    count: u64,
+    watermark: Option<u64>,
+    payload: Bytes,
+}
+
+/// A subscriber's state: the next record index it needs, messages that arrived ahead of it,
+/// and the stream check of what it wrote into the ring.
+#[derive(Default)]
+struct Inbox {
+    expected: u64,
+    watermark: u64,
+    early: BTreeMap<u64, Held>,
+    ready: VecDeque<Held>,
+    check: StreamCheck,
+}
+
+impl Inbox {
+    /// Files a message: ready when it starts at or before the next needed record, held when
+    /// it starts later (a retried publish can land after its successors).
+    fn hold(&mut self, held: Held, limit: usize) -> Result<(), String> {
+        if held.first <= self.expected {
+            self.ready.push_back(held);
+            return Ok(());
+        }
+        if self.early.len() >= limit {
+            return Err(format!(
+                "{} messages arrived ahead of record {} that never came: the stream has a gap; delete the stream and rerun both hosts",
+                self.early.len(),
+                self.expected
+            ));
+        }
+        self.early.insert(held.first, held);
+        Ok(())
+    }
+
+    /// The next message to deliver: one that arrived in order, else a held one the last
+    /// delivery made current.
+    fn next_ready(&mut self) -> Option<Held> {
+        if let Some(held) = self.ready.pop_front() {
+            return Some(held);
+        }
+        let (&first, _) = self.early.first_key_value()?;
+        if first <= self.expected {
+            return self.early.remove(&first);
+        }
+        None
+    }
+}
