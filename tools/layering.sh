@@ -6,7 +6,7 @@
 #   2 graph
 #   3 data control
 #   4 observability
-#   5 runtime
+#   5 runtime cross_host
 #   6 supervisor
 #   7 apps                   (applications: use the engine, never used by it)
 # Also runs the issue's literal check: no `apps::` anywhere in the engine's planes.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 declare -A layer=(
   [calendar]=0 [json]=0 [output]=0
   [config]=1 [graph]=2 [data]=3 [control]=3 [observability]=4
-  [runtime]=5 [supervisor]=6 [apps]=7
+  [runtime]=5 [cross_host]=5 [supervisor]=6 [apps]=7
 )
 
 status=0
@@ -35,7 +35,7 @@ for module in "${!layer[@]}"; do
   done
 done
 
-if grep -rn "apps::" src/{config,graph,data,control,runtime,supervisor,observability}; then
+if grep -rn "apps::" src/{config,graph,data,control,runtime,cross_host,supervisor,observability}; then
   echo "the engine names apps:: (above)"
   status=1
 fi

@@ -288,7 +288,7 @@ fn read_platform(mut section: Section<'_, '_>) -> Platform {
         .section("health")
         .map(read_health)
         .unwrap_or(defaults.health);
-    let cross_host = section.section("cross_host").map(read_cross_host);
+    let cross_host = section.present_section("cross_host").map(read_cross_host);
     Platform {
         bootstrap: Bootstrap { mode },
         execution_ipc,

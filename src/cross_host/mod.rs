@@ -119,6 +119,56 @@ pub fn run_key(config: &Config) -> String {
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the run reads, as a short digest carried by every message: a subscriber refuses
+/// records of another input (a stream left by a failed run whose input has since changed
+/// would otherwise mix old records into a new run). A file is identified by its size and
+/// its first and last MiB; generated input by its parameters; stdin cannot be read twice, so
+/// every run on stdin is a new input. `skip` is part of it.
+pub fn input_fingerprint(config: &Config, skip: u64) -> String {
+    use crate::config::SourceAdapter;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(skip.to_le_bytes());
+    match &config.adapters.source {
+        SourceAdapter::File { path } => {
+            hasher.update(b"file");
+            if let Err(e) = hash_file_ends(path, &mut hasher) {
+                hasher.update(e.to_string().as_bytes());
+            }
+        }
+        SourceAdapter::Generator { lines, seed } => {
+            hasher.update(b"generator");
+            hasher.update(lines.to_le_bytes());
+            hasher.update(seed.to_le_bytes());
+        }
+        SourceAdapter::Stdin => {
+            let mut nonce = [0u8; 16];
+            let _ = getrandom::fill(&mut nonce);
+            hasher.update(b"stdin");
+            hasher.update(nonce);
+        }
+    }
+    hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn hash_file_ends(path: &std::path::Path, hasher: &mut sha2::Sha256) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    const END: u64 = 1 << 20;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    hasher.update(len.to_le_bytes());
+    let mut buf = Vec::with_capacity(END as usize);
+    (&mut file).take(END).read_to_end(&mut buf)?;
+    if len > END {
+        file.seek(SeekFrom::Start(len.saturating_sub(END).max(END)))?;
+        file.take(END).read_to_end(&mut buf)?;
+    }
+    hasher.update(&buf);
+    Ok(())
+}
+
 /// Whether `id` can name a run (it becomes part of a stream name and subjects).
 pub fn valid_run_id(id: &str) -> bool {
     !id.is_empty()

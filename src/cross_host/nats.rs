@@ -49,6 +49,9 @@ struct Shared {
     edges: AtomicU64,
     finished: AtomicU64,
     failure: Mutex<Option<EdgeFailure>>,
+    /// The run's input fingerprint (set at start on the source's host, else by the first
+    /// message received).
+    input: Mutex<Option<String>>,
     published_records: AtomicU64,
     published_messages: AtomicU64,
     received_records: AtomicU64,
@@ -59,16 +62,20 @@ struct Shared {
 impl Bridge {
     /// Connects to the server (within `connect_timeout_seconds`), makes sure the run's stream
     /// exists with this config's settings, and starts one thread per ring.
+    ///
+    /// `input` is the fingerprint of the run's input when this host holds the source; other
+    /// hosts learn it from their first message and pass it on.
     pub fn start(
         settings: &CrossHost,
         run: &str,
         host: &str,
+        input: Option<String>,
         rings: Vec<BridgedRing>,
     ) -> Result<Self, CrossHostError> {
         let url = super::server_url(settings);
         let shown = super::redacted_url(&url);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("cross-host")
             .enable_all()
             .build()
@@ -79,12 +86,11 @@ impl Bridge {
         let client = runtime.block_on(connect(settings, &url, host))?;
         // The context spawns its acknowledgement task on the current runtime.
         let _entered = runtime.enter();
-        let context = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs_f64(settings.ack_wait_seconds))
-            .build(client);
+        let context = new_context(&client, settings);
         let stream = super::stream_name(&settings.stream, run);
         let subjects = format!("{}.{run}.>", settings.stream);
         let wanted = stream_config(settings, &stream, &subjects);
+        let recreate = wanted.clone();
         let handle = runtime.handle().clone();
         let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
         let js_stream = runtime.block_on(async {
@@ -98,6 +104,14 @@ impl Bridge {
                     ),
                 })?
         })?;
+        if let Some(input) = &input {
+            let subjects: Vec<String> = rings
+                .iter()
+                .filter(|r| r.direction == Direction::Publish)
+                .map(|r| super::subject_of(&settings.stream, run, &r.name))
+                .collect();
+            runtime.block_on(check_stream_input(&js_stream, &subjects, input, &stream))?;
+        }
         tracing::info!(
             worker_id = "supervisor",
             url = %shown,
@@ -106,6 +120,7 @@ impl Bridge {
             "cross-host hand-off through JetStream stream {stream} at {shown}"
         );
         let shared = Arc::new(Shared::default());
+        *shared.input.lock() = input;
         shared.edges.store(rings.len() as u64, Ordering::Relaxed);
         let mut threads = Vec::new();
         for ring in rings {
@@ -113,8 +128,11 @@ impl Bridge {
                 subject: super::subject_of(&settings.stream, run, &ring.name),
                 ring,
                 handle: handle.clone(),
-                context: context.clone(),
+                url: url.clone(),
+                host: host.to_string(),
+                context: Mutex::new(context.clone()),
                 stream: js_stream.clone(),
+                wanted: recreate.clone(),
                 shared: Arc::clone(&shared),
                 settings: settings.clone(),
             };
@@ -179,14 +197,12 @@ impl Bridge {
             })
     }
 
-    /// Stops every edge thread (each looks at the flag at least every 50 ms) and the client.
+    /// Stops every edge thread (each looks at the flag at least every 50 ms); the client
+    /// stays connected until the bridge is dropped (the stream may still be deleted).
     pub fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }
@@ -194,7 +210,17 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.stop();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
     }
+}
+
+/// A JetStream context whose publishes wait `ack_wait_seconds` for their acknowledgement.
+fn new_context(client: &async_nats::Client, settings: &CrossHost) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs_f64(settings.ack_wait_seconds))
+        .build(client.clone())
 }
 
 async fn connect(
@@ -210,7 +236,11 @@ async fn connect(
         .connection_timeout(timeout)
         // Reconnect forever once connected: a restarted server is waited for, bounded by the
         // edges' own deadlines.
-        .max_reconnects(None);
+        .max_reconnects(None)
+        // A restarted server is back within a second or two: try often, at most every second.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(1000))
+        });
     let connecting = options.connect(url);
     match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(CrossHostError::Unreachable {
@@ -359,13 +389,56 @@ async fn ensure_stream(
     Ok(found)
 }
 
+/// The host that reads the input checks that what the stream already holds (left by an
+/// earlier, failed run under the same run id) came from the same input: a restarted host may
+/// resume a stream, never mix two inputs in one.
+async fn check_stream_input(
+    stream: &stream::Stream,
+    subjects: &[String],
+    input: &str,
+    name: &str,
+) -> Result<(), CrossHostError> {
+    for subject in subjects {
+        let found = match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => {
+                return Err(CrossHostError::JetStream {
+                    url: String::new(),
+                    detail: format!("reading the last message of {subject}: {e}"),
+                });
+            }
+        };
+        let theirs = found
+            .headers
+            .get(wire::INPUT)
+            .map(|v| v.as_str().to_string());
+        if theirs.as_deref() != Some(input) {
+            return Err(CrossHostError::StreamMismatch {
+                stream: name.to_string(),
+                detail: format!(
+                    "it holds records of another input (fingerprint {}, this run reads {input}): an earlier run under this run id failed; choose another --run-id",
+                    theirs.as_deref().unwrap_or("none")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One bridged ring and what it needs.
 struct Edge {
     ring: BridgedRing,
     subject: String,
     handle: tokio::runtime::Handle,
-    context: jetstream::Context,
+    url: String,
+    host: String,
+    /// Replaced by a fresh one when acknowledgements stop arriving (after a reconnect the
+    /// old one may never see them again).
+    context: Mutex<jetstream::Context>,
     stream: stream::Stream,
+    /// The stream's settings, to create it again when the server lost it.
+    wanted: stream::Config,
     shared: Arc<Shared>,
     settings: CrossHost,
 }
@@ -493,15 +566,14 @@ impl Edge {
             ..Default::default()
         };
         let mut messages = self
-            .handle
-            .block_on(async {
-                let consumer = self.stream.create_consumer(config).await?;
-                consumer.messages().await.map_err(async_nats::Error::from)
-            })
+            .read_from(config.clone(), 0)
             .map_err(|e| Some(format!("cannot read the subject: {e}")))?;
         let idle_limit = Duration::from_secs_f64(self.settings.idle_timeout_seconds);
+        let resubscribe_after = Duration::from_secs_f64(self.settings.ack_wait_seconds);
         let mut inbox = Inbox::default();
         let mut last_message = Instant::now();
+        let mut last_subscribe = Instant::now();
+        let mut stream_sequence = 0u64;
         loop {
             if self.stopped() {
                 return Err(None);
@@ -511,15 +583,31 @@ impl Edge {
                 .block_on(async { tokio::time::timeout(SLICE, messages.next()).await });
             let message = match next {
                 Err(_) => {
+                    // Silence: after a reconnect the consumer may never deliver again, so it
+                    // is created afresh after the last message taken (a few wasted creations
+                    // when the upstream is merely slow).
+                    if last_subscribe.elapsed() > resubscribe_after
+                        && last_message.elapsed() > resubscribe_after
+                    {
+                        last_subscribe = Instant::now();
+                        self.reconnect();
+                        if let Ok(fresh) = self.read_from(config.clone(), stream_sequence) {
+                            messages = fresh;
+                        }
+                    }
                     if last_message.elapsed() > idle_limit {
                         return Err(Some(format!(
-                            "no message from the upstream host for {:.0} s (idle_timeout_seconds; is its supervisor running?)",
+                            "no message from the upstream host for {:.0} s (idle_timeout_seconds): rerun this host's supervisor once the upstream host's supervisor and the NATS server run (it replays the stream from its start)",
                             idle_limit.as_secs_f64()
                         )));
                     }
                     continue;
                 }
-                Ok(None) => return Err(Some("the subject's consumer ended".into())),
+                Ok(None) => {
+                    return Err(Some(
+                        "the subject's consumer ended: rerun this host's supervisor (it replays the stream from its start)".into(),
+                    ));
+                }
                 Ok(Some(Err(e))) => {
                     // The ordered consumer recreates itself after gaps and reconnects;
                     // anything it cannot recover from shows up as silence, bounded above.
@@ -529,6 +617,9 @@ impl Edge {
                 Ok(Some(Ok(message))) => message,
             };
             last_message = Instant::now();
+            if let Ok(info) = message.info() {
+                stream_sequence = info.stream_sequence;
+            }
             self.shared
                 .received_messages
                 .fetch_add(1, Ordering::Relaxed);
@@ -539,6 +630,7 @@ impl Edge {
             let count =
                 wire::number(header(wire::COUNT), wire::COUNT).map_err(|e| Some(e.to_string()))?;
             let watermark = header(wire::WATERMARK).and_then(|v| v.parse::<u64>().ok());
+            self.check_input(header(wire::INPUT)).map_err(Some)?;
             inbox
                 .hold(
                     Held {
@@ -558,6 +650,65 @@ impl Edge {
                 }
             }
             ring.flush();
+        }
+    }
+
+    /// A connection of the edge's own, replacing the shared one: after a server restart the
+    /// shared client reconnects, yet acknowledgements and deliveries on it may never resume.
+    fn reconnect(&self) {
+        let fresh = self
+            .handle
+            .block_on(connect(&self.settings, &self.url, &self.host));
+        match fresh {
+            Ok(client) => *self.context.lock() = new_context(&client, &self.settings),
+            Err(e) => {
+                tracing::warn!(worker_id = "supervisor", subject = %self.subject, "reconnecting: {e}")
+            }
+        }
+    }
+
+    /// An ordered consumer of the edge's subject from the message after stream sequence
+    /// `after` (0: from the first).
+    fn read_from(
+        &self,
+        mut config: consumer::pull::OrderedConfig,
+        after: u64,
+    ) -> Result<consumer::pull::Ordered, async_nats::Error> {
+        if after > 0 {
+            config.deliver_policy = consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            };
+        }
+        let context = self.context.lock().clone();
+        let name = self.stream.cached_info().config.name.clone();
+        let limit = Duration::from_secs_f64(self.settings.ack_wait_seconds);
+        self.handle.block_on(async {
+            tokio::time::timeout(limit, async {
+                let stream = context.get_stream(name).await?;
+                let consumer = stream.create_consumer(config).await?;
+                consumer.messages().await.map_err(async_nats::Error::from)
+            })
+            .await
+            .map_err(async_nats::Error::from)?
+        })
+    }
+
+    /// Every message must come from a run on the same input as the first one (a stream left
+    /// by a failed run on another input is refused, never mixed in).
+    fn check_input(&self, input: Option<&str>) -> Result<(), String> {
+        let Some(input) = input else {
+            return Err(format!("a message without its {} header", wire::INPUT));
+        };
+        let mut known = self.shared.input.lock();
+        match known.as_deref() {
+            None => {
+                *known = Some(input.to_string());
+                Ok(())
+            }
+            Some(same) if same == input => Ok(()),
+            Some(other) => Err(format!(
+                "the stream holds records of another input (fingerprint {input}, this run's is {other}): a failed earlier run left it; delete the stream or choose another --run-id, and rerun every host"
+            )),
         }
     }
 
@@ -660,6 +811,12 @@ impl<'e> Outbox<'e> {
         watermark: Option<u64>,
         traceparent: Option<String>,
     ) -> EdgeResult {
+        let input = self.edge.shared.input.lock().clone();
+        if input.is_none() && batch.is_empty() {
+            // A host between two others learns the input from its first message; a watermark
+            // before that has nothing to say yet.
+            return Ok(());
+        }
         let (payload, count) = batch.take();
         let mut headers = HeaderMap::new();
         if count > 0 {
@@ -667,6 +824,9 @@ impl<'e> Outbox<'e> {
                 "Nats-Msg-Id",
                 wire::message_id(&self.edge.subject, first, count),
             );
+        }
+        if let Some(input) = input {
+            headers.insert(wire::INPUT, input);
         }
         headers.insert(wire::FIRST, first.to_string());
         headers.insert(wire::COUNT, count.to_string());
@@ -694,7 +854,8 @@ impl<'e> Outbox<'e> {
 
     fn publish(&self, message: &mut InFlight) -> EdgeResult {
         let edge = self.edge;
-        let sent = edge.handle.block_on(edge.context.publish_with_headers(
+        let context = edge.context.lock().clone();
+        let sent = edge.handle.block_on(context.publish_with_headers(
             edge.subject.clone(),
             message.headers.clone(),
             message.payload.clone(),
@@ -735,6 +896,22 @@ impl<'e> Outbox<'e> {
                     }
                     Err(e) => {
                         tracing::warn!(worker_id = "supervisor", subject = %self.edge.subject, "publish not acknowledged ({e}); retrying");
+                        if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
+                            // A server that lost the stream (memory storage restarted, or a
+                            // server still starting): create it again. A subscriber finds any
+                            // records lost with it as a gap and fails; it never skips them.
+                            let edge = self.edge;
+                            let context = edge.context.lock().clone();
+                            let _ = edge
+                                .handle
+                                .block_on(context.get_or_create_stream(edge.wanted.clone()));
+                        } else {
+                            // Every acknowledgement still awaited belongs to the old
+                            // connection: publish them all again (same ids) on the new one,
+                            // rather than letting each time out in turn.
+                            self.edge.reconnect();
+                            self.republish_pending()?;
+                        }
                     }
                 }
             } else if message.since.elapsed() > limit {
@@ -746,6 +923,15 @@ impl<'e> Outbox<'e> {
             std::thread::sleep(SLICE);
             self.publish(&mut message)?;
         }
+    }
+
+    fn republish_pending(&mut self) -> EdgeResult {
+        let mut pending = std::mem::take(&mut self.pending);
+        for message in &mut pending {
+            self.publish(message)?;
+        }
+        self.pending = pending;
+        Ok(())
     }
 
     /// Settles the oldest messages whose acknowledgement already arrived... approximated by

@@ -14,6 +14,7 @@ impl Bridge {
         _settings: &CrossHost,
         _run: &str,
         _host: &str,
+        _input: Option<String>,
         _rings: Vec<BridgedRing>,
     ) -> Result<Self, CrossHostError> {
         Err(CrossHostError::Unavailable)

@@ -284,8 +284,10 @@ fn start_bridge(
         }
         None => crate::cross_host::run_key(config),
     };
+    let holds_source = records.iter().any(|r| r.holds_source);
+    let input = holds_source.then(|| crate::cross_host::input_fingerprint(config, options.skip));
     Ok(Some(crate::cross_host::Bridge::start(
-        settings, &run, host, bridged,
+        settings, &run, host, input, bridged,
     )?))
 }
 

@@ -1,0 +1,640 @@
+//! Groups on two hosts, handed off through a real `nats-server -js` (README, "Across hosts").
+//!
+//! Each "host" is one `stream-kernel run --host NAME` supervisor with its own workers; both
+//! run on this machine against one JetStream server started here (a private port and store
+//! directory). Every run is judged against the inline profile's output on the same input,
+//! byte for byte. Fault rows kill -9 a host's supervisor (its workers die with it) or the
+//! server at a random moment, restart it, and require the final output to be the inline one:
+//! nothing missing, nothing twice. Counts: `STREAM_KERNEL_XH_RUNS` (default 20 per fault row;
+//! `tools/cross-host-chaos.sh` runs 200). Without a `nats-server` binary every test prints why
+//! and passes without running (`.ci/run` installs it).
+//!
+//! The hosts share this machine's network stack: the hand-off crosses the loopback interface,
+//! not a veth pair between network namespaces.
+
+#[path = "support/checks.rs"]
+mod checks;
+#[path = "support/cli_runs.rs"]
+mod cli_runs;
+#[path = "support/fund_load_runs.rs"]
+mod fund_load_runs;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use checks::check;
+use cli_runs::*;
+use fund_load_runs::{Profile, generated_input, inline_run, sample_input};
+use libtest_mimic::{Failed, Trial};
+
+/// Lines of generated input for the fault rows: long enough (about half a second across two
+/// hosts) for a kill to land mid-run.
+const FAULT_LINES: u64 = 200_000;
+
+fn main() {
+    checks::run_serially(
+        registry,
+        vec![
+            Trial::test(
+                "xh01_two_host_runs_of_both_bundled_configs_equal_the_inline_output",
+                xh01,
+            ),
+            Trial::test(
+                "xh02_kill_9_of_the_downstream_host_then_restart_ends_identical",
+                xh02,
+            ),
+            Trial::test(
+                "xh03_kill_9_of_the_upstream_host_then_restart_ends_identical",
+                xh03,
+            ),
+            Trial::test(
+                "xh04_nats_server_restart_mid_run_resumes_or_fails_naming_the_rerun",
+                xh04,
+            ),
+            Trial::test(
+                "xh05_unreachable_server_wrong_credentials_and_mismatched_stream_exit_3",
+                xh05,
+            ),
+            Trial::test(
+                "xh06_placement_errors_are_config_errors_with_paths_and_hints",
+                xh06,
+            ),
+            Trial::test("xh07_a_stream_of_another_input_is_refused_not_mixed", xh07),
+        ],
+    );
+}
+
+/// A `nats-server -js` on a private port and store directory, restartable in place.
+struct Nats {
+    binary: PathBuf,
+    port: u16,
+    store: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Nats {
+    /// Starts a server, or says why it cannot (`None`: the caller skips).
+    fn start(extra: &[&str]) -> Result<Option<Self>, Failed> {
+        let Some(binary) = nats_binary() else {
+            println!("skipped: no nats-server binary (apt install nats-server; .ci/run does)");
+            return Ok(None);
+        };
+        let port = free_port()?;
+        let mut nats = Self {
+            binary,
+            port,
+            store: tempfile::tempdir()?,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        nats.spawn()?;
+        Ok(Some(nats))
+    }
+
+    fn spawn(&mut self) -> Result<(), Failed> {
+        let child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.store.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            check(Instant::now() < deadline, || {
+                "nats-server did not listen within 20 s".into()
+            })?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// kill -9 and start again on the same port and store.
+    fn restart(&mut self, down_for: Duration) -> Result<(), Failed> {
+        self.kill();
+        std::thread::sleep(down_for);
+        self.spawn()
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nats_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> Result<u16, Failed> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The two-host variant of `profile`, pointed at `url`, with deadlines short enough for tests.
+fn two_host_config(dir: &Path, profile: Profile, url: &str) -> Result<PathBuf, Failed> {
+    let base = match profile {
+        Profile::Experiment => "fund_load_experiment_2host",
+        Profile::Baseline => "fund_load_baseline_2host_partitioned",
+    };
+    variant_config(dir, base, |root| {
+        let at = "runtime.platform.cross_host";
+        set(root, &format!("{at}.url"), yaml(&format!("{url:?}")));
+        set(root, &format!("{at}.ack_wait_seconds"), yaml("2"));
+        set(root, &format!("{at}.idle_timeout_seconds"), yaml("12"));
+        set(root, &format!("{at}.connect_timeout_seconds"), yaml("5"));
+    })
+}
+
+/// One host's supervisor: `upstream` reads `input`, `downstream` writes `dir/output.txt`
+/// and `dir/rejects.jsonl`.
+fn spawn_host(
+    host: &str,
+    config: &Path,
+    input: &Path,
+    dir: &Path,
+    run: &str,
+) -> Result<Child, Failed> {
+    let mut command = cli();
+    command
+        .args(["run", "--quiet", "--host", host, "--run-id", run, "-c"])
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(dir.join("output.txt"))
+        .arg("--dead-letter")
+        .arg(dir.join("rejects.jsonl"))
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(command.spawn()?)
+}
+
+/// The inline run's output and dead letters on `input`.
+fn inline_reference(profile: Profile, input: &Path) -> Result<(Vec<u8>, Vec<u8>), Failed> {
+    let dir = tempfile::tempdir()?;
+    inline_run(&registry(), profile, input, dir.path())?;
+    Ok((
+        std::fs::read(dir.path().join("output.txt"))?,
+        std::fs::read(dir.path().join("rejects.jsonl"))?,
+    ))
+}
+
+fn check_identical(dir: &Path, reference: &(Vec<u8>, Vec<u8>), what: &str) -> Result<(), Failed> {
+    let output = std::fs::read(dir.join("output.txt")).unwrap_or_default();
+    let rejects = std::fs::read(dir.join("rejects.jsonl")).unwrap_or_default();
+    check(output == reference.0 && rejects == reference.1, || {
+        format!(
+            "{what}: output {} bytes / rejects {} bytes, inline {} / {} bytes{}",
+            output.len(),
+            rejects.len(),
+            reference.0.len(),
+            reference.1.len(),
+            first_difference(&output, &reference.0)
+        )
+    })
+}
+
+fn first_difference(got: &[u8], want: &[u8]) -> String {
+    let line = |text: &[u8]| {
+        text.split(|b| *b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect::<Vec<_>>()
+    };
+    let (got, want) = (line(got), line(want));
+    match got.iter().zip(&want).position(|(a, b)| a != b) {
+        Some(i) => format!(
+            "; first difference at line {}: {:?} vs {:?}",
+            i + 1,
+            String::from_utf8_lossy(&got[i]),
+            String::from_utf8_lossy(&want[i])
+        ),
+        None => format!("; {} lines vs {}", got.len(), want.len()),
+    }
+}
+
+fn expect_ok(exit: &Exit, host: &str) -> Result<(), Failed> {
+    check(exit.code == Some(0), || {
+        format!(
+            "{host} exited {:?} (signal {:?}):\n{}\n{}",
+            exit.code,
+            exit.signal,
+            exit.stdout,
+            tail(&exit.stderr)
+        )
+    })
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Both hosts to completion; both must exit 0.
+fn run_both(config: &Path, input: &Path, dir: &Path, run: &str) -> Result<(), Failed> {
+    let up = spawn_host("upstream", config, input, dir, run)?;
+    let down = spawn_host("downstream", config, input, dir, run)?;
+    let (up, down) = (wait_exit(up)?, wait_exit(down)?);
+    expect_ok(&up, "upstream")?;
+    expect_ok(&down, "downstream")
+}
+
+/// A run id of its own per run, so that no run sees another's stream.
+fn run_id(row: &str, i: u64) -> String {
+    format!("{row}-{}-{i}", std::process::id())
+}
+
+fn xh01() -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let generated = dir.path().join("generated.txt");
+    generated_input(&generated, 200_000)?;
+    let mut inputs = vec![generated];
+    match sample_input() {
+        Some(sample) => inputs.push(sample),
+        None => println!("public sample absent: generated input only"),
+    }
+    for profile in [Profile::Experiment, Profile::Baseline] {
+        for (i, input) in inputs.iter().enumerate() {
+            let reference = inline_reference(profile, input)?;
+            let work = tempfile::tempdir()?;
+            let config = two_host_config(work.path(), profile, &nats.url())?;
+            run_both(&config, input, work.path(), &run_id("xh01", i as u64))?;
+            check_identical(
+                work.path(),
+                &reference,
+                &format!("{profile:?} on {}", input.display()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Kills `victim` (a host's supervisor: its workers die with it) at a random moment of a
+/// two-host run and restarts it; the final output must be the inline one.
+fn kill_and_restart(row: &str, victim: &str) -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, FAULT_LINES)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let mut chooser = Chooser::seeded(row);
+    let runs = runs("STREAM_KERNEL_XH_RUNS", 20);
+    let mut killed = 0;
+    for i in 0..runs {
+        let work = tempfile::tempdir()?;
+        let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+        let run = run_id(row, i);
+        let up = spawn_host("upstream", &config, &input, work.path(), &run)?;
+        let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
+        let (mut victim_child, other) = if victim == "upstream" {
+            (up, down)
+        } else {
+            (down, up)
+        };
+        let delay = Duration::from_millis(20 + chooser.next(350));
+        std::thread::sleep(delay);
+        let workers = children_of(victim_child.id());
+        // Killed mid-run, or already done (then it is not restarted: a finished host is
+        // not rerun).
+        let output_len = std::fs::metadata(work.path().join("output.txt")).map_or(0, |m| m.len());
+        let finished = victim_child.try_wait()?.is_some()
+            || (victim == "downstream" && output_len >= reference.0.len() as u64);
+        let victim_exit = if finished {
+            wait_exit(victim_child)?
+        } else {
+            killed += 1;
+            let _ = victim_child.kill();
+            let _ = victim_child.wait();
+            check_no_orphans(&workers)?;
+            wait_exit(spawn_host(victim, &config, &input, work.path(), &run)?)?
+        };
+        let other = wait_exit(other)?;
+        expect_ok(&victim_exit, victim)?;
+        expect_ok(&other, "the other host")?;
+        check_identical(
+            work.path(),
+            &reference,
+            &format!("run {i}, {victim} killed after {delay:?}"),
+        )?;
+    }
+    println!(
+        "{row} {runs} runs: {victim} killed mid-run and restarted in {killed}, done before the kill in {}; all identical to inline",
+        runs - killed
+    );
+    Ok(())
+}
+
+fn xh02() -> Result<(), Failed> {
+    kill_and_restart("xh02", "downstream")
+}
+
+fn xh03() -> Result<(), Failed> {
+    kill_and_restart("xh03", "upstream")
+}
+
+/// The server is killed and restarted on its store mid-run. Either both hosts finish and
+/// the output is the inline one, or a host fails (exit 1) naming what to rerun, and rerunning
+/// the failed hosts ends with the inline output: never a silent gap.
+fn xh04() -> Result<(), Failed> {
+    let Some(mut nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, FAULT_LINES)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let mut chooser = Chooser::seeded("xh04");
+    let runs = runs("STREAM_KERNEL_XH_RUNS", 20);
+    let (mut resumed, mut reran, mut refused_at_start) = (0, 0, 0);
+    for i in 0..runs {
+        let work = tempfile::tempdir()?;
+        let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+        let run = run_id("xh04", i);
+        let up = spawn_host("upstream", &config, &input, work.path(), &run)?;
+        let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
+        std::thread::sleep(Duration::from_millis(30 + chooser.next(400)));
+        nats.restart(Duration::from_millis(100 + chooser.next(400)))?;
+        let exits = [
+            ("upstream", wait_exit(up)?),
+            ("downstream", wait_exit(down)?),
+        ];
+        let mut failed = Vec::new();
+        for (host, exit) in &exits {
+            match exit.code {
+                Some(0) => {}
+                Some(1) => {
+                    check(
+                        exit.stdout.contains("rerun") || exit.stderr.contains("rerun"),
+                        || {
+                            format!(
+                                "{host} failed without naming what to rerun:\n{}",
+                                exit.stdout
+                            )
+                        },
+                    )?;
+                    failed.push(*host);
+                }
+                // The restart came before this host connected: the start-time error.
+                Some(3) => {
+                    check(exit.stderr.contains("cannot reach NATS"), || {
+                        format!("{host} exit 3 without the reason:\n{}", tail(&exit.stderr))
+                    })?;
+                    refused_at_start += 1;
+                    failed.push(*host);
+                }
+                other => {
+                    return Err(format!("{host} exited {other:?}:\n{}", tail(&exit.stderr)).into());
+                }
+            }
+        }
+        if failed.is_empty() {
+            resumed += 1;
+        } else {
+            reran += 1;
+            let children: Vec<Child> = failed
+                .iter()
+                .map(|host| spawn_host(host, &config, &input, work.path(), &run))
+                .collect::<Result<_, _>>()?;
+            for (host, child) in failed.iter().zip(children) {
+                expect_ok(&wait_exit(child)?, host)?;
+            }
+        }
+        check_identical(work.path(), &reference, &format!("run {i}"))?;
+    }
+    println!(
+        "xh04 {runs} server restarts mid-run: {resumed} resumed, {reran} failed clearly and were rerun ({refused_at_start} hosts refused at start: the server was down before they connected); all identical to inline"
+    );
+    Ok(())
+}
+
+fn xh05() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let input = sample_or_generated(dir.path())?;
+    // Nothing listens on this port: a clear error within the connect timeout, exit 3.
+    let closed = format!("nats://127.0.0.1:{}", free_port()?);
+    let config = two_host_config(dir.path(), Profile::Experiment, &closed)?;
+    let started = Instant::now();
+    let exit = wait_exit(spawn_host(
+        "upstream",
+        &config,
+        &input,
+        dir.path(),
+        "xh05a",
+    )?)?;
+    check(exit.code == Some(3), || {
+        format!("unreachable server: exit {:?}\n{}", exit.code, exit.stderr)
+    })?;
+    check(exit.stderr.contains("cannot reach NATS"), || {
+        tail(&exit.stderr)
+    })?;
+    check(started.elapsed() < Duration::from_secs(15), || {
+        format!(
+            "the error took {:?} (connect timeout 5 s)",
+            started.elapsed()
+        )
+    })?;
+    let Some(nats) = Nats::start(&["--user", "kernel", "--pass", "right-password"])? else {
+        return Ok(());
+    };
+    // Wrong credentials (from a file: never on the command line): refused, exit 3, and the
+    // password appears nowhere in the output.
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "wrong-password\n")?;
+    let work = tempfile::tempdir()?;
+    let config = variant_config(work.path(), "fund_load_experiment_2host", |root| {
+        let at = "runtime.platform.cross_host";
+        set(
+            root,
+            &format!("{at}.url"),
+            yaml(&format!("{:?}", nats.url())),
+        );
+        set(root, &format!("{at}.connect_timeout_seconds"), yaml("5"));
+        set(root, &format!("{at}.credentials.user"), yaml("kernel"));
+        set(
+            root,
+            &format!("{at}.credentials.password_file"),
+            yaml(&format!("{:?}", secret.display().to_string())),
+        );
+    })?;
+    let exit = wait_exit(spawn_host(
+        "upstream",
+        &config,
+        &input,
+        work.path(),
+        "xh05b",
+    )?)?;
+    check(exit.code == Some(3), || {
+        format!("wrong credentials: exit {:?}\n{}", exit.code, exit.stderr)
+    })?;
+    check(
+        !exit.stderr.contains("wrong-password") && !exit.stdout.contains("wrong-password"),
+        || "the password appears in the output".into(),
+    )?;
+    // The right password from the file: the run goes through.
+    std::fs::write(&secret, "right-password\n")?;
+    run_both(&config, &input, work.path(), "xh05c")?;
+    drop(nats);
+    // A stream that exists with other settings: storage memory vs file, same name.
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let file = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    let mut upstream = spawn_host("upstream", &file, &input, work.path(), "xh05d")?;
+    let _ = upstream.wait();
+    let other = tempfile::tempdir()?;
+    let memory = variant_config(other.path(), "fund_load_experiment_2host", |root| {
+        let at = "runtime.platform.cross_host";
+        set(
+            root,
+            &format!("{at}.url"),
+            yaml(&format!("{:?}", nats.url())),
+        );
+        set(root, &format!("{at}.storage"), yaml("memory"));
+    })?;
+    let exit = wait_exit(spawn_host(
+        "downstream",
+        &memory,
+        &input,
+        other.path(),
+        "xh05d",
+    )?)?;
+    check(exit.code == Some(3), || {
+        format!("mismatched stream: exit {:?}\n{}", exit.code, exit.stderr)
+    })?;
+    check(exit.stderr.contains("exists with other settings"), || {
+        tail(&exit.stderr)
+    })?;
+    Ok(())
+}
+
+fn sample_or_generated(dir: &Path) -> Result<PathBuf, Failed> {
+    if let Some(sample) = sample_input() {
+        return Ok(sample);
+    }
+    let path = dir.join("generated.txt");
+    generated_input(&path, 1000)?;
+    Ok(path)
+}
+
+fn xh06() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    // One group without a host, and no cross_host block: both reported, with paths.
+    let config = variant_config(dir.path(), "fund_load_experiment_4proc", |root| {
+        set(root, "runtime.platform.process_groups[0].host", yaml("a"));
+    })?;
+    let exit = cli().arg("validate").arg("-c").arg(&config).output()?;
+    let text =
+        String::from_utf8_lossy(&exit.stdout).to_string() + &String::from_utf8_lossy(&exit.stderr);
+    check(exit.status.code() == Some(2), || {
+        format!("validate: {:?}\n{text}", exit.status)
+    })?;
+    for path in [
+        "runtime.platform.process_groups[1].host",
+        "runtime.platform.cross_host",
+    ] {
+        check(text.contains(path), || {
+            format!("no error at {path}:\n{text}")
+        })?;
+    }
+    // A config that places groups on hosts needs --host, and a host it names.
+    let two_host = bundled("fund_load_experiment_2host");
+    let input = sample_or_generated(dir.path())?;
+    for (args, expected) in [
+        (vec![], "--host NAME"),
+        (vec!["--host", "elsewhere"], "no group is placed on it"),
+    ] {
+        let exit = cli()
+            .args(["run", "--quiet", "-c"])
+            .arg(&two_host)
+            .arg("--input")
+            .arg(&input)
+            .args(args)
+            .current_dir(dir.path())
+            .output()?;
+        let text = String::from_utf8_lossy(&exit.stderr).to_string();
+        check(
+            exit.status.code() == Some(2) && text.contains(expected),
+            || {
+                format!(
+                    "expected exit 2 and {expected:?}: {:?}\n{text}",
+                    exit.status
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A stream left by a failed run on one input, and a rerun on another input under the same
+/// run id: the host reading the input refuses the stream (exit 3) rather than mixing two
+/// inputs' records; the same input resumes it.
+fn xh07() -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let first = dir.path().join("first.txt");
+    let second = dir.path().join("second.txt");
+    generated_input(&first, 5_000)?;
+    generated_input(&second, 6_000)?;
+    let work = tempfile::tempdir()?;
+    let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    // The upstream alone: its records stay in the stream (no downstream drained it).
+    let exit = wait_exit(spawn_host(
+        "upstream",
+        &config,
+        &first,
+        work.path(),
+        "xh07",
+    )?)?;
+    expect_ok(&exit, "upstream on the first input")?;
+    let exit = wait_exit(spawn_host(
+        "upstream",
+        &config,
+        &second,
+        work.path(),
+        "xh07",
+    )?)?;
+    check(
+        exit.code == Some(3) && exit.stderr.contains("another input"),
+        || {
+            format!(
+                "upstream on another input: exit {:?}\n{}",
+                exit.code,
+                tail(&exit.stderr)
+            )
+        },
+    )?;
+    // The same input resumes the stream: the run completes with the inline output.
+    let reference = inline_reference(Profile::Experiment, &first)?;
+    run_both(&config, &first, work.path(), "xh07")?;
+    check_identical(work.path(), &reference, "resumed on the same input")
+}
