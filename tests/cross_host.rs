@@ -18,6 +18,8 @@ mod checks;
 mod cli_runs;
 #[path = "support/fund_load_runs.rs"]
 mod fund_load_runs;
+#[path = "support/otlp_receiver.rs"]
+mod otlp_receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +63,7 @@ fn main() {
                 xh06,
             ),
             Trial::test("xh07_a_stream_of_another_input_is_refused_not_mixed", xh07),
+            Trial::test("xh08_traces_continue_across_hosts_and_name_each_host", xh08),
         ],
     );
 }
@@ -379,7 +382,7 @@ fn xh04() -> Result<(), Failed> {
         let run = run_id("xh04", i);
         let up = spawn_host("upstream", &config, &input, work.path(), &run)?;
         let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
-        std::thread::sleep(Duration::from_millis(30 + chooser.next(400)));
+        std::thread::sleep(Duration::from_millis(100 + chooser.next(500)));
         nats.restart(Duration::from_millis(100 + chooser.next(400)))?;
         let exits = [
             ("upstream", wait_exit(up)?),
@@ -401,9 +404,10 @@ fn xh04() -> Result<(), Failed> {
                     )?;
                     failed.push(*host);
                 }
-                // The restart came before this host connected: the start-time error.
+                // The restart came before this host set up its stream: the start-time
+                // error, naming the server.
                 Some(3) => {
-                    check(exit.stderr.contains("cannot reach NATS"), || {
+                    check(exit.stderr.contains(&nats.url()), || {
                         format!("{host} exit 3 without the reason:\n{}", tail(&exit.stderr))
                     })?;
                     refused_at_start += 1;
@@ -637,4 +641,61 @@ fn xh07() -> Result<(), Failed> {
     let reference = inline_reference(Profile::Experiment, &first)?;
     run_both(&config, &first, work.path(), "xh07")?;
     check_identical(work.path(), &reference, "resumed on the same input")
+}
+
+/// Traces continue across hosts: with every record sampled, spans of both hosts reach one
+/// OTLP receiver, each host's spans carry its placement name (`stream_kernel.host`) and the
+/// machine's `host.name`, and a record's trace holds spans of both hosts.
+fn xh08() -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let receiver = otlp_receiver::Receiver::start(otlp_receiver::Protocol::Grpc)?;
+    let work = tempfile::tempdir()?;
+    let input = work.path().join("input.txt");
+    generated_input(&input, 50)?;
+    let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    let text = std::fs::read_to_string(&config)?;
+    let mut root: serde_norway::Value = serde_norway::from_str(&text)?;
+    set(
+        &mut root,
+        "runtime.observability.tracing",
+        yaml(&format!(
+            "{{enabled: true, sampler: always_on, exporters: [{{kind: otel_otlp, settings: {{endpoint: \"{}\"}}}}]}}",
+            receiver.endpoint
+        )),
+    );
+    std::fs::write(&config, serde_norway::to_string(&root)?)?;
+    run_both(&config, &input, work.path(), &run_id("xh08", 0))?;
+    let spans = otlp_receiver::wait_for_spans(&receiver, 50 * 9);
+    let traces_of = |host: &str| -> std::collections::BTreeSet<Vec<u8>> {
+        spans
+            .iter()
+            .filter(|s| s.resource.get("stream_kernel.host").map(String::as_str) == Some(host))
+            .map(|s| s.trace_id.clone())
+            .collect()
+    };
+    let (up, down) = (traces_of("upstream"), traces_of("downstream"));
+    check(!up.is_empty() && !down.is_empty(), || {
+        format!(
+            "spans per host: upstream {} traces, downstream {} traces, of {} spans",
+            up.len(),
+            down.len(),
+            spans.len()
+        )
+    })?;
+    check(
+        spans.iter().all(|s| s.resource.contains_key("host.name")),
+        || "a span without host.name".to_string(),
+    )?;
+    let shared = up.intersection(&down).count();
+    // Every record the downstream host saw started upstream (lines dead-lettered by the
+    // parser end upstream).
+    check(shared > 0 && shared == down.len(), || {
+        format!(
+            "{shared} traces span both hosts; upstream has {}, downstream {}",
+            up.len(),
+            down.len()
+        )
+    })
 }

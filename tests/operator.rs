@@ -567,3 +567,216 @@ fn schema_accepts_every_bundled_config_and_rejects_wrong_ones() -> Result<(), Fa
     }
     Ok(())
 }
+
+/// Every Kubernetes object under `deploy/k8s`, by kind and name.
+fn k8s_objects() -> Result<BTreeMap<(String, String), serde_norway::Value>, Failed> {
+    use serde::Deserialize;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    let mut objects = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = serde_norway::Value::deserialize(document)?;
+            let kind = value["kind"].as_str().unwrap_or_default().to_string();
+            let name = value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            objects.insert((kind, name), value);
+        }
+    }
+    Ok(objects)
+}
+
+fn str_list(value: &serde_norway::Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .map(|v| match v {
+                    serde_norway::Value::Number(n) => n.to_string(),
+                    other => other.as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value after `flag` in `args`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// The Kubernetes example agrees with the binary (issue: across hosts): one Job per host the
+/// ConfigMap's config places groups on, each running `run --host` with flags the CLI has and
+/// the config at the path the ConfigMap is mounted on; probes on `/livez` and `/readyz` at the
+/// port the config's health endpoint binds (exposed); a grace period that covers the host's
+/// groups' stop timeouts; the Job fails at once only on exit statuses `--help` documents as
+/// config or usage errors; NATS credentials as files from the Secret, nowhere in args or env.
+#[test]
+fn k8s_manifests_agree_with_the_binary() -> Result<(), Failed> {
+    let objects = k8s_objects()?;
+    let config_map = objects
+        .get(&("ConfigMap".into(), "stream-kernel-config".into()))
+        .ok_or("no ConfigMap stream-kernel-config")?;
+    let text = config_map["data"]["stream-kernel.yml"]
+        .as_str()
+        .ok_or("the ConfigMap holds no stream-kernel.yml")?;
+    let dir = tempfile::tempdir()?;
+    let config_path = dir.path().join("stream-kernel.yml");
+    std::fs::write(&config_path, text)?;
+    let valid = cli().arg("validate").arg("-c").arg(&config_path).output()?;
+    check(valid.status.success(), || {
+        format!(
+            "the ConfigMap's config: {}",
+            String::from_utf8_lossy(&valid.stderr)
+        )
+    })?;
+    let config = stream_kernel::config::load_file(&config_path, &cli_runs::registry())
+        .map_err(|r| r.to_string())?
+        .config;
+    let platform = &config.runtime.platform;
+    check(platform.health.expose, || {
+        "probes come from beyond loopback: health.expose must be true".into()
+    })?;
+    let health_port = platform
+        .health
+        .bind
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .parse::<u64>()?;
+    let cross_host = platform.cross_host.as_ref().ok_or("no cross_host block")?;
+    let token = cross_host
+        .credentials
+        .token_file
+        .as_ref()
+        .ok_or("the config names no token file")?;
+    let nats_host = cross_host
+        .url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("nats://"))
+        .and_then(|u| u.split(':').next())
+        .ok_or("cross_host.url is not nats://HOST:PORT")?;
+    check(
+        objects.contains_key(&("Service".into(), nats_host.to_string())),
+        || format!("no Service {nats_host} for cross_host.url"),
+    )?;
+    let run_help = String::from_utf8(cli().args(["run", "--help"]).output()?.stdout)?;
+    let top_help = String::from_utf8(cli().arg("--help").output()?.stdout)?;
+    let mut hosts: Vec<&str> = platform
+        .process_groups
+        .iter()
+        .filter_map(|g| g.host.as_deref())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    check(hosts.len() >= 2, || format!("hosts {hosts:?}"))?;
+    for host in hosts {
+        let job = objects
+            .get(&("Job".into(), format!("stream-kernel-{host}")))
+            .ok_or_else(|| format!("no Job stream-kernel-{host}"))?;
+        let pod = &job["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let name = container["name"].as_str().unwrap_or_default();
+        let args = str_list(&container["args"]);
+        check(args.first().map(String::as_str) == Some("run"), || {
+            format!("{host}: args {args:?}")
+        })?;
+        for flag in args.iter().filter(|a| a.starts_with('-')) {
+            check(run_help.contains(flag.as_str()), || {
+                format!("{host}: `run` has no flag {flag}")
+            })?;
+        }
+        check(flag_value(&args, "--host") == Some(host), || {
+            format!("{host}: --host in {args:?}")
+        })?;
+        // Volumes by mount path: the config and the credentials come from the ConfigMap
+        // and the Secret.
+        let volume_of = |path: &Path| -> Option<serde_norway::Value> {
+            let mount = container["volumeMounts"]
+                .as_sequence()?
+                .iter()
+                .find(|m| m["mountPath"].as_str().is_some_and(|p| path.starts_with(p)))?;
+            pod["volumes"]
+                .as_sequence()?
+                .iter()
+                .find(|v| v["name"] == mount["name"])
+                .cloned()
+        };
+        let config_arg = Path::new(flag_value(&args, "-c").ok_or("no -c")?);
+        let config_volume = volume_of(config_arg).ok_or("the config is not mounted")?;
+        check(
+            config_volume["configMap"]["name"].as_str() == Some("stream-kernel-config")
+                && config_arg.file_name() == Some(std::ffi::OsStr::new("stream-kernel.yml")),
+            || format!("{host}: -c {config_arg:?} is not the ConfigMap's file"),
+        )?;
+        let secret = volume_of(token).ok_or("the token file is not mounted")?;
+        let secret_name = secret["secret"]["secretName"].as_str().unwrap_or_default();
+        check(
+            objects.contains_key(&("Secret".into(), secret_name.to_string())),
+            || format!("{host}: the token's volume is not a Secret: {secret:?}"),
+        )?;
+        let spec_text = serde_norway::to_string(container)?;
+        check(!spec_text.contains("change-me"), || {
+            format!("{host}: a credential in the container spec")
+        })?;
+        for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
+            let get = &container[probe]["httpGet"];
+            check(get["path"].as_str() == Some(path), || {
+                format!("{host}: {probe} path")
+            })?;
+            let port = match &get["port"] {
+                serde_norway::Value::Number(n) => n.as_u64(),
+                named => container["ports"].as_sequence().and_then(|ports| {
+                    ports
+                        .iter()
+                        .find(|p| p["name"] == *named)
+                        .and_then(|p| p["containerPort"].as_u64())
+                }),
+            };
+            check(port == Some(health_port), || {
+                format!("{host}: {probe} port {port:?}, health binds {health_port}")
+            })?;
+        }
+        let stop = platform
+            .process_groups
+            .iter()
+            .filter(|g| g.host.as_deref() == Some(host))
+            .map(|g| g.stop_timeout_seconds)
+            .fold(0.0, f64::max);
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_f64()
+            .ok_or("no terminationGracePeriodSeconds")?;
+        check(grace >= stop + 10.0, || {
+            format!("{host}: grace {grace} s does not cover stop_timeout_seconds {stop} + 10 s")
+        })?;
+        let rules = job["spec"]["podFailurePolicy"]["rules"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        for rule in rules.iter().filter(|r| r["action"] == "FailJob") {
+            check(
+                rule["onExitCodes"]["containerName"].as_str() == Some(name),
+                || format!("{host}: a failure rule for another container"),
+            )?;
+            for status in str_list(&rule["onExitCodes"]["values"]) {
+                check(top_help.contains(&format!("  {status} ")), || {
+                    format!("{host}: exit status {status} is not documented by --help")
+                })?;
+                check(!["1", "3"].contains(&status.as_str()), || {
+                    format!("{host}: exit {status} means rerun, yet fails the Job")
+                })?;
+            }
+        }
+    }
+    Ok(())
+}

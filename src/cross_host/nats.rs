@@ -7,7 +7,7 @@
 //! `ack_wait_seconds` (retried with the same message id until `idle_timeout_seconds`), and a
 //! subscriber's wait for its upstream by `idle_timeout_seconds`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -104,13 +104,15 @@ impl Bridge {
                     ),
                 })?
         })?;
+        let mut complete = BTreeSet::new();
         if let Some(input) = &input {
             let subjects: Vec<String> = rings
                 .iter()
                 .filter(|r| r.direction == Direction::Publish)
                 .map(|r| super::subject_of(&settings.stream, run, &r.name))
                 .collect();
-            runtime.block_on(check_stream_input(&js_stream, &subjects, input, &stream))?;
+            complete =
+                runtime.block_on(check_stream_input(&js_stream, &subjects, input, &stream))?;
         }
         tracing::info!(
             worker_id = "supervisor",
@@ -124,8 +126,10 @@ impl Bridge {
         shared.edges.store(rings.len() as u64, Ordering::Relaxed);
         let mut threads = Vec::new();
         for ring in rings {
+            let subject = super::subject_of(&settings.stream, run, &ring.name);
             let edge = Edge {
-                subject: super::subject_of(&settings.stream, run, &ring.name),
+                already_complete: complete.contains(&subject),
+                subject,
                 ring,
                 handle: handle.clone(),
                 url: url.clone(),
@@ -343,13 +347,24 @@ async fn ensure_stream(
     url: &str,
 ) -> Result<stream::Stream, CrossHostError> {
     let name = wanted.name.clone();
-    let mut found = context
-        .get_or_create_stream(wanted.clone())
-        .await
-        .map_err(|e| CrossHostError::JetStream {
-            url: url.to_string(),
-            detail: format!("stream {name}: {e}"),
-        })?;
+    // Two hosts creating the run's stream at once can race inside the server (the loser is
+    // told its subjects overlap the winner's): a second look finds the winner's stream.
+    let mut attempt = 0;
+    let mut found = loop {
+        match context.get_or_create_stream(wanted.clone()).await {
+            Ok(found) => break found,
+            Err(_) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => {
+                return Err(CrossHostError::JetStream {
+                    url: url.to_string(),
+                    detail: format!("stream {name}: {e}"),
+                });
+            }
+        }
+    };
     let info = found.info().await.map_err(|e| CrossHostError::JetStream {
         url: url.to_string(),
         detail: format!("stream {name}: {e}"),
@@ -391,13 +406,15 @@ async fn ensure_stream(
 
 /// The host that reads the input checks that what the stream already holds (left by an
 /// earlier, failed run under the same run id) came from the same input: a restarted host may
-/// resume a stream, never mix two inputs in one.
+/// resume a stream, never mix two inputs in one. Returns the subjects that already end with
+/// their end of stream (an earlier run of this host published everything on them).
 async fn check_stream_input(
     stream: &stream::Stream,
     subjects: &[String],
     input: &str,
     name: &str,
-) -> Result<(), CrossHostError> {
+) -> Result<BTreeSet<String>, CrossHostError> {
+    let mut complete = BTreeSet::new();
     for subject in subjects {
         let found = match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => message,
@@ -422,14 +439,21 @@ async fn check_stream_input(
                 ),
             });
         }
+        if found.headers.get(wire::END).is_some() {
+            complete.insert(subject.clone());
+        }
     }
-    Ok(())
+    Ok(complete)
 }
 
 /// One bridged ring and what it needs.
 struct Edge {
     ring: BridgedRing,
     subject: String,
+    /// The subject already ends with this edge's end of stream: the ring is read and
+    /// checked, nothing is published again (the sink host may be deleting the stream as
+    /// this host re-reads its input).
+    already_complete: bool,
     handle: tokio::runtime::Handle,
     url: String,
     host: String,
@@ -493,6 +517,9 @@ impl Edge {
     fn publish(&self) -> EdgeResult {
         let mut ring = Consumer::attach(self.segment()?, WaitStrategy::BALANCED)
             .map_err(|e| Some(e.to_string()))?;
+        if self.already_complete {
+            return self.drain_published(&mut ring);
+        }
         let per_message = self.settings.records_per_message as usize;
         let mut out = Outbox::new(self);
         let mut batch = Batch::default();
@@ -529,9 +556,15 @@ impl Edge {
                 next_index += u64::from(batch.count());
                 let watermark = (drained && mark > mark_sent).then_some(mark);
                 mark_sent = mark_sent.max(watermark.unwrap_or(0));
-                out.send(first, &mut batch, watermark, traceparent.take())?;
+                out.send(
+                    first,
+                    &mut batch,
+                    watermark,
+                    traceparent.take(),
+                    check.ended(),
+                )?;
             } else if drained && mark > mark_sent && out.idle_for() >= WATERMARK_EVERY {
-                out.send(next_index, &mut batch, Some(mark), None)?;
+                out.send(next_index, &mut batch, Some(mark), None, false)?;
                 mark_sent = mark;
             }
             if check.ended() {
@@ -540,6 +573,44 @@ impl Edge {
             out.settle_ready()?;
             if drained {
                 match ring.wait_for_watermark(SLICE, mark_sent) {
+                    Ok(Readiness::Closed) if !check.ended() => {
+                        return Err(Some(
+                            check
+                                .closed()
+                                .err()
+                                .map_or_else(|| "ring closed".to_string(), |e| e.to_string()),
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(Some(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Reads the ring to its end of stream and drops its records: they are in the subject
+    /// already (counted as duplicates skipped).
+    fn drain_published(&self, ring: &mut Consumer<Segment>) -> EdgeResult {
+        let mut check = StreamCheck::default();
+        loop {
+            if self.stopped() {
+                return Err(None);
+            }
+            let taken = ring
+                .poll(1024, |record| {
+                    let (header, _) =
+                        EnvelopeHeader::read(record.body).map_err(|e| e.to_string())?;
+                    check.admit(&header).map_err(|e| e.to_string())
+                })
+                .map_err(|e| Some(format!("reading the ring: {e:?}")))?;
+            self.shared
+                .duplicate_records
+                .fetch_add(taken as u64, Ordering::Relaxed);
+            if check.ended() {
+                return Ok(());
+            }
+            if taken == 0 {
+                match ring.wait_for_watermark(SLICE, u64::MAX) {
                     Ok(Readiness::Closed) if !check.ended() => {
                         return Err(Some(
                             check
@@ -565,10 +636,8 @@ impl Edge {
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         };
-        let mut messages = self
-            .read_from(config.clone(), 0)
-            .map_err(|e| Some(format!("cannot read the subject: {e}")))?;
         let idle_limit = Duration::from_secs_f64(self.settings.idle_timeout_seconds);
+        let mut messages = self.first_read(&config, idle_limit)?;
         let resubscribe_after = Duration::from_secs_f64(self.settings.ack_wait_seconds);
         let mut inbox = Inbox::default();
         let mut last_message = Instant::now();
@@ -650,6 +719,35 @@ impl Edge {
                 }
             }
             ring.flush();
+        }
+    }
+
+    /// The subject's consumer from its first message, retried on a fresh connection (the
+    /// server may be restarting) until `idle_limit`.
+    fn first_read(
+        &self,
+        config: &consumer::pull::OrderedConfig,
+        idle_limit: Duration,
+    ) -> Result<consumer::pull::Ordered, Option<String>> {
+        let started = Instant::now();
+        loop {
+            match self.read_from(config.clone(), 0) {
+                Ok(messages) => return Ok(messages),
+                Err(e) if started.elapsed() > idle_limit => {
+                    return Err(Some(format!(
+                        "cannot read the subject for {:.0} s: {e}; rerun this host's supervisor once the NATS server runs (it replays the stream from its start)",
+                        idle_limit.as_secs_f64()
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(worker_id = "supervisor", subject = %self.subject, "cannot read the subject yet ({e}); retrying");
+                    if self.stopped() {
+                        return Err(None);
+                    }
+                    std::thread::sleep(SLICE);
+                    self.reconnect();
+                }
+            }
         }
     }
 
@@ -810,6 +908,7 @@ impl<'e> Outbox<'e> {
         batch: &mut Batch,
         watermark: Option<u64>,
         traceparent: Option<String>,
+        ends: bool,
     ) -> EdgeResult {
         let input = self.edge.shared.input.lock().clone();
         if input.is_none() && batch.is_empty() {
@@ -835,6 +934,9 @@ impl<'e> Outbox<'e> {
         }
         if let Some(parent) = traceparent {
             headers.insert(wire::TRACEPARENT, parent);
+        }
+        if ends {
+            headers.insert(wire::END, "1");
         }
         let mut message = InFlight {
             headers,

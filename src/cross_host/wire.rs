@@ -17,6 +17,8 @@ pub const FIRST: &str = "Sk-First";
 pub const COUNT: &str = "Sk-Count";
 /// Header: the upstream ring's watermark after these records (optional).
 pub const WATERMARK: &str = "Sk-Watermark";
+/// Header: present on the message that carries the edge's end of stream.
+pub const END: &str = "Sk-End";
 /// Header: the fingerprint of the run's input (see [`super::input_fingerprint`]).
 pub const INPUT: &str = "Sk-Input";
 /// Header: the W3C trace context of the first sampled record (optional; every envelope also

@@ -146,12 +146,13 @@ fn start_inline_tracing(
     run_id: u64,
     pipeline: &mut LocalPipeline,
 ) -> Result<Option<std::sync::Arc<ExportPipeline>>, RunError> {
-    let started = crate::observability::export::start_for_run(config, run_id).map_err(|e| {
-        RunError::Bootstrap {
-            node: "tracing".to_string(),
-            message: e.to_string(),
-        }
-    })?;
+    let started =
+        crate::observability::export::start_for_run(config, run_id, None).map_err(|e| {
+            RunError::Bootstrap {
+                node: "tracing".to_string(),
+                message: e.to_string(),
+            }
+        })?;
     let Some(export) = started.map(std::sync::Arc::new) else {
         return Ok(None);
     };

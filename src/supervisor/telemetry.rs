@@ -31,9 +31,10 @@ impl RunTelemetry {
         config: &Config,
         workers: &[String],
         run_id: u64,
+        placement_host: Option<&str>,
         mut inherit: impl FnMut(usize, i32),
     ) -> Result<Option<Self>, SupervisorError> {
-        let Some(pipeline) = start_for_run(config, run_id).map_err(setup)? else {
+        let Some(pipeline) = start_for_run(config, run_id, placement_host).map_err(setup)? else {
             return Ok(None);
         };
         let pipeline = Arc::new(pipeline);

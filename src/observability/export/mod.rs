@@ -46,6 +46,8 @@ pub struct RunResource {
     pub scenario: String,
     /// Identifies the run (`service.instance.id` with the worker id).
     pub run_id: u64,
+    /// The host this process runs the groups of (`run --host`), as placement names it.
+    pub placement_host: Option<String>,
 }
 
 /// A destination for span batches. Runs on its own thread.
@@ -276,10 +278,12 @@ fn not_built(exporter: &TraceExporter) -> ExportSetupError {
     }
 }
 
-/// Starts the exporters of a run of `config` (`None` with tracing off).
+/// Starts the exporters of a run of `config` (`None` with tracing off); `placement_host` is
+/// the host the run's groups are placed on (`run --host`).
 pub fn start_for_run(
     config: &crate::config::Config,
     run_id: u64,
+    placement_host: Option<&str>,
 ) -> Result<Option<ExportPipeline>, ExportSetupError> {
     let tracing = &config.runtime.observability.tracing;
     if !tracing.enabled {
@@ -288,6 +292,7 @@ pub fn start_for_run(
     let resource = RunResource {
         scenario: config.scenario.name.clone(),
         run_id,
+        placement_host: placement_host.map(str::to_string),
     };
     ExportPipeline::start(tracing, &resource).map(Some)
 }

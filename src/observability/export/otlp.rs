@@ -147,6 +147,12 @@ impl OtlpExporter {
                 KeyValue::new("process.pid", i64::from(span.pid)),
                 KeyValue::new("host.name", self.host.clone()),
             ])
+            .with_attributes(
+                self.resource
+                    .placement_host
+                    .iter()
+                    .map(|host| KeyValue::new("stream_kernel.host", host.clone())),
+            )
             .build()
     }
 

@@ -366,9 +366,15 @@ impl Supervisor {
         let bridge = start_bridge(config, options, &rings, &records)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let run_id = crate::observability::ids::new_run_id();
-        let telemetry = super::telemetry::RunTelemetry::start(config, &ids, run_id, |i, fd| {
-            plans[i].inherit.push(fd);
-        })?;
+        let telemetry = super::telemetry::RunTelemetry::start(
+            config,
+            &ids,
+            run_id,
+            options.host.as_deref(),
+            |i, fd| {
+                plans[i].inherit.push(fd);
+            },
+        )?;
         let master = MasterKey::generate()?;
         let directory = Arc::new(KeyDirectory::derive(&master, &ids));
         let listener = ControlListener::bind(&control)?;
