@@ -474,7 +474,7 @@ fn run_process_groups(
         run_id: args.run_id.clone(),
         ..SupervisorOptions::default()
     };
-    let run = match run_supervised(config, &registry, &options) {
+    let mut run = match run_supervised(config, &registry, &options) {
         Ok(run) => run,
         Err(SupervisorError::Config(report)) => {
             eprint!("{report}");
@@ -493,6 +493,12 @@ fn run_process_groups(
             return Ok(ExitCode::from(EXIT_FAILED));
         }
     };
+    if let Some(moved) = &run.cross_host
+        && run.summary.records_in == 0
+    {
+        // A host without the source: its records are the ones other hosts handed to it.
+        run.summary.records_in = moved.received_records;
+    }
     let mut report = render_summary(config, &run.summary);
     use stream_kernel::supervisor::EventKind;
     if let (Some(startup), Some(stop)) = (

@@ -9,8 +9,9 @@
 //! `tools/cross-host-chaos.sh` runs 200). Without a `nats-server` binary every test prints why
 //! and passes without running (`.ci/run` installs it).
 //!
-//! The hosts share this machine's network stack: the hand-off crosses the loopback interface,
-//! not a veth pair between network namespaces.
+//! The hosts share this machine's network stack (the hand-off crosses loopback), except in
+//! `xh09`, which puts each host in its own network namespace joined by a veth pair where the
+//! machine allows it (root, `ip netns`).
 
 #[path = "support/checks.rs"]
 mod checks;
@@ -18,6 +19,8 @@ mod checks;
 mod cli_runs;
 #[path = "support/fund_load_runs.rs"]
 mod fund_load_runs;
+#[path = "support/nats.rs"]
+mod nats;
 #[path = "support/otlp_receiver.rs"]
 mod otlp_receiver;
 
@@ -29,6 +32,7 @@ use checks::check;
 use cli_runs::*;
 use fund_load_runs::{Profile, generated_input, inline_run, sample_input};
 use libtest_mimic::{Failed, Trial};
+use nats::{Nats, free_port};
 
 /// Lines of generated input for the fault rows: long enough (about half a second across two
 /// hosts) for a kill to land mid-run.
@@ -64,95 +68,12 @@ fn main() {
             ),
             Trial::test("xh07_a_stream_of_another_input_is_refused_not_mixed", xh07),
             Trial::test("xh08_traces_continue_across_hosts_and_name_each_host", xh08),
+            Trial::test(
+                "xh09_hosts_in_network_namespaces_hand_off_across_veth",
+                xh09,
+            ),
         ],
     );
-}
-
-/// A `nats-server -js` on a private port and store directory, restartable in place.
-struct Nats {
-    binary: PathBuf,
-    port: u16,
-    store: tempfile::TempDir,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Nats {
-    /// Starts a server, or says why it cannot (`None`: the caller skips).
-    fn start(extra: &[&str]) -> Result<Option<Self>, Failed> {
-        let Some(binary) = nats_binary() else {
-            println!("skipped: no nats-server binary (apt install nats-server; .ci/run does)");
-            return Ok(None);
-        };
-        let port = free_port()?;
-        let mut nats = Self {
-            binary,
-            port,
-            store: tempfile::tempdir()?,
-            args: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        nats.spawn()?;
-        Ok(Some(nats))
-    }
-
-    fn spawn(&mut self) -> Result<(), Failed> {
-        let child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .arg("-sd")
-            .arg(self.store.path())
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            check(Instant::now() < deadline, || {
-                "nats-server did not listen within 20 s".into()
-            })?;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// kill -9 and start again on the same port and store.
-    fn restart(&mut self, down_for: Duration) -> Result<(), Failed> {
-        self.kill();
-        std::thread::sleep(down_for);
-        self.spawn()
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn nats_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> Result<u16, Failed> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// The two-host variant of `profile`, pointed at `url`, with deadlines short enough for tests.
@@ -698,4 +619,156 @@ fn xh08() -> Result<(), Failed> {
             down.len()
         )
     })
+}
+
+/// A network namespace joined to this one by a veth pair: `10.213.<k>.1` on this side,
+/// `10.213.<k>.2` inside. Removed on drop.
+struct Namespace {
+    name: String,
+    outside: String,
+    subnet: u8,
+}
+
+impl Namespace {
+    fn ip(args: &[&str]) -> Result<(), Failed> {
+        let out = Command::new("ip").args(args).output()?;
+        check(out.status.success(), || {
+            format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn create(tag: &str, subnet: u8) -> Result<Self, Failed> {
+        let id = std::process::id() % 100_000;
+        let name = format!("sk-{tag}-{id}");
+        let (outside, inside) = (format!("skv{id}{tag}o"), format!("skv{id}{tag}i"));
+        let namespace = Self {
+            name: name.clone(),
+            outside: outside.clone(),
+            subnet,
+        };
+        Self::ip(&["netns", "add", &name])?;
+        Self::ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        Self::ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ])?;
+        Self::ip(&["link", "set", &inside, "netns", &name])?;
+        let here = format!("10.213.{subnet}.1/30");
+        let there = format!("10.213.{subnet}.2/30");
+        Self::ip(&["addr", "add", &here, "dev", &outside])?;
+        Self::ip(&["link", "set", &outside, "up"])?;
+        Self::ip(&[
+            "netns", "exec", &name, "ip", "addr", "add", &there, "dev", &inside,
+        ])?;
+        Self::ip(&["netns", "exec", &name, "ip", "link", "set", &inside, "up"])?;
+        Ok(namespace)
+    }
+
+    /// This side's address: the only way out of the namespace.
+    fn gateway(&self) -> String {
+        format!("10.213.{}.1", self.subnet)
+    }
+
+    /// Bytes that crossed the veth pair, both directions (read on this side).
+    fn bytes_crossed(&self) -> u64 {
+        ["rx_bytes", "tx_bytes"]
+            .iter()
+            .filter_map(|f| {
+                std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{f}", self.outside))
+                    .ok()?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Self::ip(&["link", "del", &self.outside]);
+        let _ = Self::ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Whether this machine lets the test make network namespaces (root and `ip netns`); the
+/// reason is printed when it does not.
+fn namespaces_allowed() -> bool {
+    let probe = format!("sk-probe-{}", std::process::id());
+    match Command::new("ip").args(["netns", "add", &probe]).output() {
+        Ok(out) if out.status.success() => {
+            let _ = Command::new("ip").args(["netns", "del", &probe]).output();
+            true
+        }
+        Ok(out) => {
+            println!(
+                "skipped: cannot make a network namespace ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            println!("skipped: no `ip` command ({e})");
+            false
+        }
+    }
+}
+
+/// Each host in its own network namespace, joined to the server's by a veth pair: the only
+/// route to NATS crosses an interface, and the sink host's output is the inline one.
+fn xh09() -> Result<(), Failed> {
+    if !namespaces_allowed() {
+        return Ok(());
+    }
+    // Listening on every address: each namespace reaches the server at its gateway.
+    let Some(nats) = Nats::start(&["-a", "0.0.0.0"])? else {
+        return Ok(());
+    };
+    let spaces = [
+        ("upstream", Namespace::create("u", 1)?),
+        ("downstream", Namespace::create("d", 2)?),
+    ];
+    let work = tempfile::tempdir()?;
+    let input = work.path().join("input.txt");
+    generated_input(&input, 50_000)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let mut children = Vec::new();
+    for (host, space) in &spaces {
+        let url = format!("nats://{}:{}", space.gateway(), nats.port());
+        let config = two_host_config(work.path(), Profile::Experiment, &url)?;
+        let host_config = work.path().join(format!("{host}.yml"));
+        std::fs::rename(&config, &host_config)?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &space.name])
+            .arg(env!("CARGO_BIN_EXE_stream-kernel"))
+            .args(["run", "--quiet", "--host", host, "--run-id", "xh09", "-c"])
+            .arg(&host_config)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(work.path().join("output.txt"))
+            .arg("--dead-letter")
+            .arg(work.path().join("rejects.jsonl"))
+            .current_dir(work.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        children.push((*host, command.spawn()?));
+    }
+    for (host, child) in children {
+        expect_ok(&wait_exit(child)?, host)?;
+    }
+    check_identical(work.path(), &reference, "hosts in network namespaces")?;
+    let output = std::fs::metadata(work.path().join("output.txt"))?.len();
+    for (host, space) in &spaces {
+        let crossed = space.bytes_crossed();
+        println!("xh09 {host}: {crossed} bytes crossed its veth pair (output {output} bytes)");
+        check(crossed > output / 2, || {
+            format!("{host}: only {crossed} bytes crossed its veth pair (output {output} bytes)")
+        })?;
+    }
+    Ok(())
 }
