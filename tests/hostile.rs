@@ -69,7 +69,15 @@ fn multiprocess_configs() -> Result<Vec<(String, String)>, Failed> {
         let loaded = stream_kernel::config::load_file(&path, &registry())
             .map_err(|r| format!("{}: {r}", path.display()))?;
         let config = loaded.config;
+        // Configs that place groups on hosts run one supervisor per host (tests/cross_host.rs).
+        let on_one_host = config
+            .runtime
+            .platform
+            .process_groups
+            .iter()
+            .all(|g| g.host.is_none());
         if config.is_process_mode()
+            && on_one_host
             && config.pipeline.nodes.first().map(String::as_str) == Some("source")
         {
             configs.push((name, config.scenario.name.clone()));
