@@ -426,6 +426,41 @@ fn xh05() -> Result<(), Failed> {
     std::fs::write(&secret, "right-password\n")?;
     run_both(&config, &input, work.path(), "xh05c")?;
     drop(nats);
+    // A token from a file: a wrong one is refused (exit 3, never printed), the right one runs.
+    let Some(nats) = Nats::start(&["--auth", "right-token"])? else {
+        return Ok(());
+    };
+    let token = dir.path().join("token");
+    std::fs::write(&token, "wrong-token\n")?;
+    let work = tempfile::tempdir()?;
+    let config = variant_config(work.path(), "fund_load_experiment_2host", |root| {
+        let at = "runtime.platform.cross_host";
+        set(
+            root,
+            &format!("{at}.url"),
+            yaml(&format!("{:?}", nats.url())),
+        );
+        set(root, &format!("{at}.connect_timeout_seconds"), yaml("5"));
+        set(
+            root,
+            &format!("{at}.credentials.token_file"),
+            yaml(&format!("{:?}", token.display().to_string())),
+        );
+    })?;
+    let exit = wait_exit(spawn_host(
+        "upstream",
+        &config,
+        &input,
+        work.path(),
+        "xh05t",
+    )?)?;
+    check(
+        exit.code == Some(3) && !exit.stderr.contains("wrong-token"),
+        || format!("wrong token: exit {:?}\n{}", exit.code, exit.stderr),
+    )?;
+    std::fs::write(&token, "right-token\n")?;
+    run_both(&config, &input, work.path(), "xh05u")?;
+    drop(nats);
     // A stream that exists with other settings: storage memory vs file, same name.
     let Some(nats) = Nats::start(&[])? else {
         return Ok(());
