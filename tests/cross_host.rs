@@ -78,6 +78,16 @@ fn main() {
 
 /// The two-host variant of `profile`, pointed at `url`, with deadlines short enough for tests.
 fn two_host_config(dir: &Path, profile: Profile, url: &str) -> Result<PathBuf, Failed> {
+    two_host_config_with(dir, profile, url, &[])
+}
+
+/// [`two_host_config`] with more `cross_host` keys (`(key, YAML value)`).
+fn two_host_config_with(
+    dir: &Path,
+    profile: Profile,
+    url: &str,
+    cross_host: &[(&str, String)],
+) -> Result<PathBuf, Failed> {
     let base = match profile {
         Profile::Experiment => "fund_load_experiment_2host",
         Profile::Baseline => "fund_load_baseline_2host_partitioned",
@@ -88,7 +98,15 @@ fn two_host_config(dir: &Path, profile: Profile, url: &str) -> Result<PathBuf, F
         set(root, &format!("{at}.ack_wait_seconds"), yaml("2"));
         set(root, &format!("{at}.idle_timeout_seconds"), yaml("12"));
         set(root, &format!("{at}.connect_timeout_seconds"), yaml("5"));
+        for (key, value) in cross_host {
+            set(root, &format!("{at}.{key}"), yaml(value));
+        }
     })
+}
+
+/// A path as a YAML string.
+fn yaml_path(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
 }
 
 /// One host's supervisor: `upstream` reads `input`, `downstream` writes `dir/output.txt`
@@ -393,21 +411,15 @@ fn xh05() -> Result<(), Failed> {
     let secret = dir.path().join("password");
     std::fs::write(&secret, "wrong-password\n")?;
     let work = tempfile::tempdir()?;
-    let config = variant_config(work.path(), "fund_load_experiment_2host", |root| {
-        let at = "runtime.platform.cross_host";
-        set(
-            root,
-            &format!("{at}.url"),
-            yaml(&format!("{:?}", nats.url())),
-        );
-        set(root, &format!("{at}.connect_timeout_seconds"), yaml("5"));
-        set(root, &format!("{at}.credentials.user"), yaml("kernel"));
-        set(
-            root,
-            &format!("{at}.credentials.password_file"),
-            yaml(&format!("{:?}", secret.display().to_string())),
-        );
-    })?;
+    let config = two_host_config_with(
+        work.path(),
+        Profile::Experiment,
+        &nats.url(),
+        &[
+            ("credentials.user", "kernel".into()),
+            ("credentials.password_file", yaml_path(&secret)),
+        ],
+    )?;
     let exit = wait_exit(spawn_host(
         "upstream",
         &config,
@@ -433,20 +445,12 @@ fn xh05() -> Result<(), Failed> {
     let token = dir.path().join("token");
     std::fs::write(&token, "wrong-token\n")?;
     let work = tempfile::tempdir()?;
-    let config = variant_config(work.path(), "fund_load_experiment_2host", |root| {
-        let at = "runtime.platform.cross_host";
-        set(
-            root,
-            &format!("{at}.url"),
-            yaml(&format!("{:?}", nats.url())),
-        );
-        set(root, &format!("{at}.connect_timeout_seconds"), yaml("5"));
-        set(
-            root,
-            &format!("{at}.credentials.token_file"),
-            yaml(&format!("{:?}", token.display().to_string())),
-        );
-    })?;
+    let config = two_host_config_with(
+        work.path(),
+        Profile::Experiment,
+        &nats.url(),
+        &[("credentials.token_file", yaml_path(&token))],
+    )?;
     let exit = wait_exit(spawn_host(
         "upstream",
         &config,
@@ -470,15 +474,12 @@ fn xh05() -> Result<(), Failed> {
     let mut upstream = spawn_host("upstream", &file, &input, work.path(), "xh05d")?;
     let _ = upstream.wait();
     let other = tempfile::tempdir()?;
-    let memory = variant_config(other.path(), "fund_load_experiment_2host", |root| {
-        let at = "runtime.platform.cross_host";
-        set(
-            root,
-            &format!("{at}.url"),
-            yaml(&format!("{:?}", nats.url())),
-        );
-        set(root, &format!("{at}.storage"), yaml("memory"));
-    })?;
+    let memory = two_host_config_with(
+        other.path(),
+        Profile::Experiment,
+        &nats.url(),
+        &[("storage", "memory".into())],
+    )?;
     let exit = wait_exit(spawn_host(
         "downstream",
         &memory,

@@ -515,6 +515,15 @@ impl Config {
             .find(|g| g.nodes.iter().any(|n| n == node))
     }
 
+    /// The process group named `name`.
+    pub fn process_group(&self, name: &str) -> Option<&ProcessGroup> {
+        self.runtime
+            .platform
+            .process_groups
+            .iter()
+            .find(|g| g.name == name)
+    }
+
     pub fn is_process_mode(&self) -> bool {
         self.runtime.platform.bootstrap.mode == BootstrapMode::ProcessSupervisor
     }

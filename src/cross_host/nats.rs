@@ -572,18 +572,7 @@ impl Edge {
             }
             out.settle_ready()?;
             if drained {
-                match ring.wait_for_watermark(SLICE, mark_sent) {
-                    Ok(Readiness::Closed) if !check.ended() => {
-                        return Err(Some(
-                            check
-                                .closed()
-                                .err()
-                                .map_or_else(|| "ring closed".to_string(), |e| e.to_string()),
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(Some(e.to_string())),
-                }
+                wait_for_ring(&mut ring, &check, mark_sent)?;
             }
         }
     }
@@ -610,18 +599,7 @@ impl Edge {
                 return Ok(());
             }
             if taken == 0 {
-                match ring.wait_for_watermark(SLICE, u64::MAX) {
-                    Ok(Readiness::Closed) if !check.ended() => {
-                        return Err(Some(
-                            check
-                                .closed()
-                                .err()
-                                .map_or_else(|| "ring closed".to_string(), |e| e.to_string()),
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(Some(e.to_string())),
-                }
+                wait_for_ring(ring, &check, u64::MAX)?;
             }
         }
     }
@@ -870,6 +848,21 @@ fn traceparent_of(header: &EnvelopeHeader) -> String {
         hex(&header.parent_span_id),
         header.trace_flags & 1
     )
+}
+
+/// Waits a slice for records or a watermark above `mark`; a ring closed before its end of
+/// stream fails the edge.
+fn wait_for_ring(ring: &mut Consumer<Segment>, check: &StreamCheck, mark: u64) -> EdgeResult {
+    match ring.wait_for_watermark(SLICE, mark) {
+        Ok(Readiness::Closed) if !check.ended() => {
+            Err(Some(check.closed().err().map_or_else(
+                || "ring closed".to_string(),
+                |e| e.to_string(),
+            )))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(Some(e.to_string())),
+    }
 }
 
 /// A publisher's messages not yet acknowledged, oldest first.

@@ -402,11 +402,7 @@ pub(super) fn attach_telemetry(
 
 pub(super) fn heartbeat_interval(config: &Config, group: &str) -> Duration {
     config
-        .runtime
-        .platform
-        .process_groups
-        .iter()
-        .find(|g| g.name == group)
+        .process_group(group)
         .map_or(Duration::from_secs(5), |g| {
             Duration::from_secs_f64(g.heartbeat_seconds)
         })
@@ -446,11 +442,7 @@ pub(super) struct GroupIo {
 impl GroupIo {
     pub(super) fn attach(config: &Config, bundle: &BootstrapBundle) -> Result<Self, String> {
         let profile = config
-            .runtime
-            .platform
-            .process_groups
-            .iter()
-            .find(|g| g.name == bundle.group)
+            .process_group(&bundle.group)
             .map_or(WaitStrategy::BALANCED, |g| {
                 WaitStrategy::for_profile(g.runner_profile)
             });

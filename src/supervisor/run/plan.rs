@@ -118,11 +118,7 @@ pub(super) fn plan_rings(
 pub(super) fn runs_here(config: &Config, group: &str, host: Option<&str>) -> bool {
     let Some(host) = host else { return true };
     config
-        .runtime
-        .platform
-        .process_groups
-        .iter()
-        .find(|g| g.name == group)
+        .process_group(group)
         .is_none_or(|g| g.host.as_deref().is_none_or(|h| h == host))
 }
 
