@@ -51,6 +51,7 @@
 //! println!("{} records", summary.records_in);
 //! ```
 
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

@@ -30,17 +30,27 @@ pub const DEFAULT_BUFFER: usize = 1 << 18;
 /// Opening an output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputOpenError {
+    /// The file could not be opened.
     #[error("cannot open {what} {path}: {source}")]
     Open {
+        /// Which output (`output file`, `dead-letter file`, ...).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: io::Error,
     },
+    /// Another writer holds the file's lock.
     #[error(
         "{what} {path} is being written by another run (or named twice in this one): it is locked; choose another path or wait for that run to end"
     )]
-    Locked { what: &'static str, path: PathBuf },
+    Locked {
+        /// Which output.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// Writing an output failed; everything through `written_through` is in the output, nothing
@@ -48,8 +58,11 @@ pub enum OutputOpenError {
 #[derive(Debug, thiserror::Error)]
 #[error("writing {what} {name}: {source} (complete through seq {written_through})")]
 pub struct OutputError {
+    /// Which output.
     pub what: &'static str,
+    /// The file (or `stdout`).
     pub name: String,
+    /// The system's error.
     #[source]
     pub source: io::Error,
     /// Every record with a `seq` at or below this is completely written; none above it is.

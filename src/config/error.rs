@@ -12,7 +12,9 @@ use std::fmt;
 /// One step of a dotted config path: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathSegment {
+    /// A mapping key.
     Key(String),
+    /// A sequence index.
     Index(usize),
 }
 
@@ -63,6 +65,7 @@ impl ConfigPath {
         Self(next)
     }
 
+    /// Whether the path is the document's root.
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
@@ -188,7 +191,9 @@ impl fmt::Display for ConfigErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {expected}, found {found} [{code}]")]
 pub struct ConfigError {
+    /// Where in the document.
     pub path: ConfigPath,
+    /// The kind of problem.
     pub code: ConfigErrorCode,
     /// What the contract wants at this path, phrased for a person.
     pub expected: String,
@@ -197,6 +202,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// An error at `path`: what was expected there and what was found.
     pub fn new(
         path: ConfigPath,
         code: ConfigErrorCode,
@@ -215,7 +221,9 @@ impl ConfigError {
 /// A non-fatal remark about a config that is accepted (printed on stderr).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning {
+    /// Where in the document.
     pub path: ConfigPath,
+    /// The remark.
     pub message: String,
 }
 
@@ -228,7 +236,9 @@ impl fmt::Display for ConfigWarning {
 /// Every error found in one config, sorted by path, plus the warnings.
 #[derive(Debug, Clone, Default, thiserror::Error)]
 pub struct ConfigReport {
+    /// Every error, sorted by path.
     pub errors: Vec<ConfigError>,
+    /// Every warning.
     pub warnings: Vec<ConfigWarning>,
 }
 

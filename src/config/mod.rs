@@ -53,7 +53,9 @@ pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 /// A config that passed validation, with its warnings.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
+    /// The validated config.
     pub config: Config,
+    /// Remarks about the config that do not stop it.
     pub warnings: Vec<ConfigWarning>,
 }
 

@@ -13,11 +13,14 @@ use super::error::{ConfigError, ConfigErrorCode, ConfigPath, ConfigWarning};
 /// Collects errors and warnings while a config is read.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
+    /// Errors found so far.
     pub errors: Vec<ConfigError>,
+    /// Warnings found so far.
     pub warnings: Vec<ConfigWarning>,
 }
 
 impl Diagnostics {
+    /// Records an error at `path`.
     pub fn error(
         &mut self,
         path: &ConfigPath,
@@ -29,6 +32,7 @@ impl Diagnostics {
             .push(ConfigError::new(path.clone(), code, expected, found));
     }
 
+    /// Records a warning at `path`.
     pub fn warn(&mut self, path: &ConfigPath, message: impl Into<String>) {
         self.warnings.push(ConfigWarning {
             path: path.clone(),
@@ -130,10 +134,12 @@ impl<'v, 'd> Section<'v, 'd> {
         }
     }
 
+    /// The section's path.
     pub fn path(&self) -> &ConfigPath {
         &self.path
     }
 
+    /// The diagnostics the section reports into.
     pub fn diag(&mut self) -> &mut Diagnostics {
         self.diag
     }
@@ -249,6 +255,7 @@ impl Drop for Section<'_, '_> {
 /// A typed reader of one YAML value: reports its own errors, returns `None` on error.
 pub type Reader<T> = fn(&Value, &ConfigPath, &mut Diagnostics) -> Option<T>;
 
+/// Reads a boolean.
 pub fn boolean(value: &Value, path: &ConfigPath, diag: &mut Diagnostics) -> Option<bool> {
     match value {
         Value::Bool(b) => Some(*b),
@@ -259,6 +266,7 @@ pub fn boolean(value: &Value, path: &ConfigPath, diag: &mut Diagnostics) -> Opti
     }
 }
 
+/// Reads a string.
 pub fn string(value: &Value, path: &ConfigPath, diag: &mut Diagnostics) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
@@ -269,6 +277,7 @@ pub fn string(value: &Value, path: &ConfigPath, diag: &mut Diagnostics) -> Optio
     }
 }
 
+/// Reads a string that is not blank.
 pub fn non_empty_string(
     value: &Value,
     path: &ConfigPath,
@@ -495,7 +504,10 @@ macro_rules! config_choice {
     } $(aliases { $($alias:literal => $target:ident),* $(,)? })?) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        $vis enum $name { $($(#[$vmeta])* $variant),+ }
+        $vis enum $name {
+            $(#[doc = concat!("`", $text, "` in the config.")] $(#[$vmeta])* $variant),
+            +,
+        }
 
         impl $crate::config::reader::Choice for $name {
             const ACCEPTED: &'static [(&'static str, Self)] =

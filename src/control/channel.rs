@@ -37,16 +37,19 @@ pub struct ControlMetrics {
 }
 
 impl ControlMetrics {
+    /// Counts one rejected frame.
     pub fn record(&self, kind: RejectKind) {
         let index = RejectKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.rejected[index].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Frames rejected with `kind` so far.
     pub fn rejected(&self, kind: RejectKind) -> u64 {
         let index = RejectKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.rejected[index].load(Ordering::Relaxed)
     }
 
+    /// Frames that passed every check so far.
     pub fn accepted_frames(&self) -> u64 {
         self.accepted_frames.load(Ordering::Relaxed)
     }
@@ -63,13 +66,18 @@ impl ControlMetrics {
 /// Settings shared by every endpoint of one side of a run.
 #[derive(Debug)]
 pub struct EndpointSettings {
+    /// Accepted age of a frame, in milliseconds.
     pub ttl_ms: u64,
+    /// The largest message accepted, in bytes.
     pub max_message: u64,
+    /// Nonces seen within the time window.
     pub nonces: Mutex<NonceCache>,
+    /// Rejections and accepted frames.
     pub metrics: ControlMetrics,
 }
 
 impl EndpointSettings {
+    /// Settings with a time window, a message limit and a nonce cache of `nonce_capacity`.
     pub fn new(ttl: Duration, max_message: u64, nonce_capacity: usize) -> Arc<Self> {
         let ttl_ms = ttl.as_millis() as u64;
         Arc::new(Self {
@@ -80,6 +88,7 @@ impl EndpointSettings {
         })
     }
 
+    /// Settings from the config's `control` block.
     pub fn from_config(control: &Control) -> Arc<Self> {
         Self::new(
             Duration::from_secs_f64(control.auth.ttl_seconds),
@@ -116,14 +125,17 @@ impl KeyDirectory {
         }
     }
 
+    /// The key of worker `number`.
     pub fn key(&self, number: u32) -> Option<&WorkerKey> {
         self.entry(number).map(|(_, key)| key)
     }
 
+    /// The id of worker `number`.
     pub fn id(&self, number: u32) -> Option<&str> {
         self.entry(number).map(|(id, _)| id.as_str())
     }
 
+    /// The number of the worker with this id.
     pub fn number_of(&self, id: &str) -> Option<u32> {
         self.workers
             .iter()
@@ -137,10 +149,12 @@ impl KeyDirectory {
             .and_then(|i| self.workers.get(i))
     }
 
+    /// Workers in the directory.
     pub fn len(&self) -> usize {
         self.workers.len()
     }
 
+    /// Whether the directory has no worker.
     pub fn is_empty(&self) -> bool {
         self.workers.is_empty()
     }
@@ -165,11 +179,14 @@ pub(super) enum Keys {
 /// A frame that passed every check, with its decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The frame's header.
     pub header: FrameHeader,
+    /// The decoded message.
     pub message: ControlMessage,
 }
 
 impl Received {
+    /// The message's kind.
     pub fn kind(&self) -> MessageKind {
         self.message.kind()
     }
@@ -221,6 +238,7 @@ impl FrameSender {
         self.stream.shutdown();
     }
 
+    /// The worker number the sender signs as.
     pub fn worker(&self) -> u32 {
         self.worker
     }
@@ -401,7 +419,9 @@ fn decode_message(header: &FrameHeader, bytes: &[u8]) -> Result<ControlMessage, 
 /// Both halves of one worker's connection.
 #[derive(Debug)]
 pub struct Endpoint {
+    /// The sending half.
     pub tx: FrameSender,
+    /// The receiving half.
     pub rx: FrameReceiver,
 }
 
@@ -469,14 +489,17 @@ impl Endpoint {
         )
     }
 
+    /// Signs and sends `message` with `correlation`.
     pub fn send(&mut self, message: &ControlMessage, correlation: u64) -> Result<(), ControlError> {
         self.tx.send(message, correlation)
     }
 
+    /// Receives the next frame that passes every check, waiting at most `timeout`.
     pub fn recv(&mut self, timeout: Duration) -> Result<Received, ReadError> {
         self.rx.recv(timeout)
     }
 
+    /// The two halves, for a reader thread and a writer.
     pub fn split(self) -> (FrameSender, FrameReceiver) {
         (self.tx, self.rx)
     }

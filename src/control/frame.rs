@@ -22,8 +22,11 @@ use sha2::Sha256;
 
 use super::keys::WorkerKey;
 
+/// The protocol version every frame carries; others are refused.
 pub const PROTOCOL_VERSION: u8 = 1;
+/// Bytes of a frame header.
 pub const HEADER_LEN: usize = 48;
+/// Bytes of the HMAC-SHA256 tag that ends a frame.
 pub const TAG_LEN: usize = 32;
 /// Bytes a frame adds to its message: header and tag.
 pub const FRAME_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
@@ -34,20 +37,30 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Direction {
+    /// From the supervisor to a worker.
     ToWorker = 1,
+    /// From a worker to the supervisor.
     ToSupervisor = 2,
 }
 
 /// A frame's header fields (authenticated by the tag, not yet checked for meaning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// Protocol version ([`PROTOCOL_VERSION`]).
     pub version: u8,
+    /// Message kind byte ([`crate::control::MessageKind`]).
     pub kind: u8,
+    /// [`Direction`] byte.
     pub direction: u8,
+    /// The worker's 1-based number in the run (picks the key).
     pub worker: u32,
+    /// Correlation id, echoed by the ACK.
     pub correlation: u64,
+    /// When the frame was issued, unix milliseconds.
     pub issued_at_ms: u64,
+    /// Random nonce, remembered to refuse replays.
     pub nonce: [u8; 16],
+    /// Per-connection sequence number, strictly increasing.
     pub seq: u64,
 }
 
@@ -92,22 +105,57 @@ fn worker_of(header: &[u8; HEADER_LEN]) -> u32 {
 /// Why a received frame was rejected (one kind per check, in check order).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The declared length is above the limit (check 1).
     #[error("frame declares {declared} bytes, more than the limit of {max}")]
-    TooLarge { declared: u64, max: u64 },
+    TooLarge {
+        /// Bytes the length prefix declares.
+        declared: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The stream ended or timed out inside the frame (check 2).
     #[error("frame truncated: {got} of {expected} bytes before end of stream or timeout")]
-    Truncated { expected: usize, got: usize },
+    Truncated {
+        /// Bytes the frame should have.
+        expected: usize,
+        /// Bytes read before the end.
+        got: usize,
+    },
+    /// The tag does not verify (check 3).
     #[error("frame tag does not verify (wrong key or altered bytes); connection closed")]
     BadTag,
+    /// Direction or worker number do not fit the connection (check 4).
     #[error("frame misrouted: {detail}")]
-    Misrouted { detail: String },
+    Misrouted {
+        /// What did not fit.
+        detail: String,
+    },
+    /// Version, kind or body are not a valid message (check 5).
     #[error("malformed frame: {detail}")]
-    Malformed { detail: String },
+    Malformed {
+        /// What is wrong.
+        detail: String,
+    },
+    /// Issued outside the accepted time window (check 6).
     #[error("frame issued {skew_ms} ms from now, outside the {ttl_ms} ms window")]
-    Expired { skew_ms: i64, ttl_ms: u64 },
+    Expired {
+        /// Issue time minus now, in milliseconds.
+        skew_ms: i64,
+        /// The window.
+        ttl_ms: u64,
+    },
+    /// The nonce was seen before (check 7).
     #[error("frame nonce was already seen (replay)")]
     Replayed,
+    /// The sequence number is not the next one (check 7).
     #[error("frame sequence {got}, expected {expected}")]
-    OutOfOrder { expected: u64, got: u64 },
+    OutOfOrder {
+        /// The next sequence number.
+        expected: u64,
+        /// The one received.
+        got: u64,
+    },
+    /// The replay cache holds only unexpired nonces: no room to remember another.
     #[error("replay cache is full of unexpired nonces; frame refused")]
     NonceCacheFull,
 }
@@ -115,18 +163,28 @@ pub enum FrameError {
 /// The kinds of rejection, for counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectKind {
+    /// [`FrameError::TooLarge`].
     TooLarge,
+    /// [`FrameError::Truncated`].
     Truncated,
+    /// [`FrameError::BadTag`].
     BadTag,
+    /// [`FrameError::Misrouted`].
     Misrouted,
+    /// [`FrameError::Malformed`].
     Malformed,
+    /// [`FrameError::Expired`].
     Expired,
+    /// [`FrameError::Replayed`].
     Replayed,
+    /// [`FrameError::OutOfOrder`].
     OutOfOrder,
+    /// [`FrameError::NonceCacheFull`].
     NonceCacheFull,
 }
 
 impl RejectKind {
+    /// Every kind, in check order.
     pub const ALL: [RejectKind; 9] = [
         Self::TooLarge,
         Self::Truncated,
@@ -139,6 +197,7 @@ impl RejectKind {
         Self::NonceCacheFull,
     ];
 
+    /// The kind's label in counters and logs (`bad_tag`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooLarge => "too_large",
@@ -155,6 +214,7 @@ impl RejectKind {
 }
 
 impl FrameError {
+    /// The rejection's kind.
     pub fn kind(&self) -> RejectKind {
         match self {
             Self::TooLarge { .. } => RejectKind::TooLarge,
@@ -179,8 +239,10 @@ pub enum ReadError {
     /// No frame started before the read timeout.
     #[error("no frame within the timeout")]
     TimedOut,
+    /// The socket failed.
     #[error("control socket error: {0}")]
     Io(std::io::Error),
+    /// The frame was rejected by checks 1-3.
     #[error(transparent)]
     Rejected(#[from] FrameError),
 }
@@ -238,7 +300,9 @@ fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<Filled>
 /// A frame that passed checks 1-3: its header and its (still unparsed) message bytes.
 #[derive(Debug)]
 pub struct AuthenticFrame {
+    /// The authenticated header.
     pub header: FrameHeader,
+    /// The message bytes (rkyv), not yet validated.
     pub message: Vec<u8>,
 }
 

@@ -28,16 +28,31 @@ const HKDF_SALT: &[u8] = b"stream-kernel control v1";
 /// Producing or delivering a key failed. Messages never contain key bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The OS random number generator failed.
     #[error("the OS random number generator failed: {0}")]
     Random(String),
+    /// The key pipe could not be created.
     #[error("cannot create the key pipe: {0}")]
     Pipe(std::io::Error),
+    /// The key could not be written into its pipe.
     #[error("cannot write the key into its pipe: {0}")]
     Write(std::io::Error),
+    /// The key could not be read from its inherited pipe.
     #[error("cannot read the key from fd {fd}: {source}")]
-    Read { fd: RawFd, source: std::io::Error },
+    Read {
+        /// The inherited fd.
+        fd: RawFd,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The key pipe did not hold exactly one key.
     #[error("the key pipe on fd {fd} held {got} bytes, expected exactly {KEY_LEN}")]
-    WrongLength { fd: RawFd, got: usize },
+    WrongLength {
+        /// The inherited fd.
+        fd: RawFd,
+        /// Bytes it held.
+        got: usize,
+    },
 }
 
 fn wipe(bytes: &mut [u8; KEY_LEN]) {
@@ -83,10 +98,12 @@ impl MasterKey {
 }
 
 impl WorkerKey {
+    /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
 
+    /// A key from its bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         Self(bytes)
     }

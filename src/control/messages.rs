@@ -8,18 +8,28 @@ use rkyv::{Archive, Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum MessageKind {
+    /// [`ControlMessage::Hello`].
     Hello = 1,
+    /// [`ControlMessage::BootstrapBundle`].
     BootstrapBundle = 2,
+    /// [`ControlMessage::Ack`].
     Ack = 3,
+    /// [`ControlMessage::Ready`].
     Ready = 4,
+    /// [`ControlMessage::StartWork`].
     StartWork = 5,
+    /// [`ControlMessage::Heartbeat`].
     Heartbeat = 6,
+    /// [`ControlMessage::Drained`].
     Drained = 7,
+    /// [`ControlMessage::Stop`].
     Stop = 8,
+    /// [`ControlMessage::Failed`].
     Failed = 9,
 }
 
 impl MessageKind {
+    /// The kind of a header's kind byte, if it is one.
     pub fn from_u8(byte: u8) -> Option<Self> {
         Some(match byte {
             1 => Self::Hello,
@@ -35,6 +45,7 @@ impl MessageKind {
         })
     }
 
+    /// The message's name in the protocol (`HELLO`, `START_WORK`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hello => "HELLO",
@@ -75,14 +86,17 @@ pub struct RingBinding {
 /// Everything a worker needs to build and run its part of the graph.
 #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct BootstrapBundle {
+    /// The worker's process group.
     pub group: String,
     /// 1-based worker index within the group.
     pub worker_index: u32,
+    /// Workers of the group.
     pub workers: u32,
     /// The validated config (YAML) the worker rebuilds its graph from.
     pub config_yaml: String,
     /// Names of the nodes this worker runs, in pipeline order.
     pub node_names: Vec<String>,
+    /// The rings the worker attaches to.
     pub rings: Vec<RingBinding>,
     /// Per-worker telemetry ring, if tracing is on.
     pub telemetry: Option<RingBinding>,
@@ -100,19 +114,26 @@ pub struct BootstrapBundle {
 /// `declined.DAILY_AMOUNT_LIMIT`, `bytes_read`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct NodeCount {
+    /// The node's name.
     pub node: String,
+    /// Records the node received.
     pub records_in: u64,
+    /// Outputs the node emitted.
     pub records_out: u64,
+    /// Records the node failed on.
     pub errors: u64,
+    /// The node's own counters, `(name, value)`.
     pub counters: Vec<(String, u64)>,
 }
 
 /// Counters a worker reports with each heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct WorkerCounters {
+    /// Records the worker's first node received.
     pub records_in: u64,
     /// Input bytes the worker's source consumed (0 without a source).
     pub input_bytes: u64,
+    /// Outputs the worker's last node emitted.
     pub records_out: u64,
     /// Highest `seq` completed in order (a sink's worker: written and flushed).
     pub completed: u64,
@@ -130,19 +151,28 @@ pub struct WorkerCounters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum FailureCategory {
+    /// A worker did not become READY within its start timeout.
     StartTimeout = 1,
+    /// A worker could not set itself up (bundle, rings, node `on_start`).
     BootstrapError = 2,
+    /// A worker missed its heartbeats.
     HeartbeatTimeout = 3,
+    /// A worker died by a signal.
     Crashed = 4,
+    /// A worker exited before it was told to.
     Exited = 5,
+    /// A worker's control connection failed or sent frames that were refused.
     ControlError = 6,
+    /// A node returned an error under the `fail` policy.
     NodeError = 7,
+    /// A ring's shared memory broke the protocol.
     RingCorrupted = 8,
     /// The hand-off to or from another host (NATS JetStream) failed.
     CrossHost = 9,
 }
 
 impl FailureCategory {
+    /// Every category.
     pub const ALL: [FailureCategory; 9] = [
         Self::StartTimeout,
         Self::BootstrapError,
@@ -155,6 +185,7 @@ impl FailureCategory {
         Self::CrossHost,
     ];
 
+    /// The category's label in events, errors, metrics and the summary.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::StartTimeout => "start_timeout",
@@ -189,41 +220,77 @@ pub enum StopMode {
     Abort = 3,
 }
 
-/// Every control message.
-#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
-pub enum ControlMessage {
-    /// w -> s, first frame: proves key possession.
-    Hello { worker_id: String, pid: u32 },
-    /// s -> w.
-    BootstrapBundle(BootstrapBundle),
-    /// both: `kind` acknowledged, with the acknowledged frame's correlation id.
-    Ack { kind: u8, correlation: u64 },
-    /// w -> s: every node's `on_start` succeeded and the rings are attached.
-    Ready { worker_id: String },
-    /// s -> w: the workers that had to be READY (all of them).
-    StartWork { required: Vec<String> },
-    /// w -> s.
-    Heartbeat {
-        worker_id: String,
-        counters: WorkerCounters,
-    },
-    /// w -> s: a sink finished (or stopped): the last `seq` it completed, and counts.
-    Drained {
-        last_seq: u64,
-        records: u64,
-        /// Node counters and stats as `name=value` lines, for the run summary.
-        report: String,
-    },
-    /// s -> w.
-    Stop { mode: StopMode, deadline_ms: u64 },
-    /// w -> s: the worker failed (category as in supervisor.md).
-    Failed {
-        category: FailureCategory,
-        message: String,
-    },
+pub use message::{ArchivedControlMessage, ControlMessage, ControlMessageResolver};
+
+/// The message enum in its own scope: rkyv's derived resolver enum has undocumented fields.
+#[allow(missing_docs)]
+mod message {
+    use super::*;
+
+    /// Every control message.
+    #[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+    pub enum ControlMessage {
+        /// w -> s, first frame: proves key possession.
+        Hello {
+            /// The worker's id (`group#n`).
+            worker_id: String,
+            /// The worker's process id.
+            pid: u32,
+        },
+        /// s -> w.
+        BootstrapBundle(BootstrapBundle),
+        /// both: `kind` acknowledged, with the acknowledged frame's correlation id.
+        Ack {
+            /// Kind byte of the acknowledged message.
+            kind: u8,
+            /// Correlation id of the acknowledged frame.
+            correlation: u64,
+        },
+        /// w -> s: every node's `on_start` succeeded and the rings are attached.
+        Ready {
+            /// The worker's id.
+            worker_id: String,
+        },
+        /// s -> w: the workers that had to be READY (all of them).
+        StartWork {
+            /// Ids of the workers that had to be READY.
+            required: Vec<String>,
+        },
+        /// w -> s.
+        Heartbeat {
+            /// The worker's id.
+            worker_id: String,
+            /// The worker's counters.
+            counters: WorkerCounters,
+        },
+        /// w -> s: a sink finished (or stopped): the last `seq` it completed, and counts.
+        Drained {
+            /// The last `seq` completed in order.
+            last_seq: u64,
+            /// Records completed.
+            records: u64,
+            /// Node counters and stats as `name=value` lines, for the run summary.
+            report: String,
+        },
+        /// s -> w.
+        Stop {
+            /// Drain first (`graceful`), exit at once (`forced`), or stop without draining (`abort`).
+            mode: StopMode,
+            /// Milliseconds the worker has to stop.
+            deadline_ms: u64,
+        },
+        /// w -> s: the worker failed (category as in supervisor.md).
+        Failed {
+            /// Why it failed.
+            category: FailureCategory,
+            /// What failed, naming the node, ring or peer.
+            message: String,
+        },
+    }
 }
 
 impl ControlMessage {
+    /// The message's kind (the header's kind byte).
     pub fn kind(&self) -> MessageKind {
         match self {
             Self::Hello { .. } => MessageKind::Hello,

@@ -29,6 +29,7 @@ pub struct NonceCache {
 }
 
 impl NonceCache {
+    /// A cache of at most `capacity` nonces, each remembered for `ttl_ms`.
     pub fn new(capacity: usize, ttl_ms: u64) -> Self {
         Self {
             capacity: capacity.max(1),
@@ -62,10 +63,12 @@ impl NonceCache {
         }
     }
 
+    /// Nonces remembered.
     pub fn len(&self) -> usize {
         self.seen.len()
     }
 
+    /// Whether no nonce is remembered.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }

@@ -14,14 +14,27 @@ use super::transport::{ControlAddress, ControlError, ControlListener, ControlStr
 /// Accepting a worker's connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AcceptError {
+    /// The socket failed.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The first frame was refused.
     #[error("connection refused: {0}")]
     Rejected(ReadError),
+    /// The first frame was not HELLO.
     #[error("first frame was {kind}, expected HELLO; connection refused")]
-    NotHello { kind: MessageKind },
+    NotHello {
+        /// Its kind.
+        kind: MessageKind,
+    },
+    /// HELLO's worker id is not the one its key belongs to.
     #[error("HELLO names worker {claimed:?} but is signed for worker number {number}")]
-    WrongIdentity { claimed: String, number: u32 },
+    WrongIdentity {
+        /// The id HELLO names.
+        claimed: String,
+        /// The worker number the frame is signed for.
+        number: u32,
+    },
+    /// The connection was refused for another reason (bounds, deadline).
     #[error("connection refused: {0}")]
     Refused(String),
 }
@@ -29,10 +42,15 @@ pub enum AcceptError {
 /// A worker that connected and authenticated with HELLO.
 #[derive(Debug)]
 pub struct Accepted {
+    /// The worker's authenticated endpoint.
     pub endpoint: Endpoint,
+    /// The worker's id.
     pub worker_id: String,
+    /// The worker's number.
     pub number: u32,
+    /// The worker's process id, as HELLO says.
     pub pid: u32,
+    /// The HELLO frame.
     pub hello: Received,
 }
 
@@ -54,6 +72,7 @@ struct AcceptState {
 }
 
 impl ControlServer {
+    /// A server on `listener` for the workers of `directory`.
     pub fn new(
         listener: ControlListener,
         directory: Arc<KeyDirectory>,
@@ -78,18 +97,22 @@ impl ControlServer {
         self
     }
 
+    /// Where workers connect.
     pub fn address(&self) -> &ControlAddress {
         self.listener.address()
     }
 
+    /// Rejections and accepted frames.
     pub fn metrics(&self) -> &ControlMetrics {
         &self.settings.metrics
     }
 
+    /// The settings every endpoint shares.
     pub fn settings(&self) -> &Arc<EndpointSettings> {
         &self.settings
     }
 
+    /// Every worker's number, id and key.
     pub fn directory(&self) -> &Arc<KeyDirectory> {
         &self.directory
     }
@@ -292,6 +315,7 @@ impl Handshakes {
         }
     }
 
+    /// Whether no connection is waiting for its HELLO.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

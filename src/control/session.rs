@@ -13,33 +13,58 @@ use super::messages::MessageKind;
 /// A step the session rules refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
+    /// A second bootstrap bundle for a worker.
     #[error("worker {worker} already received its bootstrap bundle; a second one is refused")]
-    DuplicateBootstrap { worker: String },
+    DuplicateBootstrap {
+        /// The worker.
+        worker: String,
+    },
+    /// START_WORK before every required worker was READY.
     #[error("START_WORK before every required worker is READY; not ready: {}", missing.join(", "))]
-    StartBeforeReady { missing: Vec<String> },
+    StartBeforeReady {
+        /// The workers not READY.
+        missing: Vec<String>,
+    },
+    /// An ACK's correlation id is not the acknowledged frame's.
     #[error("{kind} acknowledged with correlation id {got}, expected {expected}")]
     WrongCorrelation {
+        /// The acknowledged message kind.
         kind: MessageKind,
+        /// The correlation id sent.
         expected: u64,
+        /// The one acknowledged.
         got: u64,
     },
+    /// A message the worker's current phase does not allow.
     #[error("{kind} is not expected from/to worker {worker} while it is {state}")]
     Unexpected {
+        /// The worker.
         worker: String,
+        /// The message kind.
         kind: MessageKind,
+        /// The worker's phase.
         state: &'static str,
     },
+    /// A worker the session does not know.
     #[error("unknown worker {worker}")]
-    UnknownWorker { worker: String },
+    UnknownWorker {
+        /// The worker named.
+        worker: String,
+    },
 }
 
 /// Where a worker is in its lifecycle, from its own point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerPhase {
+    /// Connected; waiting for the bootstrap bundle.
     AwaitingBootstrap,
+    /// Bootstrap bundle received.
     Bootstrapped,
+    /// READY sent.
     Ready,
+    /// START_WORK received.
     Running,
+    /// STOP received.
     Stopping,
 }
 
@@ -63,6 +88,7 @@ pub struct WorkerSession {
 }
 
 impl WorkerSession {
+    /// A session of worker `worker` (its id, for errors).
     pub fn new(worker: impl Into<String>) -> Self {
         Self {
             worker: worker.into(),
@@ -70,6 +96,7 @@ impl WorkerSession {
         }
     }
 
+    /// The worker's phase.
     pub fn phase(&self) -> WorkerPhase {
         self.phase
     }
@@ -134,11 +161,20 @@ impl WorkerSession {
 /// Where a worker is, from the supervisor's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SupervisorPhase {
+    /// Spawned; no HELLO yet.
     AwaitingHello,
+    /// HELLO verified.
     Connected,
-    BootstrapSent { correlation: u64 },
+    /// Bootstrap bundle sent, its ACK awaited.
+    BootstrapSent {
+        /// Correlation id of the bundle's frame.
+        correlation: u64,
+    },
+    /// Bootstrap bundle acknowledged.
     BootstrapLoaded,
+    /// READY received.
     Ready,
+    /// START_WORK sent.
     Running,
 }
 
@@ -162,6 +198,7 @@ pub struct SupervisorSessions {
 }
 
 impl SupervisorSessions {
+    /// Sessions for these worker ids, each awaiting its HELLO.
     pub fn new(workers: impl IntoIterator<Item = String>) -> Self {
         Self {
             workers: workers
@@ -171,6 +208,7 @@ impl SupervisorSessions {
         }
     }
 
+    /// The worker's phase, if it is known.
     pub fn phase(&self, worker: &str) -> Option<SupervisorPhase> {
         self.workers.get(worker).copied()
     }

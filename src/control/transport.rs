@@ -16,7 +16,9 @@ use crate::config::{Control, ControlTransport};
 /// A connected control socket.
 #[derive(Debug)]
 pub enum ControlStream {
+    /// Loopback TCP.
     Tcp(TcpStream),
+    /// A Unix domain socket.
     Unix(UnixStream),
 }
 
@@ -49,6 +51,7 @@ impl ControlStream {
         }
     }
 
+    /// A second handle on the same socket (one for reading, one for writing).
     pub fn try_clone(&self) -> std::io::Result<Self> {
         Ok(match self {
             Self::Tcp(s) => Self::Tcp(s.try_clone()?),
@@ -92,7 +95,9 @@ impl Write for ControlStream {
 /// Where workers connect (not secret: it may travel in the environment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlAddress {
+    /// A loopback TCP address.
     Tcp(SocketAddr),
+    /// A Unix socket path in a private directory.
     Unix(PathBuf),
 }
 
@@ -126,22 +131,32 @@ impl std::str::FromStr for ControlAddress {
 /// Setting up or using the control channel failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// Binding the listener failed.
     #[error("cannot bind the control listener on {address}: {source}")]
     Bind {
+        /// The address asked for.
         address: String,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// The private socket directory could not be created.
     #[error("cannot create the control socket directory: {0}")]
     SocketDir(std::io::Error),
+    /// Connecting to the supervisor failed.
     #[error("cannot connect to the control listener at {address}: {source}")]
     Connect {
+        /// The supervisor's address.
         address: String,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// The socket failed.
     #[error("control socket error: {0}")]
     Io(#[from] std::io::Error),
+    /// A message did not encode.
     #[error("cannot encode a control message: {0}")]
     Encode(String),
+    /// The peer closed the connection.
     #[error("control connection closed")]
     Closed,
 }
@@ -209,6 +224,7 @@ impl ControlListener {
         }
     }
 
+    /// Where workers connect.
     pub fn address(&self) -> &ControlAddress {
         &self.address
     }

@@ -41,26 +41,56 @@ pub use unavailable::Bridge;
 /// Setting up the hand-off failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CrossHostError {
+    /// The server did not answer within the connect timeout.
     #[error(
         "cannot reach NATS at {url} within {seconds:.1} s: {detail} (is nats-server -js running? set cross_host.url or NATS_URL)"
     )]
     Unreachable {
+        /// The server URL(s).
         url: String,
+        /// Seconds waited.
         seconds: f64,
+        /// The client's error.
         detail: String,
     },
+    /// The server refused the credentials.
     #[error("NATS at {url} refused the credentials: {detail}")]
-    Auth { url: String, detail: String },
+    Auth {
+        /// The server URL(s).
+        url: String,
+        /// The server's answer.
+        detail: String,
+    },
+    /// A credential file could not be read.
     #[error("cannot read the NATS credential file {path}: {detail}")]
-    Credentials { path: String, detail: String },
+    Credentials {
+        /// The file.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The run's stream exists with settings the run cannot use.
     #[error(
         "stream {stream} exists with other settings ({detail}); delete it (`nats stream rm {stream}`) or set another cross_host.stream"
     )]
-    StreamMismatch { stream: String, detail: String },
+    StreamMismatch {
+        /// The stream's name.
+        stream: String,
+        /// What differs.
+        detail: String,
+    },
+    /// A JetStream request failed.
     #[error("JetStream at {url}: {detail}")]
-    JetStream { url: String, detail: String },
+    JetStream {
+        /// The server URL(s).
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The config places groups on hosts in a way this run cannot serve.
     #[error("{0}")]
     Placement(String),
+    /// This build has no cross-host transport.
     #[error("this build has no cross-host transport (build with the `cross-host` feature)")]
     Unavailable,
 }
@@ -80,6 +110,7 @@ pub struct BridgedRing {
     pub name: String,
     /// The local worker at the ring's other end (named in failures).
     pub worker: String,
+    /// Which way its records go.
     pub direction: Direction,
     /// The bridge's own mapping of the ring.
     pub segment: crate::data::Segment,
@@ -90,15 +121,20 @@ pub struct BridgedRing {
 pub struct EdgeFailure {
     /// The local worker at the edge's ring.
     pub worker: String,
+    /// What failed.
     pub detail: String,
 }
 
 /// Records and messages moved by the bridge, for the summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BridgeCounts {
+    /// Ring records published to the stream.
     pub published_records: u64,
+    /// JetStream messages published.
     pub published_messages: u64,
+    /// Ring records received from the stream.
     pub received_records: u64,
+    /// JetStream messages received.
     pub received_messages: u64,
     /// Records received that an earlier message (or an earlier run of the upstream) had
     /// already delivered, skipped.

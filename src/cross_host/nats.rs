@@ -171,6 +171,7 @@ impl Bridge {
         self.shared.failure.lock().clone()
     }
 
+    /// Records and messages moved so far.
     pub fn counts(&self) -> BridgeCounts {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         BridgeCounts {

@@ -28,16 +28,27 @@ pub const TRACEPARENT: &str = "traceparent";
 /// A message that is not what a publisher of this engine writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
+    /// A header is missing or not a number.
     #[error("header {0} is missing or not a number")]
     Header(&'static str),
+    /// A record's length points past the message.
     #[error("record {index} of the message is cut short ({available} of {needed} bytes)")]
     Truncated {
+        /// The record's index in the message.
         index: u64,
+        /// Bytes the record needs.
         needed: usize,
+        /// Bytes left in the message.
         available: usize,
     },
+    /// The message holds another number of records than its header says.
     #[error("the message holds {found} records, its {COUNT} header says {announced}")]
-    Count { found: u64, announced: u64 },
+    Count {
+        /// Records found.
+        found: u64,
+        /// Records the header announces.
+        announced: u64,
+    },
 }
 
 /// Records gathered for one message.
@@ -56,10 +67,12 @@ impl Batch {
         self.count += 1;
     }
 
+    /// Records in the batch.
     pub fn count(&self) -> u32 {
         self.count
     }
 
+    /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -125,7 +138,10 @@ pub enum Fit {
     /// Every record was taken already (a duplicate).
     Old,
     /// Records from offset `skip` in the message are new, and the first of them is next.
-    Take { skip: usize },
+    Take {
+        /// Records of the message before the first new one.
+        skip: usize,
+    },
     /// The message starts after the next expected record: hold it until the gap fills.
     Early,
 }

@@ -62,6 +62,7 @@ pub enum EnvelopeKind {
 }
 
 impl EnvelopeKind {
+    /// The kind of a header's kind byte, if it is one.
     pub fn from_u8(byte: u8) -> Option<Self> {
         match byte {
             1 => Some(Self::Data),
@@ -76,28 +77,52 @@ impl EnvelopeKind {
 /// An envelope's header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvelopeHeader {
+    /// Source sequence number of the record.
     pub seq: u64,
     /// Zero when the envelope carries no trace context (the receiver derives it).
     pub trace_id: [u8; 16],
+    /// Span of the node that emitted this envelope; zero when untraced.
     pub parent_span_id: [u8; 8],
+    /// Correlation id for an embedding caller (0 = none); on an end of stream, the records before it.
     pub reply_to: u64,
+    /// Graph index of the node that reads the payload.
     pub target: u32,
+    /// Group that emitted the envelope.
     pub source_group: u16,
+    /// Cross-group hand-offs so far.
     pub route_hop: u16,
     /// W3C trace flags: bit 0 = sampled.
     pub trace_flags: u8,
+    /// What the envelope carries.
     pub kind: EnvelopeKind,
 }
 
 /// An envelope read from a ring that cannot be what a correct peer wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
+    /// The record is shorter than an envelope header.
     #[error("record of {len} bytes is shorter than its envelope header ({header})")]
-    Short { len: usize, header: usize },
+    Short {
+        /// The record's length.
+        len: usize,
+        /// The header length it needs.
+        header: usize,
+    },
+    /// The kind byte is not an [`EnvelopeKind`].
     #[error("unknown envelope kind {kind}")]
-    UnknownKind { kind: u8 },
+    UnknownKind {
+        /// The byte read.
+        kind: u8,
+    },
+    /// The payload length points past the record.
     #[error("payload length {payload_len} exceeds the record's {available} bytes")]
-    PayloadLength { payload_len: u32, available: usize },
+    PayloadLength {
+        /// The payload length the header declares.
+        payload_len: u32,
+        /// Bytes after the header.
+        available: usize,
+    },
+    /// A reserved bit or byte is not zero.
     #[error("reserved header bits or bytes are not zero")]
     Reserved,
 }
@@ -262,14 +287,34 @@ pub struct StreamCheck {
 /// A ring's envelope stream is not what its producer wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
+    /// An envelope after the end of stream.
     #[error("an envelope (seq {seq}) after the ring's end of stream")]
-    AfterEnd { seq: u64 },
+    AfterEnd {
+        /// Its `seq`.
+        seq: u64,
+    },
+    /// A `seq` lower than the one before it on the same ring.
     #[error("seq {seq} after seq {after} on one ring (seqs never go down)")]
-    Backwards { seq: u64, after: u64 },
+    Backwards {
+        /// The `seq` read.
+        seq: u64,
+        /// The `seq` before it.
+        after: u64,
+    },
+    /// The end of stream counts other records than were read.
     #[error("end of stream announces {announced} records, {read} were read")]
-    Count { announced: u64, read: u64 },
+    Count {
+        /// Records the end of stream announces.
+        announced: u64,
+        /// Records read.
+        read: u64,
+    },
+    /// The producer closed the ring without an end-of-stream record.
     #[error("the ring is marked closed without an end-of-stream record ({read} records read)")]
-    ClosedWithoutEnd { read: u64 },
+    ClosedWithoutEnd {
+        /// Records read.
+        read: u64,
+    },
 }
 
 impl StreamCheck {

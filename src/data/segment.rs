@@ -23,22 +23,42 @@ use super::memory::{RawMemory, RingMemory};
 /// Creating a segment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentCreateError {
+    /// `memfd_create` failed.
     #[error(
         "cannot create memfd segment `{name}`: {source} (is the per-process file limit reached?)"
     )]
-    Create { name: String, source: nix::Error },
+    Create {
+        /// The segment's name (shown in `/proc/<pid>/fd`).
+        name: String,
+        /// The system's error.
+        source: nix::Error,
+    },
+    /// Sizing the segment failed.
     #[error("cannot size memfd segment `{name}` to {len} bytes: {source}")]
     Resize {
+        /// The segment's name.
         name: String,
+        /// The size asked for.
         len: usize,
+        /// The system's error.
         source: std::io::Error,
     },
+    /// Sealing the segment's size failed.
     #[error("cannot seal memfd segment `{name}`: {source}")]
-    Seal { name: String, source: nix::Error },
+    Seal {
+        /// The segment's name.
+        name: String,
+        /// The system's error.
+        source: nix::Error,
+    },
+    /// Mapping the segment failed.
     #[error("cannot map memfd segment `{name}` ({len} bytes): {source}")]
     Map {
+        /// The segment's name.
         name: String,
+        /// The size.
         len: usize,
+        /// The system's error.
         source: std::io::Error,
     },
 }
@@ -46,22 +66,42 @@ pub enum SegmentCreateError {
 /// Mapping an inherited segment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentOpenError {
+    /// The fd is not an open file.
     #[error("fd {fd} is not an open file: {source}")]
-    NotOpen { fd: RawFd, source: std::io::Error },
+    NotOpen {
+        /// The inherited fd.
+        fd: RawFd,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The segment does not have the size the bundle says.
     #[error("segment fd {fd} is {actual} bytes, expected {expected}")]
     WrongSize {
+        /// The inherited fd.
         fd: RawFd,
+        /// The size the bundle says.
         expected: usize,
+        /// The segment's size.
         actual: u64,
     },
+    /// The segment is not sealed against resizing (another process could shrink it under us).
     #[error(
         "segment fd {fd} is not sealed against resizing (seals {seals:#x}); refusing to map it"
     )]
-    NotSealed { fd: RawFd, seals: i32 },
+    NotSealed {
+        /// The inherited fd.
+        fd: RawFd,
+        /// The seals it has.
+        seals: i32,
+    },
+    /// Mapping the segment failed.
     #[error("cannot map segment fd {fd} ({len} bytes): {source}")]
     Map {
+        /// The inherited fd.
         fd: RawFd,
+        /// The size.
         len: usize,
+        /// The system's error.
         source: std::io::Error,
     },
 }
@@ -176,10 +216,12 @@ impl Segment {
         Ok(Self::from_parts(file, map, self.name.clone()))
     }
 
+    /// Bytes mapped.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether the segment is empty (never: segments are at least a page).
     pub fn is_empty(&self) -> bool {
         self.map.len() == 0
     }

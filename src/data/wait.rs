@@ -50,6 +50,7 @@ impl WaitStrategy {
         park: Duration::from_millis(100),
     };
 
+    /// The wait budget of a runner profile.
     pub fn for_profile(profile: RunnerProfile) -> Self {
         match profile {
             RunnerProfile::Latency => Self::LATENCY,

@@ -15,11 +15,17 @@ use crate::config::{Config, ConfigErrorCode, ConfigPath, ConfigReport};
 /// One node of a built graph.
 #[derive(Debug, Clone)]
 pub struct GraphNode {
+    /// The node's name.
     pub name: String,
+    /// Source, node or sink.
     pub role: NodeRole,
+    /// The type it reads (`None` for a source).
     pub input: Option<MessageType>,
+    /// The type it emits (`None` for a sink).
     pub output: Option<MessageType>,
+    /// Whether and how it keeps state across records.
     pub state: NodeState,
+    /// A store it shares with other nodes (they must run in one group).
     pub shared_store: Option<&'static str>,
 }
 
@@ -37,6 +43,7 @@ impl GraphNode {
 /// The pipeline as a typed chain of nodes.
 #[derive(Debug, Clone)]
 pub struct Graph {
+    /// The nodes in pipeline order.
     pub nodes: Vec<GraphNode>,
 }
 
@@ -141,6 +148,7 @@ impl Graph {
         diag.errors.len() == before
     }
 
+    /// The index of the node named `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }

@@ -137,6 +137,7 @@ impl<T: Message> HasValueTable for T {
 }
 
 impl<'v> Value<'v> {
+    /// A reference to `value`.
     #[inline]
     pub fn of<T: Message>(value: &'v T) -> Self {
         Self {
@@ -146,6 +147,7 @@ impl<'v> Value<'v> {
         }
     }
 
+    /// The value's type.
     pub fn ty(&self) -> MessageType {
         MessageType {
             id: self.table.id,
@@ -190,8 +192,11 @@ unsafe fn encode_erased<T: Message>(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("payload of {len} bytes is not a valid archived {type_name}: {reason}")]
 pub struct PayloadError {
+    /// The type the payload should hold.
     pub type_name: &'static str,
+    /// Bytes of the payload.
     pub len: usize,
+    /// What bytecheck found.
     pub reason: String,
 }
 
@@ -199,6 +204,7 @@ pub struct PayloadError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("encoded message does not fit in {slot_len} bytes")]
 pub struct EncodeError {
+    /// Bytes of the slot.
     pub slot_len: usize,
 }
 
@@ -248,11 +254,13 @@ pub fn encode_into_uninit<T: Message>(
 /// Cheap to build on every emit: the name is shortened only when displayed.
 #[derive(Clone, Copy)]
 pub struct MessageType {
+    /// The type's id.
     pub id: TypeId,
     full_name: &'static str,
 }
 
 impl MessageType {
+    /// The type `T`.
     #[inline]
     pub fn of<T: 'static>() -> Self {
         Self {
@@ -314,12 +322,14 @@ impl Default for AlignedBuf {
 }
 
 impl AlignedBuf {
+    /// A zeroed buffer of at least `bytes` bytes, 16-aligned.
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
             words: vec![0; bytes.div_ceil(16).max(1)],
         }
     }
 
+    /// Bytes the buffer holds.
     pub fn capacity(&self) -> usize {
         self.words.len() * 16
     }
@@ -331,6 +341,7 @@ impl AlignedBuf {
         }
     }
 
+    /// The buffer's bytes, writable.
     pub fn as_mut_bytes(&mut self) -> &mut [u8] {
         let len = self.capacity();
         // SAFETY: `words` is a live, initialised allocation of `len` bytes; `u8` has no
@@ -338,6 +349,7 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), len) }
     }
 
+    /// The buffer's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         let len = self.capacity();
         // SAFETY: as in `as_mut_bytes`, with a shared borrow.

@@ -68,19 +68,30 @@ pub enum NodeError {
     Encode(#[from] super::message::EncodeError),
     /// `emit_to` named a node that the graph cannot reach from here.
     #[error("node `{node}` emitted to unknown target `{target}`")]
-    UnknownTarget { node: String, target: String },
+    UnknownTarget {
+        /// The emitting node.
+        node: String,
+        /// The target it named.
+        target: String,
+    },
     /// `emit_to` named a node whose input type differs from the emitted type.
     #[error("node `{node}` emitted {emitted} to `{target}`, which reads {expected}")]
     TargetTypeMismatch {
+        /// The emitting node.
         node: String,
+        /// The target it named.
         target: String,
+        /// The type emitted.
         emitted: MessageType,
+        /// The type the target reads.
         expected: MessageType,
     },
     /// Reading or writing an adapter (file, stdout) failed.
     #[error("{what}: {source}")]
     Io {
+        /// What was being read or written.
         what: String,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
@@ -103,10 +114,12 @@ impl From<crate::output::OutputError> for NodeError {
 }
 
 impl NodeError {
+    /// A node failure with its message.
     pub fn failed(message: impl Into<String>) -> Self {
         Self::Failed(message.into())
     }
 
+    /// An adapter failure: what was being read or written, and the system's error.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),
@@ -149,6 +162,7 @@ pub struct Emitter<'p, T> {
 }
 
 impl<'p, T: Message> Emitter<'p, T> {
+    /// An emitter of `T` values over a runtime's port.
     pub fn new(port: &'p mut dyn OutputPort) -> Self {
         Self {
             port,
@@ -198,7 +212,9 @@ impl<'p, T: Message> Emitter<'p, T> {
 /// }
 /// ```
 pub trait Node: Send + 'static {
+    /// The type the node reads.
     type Input: Message;
+    /// The type the node emits.
     type Output: Message;
 
     /// Processes one record: the value the upstream node emitted (in this process, by
@@ -256,8 +272,10 @@ pub enum Pull {
 /// Each emitted record receives the next `seq` (starting at 1), so a source must emit exactly
 /// one record per input unit to keep `seq` meaningful (fund-load: one per input line).
 pub trait Source: Send + 'static {
+    /// The type the source emits.
     type Output: Message;
 
+    /// Runs once before the first pull; a failure is a `bootstrap_error` and nothing starts.
     fn on_start(&mut self) -> Result<(), NodeError> {
         Ok(())
     }
@@ -277,6 +295,7 @@ pub struct Nothing;
 
 /// A node as the runtimes hold it: input as bytes, output through a port.
 pub trait ErasedNode: Send {
+    /// [`Node::on_start`].
     fn on_start(&mut self) -> Result<(), NodeError>;
 
     /// Processes a value emitted by a node of this process.
@@ -297,19 +316,26 @@ pub trait ErasedNode: Send {
         port: &mut dyn OutputPort,
     ) -> Result<(), NodeError>;
 
+    /// [`Node::on_end_of_stream`].
     fn on_end_of_stream(&mut self, port: &mut dyn OutputPort) -> Result<(), NodeError>;
 
+    /// [`Node::counters`].
     fn counters(&self) -> Vec<(String, u64)>;
 
+    /// [`Node::flush`].
     fn flush(&mut self) -> Result<(), NodeError>;
 
+    /// [`Node::truncate_after`].
     fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError>;
 }
 
 /// A source as the runtimes hold it.
 pub trait ErasedSource: Send {
+    /// [`Source::on_start`].
     fn on_start(&mut self) -> Result<(), NodeError>;
+    /// [`Source::pull`].
     fn pull(&mut self, port: &mut dyn OutputPort) -> Result<Pull, NodeError>;
+    /// [`Source::counters`].
     fn counters(&self) -> Vec<(String, u64)>;
 }
 

@@ -66,6 +66,7 @@ impl fmt::Debug for PartitionKey {
 /// Whether and how a node keeps state across records.
 #[derive(Debug, Clone)]
 pub enum NodeState {
+    /// No state across records: any worker may take any record.
     Stateless,
     /// Per-key state: records with the same key must reach the same worker, in `seq` order.
     Partitioned(PartitionKey),
@@ -74,6 +75,7 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// Whether the node keeps state across records.
     pub fn is_stateful(&self) -> bool {
         !matches!(self, Self::Stateless)
     }
@@ -111,10 +113,12 @@ pub struct Placement {
     pub group: String,
     /// 1-based worker index within the group.
     pub worker_index: u32,
+    /// Workers of the group.
     pub workers: u32,
 }
 
 impl Placement {
+    /// The placement of the inline profile (group `inline`, one worker).
     pub fn inline() -> Self {
         Self {
             group: "inline".to_string(),
@@ -126,11 +130,15 @@ impl Placement {
 
 /// Everything a factory may use to build its node.
 pub struct BuildContext<'a> {
+    /// The node's name.
     pub node: &'a str,
     /// The node's normalised config section (`Null` when it has none).
     pub settings: &'a YamlValue,
+    /// The whole validated config.
     pub config: &'a Config,
+    /// Where the node runs.
     pub placement: &'a Placement,
+    /// Services shared by the nodes of this process.
     pub services: &'a mut Services,
     /// Input records a resumed run skips (`--skip N`); 0 for a fresh run. A sink of a resumed
     /// run appends to its outputs instead of replacing them.
@@ -139,7 +147,9 @@ pub struct BuildContext<'a> {
 
 /// A built node, ready for a runtime.
 pub enum BuiltNode {
+    /// A source node.
     Source(Box<dyn ErasedSource>),
+    /// A node with an input.
     Node(Box<dyn ErasedNode>),
 }
 
@@ -151,8 +161,11 @@ pub type StateFn = fn(&Config) -> NodeState;
 
 /// How to validate, describe and build one named node.
 pub struct NodeFactory {
+    /// Source, node or sink.
     pub role: NodeRole,
+    /// The type the node reads (`None` for a source).
     pub input: Option<MessageType>,
+    /// The type the node emits (`None` for a sink).
     pub output: Option<MessageType>,
     settings: SettingsFn,
     state: StateFn,
@@ -196,6 +209,7 @@ impl NodeFactory {
         self
     }
 
+    /// Validates the node's config section and returns it normalised.
     pub fn validate_settings(
         &self,
         section: Option<&YamlValue>,
@@ -205,14 +219,17 @@ impl NodeFactory {
         (self.settings)(section, path, diag)
     }
 
+    /// The node's statefulness under `config`.
     pub fn state_for(&self, config: &Config) -> NodeState {
         (self.state)(config)
     }
 
+    /// The name of a store the node shares with other nodes of its group (they stay together).
     pub fn shared_store(&self) -> Option<&'static str> {
         self.shared_store
     }
 
+    /// Builds the node.
     pub fn build(&self, ctx: &mut BuildContext<'_>) -> Result<BuiltNode, NodeError> {
         (self.build)(ctx)
     }
@@ -225,6 +242,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
@@ -286,10 +304,12 @@ impl Registry {
         )
     }
 
+    /// The factory registered as `name`.
     pub fn get(&self, name: &str) -> Option<&NodeFactory> {
         self.factories.get(name)
     }
 
+    /// Every registered name, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.factories.keys().map(String::as_str)
     }

@@ -22,11 +22,14 @@ use crate::config::{LogExporter, LogLevel, Logging};
 /// Who is logging: `supervisor` or a worker id, and the process id.
 #[derive(Debug, Clone)]
 pub struct LogIdentity {
+    /// `supervisor`, `inline` or a worker id.
     pub name: String,
+    /// The process id.
     pub pid: u32,
 }
 
 impl LogIdentity {
+    /// The identity `name` of this process.
     pub fn current(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -39,10 +42,15 @@ impl LogIdentity {
 /// and OTLP logs (`"duration_ms":1488`, not `"1488"`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogValue {
+    /// Text.
     Text(String),
+    /// A signed integer.
     Int(i64),
+    /// An unsigned integer.
     UInt(u64),
+    /// A floating-point number.
     Float(f64),
+    /// A boolean.
     Bool(bool),
 }
 
@@ -310,7 +318,9 @@ fn level_filter(level: LogLevel) -> LevelFilter {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open log file {path}: {source}")]
 pub struct LogInitError {
+    /// The log file.
     pub path: PathBuf,
+    /// The system's error.
     #[source]
     pub source: std::io::Error,
 }

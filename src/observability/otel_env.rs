@@ -3,7 +3,7 @@
 //! `OTEL_SDK_DISABLED`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, and
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` / `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_PROTOCOL`. The endpoint,
 //! headers, timeout and certificate variables are read by `opentelemetry-otlp` itself, the
-//! service name by [`super::export::otlp::service_name`].
+//! service name by `export::resource::service_name`.
 //!
 //! As the SDK specification asks, an unknown or malformed value is reported at WARN and the
 //! default is used; the run does not fail over an environment variable.
@@ -111,7 +111,9 @@ pub fn sampler(
 /// Which signal an OTLP exporter sends (its own protocol variable comes first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
+    /// Spans (`OTEL_EXPORTER_OTLP_TRACES_*`).
     Traces,
+    /// Log records (`OTEL_EXPORTER_OTLP_LOGS_*`).
     Logs,
 }
 

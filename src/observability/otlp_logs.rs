@@ -171,6 +171,7 @@ pub struct OtlpLogLayer {
 }
 
 impl OtlpLogLayer {
+    /// A layer exporting log records as `identity` with `settings`.
     pub fn new(settings: &OtlpSettings, identity: LogIdentity) -> Result<Self, ExportSetupError> {
         let provider = provider(settings, &identity)?;
         let logger = provider.logger("stream-kernel");

@@ -16,8 +16,11 @@ type PemPair = (Vec<u8>, Vec<u8>);
 /// The PEM files the environment names for one signal's exporter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// CA certificate that signs the receiver's certificate.
     pub ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
     pub client_certificate: Option<PathBuf>,
+    /// Client private key for mutual TLS.
     pub client_key: Option<PathBuf>,
 }
 

@@ -17,8 +17,11 @@ pub fn peak_rss_kib() -> Option<u64> {
 pub struct ProcessFigures {
     /// User plus system CPU time.
     pub cpu_seconds: f64,
+    /// Resident memory.
     pub resident_bytes: u64,
+    /// Virtual memory.
     pub virtual_bytes: u64,
+    /// Threads.
     pub threads: u64,
     /// Start time since the Unix epoch.
     pub start_time_seconds: f64,

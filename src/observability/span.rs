@@ -13,30 +13,41 @@ use crate::config::{SamplerKind, Tracing};
 /// One finished node execution of a sampled record.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct SpanRecord {
+    /// W3C trace id.
     pub trace_id: [u8; 16],
+    /// The span's id.
     pub span_id: u64,
     /// 0 for a root span.
     pub parent_span_id: u64,
     /// The node's name.
     pub name: String,
+    /// The group of the worker that ran the node.
     pub process_group: String,
     /// The group that handed the record over, on the first node after a hand-off.
     pub handoff_from: Option<String>,
+    /// Cross-group hand-offs before this node.
     pub route_hop: u16,
+    /// The worker that ran the node (`group#n`; `inline` inline).
     pub worker_id: String,
+    /// The process id of that worker.
     pub pid: u32,
+    /// Source sequence number of the record.
     pub seq: u64,
+    /// When the node started, unix nanoseconds.
     pub start_unix_ns: u64,
+    /// When the node finished, unix nanoseconds.
     pub end_unix_ns: u64,
     /// The node's error message; `None` = status ok.
     pub error: Option<String>,
 }
 
 impl SpanRecord {
+    /// `ok`, or `error` when the node failed.
     pub fn status(&self) -> &'static str {
         if self.error.is_some() { "error" } else { "ok" }
     }
 
+    /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
@@ -98,12 +109,16 @@ pub fn span_id_for(trace_id: &[u8; 16], parent: u64, node: usize) -> u64 {
 /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
+    /// The caller's trace id.
     pub trace_id: [u8; 16],
+    /// The caller's span id.
     pub span_id: u64,
+    /// The caller's sampled flag.
     pub sampled: bool,
 }
 
 impl TraceParent {
+    /// Parses a `traceparent` value; anything malformed is `None`.
     pub fn parse(value: &str) -> Option<Self> {
         let parts: Vec<&str> = value.trim().split('-').collect();
         let [version, trace, span, flags] = parts.as_slice() else {
@@ -135,6 +150,7 @@ impl TraceParent {
 
 /// Where a process's finished spans go. Must not block.
 pub trait SpanSink: Send {
+    /// Takes one finished span (never blocks; a full sink drops and counts it).
     fn record(&mut self, span: SpanRecord);
     /// Spans this sink could not take (a full telemetry ring).
     fn dropped(&self) -> u64 {
@@ -148,6 +164,7 @@ pub trait SpanSink: Send {
 /// caller's flag only).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampler {
+    /// Which sampler.
     pub kind: SamplerKind,
     /// The ratio of the `traceidratio` samplers.
     pub ratio: f64,
@@ -181,17 +198,22 @@ impl Sampler {
 
 /// Span production of one process: the settings every span shares and its sink.
 pub struct Tracer {
+    /// The head sampling decision.
     pub sampler: Sampler,
+    /// The process's worker id (`inline` inline).
     pub worker_id: String,
+    /// The process id.
     pub pid: u32,
     /// The caller's context: records become children of its span, in its trace.
     pub parent: Option<TraceParent>,
+    /// Where finished spans go.
     pub sink: Box<dyn SpanSink>,
     /// Spans handed to the sink.
     pub produced: u64,
 }
 
 impl Tracer {
+    /// A tracer of `worker_id` with the `TRACEPARENT` of the environment as its parent.
     pub fn new(sampler: Sampler, worker_id: String, sink: Box<dyn SpanSink>) -> Self {
         Self {
             sampler,
@@ -213,6 +235,7 @@ impl Tracer {
         }
     }
 
+    /// Hands a finished span to the sink.
     pub fn record(&mut self, span: SpanRecord) {
         self.produced += 1;
         self.sink.record(span);

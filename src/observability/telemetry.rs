@@ -23,10 +23,12 @@ const IDLE_SLEEP: Duration = Duration::from_millis(2);
 /// A worker's span sink: its telemetry ring.
 pub struct RingSpanSink {
     producer: Producer<Segment>,
+    /// Spans the ring had no room for.
     pub dropped: u64,
 }
 
 impl RingSpanSink {
+    /// A sink writing into `producer`.
     pub fn new(producer: Producer<Segment>) -> Self {
         Self {
             producer,

@@ -8,6 +8,7 @@ use crate::config::FileAdapter;
 use crate::graph::NodeError;
 use crate::output::RecordWriter;
 
+/// The dead-letter adapter of one process: one JSON line per record that could not be processed.
 pub struct DeadLetters {
     out: Option<RecordWriter>,
     count: u64,
@@ -60,6 +61,7 @@ impl DeadLetters {
         Ok(writer.write_line(seq, line)?)
     }
 
+    /// Hands what is buffered to the operating system.
     pub fn flush(&mut self) -> Result<(), NodeError> {
         if let Some(writer) = &mut self.out {
             writer.flush()?;
@@ -76,6 +78,7 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// Records dead-lettered so far.
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -90,7 +93,10 @@ impl DeadLetters {
 /// as the payload of a dead-letter envelope.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct DeadLetterRecord {
+    /// The node that dead-lettered the record.
     pub node: String,
+    /// The reason code.
     pub reason: String,
+    /// The message.
     pub detail: String,
 }

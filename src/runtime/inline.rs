@@ -36,7 +36,9 @@ pub struct RunOptions {
 /// (at least once a second).
 #[derive(Debug, Default)]
 pub struct RunProgress {
+    /// Records the source emitted.
     pub records: AtomicU64,
+    /// Input bytes the source consumed.
     pub input_bytes: Arc<AtomicU64>,
 }
 
@@ -48,17 +50,26 @@ pub enum RunError {
     Config(ConfigReport),
     /// A node could not be built or its `on_start` failed; nothing was ingested.
     #[error("bootstrap_error: node `{node}` failed to start: {message}")]
-    Bootstrap { node: String, message: String },
+    Bootstrap {
+        /// The node.
+        node: String,
+        /// What failed.
+        message: String,
+    },
     /// A node failed on a record under the `fail` policy.
     #[error(
         "node_error: node `{node}` failed on record seq {seq}: {message}; records after seq {completed_through} were not completed"
     )]
     NodeFailed {
+        /// The node.
         node: String,
+        /// The record it failed on.
         seq: u64,
+        /// What failed.
         message: String,
         /// Highest `seq` fully processed before the failing one.
         completed_through: u64,
+        /// What the run did up to the failure.
         summary: Box<RunSummary>,
     },
 }

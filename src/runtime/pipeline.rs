@@ -41,11 +41,15 @@ use crate::observability::span::{SpanRecord, Tracer, span_id_for, unix_ns};
 /// Per-node counters of one process.
 #[derive(Debug, Clone, Default)]
 pub struct NodeStats {
+    /// Records the node received.
     pub records_in: u64,
+    /// Outputs the node emitted.
     pub records_out: u64,
+    /// Records the node failed on.
     pub errors: u64,
     /// Self time (excluding downstream nodes) of the records that were timed.
     pub sampled_busy_ns: u64,
+    /// Records whose self time was measured.
     pub sampled_records: u64,
 }
 
@@ -120,8 +124,11 @@ const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// The first failure of a run under the `fail` policy.
 #[derive(Debug)]
 pub struct NodeFailure {
+    /// The node that failed.
     pub node: String,
+    /// The record it failed on.
     pub seq: u64,
+    /// What failed.
     pub error: NodeError,
     /// The failed record's trace, for the log line that reports the failure.
     pub trace: Option<RecordTrace>,
@@ -670,9 +677,11 @@ pub(crate) struct LocalPipeline {
 /// its source reports consumed input bytes into ([`crate::graph::InputProgress`]).
 #[derive(Debug, Clone, Default)]
 pub struct PipelineRun {
+    /// The run's id (trace ids derive from it).
     pub run_id: u64,
     /// The `seq` a resumed run resumes after (0: a fresh run).
     pub resume_after: u64,
+    /// Input bytes the source consumed.
     pub input_bytes: Arc<AtomicU64>,
 }
 

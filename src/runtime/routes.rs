@@ -15,7 +15,9 @@ use crate::graph::{Graph, MessageType, NodeError};
 /// Where a named node lives: its graph index and its group's chain position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
+    /// Graph index of the node.
     pub node: usize,
+    /// Chain position of the node's group.
     pub group: u16,
 }
 
@@ -25,11 +27,17 @@ pub struct Location {
 /// negative entry; every lookup that went to the table is a `miss`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteCacheCounters {
+    /// Positive hits.
     pub hits: u64,
+    /// Lookups that went to the table.
     pub misses: u64,
+    /// Lookups answered "unknown" from a negative entry.
     pub negative_hits: u64,
+    /// Positive entries held.
     pub positive_entries: u64,
+    /// Negative entries held.
     pub negative_entries: u64,
+    /// Times the cache was invalidated (placement changed).
     pub generation: u64,
 }
 
@@ -71,6 +79,7 @@ pub struct RouteCache {
 }
 
 impl RouteCache {
+    /// An empty cache with `settings`.
     pub fn new(settings: RoutingCache) -> Self {
         Self {
             settings,
@@ -80,6 +89,7 @@ impl RouteCache {
         }
     }
 
+    /// The counters so far.
     pub fn counters(&self) -> RouteCacheCounters {
         self.counters
     }
@@ -154,6 +164,7 @@ impl RouteCache {
     }
 }
 
+/// The routing table of one process: node names, indices, groups, and the route cache.
 #[derive(Debug, Clone)]
 pub struct Routes {
     by_name: HashMap<String, usize>,
@@ -210,6 +221,7 @@ impl Routes {
         }
     }
 
+    /// The route cache's counters.
     pub fn cache_counters(&self) -> RouteCacheCounters {
         self.cache.counters()
     }
@@ -219,14 +231,17 @@ impl Routes {
         self.next.get(from).copied().flatten()
     }
 
+    /// The name of node `index` (`?` if there is none).
     pub fn name_of(&self, index: usize) -> &str {
         self.names.get(index).map_or("?", String::as_str)
     }
 
+    /// Nodes in the table.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

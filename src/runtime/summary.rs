@@ -9,9 +9,11 @@ use super::routes::RouteCacheCounters;
 /// One node's share of a run.
 #[derive(Debug, Clone)]
 pub struct NodeReport {
+    /// The node's name.
     pub name: String,
     /// The group that ran it (`inline` in the memory profile).
     pub group: String,
+    /// Records in and out, errors, and the timed sample.
     pub stats: NodeStats,
     /// Estimated self time over the whole run (scaled from the timed sample).
     pub busy_ns: u64,
@@ -30,11 +32,15 @@ pub struct RunSummary {
     pub skipped: u64,
     /// Highest `seq` completed (written, dead-lettered or dropped) in order.
     pub last_seq: u64,
+    /// Wall time of the run.
     pub elapsed: Duration,
+    /// Records sent to the dead-letter file.
     pub dead_lettered: u64,
+    /// Where dead letters went, when there were any.
     pub dead_letter_path: Option<std::path::PathBuf>,
     /// The run was stopped before its input ended (SIGTERM / SIGINT).
     pub interrupted: bool,
+    /// Every node, in pipeline order.
     pub nodes: Vec<NodeReport>,
     /// One entry per process that did work (one `inline` entry in the memory profile).
     pub workers: Vec<WorkerReport>,
@@ -53,12 +59,15 @@ pub struct RunSummary {
 /// One worker process's share of a run.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerReport {
+    /// The worker's id (`group#n`, `inline` inline).
     pub id: String,
+    /// The worker's group.
     pub group: String,
     /// START_WORK to DRAINED.
     pub elapsed: Duration,
     /// Of `elapsed`, the time not spent waiting on a ring (idle inbound or full outbound).
     pub busy: Duration,
+    /// Peak resident memory of the process, KiB.
     pub peak_rss_kib: u64,
 }
 
@@ -79,9 +88,13 @@ impl WorkerReport {
 pub struct RingReport {
     /// `producer-worker->consumer-worker`.
     pub name: String,
+    /// Records written to the ring.
     pub records: u64,
+    /// Bytes of the ring's data area.
     pub capacity_bytes: u64,
+    /// The most bytes written and not yet read at one sample.
     pub peak_bytes: u64,
+    /// Mean of the sampled occupancy, bytes.
     pub mean_bytes: u64,
     /// Occupancy in bytes over the run.
     pub timeline: Timeline,
@@ -94,6 +107,7 @@ pub struct RingReport {
 /// the interval doubles, so a long run keeps an even picture in bounded memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeline {
+    /// `(milliseconds since the start, value)`, oldest first.
     pub points: Vec<(u64, u64)>,
     every_ms: u64,
 }
@@ -108,6 +122,7 @@ impl Default for Timeline {
 }
 
 impl Timeline {
+    /// The most points kept.
     pub const MAX_POINTS: usize = 1024;
 
     /// Records `value` at `at_ms`, unless the last point is less than an interval ago.
@@ -139,6 +154,7 @@ impl Timeline {
 }
 
 impl RunSummary {
+    /// Input records per second of wall time.
     pub fn records_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {

@@ -12,20 +12,26 @@ use crate::graph::{Graph, NodeRole};
 /// One group's place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSpan {
+    /// The group's name.
     pub name: String,
     /// Position in the chain (the envelope's `source_group`).
     pub index: u16,
     /// Graph indices of its first and last node.
     pub first: usize,
+    /// Graph index of its last node.
     pub last: usize,
+    /// Workers of the group.
     pub workers: u32,
+    /// Whether it holds the source.
     pub holds_source: bool,
+    /// Whether it holds the sink.
     pub holds_sink: bool,
 }
 
 /// The chain of groups.
 #[derive(Debug, Clone)]
 pub struct Topology {
+    /// The groups in chain order.
     pub groups: Vec<GroupSpan>,
 }
 
@@ -64,6 +70,7 @@ impl Topology {
         Self { groups: spans }
     }
 
+    /// The group named `name`.
     pub fn group(&self, name: &str) -> Option<&GroupSpan> {
         self.groups.iter().find(|g| g.name == name)
     }

@@ -26,21 +26,28 @@ use crate::runtime::routes::RouteCacheCounters;
 /// What the endpoints report; the supervisor updates it.
 #[derive(Debug, Default)]
 pub struct HealthState {
+    /// `/livez`: the supervisor's loop is running.
     pub alive: AtomicBool,
+    /// `/readyz`: every worker is READY and the gate is open.
     pub gate_open: AtomicBool,
+    /// The run is stopping (`/readyz` answers 503).
     pub stopping: AtomicBool,
+    /// What `/metrics` shows, refreshed by the supervisor at least once a second.
     pub metrics: Mutex<MetricsView>,
 }
 
 /// Everything `/metrics` exposes, as numbers in base units.
 #[derive(Debug, Default, Clone)]
 pub struct MetricsView {
+    /// Every worker.
     pub workers: Vec<WorkerMetrics>,
+    /// Workers restarted (none today: a failed worker fails the run).
     pub restarts: u64,
     /// (kind, count)
     pub control_rejections: Vec<(&'static str, u64)>,
     /// (category, count)
     pub failures: Vec<(&'static str, u64)>,
+    /// Every ring edge.
     pub rings: Vec<RingMetrics>,
     /// Summed over workers, as of their last heartbeats.
     pub route_cache: RouteCacheCounters,
@@ -55,10 +62,15 @@ pub struct MetricsView {
 /// One node of one group, summed over the group's workers (as of their last heartbeats).
 #[derive(Debug, Clone, Default)]
 pub struct NodeMetrics {
+    /// The node's name.
     pub node: String,
+    /// The group that runs it.
     pub group: String,
+    /// Records the node received.
     pub records_in: u64,
+    /// Outputs the node emitted.
     pub records_out: u64,
+    /// Records the node failed on.
     pub errors: u64,
     /// The node's own counters (`accepted`, `declined.<REASON>`, `bytes_read`, ...).
     pub counters: Vec<(String, u64)>,
@@ -68,13 +80,19 @@ pub struct NodeMetrics {
 /// second), process figures read from `/proc` at each refresh.
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
+    /// The worker's id (`group#n`).
     pub worker: String,
+    /// The worker's group.
     pub group: String,
+    /// Its lifecycle state.
     pub state: &'static str,
+    /// Records its first node received.
     pub records_in: u64,
+    /// Outputs its last node emitted.
     pub records_out: u64,
     /// Share of the last heartbeat interval spent not waiting on a ring, 0..1.
     pub busy_ratio: f64,
+    /// Its process id, once spawned.
     pub pid: Option<u32>,
     /// Read from `/proc` when `/metrics` is scraped ([`MetricsView::read_processes`]).
     pub process: Option<ProcessFigures>,
@@ -83,9 +101,13 @@ pub struct WorkerMetrics {
 /// One ring edge as `/metrics` shows it.
 #[derive(Debug, Clone)]
 pub struct RingMetrics {
+    /// The edge's name (`producer->consumer`).
     pub edge: String,
+    /// Bytes written and not yet read.
     pub occupancy_bytes: u64,
+    /// Bytes of the ring's data area.
     pub capacity_bytes: u64,
+    /// Records written to the ring.
     pub records: u64,
 }
 
@@ -447,12 +469,15 @@ pub struct HealthServer {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start the health server on {bind}: {detail}")]
 pub struct HealthError {
+    /// The address asked for.
     pub bind: String,
+    /// What failed.
     pub detail: String,
 }
 
 #[cfg(feature = "health")]
 impl HealthServer {
+    /// Serves the endpoints of `state` on `bind` from a thread of its own.
     pub fn start(bind: &str, state: Arc<HealthState>) -> Result<Self, HealthError> {
         let server = tiny_http::Server::http(bind).map_err(|e| HealthError {
             bind: bind.to_string(),
@@ -483,6 +508,7 @@ impl HealthServer {
         })
     }
 
+    /// The address the server listens on (the port picked when `bind` asked for 0).
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -543,6 +569,7 @@ pub struct HealthServer {
 
 #[cfg(not(feature = "health"))]
 impl HealthServer {
+    /// Always an error: this build has no health endpoint.
     pub fn start(bind: &str, _state: Arc<HealthState>) -> Result<Self, HealthError> {
         Err(HealthError {
             bind: bind.to_string(),
@@ -550,6 +577,7 @@ impl HealthServer {
         })
     }
 
+    /// The address the server listens on.
     pub fn address(&self) -> SocketAddr {
         match self.never {}
     }

@@ -39,22 +39,36 @@ const ABORT: u8 = 2;
 /// An embedded run failed or was used wrongly.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The supervisor failed to start or run.
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
+    /// A worker failed; the run stopped.
     #[error("worker {} (group {}) failed: {}: {}", .0.worker, .0.group, .0.category, .0.detail)]
     WorkerFailed(RunFailure),
+    /// The pipeline reads its own input: there is nothing to submit to.
     #[error(
         "the pipeline starts with a source; an embedding host can only submit to a pipeline without one"
     )]
     HasSource,
+    /// The submitted value's type is not what the first node reads.
     #[error("`{entry}` reads {expected}, not {submitted}")]
     WrongType {
+        /// The first node.
         entry: String,
+        /// The type it reads.
         expected: MessageType,
+        /// The type submitted.
         submitted: MessageType,
     },
+    /// The submit or reply ring failed.
     #[error("ring {ring}: {detail}")]
-    Ring { ring: String, detail: String },
+    Ring {
+        /// The ring.
+        ring: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The supervisor's thread ended without a result.
     #[error("the supervisor thread ended without a result")]
     SupervisorLost,
 }
@@ -68,8 +82,11 @@ pub enum ReplyKind {
     Dropped,
     /// A node dead-lettered the record (`on_node_error: dead_letter`, or the node's choice).
     DeadLettered {
+        /// The node that dead-lettered it.
         node: String,
+        /// Its reason code.
         reason: String,
+        /// Its message.
         detail: String,
     },
 }
@@ -81,6 +98,7 @@ pub struct Reply {
     pub seq: u64,
     /// The caller's correlation id, as submitted.
     pub reply_to: u64,
+    /// What came back.
     pub kind: ReplyKind,
     /// The trace id every hop of the record carried.
     pub trace_id: [u8; 16],

@@ -27,17 +27,28 @@ pub enum Event {
     /// A connection was refused (garbage, wrong key, not a HELLO).
     Refused(String),
     /// A frame from a worker, with every check passed.
-    Frame { worker: String, received: Received },
+    Frame {
+        /// The worker.
+        worker: String,
+        /// The frame.
+        received: Received,
+    },
     /// A frame from a worker was rejected, or its connection failed.
     ControlProblem {
+        /// The worker.
         worker: String,
+        /// What failed.
         detail: String,
+        /// Whether the connection is closed.
         closed: bool,
     },
     /// A child exited (reaped).
     Exited {
+        /// The worker.
         worker: String,
+        /// How it exited.
         status: ExitStatus,
+        /// When it was reaped.
         at: Instant,
     },
     /// One of the [`STOP_SIGNALS`] arrived.
@@ -181,6 +192,7 @@ pub fn describe_exit(status: &ExitStatus) -> String {
     }
 }
 
+/// The name of signal number `signal` (`SIGKILL`, ...).
 pub fn signal_name(signal: i32) -> String {
     nix::sys::signal::Signal::try_from(signal)
         .map(|s| s.as_str().to_string())

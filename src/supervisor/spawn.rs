@@ -23,15 +23,23 @@ use crate::data::clear_cloexec;
 /// What to spawn.
 #[derive(Debug, Clone)]
 pub struct WorkerLaunch<'a> {
+    /// The executable (this process's own binary).
     pub exe: &'a Path,
+    /// The worker's id (`group#n`).
     pub worker_id: &'a str,
+    /// The worker's 1-based number in the run.
     pub number: u32,
+    /// The supervisor's control address.
     pub control: &'a ControlAddress,
+    /// How long the worker may take to become READY.
     pub start_timeout: Duration,
+    /// Accepted age of a control frame.
     pub control_ttl: Duration,
+    /// The largest control message accepted.
     pub control_max_payload: u64,
     /// Fds the worker must inherit (ring segments).
     pub inherit: &'a [RawFd],
+    /// CPUs to pin the worker to.
     pub cpus: Option<&'a [u32]>,
     /// Give the worker the supervisor's stdin (the worker that holds a stdin source); every
     /// other worker reads nothing (`/dev/null`).
@@ -41,15 +49,22 @@ pub struct WorkerLaunch<'a> {
 /// Spawning a worker failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
+    /// The worker's key could not be handed over.
     #[error("cannot prepare the key for worker {worker}: {source}")]
     Key {
+        /// The worker.
         worker: String,
+        /// What failed.
         source: crate::control::KeyError,
     },
+    /// The process could not be spawned.
     #[error("cannot spawn worker {worker} from {exe}: {source}")]
     Spawn {
+        /// The worker.
         worker: String,
+        /// The executable.
         exe: PathBuf,
+        /// The system's error.
         source: std::io::Error,
     },
 }

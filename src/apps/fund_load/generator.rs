@@ -20,10 +20,12 @@ use crate::calendar::civil_from_days;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
+    /// The next pseudo-random number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -75,6 +77,7 @@ pub struct Generator {
 const START_SECS: i64 = 946_684_800;
 
 impl Generator {
+    /// A generator of `lines` lines from `seed` (the same seed gives the same lines).
     pub fn new(lines: u64, seed: u64) -> Self {
         let customers = (lines / 40).clamp(300, 20_000);
         // About 0.3 loads per customer per day.

@@ -11,17 +11,29 @@ use rkyv::{Archive, Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Reason {
+    /// The attempt was accepted.
     Accepted = 0,
+    /// The line is not a JSON object with the four fields.
     InputParseError = 1,
+    /// `id` or `customer_id` is not a string of digits.
     InvalidIdFormat = 2,
+    /// `load_amount` is not a `$` amount with at most two decimals.
     InvalidAmountFormat = 3,
+    /// `time` is not an RFC 3339 UTC timestamp.
     InvalidTimestamp = 4,
+    /// The `id` was seen before for the same customer with the same content: a replay.
     IdDuplicateReplay = 5,
+    /// The `id` was seen before with other content.
     IdDuplicateConflict = 6,
+    /// More than the daily number of attempts for the customer.
     DailyAttemptLimit = 7,
+    /// A prime `id` above the prime amount cap.
     PrimeAmountCap = 8,
+    /// More than the prime attempts allowed per day across all customers.
     PrimeDailyGlobalLimit = 9,
+    /// Above the customer's daily amount limit.
     DailyAmountLimit = 10,
+    /// Above the customer's weekly amount limit.
     WeeklyAmountLimit = 11,
 }
 
@@ -41,6 +53,7 @@ impl Reason {
         Reason::WeeklyAmountLimit,
     ];
 
+    /// The reason's code as carried in messages.
     pub fn code(self) -> u8 {
         self as u8
     }
@@ -197,6 +210,7 @@ pub fn short_digits(digits: &str) -> Option<u64> {
 /// arbitrary bytes and invalid UTF-8 is a decline reason, not a crash.
 #[derive(Debug, Clone, Default, Archive, Serialize, Deserialize)]
 pub struct RawLine {
+    /// The line's bytes.
     pub bytes: Vec<u8>,
 }
 
@@ -204,28 +218,38 @@ pub struct RawLine {
 /// are the strings as read (they still get an output line).
 #[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct LoadAttempt {
+    /// The load's id, as read.
     pub id: DigitText,
+    /// The customer's id, as read.
     pub customer_id: DigitText,
+    /// The amount in cents.
     pub amount_cents: u64,
     /// UTC seconds since the Unix epoch.
     pub time_secs: i64,
     /// Sub-second part, kept so that replays compare the exact instant.
     pub time_nanos: u32,
+    /// The input error found, or 0 ([`Reason::code`]).
     pub reason: u8,
 }
 
 /// An attempt with its calendar keys and features, filled in stage by stage.
 #[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct Attempt {
+    /// The load's id.
     pub id: DigitText,
+    /// The customer's id.
     pub customer_id: DigitText,
+    /// The amount in cents.
     pub amount_cents: u64,
+    /// UTC seconds since the Unix epoch.
     pub time_secs: i64,
+    /// Sub-second part of the time.
     pub time_nanos: u32,
     /// UTC day index (days since 1970-01-01).
     pub day: i32,
     /// Week index for the configured week start.
     pub week: i32,
+    /// Whether the time falls on a Monday (the Monday multiplier applies).
     pub is_monday: bool,
     /// Amount after the Monday multiplier (`compute_features`).
     pub effective_cents: u64,
@@ -238,25 +262,38 @@ pub struct Attempt {
 /// The decision about one attempt (`evaluate_policies`), committed by `update_windows`.
 #[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct Decision {
+    /// The load's id.
     pub id: DigitText,
+    /// The customer's id.
     pub customer_id: DigitText,
+    /// Whether the load was accepted.
     pub accepted: bool,
+    /// The decline reason, or 0 when accepted ([`Reason::code`]).
     pub reason: u8,
+    /// The amount counted against the limits (after the Monday multiplier).
     pub effective_cents: u64,
+    /// UTC day index of the load.
     pub day: i32,
+    /// Week index of the load.
     pub week: i32,
+    /// Whether the prime gate applied.
     pub prime_gated: bool,
 }
 
 /// One formatted output line (no newline), plus what the audit sink needs.
 #[derive(Debug, Clone, Default, PartialEq, Archive, Serialize, Deserialize)]
 pub struct OutputLine {
+    /// The JSON output line.
     pub text: Vec<u8>,
+    /// Whether the load was accepted.
     pub accepted: bool,
+    /// The decline reason, or 0 when accepted ([`Reason::code`]).
     pub reason: u8,
+    /// The amount counted against the limits.
     pub effective_cents: u64,
     /// Filled only when an audit adapter is configured.
     pub audit_id: DigitText,
+    /// Filled only when an audit adapter is configured.
     pub audit_customer_id: DigitText,
 }
 

@@ -271,6 +271,7 @@ pub struct ComputeTimeKeys {
 }
 
 impl ComputeTimeKeys {
+    /// The node with the week starting on `week_start` (0 = Monday .. 6 = Sunday).
     pub fn new(week_start: u8) -> Self {
         Self {
             week_start,
@@ -359,6 +360,7 @@ pub struct ComputeFeatures {
 }
 
 impl ComputeFeatures {
+    /// The node with the Monday multiplier (in ten-thousandths; `None`: off) and the prime gate.
     pub fn new(monday_multiplier_e4: Option<u64>, prime_gate: bool) -> Self {
         Self {
             monday_multiplier_e4,
@@ -410,6 +412,7 @@ pub struct EvaluatePolicies {
 }
 
 impl EvaluatePolicies {
+    /// The node with its limits and the group's window store.
     pub fn new(limits: Limits, windows: SharedWindows) -> Self {
         Self {
             limits,
@@ -464,6 +467,7 @@ pub struct UpdateWindows {
 }
 
 impl UpdateWindows {
+    /// The node with the group's window store.
     pub fn new(windows: SharedWindows) -> Self {
         Self { windows }
     }
@@ -508,6 +512,7 @@ pub struct FormatOutput {
 }
 
 impl FormatOutput {
+    /// The node, filling in the audit fields when an audit adapter is configured.
     pub fn new(with_audit: bool) -> Self {
         Self {
             with_audit,

@@ -14,14 +14,17 @@ const MAX_JSON_DEPTH: usize = 64;
 /// The value of one of the four expected keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Field<'a> {
+    /// The key is absent.
     #[default]
     Missing,
+    /// A JSON string, unescaped.
     String(Cow<'a, str>),
     /// Present but not a JSON string.
     NotAString,
 }
 
 impl Field<'_> {
+    /// The string's value, if it is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Field::String(s) => Some(s),
@@ -33,20 +36,30 @@ impl Field<'_> {
 /// The four fields of an attempt as found in the line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RawFields<'a> {
+    /// `id`.
     pub id: Field<'a>,
+    /// `customer_id`.
     pub customer_id: Field<'a>,
+    /// `load_amount`.
     pub load_amount: Field<'a>,
+    /// `time`.
     pub time: Field<'a>,
 }
 
 /// Why a line is not a JSON object we can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonError {
+    /// The line is not a JSON object.
     NotAnObject,
+    /// Malformed JSON at this byte offset.
     Malformed(usize),
+    /// One of the four keys appears twice.
     DuplicateKey,
+    /// Something other than whitespace after the object, at this byte offset.
     TrailingData(usize),
+    /// The line is not UTF-8.
     InvalidUtf8,
+    /// Nested deeper than the parser follows.
     TooDeep,
 }
 
@@ -449,13 +462,16 @@ pub fn canonical_fields(line: &[u8]) -> Option<RawFields<'_>> {
 pub struct CommonAttempt {
     /// The id's value and digit count (1..=19 digits).
     pub id: (u64, u8),
+    /// The customer id's value and digit count.
     pub customer_id: (u64, u8),
+    /// The amount in cents.
     pub cents: u64,
+    /// The time.
     pub time: UtcInstant,
 }
 
 /// The usual line — canonical shape, ids of 1 to 19 digits, an amount and a time in the forms
-/// [`common_amount`] and [`common_rfc3339`] read — decoded in one pass, in place, without
+/// `common_amount` and `common_rfc3339` read — decoded in one pass, in place, without
 /// building fields. Every line it decodes, [`canonical_fields`] followed by the per-field
 /// readers decodes to the same values: each value is read up to the first byte its grammar
 /// does not take, which must be the closing quote, and the grammars take only printable ASCII
@@ -675,7 +691,9 @@ fn parse_compact_amount(mut bytes: impl Iterator<Item = u8>) -> Option<u64> {
 /// A UTC instant: seconds since the Unix epoch and the sub-second nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UtcInstant {
+    /// Seconds since the Unix epoch.
     pub secs: i64,
+    /// Nanoseconds within the second.
     pub nanos: u32,
 }
 

@@ -63,6 +63,7 @@ impl FxHasher {
     }
 }
 
+/// A `HashMap` with FxHash: ids are not chosen by an adversary who could exploit it here (the run is a batch over its own input).
 pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A deterministic 64-bit hash of a string (partition keys).
@@ -120,10 +121,15 @@ pub fn is_prime_id(id: &DigitText) -> bool {
 /// Velocity limits and prime-gate limits (`nodes.evaluate_policies`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Attempts per customer per day.
     pub daily_attempts: u32,
+    /// Amount per customer per day, in cents.
     pub daily_amount_cents: u64,
+    /// Amount per customer per week, in cents.
     pub weekly_amount_cents: u64,
+    /// The largest amount of a load with a prime id, in cents.
     pub prime_amount_cap_cents: u64,
+    /// Loads with a prime id per day, across all customers.
     pub prime_daily_global_limit: u32,
 }
 
@@ -142,10 +148,15 @@ impl Default for Limits {
 /// What the policy checks need to know about one canonical, valid attempt.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
+    /// The customer.
     pub customer_id: &'a DigitText,
+    /// UTC day index.
     pub day: i32,
+    /// Week index.
     pub week: i32,
+    /// The amount counted against the limits.
     pub effective_cents: u64,
+    /// Whether the prime gate applies.
     pub prime_gated: bool,
 }
 
@@ -237,10 +248,15 @@ pub struct IdRegistry {
 /// A valid attempt as the id registry sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct IdCheck<'a> {
+    /// The load's id.
     pub id: &'a DigitText,
+    /// The customer's id.
     pub customer_id: &'a DigitText,
+    /// The amount in cents.
     pub amount_cents: u64,
+    /// UTC seconds.
     pub time_secs: i64,
+    /// Sub-second nanoseconds.
     pub time_nanos: u32,
 }
 
@@ -269,8 +285,11 @@ impl IdRegistry {
 /// Calendar keys of a UTC instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CalendarKeys {
+    /// Days since 1970-01-01.
     pub day: i32,
+    /// Week index for the configured week start.
     pub week: i32,
+    /// Whether the day is a Monday.
     pub is_monday: bool,
 }
 

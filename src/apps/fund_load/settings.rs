@@ -28,34 +28,47 @@ impl WeekStart {
 /// `nodes.compute_time_keys`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimeKeySettings {
+    /// First day of the week for the weekly limit (`mon` .. `sun`).
     pub week_start: WeekStart,
 }
 
 /// `nodes.compute_features`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureSettings {
+    /// `monday_multiplier`: Monday loads count more against the limits.
     pub monday_multiplier: MondayMultiplier,
+    /// `prime_gate`: limits on loads with a prime `id`.
     pub prime_gate: PrimeGate,
 }
 
+/// `nodes.compute_features.monday_multiplier`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MondayMultiplier {
+    /// Apply the multiplier.
     pub enabled: bool,
+    /// The factor a Monday load's amount counts with.
     pub multiplier: f64,
 }
 
+/// `nodes.compute_features.prime_gate`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PrimeGate {
+    /// Apply the prime-id limits.
     pub enabled: bool,
 }
 
 /// `nodes.evaluate_policies`: amounts in currency units (two decimals at most).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicySettings {
+    /// Attempts per customer per day.
     pub daily_attempt_limit: u64,
+    /// Amount per customer per day, in currency units.
     pub daily_amount_limit: f64,
+    /// Amount per customer per week, in currency units.
     pub weekly_amount_limit: f64,
+    /// The largest amount of a load with a prime id, in currency units.
     pub prime_amount_cap: f64,
+    /// Loads with a prime id per day, across all customers.
     pub prime_daily_global_limit: u64,
 }
 
@@ -89,6 +102,7 @@ impl TimeKeySettings {
         }
     }
 
+    /// Validates the node's section and returns it normalised.
     pub fn validate(
         section: Option<&Value>,
         path: &ConfigPath,
@@ -99,6 +113,7 @@ impl TimeKeySettings {
             .and_then(|s| to_value(&s))
     }
 
+    /// The settings of a section [`Self::validate`] normalised.
     pub fn from_value(value: &Value) -> Self {
         reread(value, Self::read)
     }
@@ -141,6 +156,7 @@ impl FeatureSettings {
         }
     }
 
+    /// Validates the node's section and returns it normalised.
     pub fn validate(
         section: Option<&Value>,
         path: &ConfigPath,
@@ -151,6 +167,7 @@ impl FeatureSettings {
             .and_then(|s| to_value(&s))
     }
 
+    /// The settings of a section [`Self::validate`] normalised.
     pub fn from_value(value: &Value) -> Self {
         reread(value, Self::read)
     }
@@ -222,6 +239,7 @@ impl PolicySettings {
         }
     }
 
+    /// Validates the node's section and returns it normalised.
     pub fn validate(
         section: Option<&Value>,
         path: &ConfigPath,
@@ -232,10 +250,12 @@ impl PolicySettings {
             .and_then(|s| to_value(&s))
     }
 
+    /// The settings of a section [`Self::validate`] normalised.
     pub fn from_value(value: &Value) -> Self {
         reread(value, Self::read)
     }
 
+    /// The limits in cents.
     pub fn limits(&self) -> Limits {
         let cents = |v: f64| amount_cents(v).unwrap_or(0);
         Limits {

@@ -145,6 +145,7 @@ pub struct RecordRef<'a> {
 /// Processing a batch of records stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError<E> {
+    /// The ring's shared memory is corrupted.
     #[error(transparent)]
     Corrupted(#[from] RingCorrupted),
     /// The record handler failed; the records up to and including that one were released.
@@ -183,6 +184,7 @@ impl<M: RingMemory> Consumer<M> {
         })
     }
 
+    /// Bytes of the ring's data area.
     pub fn capacity(&self) -> usize {
         self.layout.capacity as usize
     }
@@ -296,7 +298,7 @@ impl<M: RingMemory> Consumer<M> {
     }
 
     /// Like [`Consumer::wait`], also returning `Ready` when `also` says so (for example when
-    /// the ring's watermark moved; `also` gets the ring's memory for [`read_watermark`]).
+    /// the ring's watermark moved; `also` gets the ring's memory for `read_watermark`).
     pub fn wait_for(
         &mut self,
         timeout: Duration,
@@ -334,7 +336,7 @@ impl<M: RingMemory> Consumer<M> {
         })
     }
 
-    /// The producer's latest verified watermark (see [`Producer::publish_watermark`]); a
+    /// The producer's latest verified watermark (see [`super::Producer::publish_watermark`]); a
     /// watermark word whose check does not match leaves the last verified one in place.
     pub fn watermark(&mut self) -> u64 {
         if let Some(mark) = read_watermark(&self.memory, self.layout.salt) {
@@ -392,6 +394,7 @@ impl<M: RingMemory> Consumer<M> {
         unsafe { self.memory.load_u64(word::PRODUCER_PID, Ordering::Relaxed) as u32 }
     }
 
+    /// The ring's shared memory.
     pub fn memory(&self) -> &M {
         &self.memory
     }

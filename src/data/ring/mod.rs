@@ -163,25 +163,56 @@ unsafe fn load_checked<M: RingMemory>(
 /// The ring's shared memory holds something a correct peer could not have written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RingCorrupted {
+    /// Magic, version, capacity, maximum record or salt are not what the ring was created with.
     #[error("ring header is invalid: {0}")]
     Header(String),
+    /// The producer's tail is out of range.
     #[error("producer tail {tail} is outside [head {head}, head + capacity {capacity}]")]
-    Tail { head: u64, tail: u64, capacity: u64 },
+    Tail {
+        /// The consumer's head.
+        head: u64,
+        /// The producer's tail.
+        tail: u64,
+        /// The ring's capacity.
+        capacity: u64,
+    },
+    /// The consumer's head is out of range.
     #[error("consumer head {head} is outside [tail {tail} - capacity {capacity}, tail]")]
-    Head { head: u64, tail: u64, capacity: u64 },
+    Head {
+        /// The consumer's head.
+        head: u64,
+        /// The producer's tail.
+        tail: u64,
+        /// The ring's capacity.
+        capacity: u64,
+    },
+    /// A record's header is not valid.
     #[error("record at position {position}: {detail}")]
-    Record { position: u64, detail: String },
+    Record {
+        /// Position of the record in the stream.
+        position: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// Creating a ring in memory failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RingInitError {
+    /// The capacity is not a power of two of at least [`MIN_CAPACITY`].
     #[error("ring capacity {capacity} must be a power of two >= {MIN_CAPACITY}")]
-    BadCapacity { capacity: usize },
+    BadCapacity {
+        /// The capacity asked for.
+        capacity: usize,
+    },
+    /// The memory is smaller than the ring needs.
     #[error("memory of {len} bytes is too small for a ring of {capacity} bytes (needs {needed})")]
     TooSmall {
+        /// Bytes of memory given.
         len: usize,
+        /// The capacity asked for.
         capacity: usize,
+        /// Bytes needed.
         needed: usize,
     },
 }
@@ -191,10 +222,16 @@ pub enum RingInitError {
 pub enum PushError {
     /// The record does not fit the ring's maximum record size; nothing was written.
     #[error("record of {len} bytes exceeds the ring's maximum record body of {max} bytes")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Bytes of the record.
+        len: usize,
+        /// The largest record body the ring takes.
+        max: usize,
+    },
     /// The consumer did not free space before the deadline (backpressure).
     #[error("ring full: the consumer freed no space before the deadline")]
     TimedOut,
+    /// The ring's shared memory is corrupted.
     #[error(transparent)]
     Corrupted(#[from] RingCorrupted),
 }
@@ -405,10 +442,15 @@ pub mod fault_offsets {
         ("producer_waiting", word::PRODUCER_WAITING),
     ];
 
+    /// Offset of the producer's tail.
     pub const TAIL: usize = super::word::TAIL;
+    /// Offset of the consumer's head.
     pub const HEAD: usize = super::word::HEAD;
+    /// Offset of the producer's watermark.
     pub const WATERMARK: usize = super::word::WATERMARK;
+    /// Offset of the producer-closed flag.
     pub const PRODUCER_CLOSED: usize = super::word::PRODUCER_CLOSED;
+    /// Offset of the magic word.
     pub const MAGIC: usize = super::word::MAGIC;
     /// The first record's header (stamp at +0, length at +8, kind at +12).
     pub const FIRST_RECORD: usize = super::CONTROL_BYTES;

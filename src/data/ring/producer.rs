@@ -112,6 +112,7 @@ impl<M: RingMemory> Producer<M> {
         self.layout.max_body()
     }
 
+    /// Bytes of the ring's data area.
     pub fn capacity(&self) -> usize {
         self.layout.capacity as usize
     }
@@ -356,7 +357,7 @@ impl<M: RingMemory> Producer<M> {
         unsafe { wake_if_waiting(&self.memory, word::CONSUMER_WAITING) };
     }
 
-    /// Marks the ring closed: the consumer sees [`Readiness::Closed`] once it has read
+    /// Marks the ring closed: the consumer sees [`super::Readiness::Closed`] once it has read
     /// everything.
     pub fn close(&mut self) {
         self.flush();
@@ -380,6 +381,7 @@ impl<M: RingMemory> Producer<M> {
         unsafe { self.memory.load_u64(word::CONSUMER_BEAT, Ordering::Relaxed) }
     }
 
+    /// The ring's shared memory.
     pub fn memory(&self) -> &M {
         &self.memory
     }

@@ -31,7 +31,9 @@ use crate::config::{DropPolicy, TraceExporter, Tracing};
 #[derive(Debug, thiserror::Error)]
 #[error("span exporter `{kind}`: {message}")]
 pub struct ExportSetupError {
+    /// The exporter's kind.
     pub kind: &'static str,
+    /// What failed.
     pub message: String,
 }
 
@@ -43,6 +45,7 @@ pub struct ExportError(pub String);
 /// What every span of a run shares, for exporters that describe their source.
 #[derive(Debug, Clone, Default)]
 pub struct RunResource {
+    /// The scenario's name.
     pub scenario: String,
     /// Identifies the run (`service.instance.id` with the worker id).
     pub run_id: u64,
@@ -52,6 +55,7 @@ pub struct RunResource {
 
 /// A destination for span batches. Runs on its own thread.
 pub trait SpanExporter: Send {
+    /// Exports one batch; an error is counted and logged (rate-limited), never fatal.
     fn export(&mut self, batch: &[Arc<SpanRecord>]) -> Result<(), ExportError>;
     /// Where the spans go (an endpoint, a file, an agent), for warnings.
     fn destination(&self) -> String;
@@ -68,6 +72,7 @@ pub struct ExporterCounters {
     pub kind: String,
     /// Spans the run produced (each exporter sees every one).
     pub produced: u64,
+    /// Spans the exporter delivered.
     pub exported: u64,
     /// Dropped before export: the queue (or a worker's telemetry ring) was full.
     pub dropped: u64,

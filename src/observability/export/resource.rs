@@ -19,6 +19,7 @@ pub fn instance_id(worker: &str, pid: u32, host: &str) -> String {
     format!("{worker}/{pid}@{host}")
 }
 
+/// This host's name (the kernel's hostname), `unknown` when it cannot be read.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

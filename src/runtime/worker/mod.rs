@@ -98,12 +98,19 @@ fn ignore_terminal_signals() {
 /// What the supervisor told this worker through its environment.
 #[derive(Debug, Clone)]
 pub struct WorkerEnv {
+    /// The worker's id (`group#n`).
     pub worker_id: String,
+    /// The worker's 1-based number in the run.
     pub number: u32,
+    /// Where the supervisor listens.
     pub control: ControlAddress,
+    /// The supervisor's pid.
     pub supervisor_pid: u32,
+    /// How long to wait for the bootstrap bundle.
     pub start_timeout: Duration,
+    /// Accepted age of a control frame.
     pub control_ttl: Duration,
+    /// The largest control message accepted.
     pub control_max_payload: u64,
 }
 

@@ -10,29 +10,42 @@ use crate::supervisor::spawn::SpawnError;
 /// A supervised run could not be set up or did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
+    /// The config is not valid.
     #[error("{0}")]
     Config(ConfigReport),
+    /// The control channel could not be set up.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// A worker could not be spawned.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// The health endpoint could not be started.
     #[error(transparent)]
     Health(#[from] HealthError),
+    /// A worker key could not be made or handed over.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// Workers did not become READY within the readiness timeout.
     #[error("workers not ready after {waited_ms} ms: {}", describe_laggards(.laggards))]
     NotReady {
+        /// Milliseconds waited.
         waited_ms: u128,
+        /// The workers not READY, with their states.
         laggards: Vec<(String, WorkerState)>,
     },
+    /// A worker failed; the run stopped.
     #[error("worker {} (group {}) failed: {}: {}", .0.worker, .0.group, .0.category, .0.detail)]
     WorkerFailed(RunFailure),
+    /// A control message broke the session rules.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// Setting up the run failed (rings, bridge, outputs).
     #[error("{0}")]
     Setup(String),
+    /// The hand-off between hosts failed.
     #[error("cross-host hand-off: {0}")]
     CrossHost(#[from] crate::cross_host::CrossHostError),
 }

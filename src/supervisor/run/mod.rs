@@ -89,9 +89,13 @@ pub(super) struct RingSamples {
 /// The first worker failure of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFailure {
+    /// The worker.
     pub worker: String,
+    /// Its group.
     pub group: String,
+    /// Why it failed.
     pub category: FailureCategory,
+    /// What failed.
     pub detail: String,
 }
 
@@ -109,12 +113,15 @@ pub enum RunEnd {
 /// What a supervised run reports.
 #[derive(Debug, Clone)]
 pub struct SupervisedRun {
+    /// How the run ended.
     pub end: RunEnd,
+    /// What the run did.
     pub summary: RunSummary,
     /// Highest `seq` every sink completed in order (written, dead-lettered or dropped).
     pub completed_through: u64,
     /// Highest `seq` the source read.
     pub source_last_seq: u64,
+    /// Every lifecycle event, in order.
     pub events: Vec<LifecycleEvent>,
     /// What the hand-off to and from other hosts moved (a run with edges to other hosts).
     pub cross_host: Option<crate::cross_host::BridgeCounts>,
