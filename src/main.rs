@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use stream_kernel::apps::fund_load;
 use stream_kernel::config::{self, Config, LoadedConfig, SinkAdapter, SourceAdapter};
+use stream_kernel::observability::latency::{self, LATENCY_SAMPLE, LatencyHistogram};
 use stream_kernel::runtime::{self, RunError, RunOptions, RunProgress, RunSummary};
 
 #[path = "cli/progress.rs"]
@@ -749,6 +751,9 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
             }
         ));
     }
+    if let Some(line) = latency_line(&summary.latency) {
+        out.push_str(&line);
+    }
     if let Some(address) = summary.health_address {
         out.push_str(&format!(
             "  health:  http://{address}/metrics (/livez /healthz /readyz), served during the run\n"
@@ -759,4 +764,43 @@ fn render_summary(config: &Config, summary: &RunSummary) -> String {
         summary.peak_rss_kib as f64 / 1024.0
     ));
     out
+}
+
+/// The summary's latency line: p50 and p99 as bucket bounds ("at most"), and the mean.
+fn latency_line(latency: &LatencyHistogram) -> Option<String> {
+    let (p50, p99, mean) = (
+        latency.quantile_bound(0.5)?,
+        latency.quantile_bound(0.99)?,
+        latency.mean()?,
+    );
+    Some(format!(
+        "  end-to-end latency (source to sink, 1 in {} records, {} measured): p50 {}, p99 {}, mean {}\n",
+        LATENCY_SAMPLE,
+        with_commas(latency.count()),
+        at_most(p50),
+        at_most(p99),
+        duration_text(mean)
+    ))
+}
+
+/// A bucket bound as "<= 250 µs" (the `+Inf` bucket: "> 10 s").
+fn at_most(bound: Duration) -> String {
+    if bound == Duration::MAX {
+        let last = latency::BOUNDS_SECONDS[latency::BOUNDS_SECONDS.len() - 1];
+        format!("> {}", duration_text(Duration::from_secs_f64(last)))
+    } else {
+        format!("<= {}", duration_text(bound))
+    }
+}
+
+/// A duration in the unit that reads best: µs, ms or s.
+fn duration_text(d: Duration) -> String {
+    let seconds = d.as_secs_f64();
+    if seconds < 1e-3 {
+        format!("{:.0} µs", seconds * 1e6)
+    } else if seconds < 1.0 {
+        format!("{:.1} ms", seconds * 1e3)
+    } else {
+        format!("{seconds:.2} s")
+    }
 }

@@ -337,6 +337,21 @@ fn output_lines_are_exact_compact_json_in_input_order() {
     );
 }
 
+/// The inline run measures the end-to-end latency of every record whose `seq` is a multiple
+/// of 64 (blank, unreadable and declined lines included), once each.
+#[test]
+fn inline_run_measures_one_record_in_64() {
+    let mut lines: Vec<String> = (1..=200u64)
+        .map(|i| load(i, "1", "$1.00", "2000-01-03T00:00:00Z"))
+        .collect();
+    lines[63] = String::new(); // seq 64: a blank line
+    lines[127] = "not json".to_string(); // seq 128: dead-lettered
+    let out = run_lines(Profile::Baseline, &lines);
+    let latency = out.summary.latency;
+    assert_eq!(latency.count(), 3, "{latency:?}");
+    assert!(latency.mean().is_some());
+}
+
 fn sample_available() -> bool {
     let present = Path::new(SAMPLE).exists();
     if !present {

@@ -225,12 +225,17 @@ fn scrape_through_the_run(
         check(status == 200, || format!("/metrics: {status}"))?;
         let families = parse(&text)?;
         let seen = ingress_records_in(&families);
+        let measured = latency_count(&families);
         scrapes.push(families);
-        if seen >= 1000.0 {
+        // 1000 records: 15 of them (seq 64, 128, ..., 960) carry a latency sample.
+        if seen >= 1000.0 && measured >= 15.0 {
             break;
         }
         check(Instant::now() < deadline, || {
-            format!("after 15 s /metrics still shows {seen} records into ingress (1000 sent)")
+            format!(
+                "after 15 s /metrics still shows {seen} records into ingress (1000 sent) and \
+                 {measured} latency samples (15 expected)"
+            )
         })?;
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -249,6 +254,7 @@ fn scrape_through_the_run(
         std::thread::sleep(Duration::from_millis(100));
     }
     check_conventions(&scrapes)?;
+    check_latency_histogram(&scrapes)?;
     check_dashboard_metrics(scrapes.last().ok_or("no scrape")?)?;
     Ok(address)
 }
@@ -450,6 +456,65 @@ fn check_conventions(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed>
         format!("worker resident memory not in bytes: {:?}", workers.samples)
     })?;
     counters_only_grow(scrapes)
+}
+
+/// Records measured so far by the end-to-end latency histogram in one parsed scrape.
+fn latency_count(families: &BTreeMap<String, Family>) -> f64 {
+    families
+        .get("stream_kernel_record_latency_seconds")
+        .and_then(|f| {
+            f.samples
+                .iter()
+                .find(|((name, _), _)| name.ends_with("_count"))
+                .map(|(_, v)| *v)
+        })
+        .unwrap_or(0.0)
+}
+
+/// `stream_kernel_record_latency_seconds` is a histogram whose buckets are cumulative, whose
+/// `+Inf` bucket equals its count, and whose count only grows.
+fn check_latency_histogram(scrapes: &[BTreeMap<String, Family>]) -> Result<(), Failed> {
+    let mut before = 0.0;
+    for families in scrapes {
+        let family = families
+            .get("stream_kernel_record_latency_seconds")
+            .ok_or("stream_kernel_record_latency_seconds missing")?;
+        check(family.kind == "histogram", || {
+            format!("the latency family is a {}, not a histogram", family.kind)
+        })?;
+        let mut buckets: Vec<(f64, f64)> = family
+            .samples
+            .iter()
+            .filter(|((name, _), _)| name.ends_with("_bucket"))
+            .filter_map(|((_, labels), v)| {
+                let le = labels.iter().find(|(k, _)| k == "le")?.1.as_str();
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((bound, *v))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        check(buckets.windows(2).all(|w| w[0].1 <= w[1].1), || {
+            format!("latency buckets are not cumulative: {buckets:?}")
+        })?;
+        let count = latency_count(families);
+        check(
+            buckets
+                .last()
+                .is_some_and(|(b, v)| b.is_infinite() && *v == count),
+            || format!("the +Inf bucket is not the count {count}: {buckets:?}"),
+        )?;
+        check(count >= before, || {
+            format!("latency count went down: {before} -> {count}")
+        })?;
+        before = count;
+    }
+    check(before >= 15.0, || {
+        format!("{before} latency samples at the end (at least 15 expected)")
+    })
 }
 
 /// Every counter series keeps or raises its value from one scrape to the next.

@@ -85,12 +85,25 @@ fn report_holds_the_runs_facts_and_is_self_contained() {
             .all(|r| !r["occupancy_over_time"].as_array().unwrap().is_empty())
     );
     assert!(facts["records_over_time"].as_array().unwrap().len() >= 2);
+    // End-to-end latency: every record whose seq is a multiple of 64 is measured exactly once,
+    // in whichever worker it ended; the buckets add up to that count.
+    let latency = &facts["latency"];
+    assert_eq!(latency["measured"], 20_000 / 64, "{latency}");
+    let bucketed: u64 = latency["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(bucketed, 20_000 / 64);
+    assert!(latency["p50_at_most_seconds"].as_f64().unwrap() > 0.0);
     for section in [
         "Throughput over time",
         "Ring occupancy over time",
         "Per-worker busy time",
         "Outcomes by reason",
         "Where the time went",
+        "End-to-end latency",
         "Span export",
     ] {
         assert!(page.contains(section), "{section} missing");

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
+use stream_kernel::observability::latency::LatencyHistogram;
 use stream_kernel::runtime::{RunSummary, Timeline};
 
 /// Everything a report shows, as plain data.
@@ -31,6 +32,51 @@ pub struct RunReport {
     pub spans: Vec<SpanRow>,
     pub nodes: Vec<NodeRow>,
     pub peak_rss_bytes: u64,
+    /// End-to-end latency, source to sink, of the measured records.
+    pub latency: LatencyRow,
+}
+
+/// The latency histogram of a run (one record in `LATENCY_SAMPLE` measured).
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyRow {
+    /// Records measured.
+    pub measured: u64,
+    pub mean_seconds: Option<f64>,
+    /// Upper bound of the bucket holding the median (`None`: no record, or above the last
+    /// bound).
+    pub p50_at_most_seconds: Option<f64>,
+    pub p99_at_most_seconds: Option<f64>,
+    /// `(upper bound, records)` per bucket, labelled as Prometheus labels them (`+Inf` last).
+    pub buckets: Vec<(String, u64)>,
+}
+
+impl LatencyRow {
+    fn of(latency: &LatencyHistogram) -> Self {
+        let bound = |q| {
+            latency
+                .quantile_bound(q)
+                .filter(|d| *d != std::time::Duration::MAX)
+                .map(|d| d.as_secs_f64())
+        };
+        Self {
+            measured: latency.count(),
+            mean_seconds: latency.mean().map(|d| d.as_secs_f64()),
+            p50_at_most_seconds: bound(0.5),
+            p99_at_most_seconds: bound(0.99),
+            buckets: latency
+                .prometheus_buckets()
+                .into_iter()
+                .map(|(le, n)| {
+                    let label = if le.is_infinite() {
+                        "+Inf".to_string()
+                    } else {
+                        le.to_string()
+                    };
+                    (label, n)
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,6 +257,7 @@ impl RunReport {
                 })
                 .collect(),
             peak_rss_bytes: summary.peak_rss_kib * 1024,
+            latency: LatencyRow::of(&summary.latency),
         }
     }
 
@@ -246,6 +293,11 @@ impl RunReport {
             &mut page,
             "Where the time went (node self time)",
             &self.node_bars(),
+        );
+        section(
+            &mut page,
+            "End-to-end latency (source to sink, sampled records)",
+            &self.latency_bars(),
         );
         section(&mut page, "Span export", &self.span_table());
         page.push_str("</body></html>\n");
@@ -363,6 +415,31 @@ impl RunReport {
             })
             .collect();
         bars(&rows, 1.0)
+    }
+
+    fn latency_bars(&self) -> String {
+        if self.latency.measured == 0 {
+            return "<p>No record was measured (runs shorter than the sample period, or an \
+                    embedded pipeline).</p>"
+                .to_string();
+        }
+        let full = self.latency.measured as f64;
+        let rows: Vec<(String, f64, String)> = self
+            .latency
+            .buckets
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(le, n)| {
+                let label = match le.parse::<f64>() {
+                    Ok(seconds) if seconds < 1e-3 => format!("<= {:.0} µs", seconds * 1e6),
+                    Ok(seconds) if seconds < 1.0 => format!("<= {} ms", seconds * 1e3),
+                    Ok(seconds) => format!("<= {seconds} s"),
+                    Err(_) => "more".to_string(),
+                };
+                (label, *n as f64, format!("{n} records"))
+            })
+            .collect();
+        bars(&rows, full)
     }
 
     fn span_table(&self) -> String {

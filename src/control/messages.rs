@@ -144,6 +144,11 @@ pub struct WorkerCounters {
     pub route_cache: Vec<u64>,
     /// Per node of the worker, as of its last publication.
     pub nodes: Vec<NodeCount>,
+    /// End-to-end latency of the measured records that ended in this worker, per bucket of
+    /// `observability::latency::BOUNDS_SECONDS` (`+Inf` last); empty elsewhere.
+    pub latency_buckets: Vec<u64>,
+    /// Sum of those latencies, nanoseconds.
+    pub latency_sum_ns: u64,
 }
 
 /// Why a worker failed: one stable set, used by workers to report and by the supervisor to

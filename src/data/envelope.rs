@@ -18,12 +18,13 @@
 //! | 30 | reserved | 2 bytes | zero |
 //! | 32 | `trace_id` | 16 bytes | (trace context) W3C trace id, constant for every hop of one record |
 //! | 48 | `parent_span_id` | 8 bytes | (trace context) span of the node that emitted this envelope |
-//! | 56 | reserved | 8 bytes | (trace context) zero |
+//! | 56 | `born_unix_ns` | u64 | (trace context) when the source emitted the record, unix ns, on the one record in 64 whose latency is measured; 0 = not measured |
 //!
-//! The trace context is written whenever the record is sampled or its trace id or parent span
-//! is not zero; the runtime leaves the trace id zero when the receiver can derive it (the run's
+//! The trace context is written whenever the record is sampled, its trace id or parent span
+//! is not zero, or it carries a birth time; the runtime leaves the trace id zero when the receiver can derive it (the run's
 //! own id for that `seq`). Decoding checks the kind, the flags, the payload length and every
-//! reserved byte: bytes from shared memory are untrusted.
+//! reserved byte: bytes from shared memory are untrusted (a birth time is only ever read as a
+//! latency sample, never trusted for anything else).
 
 use std::time::Duration;
 
@@ -93,6 +94,9 @@ pub struct EnvelopeHeader {
     pub route_hop: u16,
     /// W3C trace flags: bit 0 = sampled.
     pub trace_flags: u8,
+    /// When the source emitted the record (unix ns), on records whose end-to-end latency is
+    /// measured ([`crate::observability::latency`]); 0 = not measured.
+    pub born_unix_ns: u64,
     /// What the envelope carries.
     pub kind: EnvelopeKind,
 }
@@ -139,6 +143,7 @@ impl EnvelopeHeader {
             source_group: 0,
             route_hop: 0,
             trace_flags: 0,
+            born_unix_ns: 0,
             kind: EnvelopeKind::Data,
         }
     }
@@ -166,6 +171,7 @@ impl EnvelopeHeader {
         self.trace_flags & FLAG_SAMPLED != 0
             || u128::from_ne_bytes(self.trace_id)
                 | u128::from(u64::from_ne_bytes(self.parent_span_id))
+                | u128::from(self.born_unix_ns)
                 != 0
     }
 
@@ -213,7 +219,7 @@ impl EnvelopeHeader {
     fn write_context(&self, out: &mut [u8; TRACE_CONTEXT]) {
         out[0..16].copy_from_slice(&self.trace_id);
         out[16..24].copy_from_slice(&self.parent_span_id);
-        out[24..32].copy_from_slice(&[0; 8]);
+        out[24..32].copy_from_slice(&self.born_unix_ns.to_le_bytes());
     }
 
     /// Reads and checks an envelope from a record body: the header and the payload slice.
@@ -236,13 +242,12 @@ impl EnvelopeHeader {
         }
         let mut trace_id = [0u8; 16];
         let mut parent_span_id = [0u8; 8];
+        let mut born_unix_ns = 0;
         let rest = if flags & FLAG_TRACE_CONTEXT != 0 {
             let Some((context, rest)) = rest.split_first_chunk::<TRACE_CONTEXT>() else {
                 return Err(short(MAX_ENVELOPE_HEADER));
             };
-            if context[24..32] != [0; 8] {
-                return Err(EnvelopeError::Reserved);
-            }
+            born_unix_ns = u64::from_le_bytes(context[24..32].try_into().unwrap_or([0; 8]));
             trace_id.copy_from_slice(&context[0..16]);
             parent_span_id.copy_from_slice(&context[16..24]);
             rest
@@ -266,6 +271,7 @@ impl EnvelopeHeader {
                 source_group: u16_at(24),
                 route_hop: u16_at(26),
                 trace_flags: flags & FLAG_SAMPLED,
+                born_unix_ns,
                 kind,
             },
             payload,
@@ -410,6 +416,7 @@ mod tests {
             source_group: 2,
             route_hop: 1,
             trace_flags: 1,
+            born_unix_ns: 0,
             kind: EnvelopeKind::Data,
         }
     }
@@ -430,7 +437,13 @@ mod tests {
         };
         assert_eq!(untraced.encoded_len(), ENVELOPE_HEADER);
         assert_eq!(traced().encoded_len(), MAX_ENVELOPE_HEADER);
-        for header in [traced(), untraced] {
+        // A measured record carries its birth time in a trace context, traced or not.
+        let measured = EnvelopeHeader {
+            born_unix_ns: 1_700_000_000_123_456_789,
+            ..EnvelopeHeader::data(64, 4)
+        };
+        assert_eq!(measured.encoded_len(), MAX_ENVELOPE_HEADER);
+        for header in [traced(), untraced, measured] {
             let body = written(&header, b"hello");
             let (read, payload) = EnvelopeHeader::read(&body).unwrap();
             assert_eq!(read, header);
@@ -471,7 +484,8 @@ mod tests {
         );
         assert_eq!(corrupt(28, 0b111), Err(EnvelopeError::Reserved));
         assert_eq!(corrupt(31, 1), Err(EnvelopeError::Reserved));
-        assert_eq!(corrupt(60, 1), Err(EnvelopeError::Reserved));
+        // Bytes 56..64 of the trace context are the birth time: any value reads as one.
+        assert_eq!(corrupt(60, 1).map(|h| h.born_unix_ns), Ok(1 << 32));
         let mut bad = body.clone();
         bad[20..24].copy_from_slice(&1000u32.to_le_bytes());
         assert!(matches!(

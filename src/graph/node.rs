@@ -33,6 +33,9 @@ pub struct RecordContext<'a> {
     pub(crate) parent_span: u64,
     /// Whether this record is traced (head sampling at the source).
     pub(crate) sampled: bool,
+    /// When the source emitted the record (unix ns) if its end-to-end latency is measured,
+    /// else 0 (see [`crate::observability::latency`]).
+    pub(crate) born_ns: u64,
 }
 
 impl<'a> RecordContext<'a> {
@@ -47,6 +50,7 @@ impl<'a> RecordContext<'a> {
             reply_to: 0,
             parent_span: 0,
             sampled: false,
+            born_ns: 0,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod ids;
+pub mod latency;
 pub mod logging;
 pub mod otel_env;
 #[cfg(feature = "otlp")]

@@ -286,6 +286,7 @@ pub fn run_inline_with_outputs<'o>(
         spans: export.map(|e| e.finish()).unwrap_or_default(),
         // The inline runtime serves no health endpoints (it has no workers to watch).
         health_address: None,
+        latency: pipeline.latency,
     };
     if let Some(failure) = failure {
         log_node_failure(&failure);

@@ -16,7 +16,7 @@ pub use inline::{
 };
 pub use pipeline::{NodeFailure, NodeStats, PipelineRun, TIMING_SAMPLE};
 pub use summary::{
-    NodeReport, RingReport, RunSummary, Timeline, WorkerReport, decode_reports, encode_reports,
-    report_field, report_flag,
+    NodeReport, RingReport, RunSummary, Timeline, WorkerReport, decode_latency, decode_reports,
+    encode_latency, encode_reports, report_field, report_flag,
 };
 pub use worker::worker_entry;

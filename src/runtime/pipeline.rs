@@ -36,6 +36,7 @@ use crate::graph::{
     NodeRole, OutputPort, Placement, Pull, RecordContext, Registry, Services, Value,
 };
 use crate::observability::ids::trace_id_for;
+use crate::observability::latency::{self, LatencyHistogram};
 use crate::observability::span::{SpanRecord, Tracer, span_id_for, unix_ns};
 
 /// Per-node counters of one process.
@@ -114,8 +115,17 @@ pub(crate) struct Stage {
     pub stats: NodeStats,
 }
 
-/// Where a worker's data thread publishes its node figures for the heartbeat thread.
-pub type PublishedNodes = Arc<parking_lot::Mutex<Vec<NodeCount>>>;
+/// What a worker's data thread publishes for its heartbeat thread.
+#[derive(Debug, Clone, Default)]
+pub struct PublishedStats {
+    /// Per local node.
+    pub nodes: Vec<NodeCount>,
+    /// End-to-end latency of the measured records that ended here.
+    pub latency: LatencyHistogram,
+}
+
+/// Where a worker's data thread publishes its figures for the heartbeat thread.
+pub type PublishedNodes = Arc<parking_lot::Mutex<PublishedStats>>;
 
 /// How often a worker's node figures are published for its heartbeat (which carries them at
 /// least once a second).
@@ -205,6 +215,12 @@ pub(crate) trait Egress {
     /// with the sinks' outputs).
     fn dead_letter_file(&mut self) -> Option<&mut DeadLetters> {
         None
+    }
+
+    /// Envelopes written to other processes so far (0 for an egress that writes none): a
+    /// record after which it did not grow left nothing downstream, so it ended here.
+    fn envelopes_sent(&self) -> u64 {
+        0
     }
 }
 
@@ -622,6 +638,9 @@ pub(crate) struct SourceRun {
 fn root_context<'g>(env: &ChainEnv, run_id: u64, group: &'g str, seq: u64) -> RecordContext<'g> {
     let derived = trace_id_for(run_id, seq);
     let mut ctx = RecordContext::new(seq, derived, group);
+    if latency::is_measured(seq) {
+        ctx.born_ns = unix_ns();
+    }
     if let Some(tracer) = &env.tracer {
         let (trace_id, parent, sampled) = tracer.root_of(derived);
         ctx.trace_id = trace_id;
@@ -671,6 +690,11 @@ pub(crate) struct LocalPipeline {
     /// Where the node figures are published for the heartbeat (a worker's pipeline), and when
     /// they last were.
     pub stats_out: Option<(PublishedNodes, Option<Instant>)>,
+    /// End-to-end latency of the measured records that ended in this process.
+    pub latency: LatencyHistogram,
+    /// This process runs the pipeline's last node: records end here, and their latency is
+    /// observed here.
+    ends_records: bool,
 }
 
 /// What a local pipeline is built for: its run, where a resumed run resumes, and the counter
@@ -772,6 +796,8 @@ impl LocalPipeline {
             group: placement.group.clone(),
             stats_out: None,
             run_id,
+            latency: LatencyHistogram::default(),
+            ends_records: graph.nodes.len().checked_sub(1).is_some_and(&is_local),
         })
     }
 
@@ -839,7 +865,13 @@ impl LocalPipeline {
             )
         }));
         match outcome {
-            Ok(result) => result,
+            Ok(result) => {
+                if result.is_ok() {
+                    // Elsewhere a record that left nothing is marked dropped (and ends there).
+                    self.record_ended(ctx.born_ns, false);
+                }
+                result
+            }
             Err(panic) => self.panicked(panic.as_ref(), ctx, egress),
         }
     }
@@ -906,6 +938,7 @@ impl LocalPipeline {
             self.env.timing = next.is_multiple_of(TIMING_SAMPLE);
             let ctx = root_context(&self.env, self.run_id, &group, next);
             let span_start = if ctx.sampled { unix_ns() } else { 0 };
+            let sent_before = egress.envelopes_sent();
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 self.pull_once(source.as_mut(), &ctx, &mut *egress)
             }));
@@ -919,6 +952,8 @@ impl LocalPipeline {
             self.source_stats.records_out += emitted;
             match pulled {
                 Ok(Pull::Emitted) => {
+                    let nothing_left = egress.envelopes_sent() == sent_before;
+                    self.record_ended(ctx.born_ns, nothing_left);
                     if ctx.sampled {
                         let caller = self.env.tracer.as_ref().and_then(|t| t.parent);
                         let root = RecordContext {
@@ -1051,7 +1086,21 @@ impl LocalPipeline {
                 counters: r.counters,
             })
             .collect();
-        *out.lock() = counts;
+        *out.lock() = PublishedStats {
+            nodes: counts,
+            latency: self.latency,
+        };
+    }
+
+    /// Counts the end-to-end latency of a record born at `born_ns` (0: not measured) that
+    /// ended now in this process: where records end (written by the sink, dead-lettered, or
+    /// marked dropped upstream), or anywhere when `nothing_left` (the record left no envelope
+    /// downstream, so no other process sees it end).
+    #[inline]
+    pub(crate) fn record_ended(&mut self, born_ns: u64, nothing_left: bool) {
+        if born_ns != 0 && (self.ends_records || nothing_left) {
+            self.latency.observe_since(born_ns, unix_ns());
+        }
     }
 
     pub fn flush_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::pipeline::NodeStats;
 use super::routes::RouteCacheCounters;
+use crate::observability::latency::LatencyHistogram;
 
 /// One node's share of a run.
 #[derive(Debug, Clone)]
@@ -54,6 +55,9 @@ pub struct RunSummary {
     pub peak_rss_kib: u64,
     /// Where the health endpoints listened during the run (supervised runs with health on).
     pub health_address: Option<std::net::SocketAddr>,
+    /// End-to-end latency (source to sink) of the measured records, one in
+    /// [`crate::observability::latency::LATENCY_SAMPLE`].
+    pub latency: LatencyHistogram,
 }
 
 /// One worker process's share of a run.
@@ -357,6 +361,23 @@ pub fn report_field(text: &str, name: &str) -> Option<u64> {
         .filter_map(|l| l.split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.parse().ok())
+}
+
+/// A latency histogram as `#latency_sum_ns=...` and `#latency_bucket.{i}=...` report fields.
+pub fn encode_latency(latency: &LatencyHistogram) -> String {
+    let mut text = format!("#latency_sum_ns={}\n", latency.sum_ns);
+    for (i, count) in latency.buckets.iter().enumerate() {
+        text.push_str(&format!("#latency_bucket.{i}={count}\n"));
+    }
+    text
+}
+
+/// The latency histogram of a worker's report ([`encode_latency`]); empty when it has none.
+pub fn decode_latency(text: &str) -> LatencyHistogram {
+    let buckets: Vec<u64> = (0..crate::observability::latency::BUCKETS)
+        .map(|i| report_field(text, &format!("latency_bucket.{i}")).unwrap_or(0))
+        .collect();
+    LatencyHistogram::from_parts(&buckets, report_field(text, "latency_sum_ns").unwrap_or(0))
 }
 
 /// A `#name=true|false` field of a worker's report.

@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 #[cfg(feature = "health")]
 use prometheus_client::registry::Registry;
 
+use crate::observability::latency::LatencyHistogram;
 use crate::observability::process::ProcessFigures;
 use crate::runtime::routes::RouteCacheCounters;
 
@@ -57,6 +58,8 @@ pub struct MetricsView {
     pub supervisor: Option<ProcessFigures>,
     /// Per (group, node), summed over the group's workers.
     pub nodes: Vec<NodeMetrics>,
+    /// End-to-end latency of the measured records, summed over the workers where records end.
+    pub latency: LatencyHistogram,
 }
 
 /// One node of one group, summed over the group's workers (as of their last heartbeats).
@@ -170,9 +173,49 @@ pub fn render_metrics(view: &MetricsView) -> String {
     register_rings(&mut registry, view);
     register_nodes(&mut registry, view);
     register_control(&mut registry, view);
+    register_latency(&mut registry, view);
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
+}
+
+/// A histogram whose buckets were counted elsewhere (by the workers): `prometheus-client`'s
+/// own `Histogram` only counts observations it makes itself.
+#[cfg(feature = "health")]
+#[derive(Debug)]
+struct CountedHistogram(LatencyHistogram);
+
+#[cfg(feature = "health")]
+impl prometheus_client::encoding::EncodeMetric for CountedHistogram {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.0.sum_ns as f64 / 1e9,
+            self.0.count(),
+            &self.0.prometheus_buckets(),
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+/// `stream_kernel_record_latency_seconds`: source to sink, one record in
+/// [`crate::observability::latency::LATENCY_SAMPLE`].
+#[cfg(feature = "health")]
+fn register_latency(registry: &mut Registry, view: &MetricsView) {
+    registry.register(
+        "stream_kernel_record_latency_seconds",
+        format!(
+            "End-to-end latency of a record, source to sink, measured on one record in {}",
+            crate::observability::latency::LATENCY_SAMPLE
+        ),
+        CountedHistogram(view.latency),
+    );
 }
 
 #[cfg(feature = "health")]

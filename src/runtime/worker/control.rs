@@ -226,6 +226,7 @@ pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
         let mut busy = BusyMeter::default();
         loop {
             let working = shared.is_started() && !shared.done.load(Ordering::Relaxed);
+            let published = shared.nodes.lock().clone();
             let counters = WorkerCounters {
                 records_in: shared.records_in.load(Ordering::Relaxed),
                 input_bytes: shared.input_bytes.load(Ordering::Relaxed),
@@ -237,7 +238,9 @@ pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
                     .lock()
                     .map(|c| c.clone())
                     .unwrap_or_default(),
-                nodes: shared.nodes.lock().clone(),
+                nodes: published.nodes,
+                latency_buckets: published.latency.to_vec(),
+                latency_sum_ns: published.latency.sum_ns,
             };
             let beat = ControlMessage::Heartbeat {
                 worker_id: shared.worker_id.clone(),

@@ -21,7 +21,7 @@ use crate::data::{
 use crate::graph::{NodeError, PartitionKey, RecordContext};
 use crate::runtime::dead_letter::{DeadLetterRecord, DeadLetters};
 use crate::runtime::pipeline::{LocalPipeline, NodeFailure, RecordTrace, TIMING_SAMPLE};
-use crate::runtime::summary::encode_reports;
+use crate::runtime::summary::{encode_latency, encode_reports};
 use crate::runtime::topology::Topology;
 
 /// How long one idle wait on the inbound ring lasts before checking STOP.
@@ -204,6 +204,7 @@ impl GroupData<'_> {
         for (name, value) in self.pipeline.env.routes.cache_counters().pairs() {
             report.push_str(&format!("#route_cache.{name}={value}\n"));
         }
+        report.push_str(&encode_latency(&self.pipeline.latency));
         if let Some(tracer) = self.pipeline.env.tracer.as_mut() {
             tracer.sink.close();
             report.push_str(&format!(
@@ -253,7 +254,10 @@ impl GroupData<'_> {
         };
         egress.flush();
         // Best effort: the push gives up when the supervisor stops the run.
-        let _ = egress.marker(EnvelopeKind::EndOfStream, seq.saturating_sub(1), 0);
+        let _ = egress.marker(
+            EnvelopeKind::EndOfStream,
+            &EnvelopeHeader::data(seq.saturating_sub(1), 0),
+        );
         egress.flush();
     }
 
@@ -317,7 +321,10 @@ impl GroupData<'_> {
         self.flush_sink(egress)?;
         if !egress.outbound.is_empty() {
             egress
-                .marker(EnvelopeKind::EndOfStream, last_seq, 0)
+                .marker(
+                    EnvelopeKind::EndOfStream,
+                    &EnvelopeHeader::data(last_seq, 0),
+                )
                 .map_err(|e| WorkerFailure::handing_on("passing end of stream on", e))?;
         }
         egress.flush();
@@ -525,8 +532,11 @@ impl GroupData<'_> {
         };
         match header.kind {
             EnvelopeKind::EndOfStream => return Ok(()),
-            EnvelopeKind::DropMarker if ends_chain => {}
+            EnvelopeKind::DropMarker if ends_chain => {
+                self.pipeline.record_ended(header.born_unix_ns, true)
+            }
             EnvelopeKind::DeadLetter if ends_chain => {
+                self.pipeline.record_ended(header.born_unix_ns, true);
                 let record =
                     <DeadLetterRecord as crate::graph::Message>::access(payload).map_err(|e| {
                         WorkerFailure::ring(format!("dead letter of seq {}: {e}", header.seq))
@@ -593,6 +603,7 @@ impl GroupData<'_> {
             reply_to: header.reply_to,
             parent_span: u64::from_be_bytes(header.parent_span_id),
             sampled: header.trace_flags & 1 == 1,
+            born_ns: header.born_unix_ns,
         };
         egress.forwarded = 0;
         // Sample by this worker's own count, not by `seq`: with round robin over workers,
@@ -622,7 +633,7 @@ impl GroupData<'_> {
         // that the sink's accounting of `seq` stays complete.
         if egress.forwarded == 0 && !self.ends_chain {
             egress
-                .marker(EnvelopeKind::DropMarker, header.seq, header.reply_to)
+                .marker(EnvelopeKind::DropMarker, header)
                 .map_err(|e| {
                     WorkerFailure::handing_on(format_args!("marking seq {} dropped", header.seq), e)
                 })?;

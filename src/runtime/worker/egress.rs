@@ -118,6 +118,7 @@ impl WorkerEgress<'_> {
             source_group: self.group_index,
             route_hop,
             trace_flags: u8::from(ctx.sampled),
+            born_unix_ns: ctx.born_ns,
             kind,
         }
     }
@@ -189,18 +190,20 @@ impl WorkerEgress<'_> {
         })
     }
 
-    /// An end-of-stream marker (on every outbound ring) or a drop marker (on one); a drop
-    /// marker keeps the record's `reply_to`, so an embedding host learns that its request
-    /// produced nothing.
+    /// An end-of-stream marker after record `of.seq` (on every outbound ring) or a drop marker
+    /// for record `of` (on one); a drop marker keeps the record's `reply_to`, so an embedding
+    /// host learns that its request produced nothing, and its birth time, so that its latency
+    /// is counted where records end.
     pub(super) fn marker(
         &mut self,
         kind: EnvelopeKind,
-        seq: u64,
-        reply_to: u64,
+        of: &EnvelopeHeader,
     ) -> Result<(), NodeError> {
+        let seq = of.seq;
         let mut header = EnvelopeHeader::data(seq, 0);
         header.kind = kind;
-        header.reply_to = reply_to;
+        header.reply_to = of.reply_to;
+        header.born_unix_ns = of.born_unix_ns;
         header.source_group = self.group_index;
         if kind == EnvelopeKind::EndOfStream {
             for ring in 0..self.outbound.len() {
@@ -258,6 +261,10 @@ impl WorkerEgress<'_> {
 impl Egress for WorkerEgress<'_> {
     fn dead_letter_file(&mut self) -> Option<&mut DeadLetters> {
         self.dead_letters.as_mut()
+    }
+
+    fn envelopes_sent(&self) -> u64 {
+        self.sent
     }
 
     fn forward(

@@ -2,6 +2,7 @@
 //! signals), the watchdog (start and heartbeat timeouts), failure handling and live metrics.
 //! Every worker state change happens here, on the supervisor's thread.
 
+use crate::observability::latency::LatencyHistogram;
 use crate::observability::logging::LogValue;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -550,6 +551,16 @@ impl Supervisor {
                 .collect(),
             supervisor: None,
             nodes: node_metrics(&self.records),
+            latency: self
+                .records
+                .iter()
+                .fold(LatencyHistogram::default(), |mut sum, r| {
+                    sum.merge(&LatencyHistogram::from_parts(
+                        &r.counters.latency_buckets,
+                        r.counters.latency_sum_ns,
+                    ));
+                    sum
+                }),
         };
         if let Ok(mut metrics) = self.health_state.metrics.lock() {
             *metrics = view;

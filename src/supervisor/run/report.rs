@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{HostEnd, RunEnd, RunFailure, Supervisor};
+use crate::observability::latency::LatencyHistogram;
 use crate::runtime::routes::RouteCacheCounters;
 use crate::runtime::{
-    NodeReport, RingReport, RunSummary, WorkerReport, decode_reports, report_field, report_flag,
+    NodeReport, RingReport, RunSummary, WorkerReport, decode_latency, decode_reports, report_field,
+    report_flag,
 };
 
 impl Supervisor {
@@ -84,6 +86,13 @@ impl Supervisor {
                 .as_ref()
                 .map(|t| t.counters())
                 .unwrap_or_default(),
+            latency: self.drained.values().fold(
+                LatencyHistogram::default(),
+                |mut sum, (_, _, report)| {
+                    sum.merge(&decode_latency(report));
+                    sum
+                },
+            ),
         }
     }
 
