@@ -95,7 +95,7 @@ pub struct EnvelopeHeader {
     /// W3C trace flags: bit 0 = sampled.
     pub trace_flags: u8,
     /// When the source emitted the record (unix ns), on records whose end-to-end latency is
-    /// measured ([`crate::observability::latency`]); 0 = not measured.
+    /// measured (one in 64, stamped at the source); 0 = not measured.
     pub born_unix_ns: u64,
     /// What the envelope carries.
     pub kind: EnvelopeKind,
