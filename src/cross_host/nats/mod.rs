@@ -1,0 +1,454 @@
+//! The bridge over NATS JetStream: connection, the run's stream, one thread per bridged ring.
+//!
+//! The client runs on a small Tokio runtime owned by the bridge; each ring gets a plain thread
+//! that blocks on the ring (with the ring's own wait strategy) and on the client (through the
+//! runtime's handle), so ring back-pressure and network back-pressure meet in one loop. Every
+//! wait is bounded: ring waits by short slices that check the stop flag, publishes by
+//! `ack_wait_seconds` (retried with the same message id until `idle_timeout_seconds`), and a
+//! subscriber's wait for its upstream by `idle_timeout_seconds`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+
+use super::wire::{self, Batch, Fit};
+use super::{BridgeCounts, BridgedRing, CrossHostError, Direction, EdgeFailure};
+use crate::config::{CrossHost, StreamStorage};
+use crate::data::{
+    Consumer, EnvelopeHeader, EnvelopeKind, Producer, PushError, Readiness, Segment, StreamCheck,
+    WaitStrategy,
+};
+
+mod edge;
+mod queue;
+
+use edge::{Edge, EdgeResult};
+use queue::{Held, Inbox, Outbox};
+
+/// How long one ring or network wait lasts before the stop flag is looked at again.
+const SLICE: Duration = Duration::from_millis(50);
+/// Least time between two watermark-only messages of an edge.
+const WATERMARK_EVERY: Duration = Duration::from_millis(20);
+
+/// The hand-off of one supervisor's bridged rings.
+pub struct Bridge {
+    runtime: Option<tokio::runtime::Runtime>,
+    context: jetstream::Context,
+    stream: String,
+    url: String,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// What the ring threads report.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    edges: AtomicU64,
+    finished: AtomicU64,
+    failure: Mutex<Option<EdgeFailure>>,
+    /// The run's input fingerprint (set at start on the source's host, else by the first
+    /// message received).
+    input: Mutex<Option<String>>,
+    published_records: AtomicU64,
+    published_messages: AtomicU64,
+    received_records: AtomicU64,
+    received_messages: AtomicU64,
+    duplicate_records: AtomicU64,
+}
+
+impl Bridge {
+    /// Connects to the server (within `connect_timeout_seconds`), makes sure the run's stream
+    /// exists with this config's settings, and starts one thread per ring.
+    ///
+    /// `input` is the fingerprint of the run's input when this host holds the source; other
+    /// hosts learn it from their first message and pass it on.
+    pub fn start(
+        settings: &CrossHost,
+        run: &str,
+        host: &str,
+        input: Option<String>,
+        rings: Vec<BridgedRing>,
+    ) -> Result<Self, CrossHostError> {
+        let url = super::server_url(settings);
+        let shown = super::redacted_url(&url);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cross-host")
+            .enable_all()
+            .build()
+            .map_err(|e| CrossHostError::JetStream {
+                url: shown.clone(),
+                detail: format!("cannot start the client runtime: {e}"),
+            })?;
+        let client = runtime.block_on(connect(settings, &url, host))?;
+        // The context spawns its acknowledgement task on the current runtime.
+        let _entered = runtime.enter();
+        let context = new_context(&client, settings);
+        let stream = super::stream_name(&settings.stream, run);
+        let subjects = format!("{}.{run}.>", settings.stream);
+        let wanted = stream_config(settings, &stream, &subjects);
+        let recreate = wanted.clone();
+        let handle = runtime.handle().clone();
+        let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
+        let js_stream = runtime.block_on(async {
+            tokio::time::timeout(deadline, ensure_stream(&context, wanted, &shown))
+                .await
+                .map_err(|_| CrossHostError::JetStream {
+                    url: shown.clone(),
+                    detail: format!(
+                        "no answer about stream {stream} within {:.1} s (is JetStream enabled: nats-server -js?)",
+                        deadline.as_secs_f64()
+                    ),
+                })?
+        })?;
+        let mut complete = BTreeSet::new();
+        if let Some(input) = &input {
+            let subjects: Vec<String> = rings
+                .iter()
+                .filter(|r| r.direction == Direction::Publish)
+                .map(|r| super::subject_of(&settings.stream, run, &r.name))
+                .collect();
+            complete =
+                runtime.block_on(check_stream_input(&js_stream, &subjects, input, &stream))?;
+        }
+        tracing::info!(
+            worker_id = "supervisor",
+            url = %shown,
+            stream = %stream,
+            edges = rings.len() as u64,
+            "cross-host hand-off through JetStream stream {stream} at {shown}"
+        );
+        let shared = Arc::new(Shared::default());
+        *shared.input.lock() = input;
+        shared.edges.store(rings.len() as u64, Ordering::Relaxed);
+        let mut threads = Vec::new();
+        for ring in rings {
+            let subject = super::subject_of(&settings.stream, run, &ring.name);
+            let edge = Edge {
+                already_complete: complete.contains(&subject),
+                subject,
+                ring,
+                handle: handle.clone(),
+                url: url.clone(),
+                host: host.to_string(),
+                context: Mutex::new(context.clone()),
+                stream: js_stream.clone(),
+                wanted: recreate.clone(),
+                shared: Arc::clone(&shared),
+                settings: settings.clone(),
+            };
+            let name = format!("bridge {}", edge.ring.name);
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || edge.run())
+                .map_err(|e| CrossHostError::JetStream {
+                    url: shown.clone(),
+                    detail: format!("cannot start a bridge thread: {e}"),
+                })?;
+            threads.push(thread);
+        }
+        Ok(Self {
+            runtime: Some(runtime),
+            context,
+            stream,
+            url: shown,
+            shared,
+            threads,
+        })
+    }
+
+    /// True once every edge carried its end of stream (published and acknowledged, or
+    /// received and written into its ring).
+    pub fn finished(&self) -> bool {
+        self.shared.finished.load(Ordering::Relaxed) == self.shared.edges.load(Ordering::Relaxed)
+    }
+
+    /// The first edge failure, if any.
+    pub fn failure(&self) -> Option<EdgeFailure> {
+        self.shared.failure.lock().clone()
+    }
+
+    /// Records and messages moved so far.
+    pub fn counts(&self) -> BridgeCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BridgeCounts {
+            published_records: load(&self.shared.published_records),
+            published_messages: load(&self.shared.published_messages),
+            received_records: load(&self.shared.received_records),
+            received_messages: load(&self.shared.received_messages),
+            duplicate_records: load(&self.shared.duplicate_records),
+        }
+    }
+
+    /// The run's stream name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Deletes the run's stream (the sink's host, once every edge drained).
+    pub fn delete_stream(&self) -> Result<(), CrossHostError> {
+        let Some(runtime) = &self.runtime else {
+            return Ok(());
+        };
+        runtime
+            .block_on(self.context.delete_stream(&self.stream))
+            .map(|_| ())
+            .map_err(|e| CrossHostError::JetStream {
+                url: self.url.clone(),
+                detail: format!("deleting stream {}: {e}", self.stream),
+            })
+    }
+
+    /// Stops every edge thread (each looks at the flag at least every 50 ms); the client
+    /// stays connected until the bridge is dropped (the stream may still be deleted).
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// A JetStream context whose publishes wait `ack_wait_seconds` for their acknowledgement.
+fn new_context(client: &async_nats::Client, settings: &CrossHost) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs_f64(settings.ack_wait_seconds))
+        .build(client.clone())
+}
+
+async fn connect(
+    settings: &CrossHost,
+    url: &str,
+    host: &str,
+) -> Result<async_nats::Client, CrossHostError> {
+    let shown = super::redacted_url(url);
+    let timeout = Duration::from_secs_f64(settings.connect_timeout_seconds);
+    let options = connect_options(settings)
+        .await?
+        .name(format!("stream-kernel {host}"))
+        .connection_timeout(timeout)
+        // Reconnect forever once connected: a restarted server is waited for, bounded by the
+        // edges' own deadlines.
+        .max_reconnects(None)
+        // A restarted server is back within a second or two: try often, at most every second.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 100).min(1000))
+        });
+    let connecting = options.connect(url);
+    match tokio::time::timeout(timeout, connecting).await {
+        Err(_) => Err(CrossHostError::Unreachable {
+            url: shown,
+            seconds: timeout.as_secs_f64(),
+            detail: "timed out".into(),
+        }),
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => {
+            let detail = e.to_string();
+            if matches!(
+                e.kind(),
+                async_nats::ConnectErrorKind::AuthorizationViolation
+                    | async_nats::ConnectErrorKind::Authentication
+            ) {
+                Err(CrossHostError::Auth { url: shown, detail })
+            } else {
+                Err(CrossHostError::Unreachable {
+                    url: shown,
+                    seconds: timeout.as_secs_f64(),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+/// The client's options from the credentials block and the `NATS_*` environment. Secrets are
+/// read from files (or the environment) here and go nowhere else.
+async fn connect_options(
+    settings: &CrossHost,
+) -> Result<async_nats::ConnectOptions, CrossHostError> {
+    let credentials = &settings.credentials;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| CrossHostError::Credentials {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(path) = &credentials.creds_file {
+        options =
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|e| CrossHostError::Credentials {
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                })?;
+    }
+    if let Some(token) = credentials
+        .token_file
+        .as_deref()
+        .map(read)
+        .transpose()?
+        .or_else(|| env("NATS_TOKEN"))
+    {
+        options = options.token(token);
+    }
+    let user = credentials.user.clone().or_else(|| env("NATS_USER"));
+    if let Some(user) = user {
+        let password = match &credentials.password_file {
+            Some(path) => read(path)?,
+            None => env("NATS_PASSWORD").unwrap_or_default(),
+        };
+        options = options.user_and_password(user, password);
+    }
+    if let Some(path) = &credentials.nkey_seed_file {
+        options = options.nkey(read(path)?);
+    }
+    if let Some(ca) = &credentials.tls_ca_file {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&credentials.tls_cert_file, &credentials.tls_key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options)
+}
+
+fn stream_config(settings: &CrossHost, name: &str, subjects: &str) -> stream::Config {
+    stream::Config {
+        name: name.to_string(),
+        subjects: vec![subjects.to_string()],
+        storage: match settings.storage {
+            StreamStorage::File => stream::StorageType::File,
+            StreamStorage::Memory => stream::StorageType::Memory,
+        },
+        duplicate_window: Duration::from_secs_f64(settings.dedup_window_seconds),
+        ..Default::default()
+    }
+}
+
+/// The run's stream: created, or found with the same subjects, storage and window.
+async fn ensure_stream(
+    context: &jetstream::Context,
+    wanted: stream::Config,
+    url: &str,
+) -> Result<stream::Stream, CrossHostError> {
+    let name = wanted.name.clone();
+    // Two hosts creating the run's stream at once can race inside the server (the loser is
+    // told its subjects overlap the winner's): a second look finds the winner's stream.
+    let mut attempt = 0;
+    let mut found = loop {
+        match context.get_or_create_stream(wanted.clone()).await {
+            Ok(found) => break found,
+            Err(_) if attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => {
+                return Err(CrossHostError::JetStream {
+                    url: url.to_string(),
+                    detail: format!("stream {name}: {e}"),
+                });
+            }
+        }
+    };
+    let info = found.info().await.map_err(|e| CrossHostError::JetStream {
+        url: url.to_string(),
+        detail: format!("stream {name}: {e}"),
+    })?;
+    let have = &info.config;
+    let mut differences = Vec::new();
+    if have.subjects != wanted.subjects {
+        differences.push(format!(
+            "subjects {:?}, this run needs {:?}",
+            have.subjects, wanted.subjects
+        ));
+    }
+    if have.storage != wanted.storage {
+        differences.push(format!(
+            "storage {:?}, this run needs {:?}",
+            have.storage, wanted.storage
+        ));
+    }
+    if have.duplicate_window != wanted.duplicate_window {
+        differences.push(format!(
+            "duplicate window {:?}, this run needs {:?}",
+            have.duplicate_window, wanted.duplicate_window
+        ));
+    }
+    if have.retention != wanted.retention {
+        differences.push(format!(
+            "retention {:?}, this run needs {:?}",
+            have.retention, wanted.retention
+        ));
+    }
+    if !differences.is_empty() {
+        return Err(CrossHostError::StreamMismatch {
+            stream: name,
+            detail: differences.join("; "),
+        });
+    }
+    Ok(found)
+}
+
+/// The host that reads the input checks that what the stream already holds (left by an
+/// earlier, failed run under the same run id) came from the same input: a restarted host may
+/// resume a stream, never mix two inputs in one. Returns the subjects that already end with
+/// their end of stream (an earlier run of this host published everything on them).
+async fn check_stream_input(
+    stream: &stream::Stream,
+    subjects: &[String],
+    input: &str,
+    name: &str,
+) -> Result<BTreeSet<String>, CrossHostError> {
+    let mut complete = BTreeSet::new();
+    for subject in subjects {
+        let found = match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => {
+                return Err(CrossHostError::JetStream {
+                    url: String::new(),
+                    detail: format!("reading the last message of {subject}: {e}"),
+                });
+            }
+        };
+        let theirs = found
+            .headers
+            .get(wire::INPUT)
+            .map(|v| v.as_str().to_string());
+        if theirs.as_deref() != Some(input) {
+            return Err(CrossHostError::StreamMismatch {
+                stream: name.to_string(),
+                detail: format!(
+                    "it holds records of another input (fingerprint {}, this run reads {input}): an earlier run under this run id failed; choose another --run-id",
+                    theirs.as_deref().unwrap_or("none")
+                ),
+            });
+        }
+        if found.headers.get(wire::END).is_some() {
+            complete.insert(subject.clone());
+        }
+    }
+    Ok(complete)
+}
