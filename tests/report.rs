@@ -48,6 +48,16 @@ fn reported_run(dir: &Path) -> (String, serde_json::Value) {
     (page, facts)
 }
 
+/// The sum of the counts of a list of `[label, count]` pairs.
+fn sum_of_counts(pairs: &serde_json::Value) -> u64 {
+    pairs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[1].as_u64().unwrap())
+        .sum()
+}
+
 /// The JSON twin holds the run's facts and they add up; the page has every section and needs
 /// nothing from outside itself.
 #[test]
@@ -57,12 +67,7 @@ fn report_holds_the_runs_facts_and_is_self_contained() {
     assert_eq!(facts["records"], 20_000);
     assert_eq!(facts["exit_status"], 0);
     assert_eq!(facts["outcome"], "completed");
-    let outcomes: u64 = facts["outcomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o[1].as_u64().unwrap())
-        .sum();
+    let outcomes = sum_of_counts(&facts["outcomes"]);
     let written = std::fs::read_to_string(dir.path().join("out.txt"))
         .unwrap()
         .lines()
@@ -89,13 +94,7 @@ fn report_holds_the_runs_facts_and_is_self_contained() {
     // in whichever worker it ended; the buckets add up to that count.
     let latency = &facts["latency"];
     assert_eq!(latency["measured"], 20_000 / 64, "{latency}");
-    let bucketed: u64 = latency["buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(bucketed, 20_000 / 64);
+    assert_eq!(sum_of_counts(&latency["buckets"]), 20_000 / 64);
     assert!(latency["p50_at_most_seconds"].as_f64().unwrap() > 0.0);
     for section in [
         "Throughput over time",

@@ -432,7 +432,9 @@ impl LocalPipeline {
             self.env.timing = next.is_multiple_of(TIMING_SAMPLE);
             let ctx = root_context(&self.env, self.run_id, &group, next);
             let span_start = if ctx.sampled { unix_ns() } else { 0 };
-            let sent_before = egress.envelopes_sent();
+            // Only a measured record asks the egress what it sent (a dynamic call).
+            let measured = ctx.born_ns != 0;
+            let sent_before = if measured { egress.envelopes_sent() } else { 0 };
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 self.pull_once(source.as_mut(), &ctx, &mut *egress)
             }));
@@ -446,8 +448,10 @@ impl LocalPipeline {
             self.source_stats.records_out += emitted;
             match pulled {
                 Ok(Pull::Emitted) => {
-                    let nothing_left = egress.envelopes_sent() == sent_before;
-                    self.record_ended(ctx.born_ns, nothing_left);
+                    if measured {
+                        let nothing_left = egress.envelopes_sent() == sent_before;
+                        self.record_ended(ctx.born_ns, nothing_left);
+                    }
                     if ctx.sampled {
                         let caller = self.env.tracer.as_ref().and_then(|t| t.parent);
                         let root = RecordContext {
