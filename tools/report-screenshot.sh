@@ -18,6 +18,6 @@ bin=target/release/stream-kernel
 mkdir -p "$(dirname "$out")"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$work/profile" --hide-scrollbars --window-size=1000,1900 \
+  --user-data-dir="$work/profile" --hide-scrollbars --window-size=1000,2150 \
   --screenshot="$out" "file://$work/run.html" 2>/dev/null
 echo "wrote $out"
