@@ -13,7 +13,11 @@
 //! - **Roll back.** [`RecordWriter::truncate_after`] cuts a file back to the records through a
 //!   `seq`, so that when one output of a run fails, the others end at the same record.
 //! - **Resume.** Opened with `append` (a resumed run, `--skip N`), a file keeps its content; a
-//!   torn last line that a killed run left behind is removed first.
+//!   torn last line that a killed run left behind is removed first. A writer told it replays
+//!   through `seq` N ([`RecordWriter::replaying_through`]) writes nothing for records through N
+//!   but counts the bytes they take; at the first record after N it cuts the file back to
+//!   exactly those bytes, so records a killed run wrote after the progress it last reported
+//!   are written once, not twice.
 //!
 //! "Written" means handed to the operating system (`write(2)` returned); nothing is fsynced.
 //! Stdout cannot be cut back: a failed write to stdout may leave a torn last line there, and
@@ -115,6 +119,16 @@ pub struct RecordWriter {
     last_seq: u64,
     /// After a failed write nothing more is accepted.
     failed: Option<u64>,
+    /// A resumed run's replay: records through `through` are already in the file, and take
+    /// `len` bytes.
+    replay: Option<Replay>,
+}
+
+/// See [`RecordWriter::replaying_through`].
+#[derive(Debug, Clone, Copy)]
+struct Replay {
+    through: u64,
+    len: u64,
 }
 
 impl std::fmt::Debug for RecordWriter {
@@ -186,7 +200,50 @@ impl RecordWriter {
             flushed_seq: None,
             last_seq: 0,
             failed: None,
+            replay: None,
         }
+    }
+
+    /// A resumed run replays the records through `seq` (already in the output): their writes
+    /// only count bytes; the first record after `seq` first cuts the output back to exactly
+    /// the replayed records (0: a fresh run, nothing replayed).
+    pub fn replaying_through(mut self, seq: u64) -> Self {
+        self.replay = (seq > 0).then_some(Replay {
+            through: seq,
+            len: 0,
+        });
+        self
+    }
+
+    /// Ends the replay before record `seq` is written: the output keeps exactly the replayed
+    /// records' bytes. An output shorter than them is not the stopped run's output.
+    fn end_replay(&mut self, seq: u64) -> Result<(), OutputError> {
+        let Some(replay) = self.replay.take() else {
+            return Ok(());
+        };
+        let Target::File(_) = self.target else {
+            return Ok(());
+        };
+        if self.flushed_len < replay.len {
+            let message = format!(
+                "it holds {} bytes, but the records through seq {} take {}: it is not the output of the run being resumed",
+                self.flushed_len, replay.through, replay.len
+            );
+            self.failed = Some(0);
+            return Err(self.error(io::Error::other(message), 0));
+        }
+        if self.flushed_len > replay.len {
+            let extra = self.flushed_len - replay.len;
+            tracing::info!(
+                output = %self.name,
+                "resumed before seq {seq}: removed {extra} bytes of records the stopped run wrote after the progress it reported"
+            );
+            if let Err(e) = self.cut_file(replay.len) {
+                self.failed = Some(0);
+                return Err(self.error(e, 0));
+            }
+        }
+        Ok(())
     }
 
     /// Sets how many bytes are buffered before a write (tests use small buffers).
@@ -214,6 +271,13 @@ impl RecordWriter {
     pub fn write_parts(&mut self, seq: u64, parts: &[&[u8]]) -> Result<(), OutputError> {
         if let Some(through) = self.failed {
             return Err(self.error(io::Error::other("an earlier write failed"), through));
+        }
+        if let Some(replay) = &mut self.replay {
+            if seq <= replay.through {
+                replay.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                return Ok(());
+            }
+            self.end_replay(seq)?;
         }
         debug_assert!(seq >= self.last_seq, "records are written in seq order");
         self.marks.push_back(Mark {
@@ -448,5 +512,52 @@ mod tests {
         w.flush().unwrap();
         drop(w);
         assert_eq!(read(&path), "a\nb\nc\n");
+    }
+
+    /// A killed run wrote records 1-4 but reported 2: replaying through 2 measures records 1-2,
+    /// and record 3 first cuts the file back to them, so 3 and 4 are written once.
+    #[test]
+    fn a_replay_cuts_records_past_it_before_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "one\ntwo\nthree\nfour\n").unwrap();
+        let mut w = RecordWriter::create("output", &path, true)
+            .unwrap()
+            .replaying_through(2);
+        w.write_line(1, b"one").unwrap();
+        w.write_line(2, b"two").unwrap();
+        w.flush().unwrap();
+        assert_eq!(
+            read(&path),
+            "one\ntwo\nthree\nfour\n",
+            "nothing cut mid-replay"
+        );
+        w.write_line(3, b"three").unwrap();
+        w.write_line(4, b"four").unwrap();
+        w.flush().unwrap();
+        drop(w);
+        assert_eq!(read(&path), "one\ntwo\nthree\nfour\n");
+    }
+
+    /// A file shorter than the replayed records is not the stopped run's output: refused.
+    #[test]
+    fn a_replay_longer_than_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "one\n").unwrap();
+        let mut w = RecordWriter::create("output", &path, true)
+            .unwrap()
+            .replaying_through(2);
+        w.write_line(1, b"one").unwrap();
+        w.write_line(2, b"two").unwrap();
+        let error = w.write_line(3, b"three").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("not the output of the run being resumed")
+        );
+        assert_eq!(error.written_through, 0);
+        drop(w);
+        assert_eq!(read(&path), "one\n", "nothing appended");
     }
 }

@@ -53,6 +53,10 @@ fn main() {
                 "a_run_resumed_with_skip_appends_and_ends_identical",
                 resume_with_skip,
             ),
+            Trial::test(
+                "a_resume_whose_output_runs_past_the_reported_range_writes_each_record_once",
+                resume_past_reported_range,
+            ),
             Trial::test("failure_reports_say_what_happened", failure_words),
         ],
     )
@@ -731,6 +735,63 @@ fn resume_with_skip() -> Result<(), Failed> {
         )?;
         println!(
             "RESUME {config}: stopped through seq {skip}, resumed with --skip {skip}: output and dead letters identical to a whole run"
+        );
+    }
+    Ok(())
+}
+
+/// The R1 gap: a worker killed between a flush and publishing it leaves records in the output
+/// past the range the run reported. Resumed with the reported `--skip`, the outputs end
+/// byte-identical to a whole run (the records past the range are cut, then written once);
+/// an output holding less than the replayed records is refused, not appended to.
+fn resume_past_reported_range() -> Result<(), Failed> {
+    let reference = Reference::build(INPUT_LINES)?;
+    let (reported, written) = (INPUT_LINES * 2 / 5, INPUT_LINES * 3 / 5);
+    let (past_output, past_rejects) = reference.first(written)?;
+    let (short_output, short_rejects) = reference.first(reported / 2)?;
+    for config in ["fund_load_experiment_inline", "fund_load_experiment_4proc"] {
+        let resume = |output: &[u8], rejects: &[u8]| -> Result<_, Failed> {
+            let dir = tempfile::tempdir_in(reference.dir.path())?;
+            std::fs::write(dir.path().join("output.txt"), output)?;
+            std::fs::write(dir.path().join("rejects.jsonl"), rejects)?;
+            let run = cli()
+                .args(["run", "--quiet", "-c"])
+                .arg(bundled(config))
+                .arg("--input")
+                .arg(&reference.input)
+                .arg("--output")
+                .arg(dir.path().join("output.txt"))
+                .arg("--skip")
+                .arg(reported.to_string())
+                .current_dir(dir.path())
+                .output()?;
+            let files = (
+                std::fs::read(dir.path().join("output.txt"))?,
+                std::fs::read(dir.path().join("rejects.jsonl"))?,
+            );
+            Ok((run, files))
+        };
+        let (run, (output, rejects)) = resume(&past_output, &past_rejects)?;
+        check(run.status.success(), || {
+            format!("{config}: resume: {}", String::from_utf8_lossy(&run.stderr))
+        })?;
+        check(
+            output == reference.output && rejects == reference.rejects,
+            || {
+                format!(
+                    "{config}: output through seq {written}, resumed with --skip {reported}: the files differ from a whole run"
+                )
+            },
+        )?;
+        let (run, _) = resume(&short_output, &short_rejects)?;
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        check(
+            !run.status.success() && stderr.contains("not the output of the run being resumed"),
+            || format!("{config}: an output shorter than the replayed records: {stderr}"),
+        )?;
+        println!(
+            "RESUME-PAST {config}: output through seq {written}, resumed with --skip {reported}: identical to a whole run; an output through seq {} refused",
+            reported / 2
         );
     }
     Ok(())

@@ -23,7 +23,10 @@ impl DeadLetters {
     pub fn open(adapter: Option<&FileAdapter>, resume_after: u64) -> Result<Self, NodeError> {
         let append = resume_after > 0;
         let out = adapter
-            .map(|adapter| RecordWriter::create("dead-letter file", adapter.path(), append))
+            .map(|adapter| {
+                RecordWriter::create("dead-letter file", adapter.path(), append)
+                    .map(|writer| writer.replaying_through(resume_after))
+            })
             .transpose()
             .map_err(|e| NodeError::failed(e.to_string()))?;
         Ok(Self {
@@ -42,10 +45,11 @@ impl DeadLetters {
         reason: &str,
         detail: &str,
     ) -> Result<(), NodeError> {
-        if seq <= self.resume_after {
-            return Ok(());
+        // Replayed records were dead-lettered (and written) by the stopped run: the writer
+        // only measures them.
+        if seq > self.resume_after {
+            self.count += 1;
         }
-        self.count += 1;
         let Some(writer) = &mut self.out else {
             return Ok(());
         };

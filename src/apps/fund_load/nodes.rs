@@ -574,7 +574,8 @@ fn push_json_id(out: &mut Vec<u8>, id: &DigitText) {
 pub struct LineSink {
     output: RecordWriter,
     audit: Option<RecordWriter>,
-    /// A resumed run replays the records through this `seq`: their lines are already written.
+    /// A resumed run replays the records through this `seq`: their lines are already written
+    /// (the writers only measure them) and they are not counted again.
     resume_after: u64,
     accepted: u64,
     declined: [u64; 12],
@@ -596,11 +597,13 @@ impl LineSink {
                 RecordWriter::create("output", path, append).map_err(open_error)?
             }
             SinkAdapter::Stdout => RecordWriter::stdout("output"),
-        };
+        }
+        .replaying_through(resume_after);
         let audit = audit
             .map(|path| RecordWriter::create("audit", path, append))
             .transpose()
-            .map_err(open_error)?;
+            .map_err(open_error)?
+            .map(|writer| writer.replaying_through(resume_after));
         Ok(Self {
             output,
             audit,
@@ -661,9 +664,8 @@ impl Node for LineSink {
     ) -> Result<(), NodeError> {
         let reason = reason_of(input.reason)?;
         if ctx.seq <= self.resume_after {
-            return Ok(());
-        }
-        if input.accepted {
+            // Replayed: already counted and written by the stopped run.
+        } else if input.accepted {
             self.accepted += 1;
         } else {
             self.declined[usize::from(reason.code())] += 1;
