@@ -569,14 +569,8 @@ impl SmallDisk {
         input: &Path,
         work: &Path,
     ) -> Result<std::process::Child, Failed> {
-        let mut command = cli();
+        let mut command = quiet_run(config, input, self.path().join("output.txt"));
         command
-            .args(["run", "--quiet", "-c"])
-            .arg(config)
-            .arg("--input")
-            .arg(input)
-            .arg("--output")
-            .arg(self.path().join("output.txt"))
             .current_dir(work)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -104,13 +104,7 @@ fn sample_or_generated(dir: &Path) -> Result<(PathBuf, &'static str), Failed> {
 
 /// Output of the CLI on `config` reading `input` as a file, written in `dir`.
 fn file_run(config: &Path, input: &Path, dir: &Path) -> Result<Vec<u8>, Failed> {
-    let out = cli()
-        .args(["run", "--quiet", "-c"])
-        .arg(config)
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(dir.join("output.txt"))
+    let out = quiet_run(config, input, dir.join("output.txt"))
         .current_dir(dir)
         .output()?;
     check(out.status.success(), || {
@@ -315,13 +309,7 @@ fn same_file() -> Result<(), Failed> {
         })?;
         cases += 1;
         // Two outputs in one file: the sink and the dead letters.
-        let out = cli()
-            .args(["run", "--quiet", "-c"])
-            .arg(bundled(config))
-            .arg("--input")
-            .arg(&input)
-            .arg("--output")
-            .arg(dir.path().join("rejects.jsonl"))
+        let out = quiet_run(bundled(config), &input, dir.path().join("rejects.jsonl"))
             .current_dir(dir.path())
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -648,13 +636,7 @@ fn output_lock() -> Result<(), Failed> {
         let mut first = spawn_cli(&bundled(config), &reference.input, dir.path())?;
         let workers = if config.ends_with("inline") { 0 } else { 4 };
         wait_for_progress(&mut first, &output, 1, workers)?;
-        let second = cli()
-            .args(["run", "--quiet", "-c"])
-            .arg(bundled(config))
-            .arg("--input")
-            .arg(&reference.input)
-            .arg("--output")
-            .arg(&output)
+        let second = quiet_run(bundled(config), &reference.input, &output)
             .current_dir(tempfile::tempdir_in(reference.dir.path())?.path())
             .output()?;
         let stderr = String::from_utf8_lossy(&second.stderr);
@@ -706,13 +688,7 @@ fn resume_with_skip() -> Result<(), Failed> {
             format!("{config}: {}", exit.stderr)
         })?;
         let skip = reported_seq(&exit.stdout, "resume with --skip ").ok_or("no resume point")?;
-        let resumed = cli()
-            .args(["run", "--quiet", "-c"])
-            .arg(bundled(config))
-            .arg("--input")
-            .arg(&reference.input)
-            .arg("--output")
-            .arg(&output)
+        let resumed = quiet_run(bundled(config), &reference.input, &output)
             .arg("--skip")
             .arg(skip.to_string())
             .current_dir(dir.path())
@@ -754,17 +730,15 @@ fn resume_past_reported_range() -> Result<(), Failed> {
             let dir = tempfile::tempdir_in(reference.dir.path())?;
             std::fs::write(dir.path().join("output.txt"), output)?;
             std::fs::write(dir.path().join("rejects.jsonl"), rejects)?;
-            let run = cli()
-                .args(["run", "--quiet", "-c"])
-                .arg(bundled(config))
-                .arg("--input")
-                .arg(&reference.input)
-                .arg("--output")
-                .arg(dir.path().join("output.txt"))
-                .arg("--skip")
-                .arg(reported.to_string())
-                .current_dir(dir.path())
-                .output()?;
+            let run = quiet_run(
+                bundled(config),
+                &reference.input,
+                dir.path().join("output.txt"),
+            )
+            .arg("--skip")
+            .arg(reported.to_string())
+            .current_dir(dir.path())
+            .output()?;
             let files = (
                 std::fs::read(dir.path().join("output.txt"))?,
                 std::fs::read(dir.path().join("rejects.jsonl"))?,

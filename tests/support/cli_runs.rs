@@ -28,6 +28,23 @@ pub fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
 }
 
+/// `stream-kernel run --quiet -c CONFIG --input INPUT --output OUTPUT`.
+pub fn quiet_run(
+    config: impl AsRef<std::ffi::OsStr>,
+    input: impl AsRef<std::ffi::OsStr>,
+    output: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut command = cli();
+    command
+        .args(["run", "--quiet", "-c"])
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output);
+    command
+}
+
 pub fn bundled(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("configs")
