@@ -60,7 +60,7 @@ echo "| row | figure |"
 echo "|---|---|"
 # A test's first line of output follows libtest's "test <name> ... " on the same line.
 sed -E 's/^test [^ ]+ +\.\.\. //' "$log" |
-  grep -E '^(R[0-9]+|STDIN|SAME-FILE|SIGNALS|LOCK|RESUME)[ :]' |
+  grep -E '^(R[0-9]+|STDIN|SAME-FILE|SIGNALS|LOCK|RESUME|RESUME-PAST)[ :]' |
   grep -v ' seed [0-9]* (STREAM_KERNEL_CHAOS_SEED' |
   awk '{ at = index($0, ": "); printf "| %s | %s |\n", substr($0, 1, at - 1), substr($0, at + 2) }'
 if ((${#failed[@]})); then
