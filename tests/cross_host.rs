@@ -72,6 +72,10 @@ fn main() {
                 "xh09_hosts_in_network_namespaces_hand_off_across_veth",
                 xh09,
             ),
+            Trial::test(
+                "xh10_an_upstream_rerun_after_the_run_completed_ends_cleanly",
+                xh10,
+            ),
         ],
     );
 }
@@ -550,6 +554,38 @@ fn xh06() -> Result<(), Failed> {
                 )
             },
         )?;
+    }
+    Ok(())
+}
+
+/// Both hosts complete (the sink host deletes the run's stream), then the upstream host runs
+/// again under the same run id — as after a kill that came once its edges were complete: it
+/// ends cleanly (exit 0; it publishes into a new stream nobody reads, the documented cost) and
+/// the output stays the inline one. Repeated while the sink host's delete may still be in
+/// progress, the case that once left the server a stream without its files.
+fn xh10() -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("input.txt");
+    generated_input(&input, 5_000)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let work = tempfile::tempdir()?;
+    let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    for round in 0..3 {
+        let run = run_id("xh10", round);
+        run_both(&config, &input, work.path(), &run)?;
+        check_identical(work.path(), &reference, "the completed run")?;
+        let again = wait_exit(spawn_host(
+            "upstream",
+            &config,
+            &input,
+            work.path(),
+            &run,
+        )?)?;
+        expect_ok(&again, "upstream rerun after completion")?;
+        check_identical(work.path(), &reference, "after the upstream rerun")?;
     }
     Ok(())
 }

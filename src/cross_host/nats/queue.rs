@@ -138,6 +138,13 @@ impl<'e> Outbox<'e> {
                             let _ = edge
                                 .handle
                                 .block_on(context.get_or_create_stream(edge.wanted.clone()));
+                        } else if is_store_failure(&e) {
+                            // The stream exists but its storage is gone: the sink host of a
+                            // finished run deleted it while this host, restarted, created it
+                            // again, and the server removed the new stream's files. Nothing
+                            // in it can be read: create it afresh and publish again.
+                            self.recreate_stream();
+                            self.republish_pending()?;
                         } else {
                             // Every acknowledgement still awaited belongs to the old
                             // connection: publish them all again (same ids) on the new one,
@@ -156,6 +163,17 @@ impl<'e> Outbox<'e> {
             std::thread::sleep(SLICE);
             self.publish(&mut message)?;
         }
+    }
+
+    /// Deletes the run's broken stream and creates it again (see [`is_store_failure`]).
+    fn recreate_stream(&self) {
+        let edge = self.edge;
+        let context = edge.context.lock().clone();
+        tracing::warn!(worker_id = "supervisor", stream = %edge.wanted.name, "the server cannot store into stream {}: creating it again", edge.wanted.name);
+        let _ = edge.handle.block_on(async {
+            let _ = context.delete_stream(&edge.wanted.name).await;
+            context.get_or_create_stream(edge.wanted.clone()).await
+        });
     }
 
     pub(super) fn republish_pending(&mut self) -> EdgeResult {
@@ -235,4 +253,12 @@ impl Inbox {
         }
         None
     }
+}
+
+/// A publish the server refused because the stream's storage failed (JetStream error 10077,
+/// "error creating msg block file"): the stream's files are gone under it.
+fn is_store_failure(error: &jetstream::context::PublishError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|e| e.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED)
 }
