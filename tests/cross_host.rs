@@ -577,13 +577,7 @@ fn xh10() -> Result<(), Failed> {
         let run = run_id("xh10", round);
         run_both(&config, &input, work.path(), &run)?;
         check_identical(work.path(), &reference, "the completed run")?;
-        let again = wait_exit(spawn_host(
-            "upstream",
-            &config,
-            &input,
-            work.path(),
-            &run,
-        )?)?;
+        let again = wait_exit(spawn_host("upstream", &config, &input, work.path(), &run)?)?;
         expect_ok(&again, "upstream rerun after completion")?;
         check_identical(work.path(), &reference, "after the upstream rerun")?;
     }
