@@ -381,6 +381,48 @@ fn xh04() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A credential read from a file, checked against a server that wants `right`.
+struct CredentialFile<'a> {
+    server: &'a [&'a str],
+    /// The config key naming the file.
+    key: &'a str,
+    /// Other `cross_host` settings it needs.
+    settings: &'a [(&'a str, &'a str)],
+    wrong: &'a str,
+    right: &'a str,
+}
+
+impl CredentialFile<'_> {
+    /// The wrong value: the upstream host exits 3 and never prints it. The right value: both
+    /// hosts complete. Skips (Ok) when nats-server is absent.
+    fn refused_then_accepted(&self, input: &Path, dir: &Path, run: &str) -> Result<(), Failed> {
+        let Some(nats) = Nats::start(self.server)? else {
+            return Ok(());
+        };
+        let secret = dir.join(run);
+        std::fs::write(&secret, format!("{}\n", self.wrong))?;
+        let work = tempfile::tempdir()?;
+        let mut settings: Vec<(&str, String)> = self
+            .settings
+            .iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
+        settings.push((self.key, yaml_path(&secret)));
+        let config =
+            two_host_config_with(work.path(), Profile::Experiment, &nats.url(), &settings)?;
+        let exit = wait_exit(spawn_host("upstream", &config, input, work.path(), run)?)?;
+        check(exit.code == Some(3), || {
+            format!("{}: exit {:?}\n{}", self.wrong, exit.code, exit.stderr)
+        })?;
+        check(
+            !exit.stderr.contains(self.wrong) && !exit.stdout.contains(self.wrong),
+            || format!("{} appears in the output", self.wrong),
+        )?;
+        std::fs::write(&secret, format!("{}\n", self.right))?;
+        run_both(&config, input, work.path(), &format!("{run}-right"))
+    }
+}
+
 fn xh05() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let input = sample_or_generated(dir.path())?;
@@ -407,68 +449,25 @@ fn xh05() -> Result<(), Failed> {
             started.elapsed()
         )
     })?;
-    let Some(nats) = Nats::start(&["--user", "kernel", "--pass", "right-password"])? else {
-        return Ok(());
+    // Wrong credentials (from a file: never on the command line) are refused with exit 3 and
+    // appear nowhere in the output; the right ones let the run through.
+    let password = CredentialFile {
+        server: &["--user", "kernel", "--pass", "right-password"],
+        key: "credentials.password_file",
+        settings: &[("credentials.user", "kernel")],
+        wrong: "wrong-password",
+        right: "right-password",
     };
-    // Wrong credentials (from a file: never on the command line): refused, exit 3, and the
-    // password appears nowhere in the output.
-    let secret = dir.path().join("password");
-    std::fs::write(&secret, "wrong-password\n")?;
-    let work = tempfile::tempdir()?;
-    let config = two_host_config_with(
-        work.path(),
-        Profile::Experiment,
-        &nats.url(),
-        &[
-            ("credentials.user", "kernel".into()),
-            ("credentials.password_file", yaml_path(&secret)),
-        ],
-    )?;
-    let exit = wait_exit(spawn_host(
-        "upstream",
-        &config,
-        &input,
-        work.path(),
-        "xh05b",
-    )?)?;
-    check(exit.code == Some(3), || {
-        format!("wrong credentials: exit {:?}\n{}", exit.code, exit.stderr)
-    })?;
-    check(
-        !exit.stderr.contains("wrong-password") && !exit.stdout.contains("wrong-password"),
-        || "the password appears in the output".into(),
-    )?;
-    // The right password from the file: the run goes through.
-    std::fs::write(&secret, "right-password\n")?;
-    run_both(&config, &input, work.path(), "xh05c")?;
-    drop(nats);
-    // A token from a file: a wrong one is refused (exit 3, never printed), the right one runs.
-    let Some(nats) = Nats::start(&["--auth", "right-token"])? else {
-        return Ok(());
+    let token = CredentialFile {
+        server: &["--auth", "right-token"],
+        key: "credentials.token_file",
+        settings: &[],
+        wrong: "wrong-token",
+        right: "right-token",
     };
-    let token = dir.path().join("token");
-    std::fs::write(&token, "wrong-token\n")?;
-    let work = tempfile::tempdir()?;
-    let config = two_host_config_with(
-        work.path(),
-        Profile::Experiment,
-        &nats.url(),
-        &[("credentials.token_file", yaml_path(&token))],
-    )?;
-    let exit = wait_exit(spawn_host(
-        "upstream",
-        &config,
-        &input,
-        work.path(),
-        "xh05t",
-    )?)?;
-    check(
-        exit.code == Some(3) && !exit.stderr.contains("wrong-token"),
-        || format!("wrong token: exit {:?}\n{}", exit.code, exit.stderr),
-    )?;
-    std::fs::write(&token, "right-token\n")?;
-    run_both(&config, &input, work.path(), "xh05u")?;
-    drop(nats);
+    for (credential, run) in [(password, "xh05b"), (token, "xh05t")] {
+        credential.refused_then_accepted(&input, dir.path(), run)?;
+    }
     // A stream that exists with other settings: storage memory vs file, same name.
     let Some(nats) = Nats::start(&[])? else {
         return Ok(());

@@ -377,31 +377,23 @@ async fn ensure_stream(
         detail: format!("stream {name}: {e}"),
     })?;
     let have = &info.config;
-    let mut differences = Vec::new();
-    if have.subjects != wanted.subjects {
-        differences.push(format!(
-            "subjects {:?}, this run needs {:?}",
-            have.subjects, wanted.subjects
-        ));
-    }
-    if have.storage != wanted.storage {
-        differences.push(format!(
-            "storage {:?}, this run needs {:?}",
-            have.storage, wanted.storage
-        ));
-    }
-    if have.duplicate_window != wanted.duplicate_window {
-        differences.push(format!(
-            "duplicate window {:?}, this run needs {:?}",
-            have.duplicate_window, wanted.duplicate_window
-        ));
-    }
-    if have.retention != wanted.retention {
-        differences.push(format!(
-            "retention {:?}, this run needs {:?}",
-            have.retention, wanted.retention
-        ));
-    }
+    let differs = |what: &str, have: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
+        let (have, want) = (format!("{have:?}"), format!("{want:?}"));
+        (have != want).then(|| format!("{what} {have}, this run needs {want}"))
+    };
+    let differences: Vec<String> = [
+        differs("subjects", &have.subjects, &wanted.subjects),
+        differs("storage", &have.storage, &wanted.storage),
+        differs(
+            "duplicate window",
+            &have.duplicate_window,
+            &wanted.duplicate_window,
+        ),
+        differs("retention", &have.retention, &wanted.retention),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if !differences.is_empty() {
         return Err(CrossHostError::StreamMismatch {
             stream: name,
