@@ -61,12 +61,13 @@ pub mod config;
 pub mod control;
 pub mod cross_host;
 pub mod data;
+pub mod files;
 pub mod graph;
 pub mod json;
 pub mod observability;
-pub mod output;
 pub mod runtime;
 pub mod supervisor;
+pub mod text;
 
 pub use runtime::worker_entry;
 pub use supervisor::Runtime;

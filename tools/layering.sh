@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Layering check: every `crate::<module>` path in src/ (code and doc links alike) must point at
 # a module of the same or a lower layer. Layers, bottom up:
-#   0 calendar json output   (leaf utilities: import nothing from the crate)
+#   0 calendar json files text (leaf utilities: import nothing from the crate)
 #   1 config
 #   2 graph
 #   3 data control
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 declare -A layer=(
-  [calendar]=0 [json]=0 [output]=0
+  [calendar]=0 [json]=0 [files]=0 [text]=0
   [config]=1 [graph]=2 [data]=3 [control]=3 [observability]=4
   [runtime]=5 [cross_host]=5 [supervisor]=6 [apps]=7
 )

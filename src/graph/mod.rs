@@ -17,10 +17,10 @@ pub use message::{
     encode_into_uninit,
 };
 pub use node::{
-    EmitTarget, Emitter, ErasedNode, ErasedSource, Node, NodeError, Nothing, OutputPort, Pull,
-    RecordContext, Source,
+    EmitTarget, Emitter, ErasedNode, ErasedSource, InputPosition, Node, NodeError, Nothing,
+    OutputPort, OutputProgress, Pull, RecordContext, Source,
 };
 pub use registry::{
-    BuildContext, BuiltNode, InputProgress, NodeFactory, NodeRole, NodeState, PartitionKey,
-    Placement, Registry, Services, SettingsFn, StateFn,
+    BuildContext, BuiltNode, InputProgress, MaxRecordFn, NodeFactory, NodeRole, NodeState,
+    PartitionKey, Placement, Registry, Services, SettingsFn, StateFn,
 };

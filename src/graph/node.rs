@@ -13,6 +13,8 @@
 use std::marker::PhantomData;
 
 use super::message::{Message, MessageType, PayloadError, Value};
+pub use crate::files::lines::InputPosition;
+pub use crate::files::writer::OutputProgress;
 
 /// Read-only facts about the record a node is processing.
 #[derive(Debug, Clone, Copy)]
@@ -100,9 +102,9 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// An output (file, stdout) could not be written; every record through
-    /// `written_through` is completely written and none after it (see [`crate::output`]).
+    /// `written_through` is completely written and none after it (see [`crate::files::writer`]).
     #[error(transparent)]
-    Output(Box<crate::output::OutputError>),
+    Output(Box<crate::files::writer::OutputError>),
     /// A node further down the chain failed; the runtime already holds that failure.
     #[error("a downstream node failed")]
     Downstream,
@@ -111,8 +113,8 @@ pub enum NodeError {
     Stopped,
 }
 
-impl From<crate::output::OutputError> for NodeError {
-    fn from(error: crate::output::OutputError) -> Self {
+impl From<crate::files::writer::OutputError> for NodeError {
+    fn from(error: crate::files::writer::OutputError) -> Self {
         Self::Output(Box::new(error))
     }
 }
@@ -157,6 +159,13 @@ pub trait OutputPort {
 
     /// Sends the current record to the dead-letter adapter with a reason code and a detail.
     fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError>;
+
+    /// A source is about to wait for input: the runtime publishes what is pending (buffered
+    /// outputs, a ring's unpublished batch), and says whether to go on waiting (`Err(Stopped)`
+    /// when the run is stopping). Ports of other nodes do nothing.
+    fn idle(&mut self) -> Result<(), NodeError> {
+        Ok(())
+    }
 }
 
 /// A node's typed handle for its outputs.
@@ -188,6 +197,14 @@ impl<'p, T: Message> Emitter<'p, T> {
     /// Sends the current record to the dead-letter adapter instead of emitting it.
     pub fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError> {
         self.port.dead_letter(reason, detail)
+    }
+
+    /// For sources: call before waiting for input (and again at least every 100 ms while
+    /// waiting). Everything the run holds back is published, so that records already read
+    /// reach their outputs while the source waits; `Err(NodeError::Stopped)` says the run is
+    /// stopping and the source must return it without emitting.
+    pub fn idle(&mut self) -> Result<(), NodeError> {
+        self.port.idle()
     }
 }
 
@@ -255,10 +272,18 @@ pub trait Node: Send + 'static {
     /// After a failure: removes from the node's outputs everything written for records after
     /// `seq`, so that a failed run's outputs hold exactly the records it reports as completed.
     /// `seq` is never below the last batch boundary whose `flush` succeeded on every node.
-    /// Sinks that write through [`crate::output::RecordWriter`] forward it there.
+    /// Sinks that write through [`crate::files::writer::RecordWriter`] forward it there.
     fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError> {
         let _ = seq;
         Ok(())
+    }
+
+    /// The node's record-exact outputs and the bytes their records take so far: the run
+    /// journal records them at completed records, and a resumed run cuts the outputs back to
+    /// them. Sinks that write through [`crate::files::writer::RecordWriter`] return each
+    /// writer's [`RecordWriter::progress`](crate::files::writer::RecordWriter::progress).
+    fn outputs(&self) -> Vec<OutputProgress> {
+        Vec::new()
     }
 }
 
@@ -290,6 +315,14 @@ pub trait Source: Send + 'static {
     /// The source's own counters for the run summary (bytes read, ...).
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
+    }
+
+    /// Where the source is in its input after the last record it emitted: bytes consumed and
+    /// a digest of them (see [`crate::files::lines::LineReader::position`]). The run journal
+    /// records it, and a resumed run's source must reach the same positions, or the resume is
+    /// refused. `None` (the default): the input cannot be checked, and a resume trusts it.
+    fn position(&mut self) -> Option<InputPosition> {
+        None
     }
 }
 
@@ -331,6 +364,9 @@ pub trait ErasedNode: Send {
 
     /// [`Node::truncate_after`].
     fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError>;
+
+    /// [`Node::outputs`].
+    fn outputs(&self) -> Vec<OutputProgress>;
 }
 
 /// A source as the runtimes hold it.
@@ -341,6 +377,8 @@ pub trait ErasedSource: Send {
     fn pull(&mut self, port: &mut dyn OutputPort) -> Result<Pull, NodeError>;
     /// [`Source::counters`].
     fn counters(&self) -> Vec<(String, u64)>;
+    /// [`Source::position`].
+    fn position(&mut self) -> Option<InputPosition>;
 }
 
 pub(crate) struct TypedNode<N>(pub N);
@@ -401,6 +439,10 @@ impl<N: Node> ErasedNode for TypedNode<N> {
     fn truncate_after(&mut self, seq: u64) -> Result<(), NodeError> {
         self.0.truncate_after(seq)
     }
+
+    fn outputs(&self) -> Vec<OutputProgress> {
+        self.0.outputs()
+    }
 }
 
 pub(crate) struct TypedSource<S>(pub S);
@@ -416,5 +458,9 @@ impl<S: Source> ErasedSource for TypedSource<S> {
 
     fn counters(&self) -> Vec<(String, u64)> {
         self.0.counters()
+    }
+
+    fn position(&mut self) -> Option<InputPosition> {
+        self.0.position()
     }
 }

@@ -140,9 +140,27 @@ pub struct BuildContext<'a> {
     pub placement: &'a Placement,
     /// Services shared by the nodes of this process.
     pub services: &'a mut Services,
-    /// Input records a resumed run skips (`--skip N`); 0 for a fresh run. A sink of a resumed
-    /// run appends to its outputs instead of replacing them.
+    /// Input records a resumed run replays without writing them again (`--resume`,
+    /// `--skip N`); 0 for a fresh run. A sink of a resumed run keeps its outputs.
     pub resume_after: u64,
+    /// A resumed run's output lengths at `resume_after`, as its run journal recorded them, by
+    /// `<node>/<what>` (empty without a journal).
+    pub output_lengths: &'a BTreeMap<String, u64>,
+}
+
+impl BuildContext<'_> {
+    /// Where this node's output `what` resumes: open it with
+    /// [`RecordWriter::open`](crate::files::writer::RecordWriter::open) and this point, and a
+    /// resumed run replays, checks and cuts it exactly.
+    pub fn resume_point(&self, what: &str) -> crate::files::writer::Resume {
+        crate::files::writer::Resume {
+            after: self.resume_after,
+            expected_len: self
+                .output_lengths
+                .get(&format!("{}/{what}", self.node))
+                .copied(),
+        }
+    }
 }
 
 /// A built node, ready for a runtime.
@@ -170,8 +188,13 @@ pub struct NodeFactory {
     settings: SettingsFn,
     state: StateFn,
     shared_store: Option<&'static str>,
+    max_record: Option<MaxRecordFn>,
     build: Arc<BuildFn>,
 }
+
+/// A source's largest record's payload, in bytes, under a config (`None`: unbounded or not
+/// known).
+pub type MaxRecordFn = fn(&Config) -> Option<u64>;
 
 fn no_settings(
     section: Option<&YamlValue>,
@@ -207,6 +230,18 @@ impl NodeFactory {
     pub fn shares_store(&mut self, store: &'static str) -> &mut Self {
         self.shared_store = Some(store);
         self
+    }
+
+    /// Declares how large the node's records can be under a config (a line source: its line
+    /// limit), so that a supervised run's rings are checked to hold them before it starts.
+    pub fn max_record(&mut self, max_record: MaxRecordFn) -> &mut Self {
+        self.max_record = Some(max_record);
+        self
+    }
+
+    /// The node's largest record's payload under `config`, if it declares one.
+    pub fn max_record_bytes(&self, config: &Config) -> Option<u64> {
+        self.max_record.and_then(|f| f(config))
     }
 
     /// Validates the node's config section and returns it normalised.
@@ -275,6 +310,7 @@ impl Registry {
                 settings: no_settings,
                 state: stateless,
                 shared_store: None,
+                max_record: None,
                 build: Arc::new(move |ctx| {
                     build(ctx).map(|node| BuiltNode::Node(Box::new(TypedNode(node))))
                 }),
@@ -297,6 +333,7 @@ impl Registry {
                 settings: no_settings,
                 state: stateless,
                 shared_store: None,
+                max_record: None,
                 build: Arc::new(move |ctx| {
                     build(ctx).map(|source| BuiltNode::Source(Box::new(TypedSource(source))))
                 }),

@@ -5,8 +5,8 @@
 //! and the count is reported, so nothing disappears silently.
 
 use crate::config::FileAdapter;
+use crate::files::writer::{OutputProgress, RecordWriter, Resume};
 use crate::graph::NodeError;
-use crate::output::RecordWriter;
 
 /// The dead-letter adapter of one process: one JSON line per record that could not be processed.
 pub struct DeadLetters {
@@ -18,23 +18,28 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// Opens the adapter's file (locked for the run). A run resumed after `resume_after`
-    /// appends to it and does not write the dead letters of the records it replays.
-    pub fn open(adapter: Option<&FileAdapter>, resume_after: u64) -> Result<Self, NodeError> {
-        let append = resume_after > 0;
+    /// The key of the dead-letter file among a run's outputs (run journal).
+    pub const KEY: &'static str = "dead_letter";
+
+    /// Opens the adapter's file (locked for the run; nothing in it changes before the first
+    /// write). A run resumed at `resume` keeps its content and does not write the dead
+    /// letters of the records it replays.
+    pub fn open(adapter: Option<&FileAdapter>, resume: Resume) -> Result<Self, NodeError> {
         let out = adapter
-            .map(|adapter| {
-                RecordWriter::create("dead-letter file", adapter.path(), append)
-                    .map(|writer| writer.replaying_through(resume_after))
-            })
+            .map(|adapter| RecordWriter::open("dead-letter file", adapter.path(), resume))
             .transpose()
             .map_err(|e| NodeError::failed(e.to_string()))?;
         Ok(Self {
             out,
             count: 0,
             line: Vec::with_capacity(256),
-            resume_after,
+            resume_after: resume.after,
         })
+    }
+
+    /// The file's place for the run journal (`None` without a file).
+    pub fn progress(&self) -> Option<OutputProgress> {
+        self.out.as_ref().map(RecordWriter::progress)
     }
 
     /// Writes one dead letter.
@@ -69,6 +74,14 @@ impl DeadLetters {
     pub fn flush(&mut self) -> Result<(), NodeError> {
         if let Some(writer) = &mut self.out {
             writer.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the file at the end of the input (see [`RecordWriter::finish`]).
+    pub fn finish(&mut self) -> Result<(), NodeError> {
+        if let Some(writer) = &mut self.out {
+            writer.finish()?;
         }
         Ok(())
     }

@@ -48,10 +48,12 @@ pub fn registry() -> Registry {
 
 /// Adds the fund-load nodes to an existing registry.
 pub fn register(registry: &mut Registry) {
-    registry.source("source", |ctx| {
-        let input_bytes = ctx.services.get_or_insert_with(InputProgress::default).0;
-        LineSource::open(&ctx.config.adapters.source, input_bytes)
-    });
+    registry
+        .source("source", |ctx| {
+            let input_bytes = ctx.services.get_or_insert_with(InputProgress::default).0;
+            LineSource::open(&ctx.config.adapters.source, input_bytes)
+        })
+        .max_record(|config| config.adapters.source.max_line_bytes());
     registry.transform("parse_load_attempt", |_| Ok(ParseLoadAttempt::default()));
     registry
         .transform("compute_time_keys", |ctx| {
@@ -92,6 +94,11 @@ pub fn register(registry: &mut Registry) {
     });
     registry.transform("sink", |ctx| {
         let audit = ctx.config.adapters.audit.as_ref().map(|a| a.path());
-        LineSink::open(&ctx.config.adapters.sink, audit, ctx.resume_after)
+        LineSink::open(
+            &ctx.config.adapters.sink,
+            audit,
+            ctx.resume_point("output"),
+            ctx.resume_point("audit"),
+        )
     });
 }

@@ -4,8 +4,6 @@
 //! Each node reads its archived input in place and reuses one owned output value across
 //! records (strings keep their capacity), so the steady state allocates nothing per record.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,12 +14,9 @@ use super::messages::*;
 use super::parse::{self, Field};
 use super::rules::{self, Candidate, IdCheck, IdRegistry, Limits, WindowStore};
 use crate::config::{SinkAdapter, SourceAdapter};
+use crate::files::lines::{InputPosition, LineRead, LineReader};
+use crate::files::writer::{OutputOpenError, OutputProgress, RecordWriter, Resume};
 use crate::graph::{Emitter, Node, NodeError, Nothing, Pull, RecordContext, Source};
-use crate::output::{OutputOpenError, RecordWriter};
-
-/// Longest input line kept; the rest of a longer line is discarded (it then fails to parse
-/// and is dead-lettered), so one hostile line cannot exhaust memory.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
 fn reason_of(code: u8) -> Result<Reason, NodeError> {
     Reason::from_code(code).ok_or_else(|| NodeError::failed(format!("unknown reason code {code}")))
@@ -31,66 +26,84 @@ fn reason_of(code: u8) -> Result<Reason, NodeError> {
 // source
 
 enum Input {
-    Reader(Box<dyn BufRead + Send>),
+    Lines(LineReader),
     Generated(Box<Generator>),
 }
 
-/// Reads the input adapter line by line: one record per line, `seq` = line number.
+/// Reads the input adapter line by line: one record per line, `seq` = line number. Lines
+/// longer than the adapter's `max_line_bytes` keep their first `max_line_bytes` bytes (the
+/// line then fails to parse and is dead-lettered), so one hostile line cannot exhaust memory.
 pub struct LineSource {
     input: Input,
     line: RawLine,
-    description: String,
     bytes_read: Arc<AtomicU64>,
+    /// Bytes of generated input so far (a generator has no reader to ask).
+    generated: u64,
 }
 
 impl LineSource {
     /// Opens the adapter. The file is opened here (a missing file fails at start, before any
-    /// worker is ready), but nothing is read before the first `pull`.
+    /// worker is ready; a FIFO does not wait for its writer), but nothing is read before the
+    /// first `pull`.
     pub fn open(adapter: &SourceAdapter, bytes_read: Arc<AtomicU64>) -> Result<Self, NodeError> {
-        let (input, description) = match adapter {
-            SourceAdapter::File { path } => {
-                let file = File::open(path)
-                    .map_err(|e| NodeError::io(format!("opening input {}", path.display()), e))?;
-                (
-                    Input::Reader(Box::new(BufReader::with_capacity(1 << 20, file))),
-                    path.display().to_string(),
-                )
+        let limit = |max: &u64| usize::try_from(*max).unwrap_or(usize::MAX);
+        let input = match adapter {
+            SourceAdapter::File {
+                path,
+                max_line_bytes,
+            } => Input::Lines(
+                LineReader::open(path, limit(max_line_bytes))
+                    .map_err(|e| NodeError::io(format!("opening input {}", path.display()), e))?,
+            ),
+            SourceAdapter::Stdin { max_line_bytes } => Input::Lines(
+                LineReader::stdin(limit(max_line_bytes))
+                    .map_err(|e| NodeError::io("opening stdin", e))?,
+            ),
+            SourceAdapter::Generator { lines, seed } => {
+                Input::Generated(Box::new(Generator::new(*lines, *seed)))
             }
-            SourceAdapter::Stdin => (
-                Input::Reader(Box::new(BufReader::with_capacity(1 << 20, io::stdin()))),
-                "stdin".to_string(),
-            ),
-            SourceAdapter::Generator { lines, seed } => (
-                Input::Generated(Box::new(Generator::new(*lines, *seed))),
-                format!("generator(lines={lines}, seed={seed})"),
-            ),
         };
         Ok(Self {
             input,
             line: RawLine::default(),
-            description,
             bytes_read,
+            generated: 0,
         })
     }
 
-    fn read_next(&mut self) -> Result<bool, NodeError> {
+    /// Reads the next line into `self.line`; false at the end of the input.
+    fn read_next(&mut self, out: &mut Emitter<'_, RawLine>) -> Result<bool, NodeError> {
         let buf = &mut self.line.bytes;
-        buf.clear();
         let got = match &mut self.input {
             Input::Generated(generator) => {
+                buf.clear();
                 let more = generator.next_line(buf);
                 if more {
-                    self.bytes_read
-                        .fetch_add(buf.len() as u64 + 1, Ordering::Relaxed);
+                    let len = buf.len() as u64 + 1;
+                    self.generated += len;
+                    self.bytes_read.fetch_add(len, Ordering::Relaxed);
                 }
                 more
             }
-            Input::Reader(reader) => {
-                let consumed = read_line_bounded(reader.as_mut(), buf, MAX_LINE_BYTES)
-                    .map_err(|e| NodeError::io(format!("reading {}", self.description), e))?;
+            Input::Lines(reader) => {
+                let before = reader.consumed();
+                let mut stopped_by = None;
+                let read = reader
+                    .read_line(buf, &mut || match out.idle() {
+                        Ok(()) => true,
+                        Err(e) => {
+                            stopped_by = Some(e);
+                            false
+                        }
+                    })
+                    .map_err(|e| NodeError::io(format!("reading {}", reader.name()), e))?;
                 self.bytes_read
-                    .fetch_add(consumed as u64, Ordering::Relaxed);
-                consumed > 0
+                    .fetch_add(reader.consumed() - before, Ordering::Relaxed);
+                match read {
+                    LineRead::Line => true,
+                    LineRead::End => false,
+                    LineRead::Stopped => return Err(stopped_by.unwrap_or(NodeError::Stopped)),
+                }
             }
         };
         if buf.last() == Some(&b'\r') {
@@ -100,47 +113,11 @@ impl LineSource {
     }
 }
 
-/// Reads one line (without `\n`) into `buf`, keeping at most `max` bytes of it; returns the
-/// number of bytes consumed from the reader (0 at end of input).
-pub fn read_line_bounded(
-    reader: &mut dyn BufRead,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<usize> {
-    let mut consumed = 0;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok(consumed);
-        }
-        let (chunk, done) = match memchr_newline(available) {
-            Some(at) => (&available[..at], Some(at + 1)),
-            None => (available, None),
-        };
-        let room = max.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = done.unwrap_or(available.len());
-        reader.consume(used);
-        consumed += used;
-        if done.is_some() {
-            return Ok(consumed);
-        }
-    }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', bytes)
-}
-
 impl Source for LineSource {
     type Output = RawLine;
 
     fn pull(&mut self, out: &mut Emitter<'_, RawLine>) -> Result<Pull, NodeError> {
-        if !self.read_next()? {
+        if !self.read_next(out)? {
             return Ok(Pull::Exhausted);
         }
         out.emit(&self.line)?;
@@ -149,6 +126,17 @@ impl Source for LineSource {
 
     fn counters(&self) -> Vec<(String, u64)> {
         vec![("bytes_read".into(), self.bytes_read.load(Ordering::Relaxed))]
+    }
+
+    fn position(&mut self) -> Option<InputPosition> {
+        match &mut self.input {
+            Input::Lines(reader) => reader.position(),
+            // Generated input is identified by its parameters: only its length is checked.
+            Input::Generated(_) => Some(InputPosition {
+                bytes: self.generated,
+                digest: None,
+            }),
+        }
     }
 }
 
@@ -570,7 +558,7 @@ fn push_json_id(out: &mut Vec<u8>, id: &DigitText) {
 /// Writes output lines (and audit lines when configured) and counts decisions by reason.
 ///
 /// Both outputs are [`RecordWriter`]s: locked for the run, never left with a torn line, and
-/// rolled back to a record boundary when the run fails (see [`crate::output`]).
+/// rolled back to a record boundary when the run fails (see [`crate::files::writer`]).
 pub struct LineSink {
     output: RecordWriter,
     audit: Option<RecordWriter>,
@@ -583,31 +571,33 @@ pub struct LineSink {
 }
 
 impl LineSink {
-    /// Opens the sink's outputs. A run resumed after `resume_after` appends to them and does
-    /// not write the lines of the records it replays (0: a fresh run).
+    /// Opens the sink's outputs (nothing in them changes before the first record is
+    /// written). A run resumed at `output` (and `audit`) keeps their content, writes nothing
+    /// for the records it replays, and cuts each back to exactly those records before the
+    /// first new one (see [`RecordWriter::open`]).
     pub fn open(
         adapter: &SinkAdapter,
         audit: Option<&std::path::Path>,
-        resume_after: u64,
+        output_resume: Resume,
+        audit_resume: Resume,
     ) -> Result<Self, NodeError> {
-        let append = resume_after > 0;
         let open_error = |e: OutputOpenError| NodeError::failed(e.to_string());
         let output = match adapter {
             SinkAdapter::File { path } => {
-                RecordWriter::create("output", path, append).map_err(open_error)?
+                RecordWriter::open("output", path, output_resume).map_err(open_error)?
             }
-            SinkAdapter::Stdout => RecordWriter::stdout("output"),
-        }
-        .replaying_through(resume_after);
+            SinkAdapter::Stdout => {
+                RecordWriter::stdout("output").replaying_through(output_resume.after)
+            }
+        };
         let audit = audit
-            .map(|path| RecordWriter::create("audit", path, append))
+            .map(|path| RecordWriter::open("audit", path, audit_resume))
             .transpose()
-            .map_err(open_error)?
-            .map(|writer| writer.replaying_through(resume_after));
+            .map_err(open_error)?;
         Ok(Self {
             output,
             audit,
-            resume_after,
+            resume_after: output_resume.after,
             accepted: 0,
             declined: [0; 12],
             audit_line: Vec::with_capacity(256),
@@ -687,7 +677,17 @@ impl Node for LineSink {
     }
 
     fn on_end_of_stream(&mut self, _out: &mut Emitter<'_, Nothing>) -> Result<(), NodeError> {
-        self.flush_all()
+        self.output.finish()?;
+        if let Some(writer) = &mut self.audit {
+            writer.finish()?;
+        }
+        Ok(())
+    }
+
+    fn outputs(&self) -> Vec<OutputProgress> {
+        let mut outputs = vec![self.output.progress()];
+        outputs.extend(self.audit.as_ref().map(RecordWriter::progress));
+        outputs
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -6,18 +6,22 @@
 //! - **One writer per file.** A file is locked (`flock`, exclusive) while the run writes it: a
 //!   second run, or a second output of the same run, naming the same file is refused with
 //!   [`OutputOpenError::Locked`] before anything is written.
-//! - **Nothing torn.** When a write fails (disk full, I/O error), the file is cut back to its
-//!   last complete record and the error says through which `seq` every record is written
-//!   ([`OutputError::written_through`]). So the range a failed run reports as completed is
-//!   exactly what the file holds.
+//! - **Nothing changed before the first write.** Opening locks the file and checks it, but a
+//!   file is emptied (or, when resumed, cut back) only when the run first writes or flushes
+//!   it: a run refused at start — another output locked or unopenable, another worker failing
+//!   to start — leaves every existing file as it was.
+//! - **Nothing torn.** When a write fails (disk full, `EFBIG`, an I/O error, a closed pipe),
+//!   the file is cut back to its last complete record and the error says through which `seq`
+//!   every record is written ([`OutputError::written_through`]). So the range a failed run
+//!   reports as completed is exactly what the file holds.
 //! - **Roll back.** [`RecordWriter::truncate_after`] cuts a file back to the records through a
 //!   `seq`, so that when one output of a run fails, the others end at the same record.
-//! - **Resume.** Opened with `append` (a resumed run, `--skip N`), a file keeps its content; a
-//!   torn last line that a killed run left behind is removed first. A writer told it replays
-//!   through `seq` N ([`RecordWriter::replaying_through`]) writes nothing for records through N
-//!   but counts the bytes they take; at the first record after N it cuts the file back to
-//!   exactly those bytes, so records a killed run wrote after the progress it last reported
-//!   are written once, not twice.
+//! - **Resume.** Opened with a [`Resume`] point (a resumed run, `--resume` or `--skip N`), a
+//!   file keeps its content. The writer writes nothing for the records it replays but counts
+//!   the bytes they take; at the first record after the resume point it cuts the file back to
+//!   exactly those bytes, so records a killed run wrote past its last completed point (and a
+//!   torn last line) are written once, not twice. A file shorter than those bytes, or than the
+//!   length the run journal recorded, is not the output being resumed: refused.
 //!
 //! "Written" means handed to the operating system (`write(2)` returned); nothing is fsynced.
 //! Stdout cannot be cut back: a failed write to stdout may leave a torn last line there, and
@@ -45,6 +49,21 @@ pub enum OutputOpenError {
         #[source]
         source: io::Error,
     },
+    /// A resumed output is shorter than the run journal recorded: it is not the output of the
+    /// run being resumed (or was cut since).
+    #[error(
+        "{what} {path} holds {len} bytes, but the run journal recorded {expected}: it is not the output of the run being resumed; rerun from the start"
+    )]
+    Shorter {
+        /// Which output.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The length the journal recorded.
+        expected: u64,
+    },
     /// Another writer holds the file's lock.
     #[error(
         "{what} {path} is being written by another run (or named twice in this one): it is locked; choose another path or wait for that run to end"
@@ -62,6 +81,9 @@ pub enum OutputOpenError {
 #[derive(Debug, thiserror::Error)]
 #[error("writing {what} {name}: {source} (complete through seq {written_through})")]
 pub struct OutputError {
+    /// A resumed output is not the one being resumed (nothing was written to it): the run is
+    /// refused rather than failed.
+    pub refused: bool,
     /// Which output.
     pub what: &'static str,
     /// The file (or `stdout`).
@@ -90,6 +112,55 @@ impl Target {
             }
         }
     }
+}
+
+/// Where a resumed run picks an output up: records through `after` are already in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The records through this `seq` are replayed, not written (0: a fresh run).
+    pub after: u64,
+    /// The output's length at `after`, as the run journal recorded it (`None`: no journal,
+    /// the replay's own measure decides).
+    pub expected_len: Option<u64>,
+}
+
+impl Resume {
+    /// A fresh run: nothing to keep.
+    pub const FRESH: Self = Self {
+        after: 0,
+        expected_len: None,
+    };
+
+    /// Resuming after `after`, without a recorded length.
+    pub fn after(after: u64) -> Self {
+        Self {
+            after,
+            expected_len: None,
+        }
+    }
+}
+
+/// An output's place, as the run journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputProgress {
+    /// Which output of its node (`output`, `audit`, `dead-letter file`).
+    pub what: &'static str,
+    /// Where it goes (a path, or `stdout`).
+    pub name: String,
+    /// Bytes its records take so far ([`RecordWriter::len`]).
+    pub bytes: u64,
+    /// Stdout cannot be cut back: a resume cannot use it.
+    pub is_stdout: bool,
+}
+
+/// What opening deferred to the first write (see the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deferred {
+    Nothing,
+    /// A fresh run's output: emptied.
+    Empty,
+    /// An appended output's torn last line: cut back to this length.
+    CutTo(u64),
 }
 
 /// One record's place in the output.
@@ -122,6 +193,8 @@ pub struct RecordWriter {
     /// A resumed run's replay: records through `through` are already in the file, and take
     /// `len` bytes.
     replay: Option<Replay>,
+    /// What opening left for the first write.
+    deferred: Deferred,
 }
 
 /// See [`RecordWriter::replaying_through`].
@@ -129,6 +202,8 @@ pub struct RecordWriter {
 struct Replay {
     through: u64,
     len: u64,
+    /// The length the run journal recorded for the records through `through`.
+    expected: Option<u64>,
 }
 
 impl std::fmt::Debug for RecordWriter {
@@ -142,15 +217,18 @@ impl std::fmt::Debug for RecordWriter {
 }
 
 impl RecordWriter {
-    /// Opens `path` for a run: locked, then emptied (or, with `append`, kept and repaired).
-    /// `what` names the output in messages (`output`, `dead-letter file`, `audit`).
-    pub fn create(what: &'static str, path: &Path, append: bool) -> Result<Self, OutputOpenError> {
+    /// Opens `path` for a run, locked: a fresh run's output is emptied at its first write, a
+    /// resumed one ([`Resume::after`] > 0) keeps its content and is cut back to the replayed
+    /// records at the first record after them. `what` names the output in messages
+    /// (`output`, `dead-letter file`, `audit`).
+    pub fn open(what: &'static str, path: &Path, resume: Resume) -> Result<Self, OutputOpenError> {
         let open_error = |source| OutputOpenError::Open {
             what,
             path: path.to_path_buf(),
             source,
         };
-        // Not truncated on open: a file another run is writing must be left alone.
+        // Not truncated on open: a file another run is writing must be left alone, and a run
+        // refused at start must leave it as it was.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -168,19 +246,54 @@ impl RecordWriter {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(open_error(e)),
         }
-        let len = if append {
-            cut_torn_tail(&mut file).map_err(open_error)?
+        let kept = if resume.after > 0 {
+            file.metadata().map_err(open_error)?.len()
         } else {
-            file.set_len(0).map_err(open_error)?;
             0
         };
-        file.seek(SeekFrom::Start(len)).map_err(open_error)?;
-        Ok(Self::new(
-            Target::File(file),
+        if let Some(expected) = resume.expected_len
+            && kept < expected
+        {
+            return Err(OutputOpenError::Shorter {
+                what,
+                path: path.to_path_buf(),
+                len: kept,
+                expected,
+            });
+        }
+        file.seek(SeekFrom::Start(kept)).map_err(open_error)?;
+        let mut writer = Self::new(Target::File(file), what, path.display().to_string(), kept);
+        writer.deferred = if resume.after > 0 {
+            Deferred::Nothing
+        } else {
+            Deferred::Empty
+        };
+        Ok(writer.replaying(resume))
+    }
+
+    /// [`RecordWriter::open`] for a fresh run (`append: false`) or one resumed without a
+    /// journal after the records its writer is told of with [`RecordWriter::replaying_through`].
+    pub fn create(what: &'static str, path: &Path, append: bool) -> Result<Self, OutputOpenError> {
+        if !append {
+            return Self::open(what, path, Resume::FRESH);
+        }
+        // Resumed without a known point: records are appended after the last complete line
+        // (a torn last line is cut at the first write).
+        let mut writer = Self::open(what, path, Resume::after(u64::MAX))?;
+        writer.replay = None;
+        let Target::File(file) = &mut writer.target else {
+            return Ok(writer);
+        };
+        let keep = last_line_end(file).map_err(|source| OutputOpenError::Open {
             what,
-            path.display().to_string(),
-            len,
-        ))
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if keep < writer.flushed_len {
+            writer.flushed_len = keep;
+            writer.deferred = Deferred::CutTo(keep);
+        }
+        Ok(writer)
     }
 
     /// Writes to this process's stdout.
@@ -201,16 +314,22 @@ impl RecordWriter {
             last_seq: 0,
             failed: None,
             replay: None,
+            deferred: Deferred::Nothing,
         }
     }
 
     /// A resumed run replays the records through `seq` (already in the output): their writes
     /// only count bytes; the first record after `seq` first cuts the output back to exactly
     /// the replayed records (0: a fresh run, nothing replayed).
-    pub fn replaying_through(mut self, seq: u64) -> Self {
-        self.replay = (seq > 0).then_some(Replay {
-            through: seq,
+    pub fn replaying_through(self, seq: u64) -> Self {
+        self.replaying(Resume::after(seq))
+    }
+
+    fn replaying(mut self, resume: Resume) -> Self {
+        self.replay = (resume.after > 0).then_some(Replay {
+            through: resume.after,
             len: 0,
+            expected: resume.expected_len,
         });
         self
     }
@@ -224,13 +343,23 @@ impl RecordWriter {
         let Target::File(_) = self.target else {
             return Ok(());
         };
+        if let Some(expected) = replay.expected
+            && expected != replay.len
+        {
+            let message = format!(
+                "replaying records 1 to {} gave {} bytes, but the run journal recorded {expected}: the pipeline writes other bytes now (another config or program); rerun from the start",
+                replay.through, replay.len
+            );
+            self.failed = Some(0);
+            return Err(self.refusal(message));
+        }
         if self.flushed_len < replay.len {
             let message = format!(
                 "it holds {} bytes, but the records through seq {} take {}: it is not the output of the run being resumed",
                 self.flushed_len, replay.through, replay.len
             );
             self.failed = Some(0);
-            return Err(self.error(io::Error::other(message), 0));
+            return Err(self.refusal(message));
         }
         if self.flushed_len > replay.len {
             let extra = self.flushed_len - replay.len;
@@ -260,6 +389,36 @@ impl RecordWriter {
     /// Bytes of complete records handed to the operating system so far.
     pub fn written_len(&self) -> u64 {
         self.flushed_len
+    }
+
+    /// What `open` named this output (`output`, `dead-letter file`, ...).
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// Bytes the records written so far take, buffered ones included (during a resumed run's
+    /// replay: the bytes the replayed records take). Once flushed, the output holds exactly
+    /// this many bytes of them.
+    pub fn len(&self) -> u64 {
+        match &self.replay {
+            Some(replay) => replay.len,
+            None => self.flushed_len + self.buf.len() as u64,
+        }
+    }
+
+    /// This output's place for the run journal.
+    pub fn progress(&self) -> OutputProgress {
+        OutputProgress {
+            what: self.what,
+            name: self.name.clone(),
+            bytes: self.len(),
+            is_stdout: matches!(self.target, Target::Stdout(_)),
+        }
+    }
+
+    /// Whether no record's bytes are written or buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Writes one record of input `seq`: `line` and a newline.
@@ -308,6 +467,16 @@ impl RecordWriter {
         Ok(())
     }
 
+    /// Ends the output at the end of the input: a resumed run whose input ended within the
+    /// replayed records still checks the output against them (and cuts what a killed run wrote
+    /// past them); then everything is flushed.
+    pub fn finish(&mut self) -> Result<(), OutputError> {
+        if let Some(replay) = self.replay {
+            self.end_replay(replay.through.saturating_add(1))?;
+        }
+        self.flush()
+    }
+
     /// Removes every record with a `seq` above `seq` (buffered or already written), then
     /// writes what is left. Only records since the explicit flush before the last one can be
     /// removed (see [`RecordWriter::flush`]).
@@ -334,8 +503,24 @@ impl RecordWriter {
         self.write_out()
     }
 
+    /// Applies what opening deferred (a fresh output is emptied) before the first write.
+    fn apply_deferred(&mut self) -> Result<(), OutputError> {
+        let len = match self.deferred {
+            Deferred::Nothing => return Ok(()),
+            Deferred::Empty => 0,
+            Deferred::CutTo(len) => len,
+        };
+        self.deferred = Deferred::Nothing;
+        if let Err(e) = self.cut_file(len) {
+            self.failed = Some(0);
+            return Err(self.error(e, 0));
+        }
+        Ok(())
+    }
+
     /// Writes the buffer; on failure cuts the output back to its last complete record.
     fn write_out(&mut self) -> Result<(), OutputError> {
+        self.apply_deferred()?;
         let mut done = 0;
         while done < self.buf.len() {
             match self.target.write(&self.buf[done..]) {
@@ -420,8 +605,16 @@ impl RecordWriter {
         self.failed.unwrap_or(self.last_seq)
     }
 
+    fn refusal(&self, message: String) -> OutputError {
+        OutputError {
+            refused: true,
+            ..self.error(io::Error::other(message), 0)
+        }
+    }
+
     fn error(&self, source: io::Error, written_through: u64) -> OutputError {
         OutputError {
+            refused: false,
             what: self.what,
             name: self.name.clone(),
             source,
@@ -433,16 +626,17 @@ impl RecordWriter {
 impl Drop for RecordWriter {
     fn drop(&mut self) {
         // Whatever is buffered is complete records: hand it over (errors were or will be
-        // reported by an explicit flush; a failed writer has nothing buffered).
-        if self.failed.is_none() {
+        // reported by an explicit flush; a failed writer has nothing buffered). A writer that
+        // never received a record leaves its file as it found it.
+        if self.failed.is_none() && !self.buf.is_empty() {
             let _ = self.write_out();
         }
     }
 }
 
-/// Cuts a file back to its last newline (a torn last line of a killed run); returns the new
-/// length.
-fn cut_torn_tail(file: &mut File) -> io::Result<u64> {
+/// The length of a file through its last newline (a killed run may have left a torn last
+/// line after it). Reads only.
+fn last_line_end(file: &mut File) -> io::Result<u64> {
     let len = file.metadata()?.len();
     let mut end = len;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -452,17 +646,12 @@ fn cut_torn_tail(file: &mut File) -> io::Result<u64> {
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(piece)?;
         if let Some(at) = memchr::memrchr(b'\n', piece) {
-            let keep = start + at as u64 + 1;
-            if keep < len {
-                file.set_len(keep)?;
-            }
-            return Ok(keep);
+            file.seek(SeekFrom::Start(len))?;
+            return Ok(start + at as u64 + 1);
         }
         end = start;
     }
-    if len > 0 {
-        file.set_len(0)?;
-    }
+    file.seek(SeekFrom::Start(len))?;
     Ok(0)
 }
 
