@@ -121,6 +121,12 @@ struct RunArgs {
     /// current directory, as every path on the command line).
     #[arg(long, value_name = "PATH")]
     dead_letter: Option<PathBuf>,
+    /// Continue the run described by the run journal beside the output (`OUTPUT.journal`):
+    /// records it completed are read again to rebuild state and checked against it (another
+    /// input is refused), not written again; a complete run is left as it is. Without a
+    /// journal, on missing or empty outputs, the run starts from the beginning.
+    #[arg(long, conflicts_with = "skip")]
+    resume: bool,
     /// Resume after record N, as a stopped or failed run reported it: records 1..N are read
     /// and processed again to rebuild state, not written again; outputs are appended to.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -145,6 +151,9 @@ struct RunArgs {
 fn main() -> ExitCode {
     // Spawned workers are this same binary: become one now if that is what we are.
     stream_kernel::worker_entry(fund_load::registry);
+    // A file size limit or a closed reader is a write error of the output that hits it.
+    stream_kernel::supervisor::ignore_write_signals();
+    STDOUT_CLOSED.store(was_closed(1), Ordering::Relaxed);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
@@ -171,6 +180,31 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Stdout was closed when the process started.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether `fd` was closed when the process started. Rust's runtime opens `/dev/null`
+/// read-write on a closed stdin, stdout or stderr before `main` (so that no file the program
+/// opens takes their number); a shell's `>/dev/null` or `</dev/null` opens it one way only. So
+/// a read-write `/dev/null` there means "was closed".
+fn was_closed(fd: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = format!("/proc/self/fd/{fd}");
+    let (Ok(here), Ok(null)) = (std::fs::metadata(&path), std::fs::metadata("/dev/null")) else {
+        return false;
+    };
+    // SAFETY: `fd` is only inspected (F_GETFL), never closed or replaced.
+    let flags = nix::fcntl::fcntl(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFL,
+    );
+    let read_write = flags.is_ok_and(|f| {
+        nix::fcntl::OFlag::from_bits_truncate(f) & nix::fcntl::OFlag::O_ACCMODE
+            == nix::fcntl::OFlag::O_RDWR
+    });
+    here.rdev() == null.rdev() && here.dev() == null.dev() && read_write
 }
 
 /// Help and version go to stdout with status 0; a usage error to stderr with [`EXIT_USAGE`].
@@ -218,7 +252,11 @@ fn write_stdout(bytes: &[u8], what: &str) -> anyhow::Result<ExitCode> {
 
 fn validate(path: &Path, print: bool) -> anyhow::Result<ExitCode> {
     let registry = fund_load::registry();
-    match config::load_file(path, &registry) {
+    let loaded = config::load_file(path, &registry).and_then(|loaded| {
+        runtime::room::check_ring_room(&loaded.config, &registry)?;
+        Ok(loaded)
+    });
+    match loaded {
         Ok(loaded) => {
             print_warnings(&loaded);
             if print {
@@ -270,11 +308,18 @@ fn run_config(args: &RunArgs) -> Result<(Config, Vec<config::ConfigWarning>), Ex
     };
     let mut config = loaded.config;
     if let Some(input) = &args.input {
+        // The config's line limit stays: only where the lines come from changes.
+        let max_line_bytes = config
+            .adapters
+            .source
+            .max_line_bytes()
+            .unwrap_or(config::DEFAULT_MAX_LINE_BYTES);
         config.adapters.source = if input.as_os_str() == "-" {
-            SourceAdapter::Stdin
+            SourceAdapter::Stdin { max_line_bytes }
         } else {
             SourceAdapter::File {
                 path: input.clone(),
+                max_line_bytes,
             }
         };
     }
@@ -340,7 +385,7 @@ impl Interrupts {
             i32::from(EXIT_SIGINT),
             Arc::clone(&stop),
         )?;
-        for sig in stream_kernel::supervisor::STOP_SIGNALS {
+        for sig in stream_kernel::supervisor::stop_signals() {
             let first = Arc::clone(&signal);
             // SAFETY: the handler only does an atomic compare-exchange (async-signal-safe).
             unsafe {
@@ -374,25 +419,55 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for warning in &warnings {
         eprintln!("{warning}");
     }
+    if STDOUT_CLOSED.load(Ordering::Relaxed) && matches!(config.adapters.sink, SinkAdapter::Stdout)
+    {
+        eprintln!("error: the sink writes stdout, which is closed: the records would go nowhere");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     // Before anything is opened for writing (log files included).
-    if let Err(report) = config::check_run_files(&config) {
+    let extra = config::ExtraRunFiles {
+        reads: args.config.iter().cloned().collect(),
+        reports: args.report.clone(),
+        host: args.host.clone(),
+    };
+    if let Err(report) = config::check_run_files_with(&config, &extra) {
         eprint!("{report}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
+    let chosen =
+        runtime::journal::choose_resume(&config, args.resume, args.skip, args.host.as_deref());
+    let (resume, journal) = match chosen {
+        Ok(runtime::journal::ResumeChoice::Fresh) => (Default::default(), None),
+        Ok(runtime::journal::ResumeChoice::Resume { plan, journal }) => (plan, journal),
+        Ok(runtime::journal::ResumeChoice::Complete { path, journal }) => {
+            println!(
+                "{}: the run is complete (records 1 to {}, {}): nothing to do; run without --resume to run it again",
+                summary::shown(&path.display().to_string()),
+                journal.completed.seq,
+                journal.outcome
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
     let identity = stream_kernel::observability::logging::LogIdentity::current("supervisor");
     stream_kernel::observability::logging::init(&config.runtime.observability.logging, identity)
         .context("opening the log destinations")?;
     let progress = Arc::new(RunProgress::default());
     // A bar only on a terminal: a redirected stderr gets the summary and the log, nothing else.
     let bar = (!args.quiet && std::io::stderr().is_terminal())
-        .then(|| progress::Reporter::start(&config, Arc::clone(&progress)));
+        .then(|| progress::Reporter::start(&config, Arc::clone(&progress)))
+        .flatten();
     let reports = Reports::start(&args.report, &progress);
     if args.host.is_some() && !config.is_process_mode() {
         eprintln!("error: --host needs a process_supervisor config whose groups name hosts");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     if config.is_process_mode() {
-        let result = run_process_groups(&config, &args, progress, reports);
+        let result = run_process_groups(&config, &args, resume, journal, progress, reports);
         if let Some(bar) = bar {
             bar.finish();
         }
@@ -402,7 +477,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         stop: Some(Arc::clone(&interrupts.stop)),
         progress: Some(progress),
-        skip: args.skip,
+        resume,
+        journal,
     };
     let registry = fund_load::registry();
     let result = runtime::run_inline(&config, &registry, &options);
@@ -415,10 +491,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(summary) => {
             report.push_str(&render_summary(&config, &summary));
             let code = if summary.interrupted {
-                report.push_str(&format!(
-                    "  stopped: every record through seq {} is written; resume with --skip {}\n",
-                    summary.last_seq, summary.last_seq
-                ));
+                report.push_str(&summary::stopped_line(&summary, summary.last_seq));
                 interrupts.exit_code()
             } else {
                 0
@@ -444,8 +517,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 "  FAILED: node_error in `{node}` on seq {seq}: {message}\n  completed through seq {completed_through}; records from seq {} on were not completed\n",
                 completed_through + 1
             ));
+            report.push_str(&summary::resume_line(&summary, completed_through));
             reports.write(&config, &summary, &failed, EXIT_FAILED);
             EXIT_FAILED
+        }
+        Err(RunError::ResumeRefused { refused, summary }) => {
+            eprintln!("error: resume refused: {refused}");
+            reports.write(&config, &summary, "resume refused", EXIT_CONFIG);
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ RunError::Journal(_)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
         }
         Err(error @ RunError::Bootstrap { .. }) => {
             eprintln!("error: {error}");
@@ -464,6 +547,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn run_process_groups(
     config: &Config,
     args: &RunArgs,
+    resume: runtime::resume::ResumePlan,
+    journal: Option<stream_kernel::files::Journal>,
     progress: Arc<RunProgress>,
     reports: Reports,
 ) -> anyhow::Result<ExitCode> {
@@ -472,7 +557,8 @@ fn run_process_groups(
     let registry = fund_load::registry();
     let options = SupervisorOptions {
         handle_signals: true,
-        skip: args.skip,
+        resume,
+        journal,
         progress: Some(progress),
         host: args.host.clone(),
         run_id: args.run_id.clone(),
@@ -482,6 +568,10 @@ fn run_process_groups(
         Ok(run) => run,
         Err(SupervisorError::Config(report)) => {
             eprint!("{report}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ SupervisorError::Journal(_)) => {
+            eprintln!("error: {error}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
         Err(SupervisorError::CrossHost(error @ CrossHostError::Placement(_))) => {
@@ -525,6 +615,13 @@ fn run_process_groups(
     }
     let (code, outcome) = match &run.end {
         RunEnd::Drained => (0, "completed".to_string()),
+        RunEnd::Failed(failure)
+            if failure.category == stream_kernel::control::FailureCategory::ResumeRefused =>
+        {
+            eprintln!("error: resume refused: {}", failure.detail);
+            reports.write(config, &run.summary, "resume refused", EXIT_CONFIG);
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
         RunEnd::Failed(failure) => {
             report.push_str(&format!(
                 "  FAILED: worker {} (group {}) {}: {}\n  completed through seq {}; records from seq {} on were not completed{}\n",
@@ -540,6 +637,7 @@ fn run_process_groups(
                     String::new()
                 }
             ));
+            report.push_str(&summary::resume_line(&run.summary, run.completed_through));
             let outcome = format!(
                 "failed: worker {} (group {}) {}: {}",
                 failure.worker, failure.group, failure.category, failure.detail
@@ -547,10 +645,7 @@ fn run_process_groups(
             (EXIT_FAILED, outcome)
         }
         RunEnd::Interrupted(signal) => {
-            report.push_str(&format!(
-                "  stopped: every record through seq {} is written; resume with --skip {}\n",
-                run.completed_through, run.completed_through
-            ));
+            report.push_str(&summary::stopped_line(&run.summary, run.completed_through));
             (exit_code_of(*signal), "stopped".to_string())
         }
     };
@@ -574,17 +669,21 @@ impl Reports {
         Self {
             paths: paths.to_vec(),
             sampler: (!paths.is_empty())
-                .then(|| progress::Sampler::start(Arc::clone(run_progress))),
+                .then(|| progress::Sampler::start(Arc::clone(run_progress)))
+                .flatten(),
         }
     }
 
     /// Writes every report; a report that cannot be written is said on stderr (the run's
     /// outcome stands).
     fn write(self, config: &Config, summary: &RunSummary, outcome: &str, code: u8) {
-        let Some(sampler) = self.sampler else {
+        if self.paths.is_empty() {
             return;
-        };
-        let timeline = sampler.finish();
+        }
+        let timeline = self
+            .sampler
+            .map(progress::Sampler::finish)
+            .unwrap_or_default();
         let mut files = vec![
             (
                 "input".to_string(),

@@ -10,8 +10,8 @@ use stream_kernel::runtime::{self, RunSummary};
 
 pub(crate) fn describe_source(source: &SourceAdapter) -> String {
     match source {
-        SourceAdapter::File { path } => absolute(path),
-        SourceAdapter::Stdin => "stdin".to_string(),
+        SourceAdapter::File { path, .. } => absolute(path),
+        SourceAdapter::Stdin { .. } => "stdin".to_string(),
         SourceAdapter::Generator { lines, seed } => {
             format!("generated (gen --lines {lines} --seed {seed})")
         }
@@ -26,12 +26,34 @@ pub(crate) fn describe_sink(sink: &SinkAdapter) -> String {
 }
 
 /// A path as the summary shows it: absolute, so that a relative path in a config says where
-/// the file really went.
+/// the file really went, with control characters escaped.
 pub(crate) fn absolute(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
+    stream_kernel::text::path(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// Text from outside as the summary shows it (control characters escaped).
+pub(crate) fn shown(text: &str) -> String {
+    stream_kernel::text::printable(text).into_owned()
+}
+
+/// The line of a stopped run: how far the outputs are complete and how to resume.
+pub(crate) fn stopped_line(summary: &RunSummary, through: u64) -> String {
+    format!(
+        "  stopped: every record through seq {through} is written; {}",
+        resume_line(summary, through).trim_start()
+    )
+}
+
+/// How to resume a stopped or failed run: with its journal, or by `--skip`.
+pub(crate) fn resume_line(summary: &RunSummary, through: u64) -> String {
+    match &summary.journal {
+        Some(journal) => format!(
+            "  resume with --resume (same config and files; the journal {} records seq {} complete), or resume with --skip {through}\n",
+            absolute(&journal.path),
+            journal.completed
+        ),
+        None => format!("  resume with --skip {through} (same config and files)\n"),
+    }
 }
 
 fn with_commas(n: u64) -> String {

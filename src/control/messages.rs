@@ -102,11 +102,48 @@ pub struct BootstrapBundle {
     pub telemetry: Option<RingBinding>,
     /// Run id (trace ids derive from it).
     pub run_id: u64,
-    /// Input records the source skips before the first one (a resumed run, `--skip N`); sinks
-    /// of a resumed run append to their outputs.
+    /// Input records a resumed run replays before the first new one (`--resume`,
+    /// `--skip N`); sinks of a resumed run keep their outputs.
     pub skip: u64,
+    /// A resumed run's output lengths at `skip`, by `<node>/<what>` (from its run journal).
+    pub resume_lengths: Vec<(String, u64)>,
+    /// The input positions a resumed run's source must reach (from its run journal).
+    pub resume_positions: Vec<InputMark>,
     /// Diagnostics: the supervisor's correlation id for this bootstrap.
     pub correlation: u64,
+}
+
+/// An input position (the run journal's input check): bytes a source consumed through record
+/// `seq`, and their digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct InputMark {
+    /// The record.
+    pub seq: u64,
+    /// Bytes consumed through it.
+    pub bytes: u64,
+    /// xxh3-128 of those bytes (`None`: the source has no digest).
+    pub digest: Option<u128>,
+}
+
+/// One output's length (the run journal).
+#[derive(Debug, Clone, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct OutputBytes {
+    /// `<node>/<what>` (`sink/output`, `dead_letter`).
+    pub key: String,
+    /// Where it goes.
+    pub path: String,
+    /// Bytes of the records through the mark's `seq`.
+    pub bytes: u64,
+}
+
+/// Every record-exact output's length once the records through `seq` are written and flushed
+/// (the worker where records end).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Archive, Serialize, Deserialize)]
+pub struct OutputMark {
+    /// The record.
+    pub seq: u64,
+    /// Each output's length at it.
+    pub outputs: Vec<OutputBytes>,
 }
 
 /// One node's figures in a worker, as of the worker's last publication (at most a few times a
@@ -149,6 +186,11 @@ pub struct WorkerCounters {
     pub latency_buckets: Vec<u64>,
     /// Sum of those latencies, nanoseconds.
     pub latency_sum_ns: u64,
+    /// Input positions the source passed since the last heartbeat (the worker that holds it).
+    pub input_marks: Vec<InputMark>,
+    /// The outputs' lengths at the latest completed record that has an input position (the
+    /// worker where records end).
+    pub output_marks: Vec<OutputMark>,
 }
 
 /// Why a worker failed: one stable set, used by workers to report and by the supervisor to
@@ -174,11 +216,14 @@ pub enum FailureCategory {
     RingCorrupted = 8,
     /// The hand-off to or from another host (NATS JetStream) failed.
     CrossHost = 9,
+    /// A resumed run's input is not the one its journal describes, or ends before the
+    /// resume point: nothing was written.
+    ResumeRefused = 10,
 }
 
 impl FailureCategory {
     /// Every category.
-    pub const ALL: [FailureCategory; 9] = [
+    pub const ALL: [FailureCategory; 10] = [
         Self::StartTimeout,
         Self::BootstrapError,
         Self::HeartbeatTimeout,
@@ -188,6 +233,7 @@ impl FailureCategory {
         Self::NodeError,
         Self::RingCorrupted,
         Self::CrossHost,
+        Self::ResumeRefused,
     ];
 
     /// The category's label in events, errors, metrics and the summary.
@@ -202,6 +248,7 @@ impl FailureCategory {
             Self::NodeError => "node_error",
             Self::RingCorrupted => "ring_corrupted",
             Self::CrossHost => "cross_host",
+            Self::ResumeRefused => "resume_refused",
         }
     }
 }
@@ -276,6 +323,10 @@ mod message {
             records: u64,
             /// Node counters and stats as `name=value` lines, for the run summary.
             report: String,
+            /// The source's last input positions (the worker that holds it).
+            input_marks: Vec<InputMark>,
+            /// The outputs' lengths at `last_seq` (the worker where records end).
+            output_mark: Option<OutputMark>,
         },
         /// s -> w.
         Stop {

@@ -157,18 +157,24 @@ pub fn run_key(config: &Config) -> String {
 
 /// What the run reads, as a short digest carried by every message: a subscriber refuses
 /// records of another input (a stream left by a failed run whose input has since changed
-/// would otherwise mix old records into a new run). A file is identified by its size and
-/// its first and last MiB; generated input by its parameters; stdin cannot be read twice, so
-/// every run on stdin is a new input. `skip` is part of it.
+/// would otherwise mix old records into a new run, and an upstream restarted on an edited
+/// input would splice two inputs). A file is identified by the xxh3-128 digest of all its
+/// bytes (one streaming read before the run: any edit, anywhere, of any size changes it);
+/// generated input by its parameters; stdin cannot be read twice, so every run on stdin is a
+/// new input. `skip` is part of it.
 pub fn input_fingerprint(config: &Config, skip: u64) -> String {
     use crate::config::SourceAdapter;
     let mut hasher = sha2::Sha256::new();
     hasher.update(skip.to_le_bytes());
     match &config.adapters.source {
-        SourceAdapter::File { path } => {
+        SourceAdapter::File { path, .. } => {
             hasher.update(b"file");
-            if let Err(e) = hash_file_ends(path, &mut hasher) {
-                hasher.update(e.to_string().as_bytes());
+            match digest_file(path) {
+                Ok((len, digest)) => {
+                    hasher.update(len.to_le_bytes());
+                    hasher.update(digest.to_le_bytes());
+                }
+                Err(e) => hasher.update(e.to_string().as_bytes()),
             }
         }
         SourceAdapter::Generator { lines, seed } => {
@@ -176,7 +182,7 @@ pub fn input_fingerprint(config: &Config, skip: u64) -> String {
             hasher.update(lines.to_le_bytes());
             hasher.update(seed.to_le_bytes());
         }
-        SourceAdapter::Stdin => {
+        SourceAdapter::Stdin { .. } => {
             let mut nonce = [0u8; 16];
             let _ = getrandom::fill(&mut nonce);
             hasher.update(b"stdin");
@@ -189,20 +195,24 @@ pub fn input_fingerprint(config: &Config, skip: u64) -> String {
         .collect()
 }
 
-fn hash_file_ends(path: &std::path::Path, hasher: &mut sha2::Sha256) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    const END: u64 = 1 << 20;
+/// The length of the file at `path` and the xxh3-128 digest of its bytes (the same digest the
+/// run journal records of the bytes a source read).
+pub fn digest_file(path: &std::path::Path) -> std::io::Result<(u64, u128)> {
+    use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    hasher.update(len.to_le_bytes());
-    let mut buf = Vec::with_capacity(END as usize);
-    (&mut file).take(END).read_to_end(&mut buf)?;
-    if len > END {
-        file.seek(SeekFrom::Start(len.saturating_sub(END).max(END)))?;
-        file.take(END).read_to_end(&mut buf)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok((len, hasher.digest128())),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        len += n as u64;
     }
-    hasher.update(&buf);
-    Ok(())
 }
 
 /// Whether `id` can name a run (it becomes part of a stream name and subjects).

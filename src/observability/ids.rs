@@ -3,6 +3,11 @@
 //! A record's trace id is derived from a random per-run id and its `seq`, so every process of
 //! a run computes the same id for the same record without coordination.
 
+/// A run id as text (16 hex digits), as logs and the run journal show it.
+pub fn run_id_text(run_id: u64) -> String {
+    format!("{run_id:016x}")
+}
+
 /// A fresh random run id (from the OS RNG through std's hasher keys; never zero).
 pub fn new_run_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};

@@ -10,9 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::dead_letter::DeadLetters;
+use super::journal::{JournalKeeper, journal_path};
 use super::pipeline::{Egress, LocalPipeline, PipelineRun, StartError};
+use super::resume::{ResumePlan, ResumeRefused};
 use super::summary::{RunSummary, WorkerReport};
 use crate::config::{Config, ConfigReport};
+use crate::files::journal::{Journal, JournalError, RunState};
 use crate::graph::{AlignedBuf, Graph, NodeError, Placement, RecordContext, Registry, Value};
 use crate::observability::export::{ExportPipeline, PipelineSink};
 use crate::observability::span::Tracer;
@@ -25,10 +28,14 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// What the source has read so far (for progress bars).
     pub progress: Option<Arc<RunProgress>>,
-    /// Resume after this `seq` (a stopped or failed run's completed range): records through
-    /// it are processed again, so that stateful nodes rebuild their state, but their outputs
-    /// are not written again (sinks append what follows). 0: a fresh run.
-    pub skip: u64,
+    /// Where a resumed run resumes (a stopped or failed run's completed range): records
+    /// through `resume.after` are processed again, so that stateful nodes rebuild their
+    /// state, but their outputs are not written again; the input is checked against the
+    /// journal's positions. Empty: a fresh run.
+    pub resume: ResumePlan,
+    /// The run journal a resumed run continues (see [`crate::runtime::journal`]); `None`: a
+    /// fresh journal.
+    pub journal: Option<Journal>,
 }
 
 /// Live progress of a run: records the source emitted and input bytes it consumed. The inline
@@ -56,6 +63,17 @@ pub enum RunError {
         /// What failed.
         message: String,
     },
+    /// A resumed run's input is not the one its journal describes; nothing was written.
+    #[error("resume refused: {refused}")]
+    ResumeRefused {
+        /// Why.
+        refused: Box<ResumeRefused>,
+        /// What the run did before it noticed (it replayed records, wrote none).
+        summary: Box<RunSummary>,
+    },
+    /// The run journal could not be written before the run started.
+    #[error("{0}")]
+    Journal(#[from] JournalError),
     /// A node failed on a record under the `fail` policy.
     #[error(
         "node_error: node `{node}` failed on record seq {seq}: {message}; records after seq {completed_through} were not completed"
@@ -95,6 +113,8 @@ impl RunError {
             Self::NodeFailed {
                 node, seq, message, ..
             } => format!("node `{node}` failed on record seq {seq}: {message}"),
+            Self::ResumeRefused { refused, .. } => refused.to_string(),
+            Self::Journal(error) => error.to_string(),
         }
     }
 }
@@ -211,10 +231,28 @@ pub fn run_inline_with_outputs<'o>(
     let progress = options.progress.as_deref().unwrap_or(&unobserved);
     let run = PipelineRun {
         run_id,
-        resume_after: options.skip,
+        resume: options.resume.clone(),
         input_bytes: Arc::clone(&progress.input_bytes),
     };
     let mut pipeline = LocalPipeline::build(config, registry, &graph, &placement, |_| true, &run)?;
+    let dead_letters = DeadLetters::open(
+        config.adapters.dead_letter.as_ref(),
+        options.resume.resume_point(DeadLetters::KEY),
+    )
+    .map_err(|e| RunError::Bootstrap {
+        node: "dead_letter".to_string(),
+        message: e.to_string(),
+    })?;
+    // Every output is open (none changed yet): the journal is written before any is.
+    if let Some(path) = journal_path(config) {
+        let id = crate::observability::ids::run_id_text(run_id);
+        pipeline.journal = Some(JournalKeeper::start(
+            config,
+            &path,
+            id,
+            options.journal.clone(),
+        )?);
+    }
     let export = start_inline_tracing(config, run_id, &mut pipeline)?;
     pipeline.start()?;
     if pipeline.source.is_none() {
@@ -228,11 +266,7 @@ pub fn run_inline_with_outputs<'o>(
         });
     }
     let mut egress = InlineEgress {
-        dead_letters: DeadLetters::open(config.adapters.dead_letter.as_ref(), options.skip)
-            .map_err(|e| RunError::Bootstrap {
-                node: "dead_letter".to_string(),
-                message: e.to_string(),
-            })?,
+        dead_letters,
         outputs,
         scratch: AlignedBuf::with_capacity(4096),
         arena: rkyv::ser::allocator::Arena::new(),
@@ -246,15 +280,24 @@ pub fn run_inline_with_outputs<'o>(
     };
     // A resumed run replays the records its predecessor completed: stateful nodes rebuild
     // their state from them, and the outputs (which already hold them) are not written again.
-    let run = pipeline.drive_source(&mut egress, 0, &stop, &progress.records);
-    let mut failure = run.failure;
-    if failure.is_none() {
+    let mut run = pipeline.drive_source(&mut egress, 0, &stop, &progress.records);
+    let mut failure = run.failure.take();
+    if failure.is_none() && run.refused.is_none() {
         failure = pipeline.finish(&mut egress, run.last_seq);
     }
-    if failure.is_none() {
-        failure = pipeline.flush_outputs(&mut egress).err().map(|f| *f);
+    if failure.is_none() && run.refused.is_none() {
+        failure = pipeline.finish_outputs(&mut egress).err().map(|f| *f);
+    }
+    // An output that is not the one being resumed refuses the run (nothing was written).
+    if let Some(refused) = failure
+        .as_ref()
+        .and_then(|f| super::resume::refusal_of(&f.error))
+    {
+        run.refused = Some(refused);
+        failure = None;
     }
     let completed_through = match &failure {
+        None if run.refused.is_some() => options.resume.after.min(run.last_seq),
         None => run.last_seq,
         Some(failure) => {
             let before = failure.seq.saturating_sub(1);
@@ -262,11 +305,14 @@ pub fn run_inline_with_outputs<'o>(
             pipeline.settle_outputs(&mut egress, before.min(written))
         }
     };
+    if failure.is_none() && run.refused.is_none() {
+        pipeline.journal_completed(run.last_seq, &mut egress);
+    }
     let peak_rss_kib = crate::observability::process::peak_rss_kib().unwrap_or(0);
     let summary = RunSummary {
         profile: "inline".to_string(),
         records_in: run.emitted,
-        skipped: options.skip.min(run.last_seq),
+        skipped: options.resume.after.min(run.last_seq),
         last_seq: completed_through,
         elapsed: started.elapsed(),
         dead_lettered: egress.dead_letters.count(),
@@ -287,7 +333,34 @@ pub fn run_inline_with_outputs<'o>(
         // The inline runtime serves no health endpoints (it has no workers to watch).
         health_address: None,
         latency: pipeline.latency,
+        journal: pipeline.journal.as_ref().map(|j| super::JournalPoint {
+            path: j.path().to_path_buf(),
+            completed: j.completed_seq(),
+        }),
     };
+    let (state, outcome) = match (&failure, &run.refused) {
+        (Some(failure), _) => (
+            RunState::Failed,
+            format!(
+                "failed: node `{}` on seq {}: {}",
+                failure.node, failure.seq, failure.error
+            ),
+        ),
+        (None, Some(refused)) => (RunState::Failed, format!("resume refused: {refused}")),
+        (None, None) if run.interrupted => (RunState::Stopped, "stopped".to_string()),
+        (None, None) => (RunState::Complete, "completed".to_string()),
+    };
+    if let Some(journal) = pipeline.journal.as_mut()
+        && let Err(e) = journal.finish(state, &outcome)
+    {
+        tracing::warn!(worker_id = "inline", "{e}");
+    }
+    if let Some(refused) = run.refused {
+        return Err(RunError::ResumeRefused {
+            refused: Box::new(refused),
+            summary: Box::new(summary),
+        });
+    }
     if let Some(failure) = failure {
         log_node_failure(&failure);
         return Err(RunError::NodeFailed {

@@ -5,8 +5,12 @@
 
 pub mod dead_letter;
 mod inline;
+pub mod journal;
 pub(crate) mod pipeline;
+pub mod resume;
+pub mod room;
 pub mod routes;
+pub mod signals;
 mod summary;
 pub mod topology;
 pub mod worker;
@@ -16,7 +20,7 @@ pub use inline::{
 };
 pub use pipeline::{NodeFailure, NodeStats, PipelineRun, TIMING_SAMPLE};
 pub use summary::{
-    NodeReport, RingReport, RunSummary, Timeline, WorkerReport, decode_latency, decode_reports,
-    encode_latency, encode_reports, report_field, report_flag,
+    JournalPoint, NodeReport, RingReport, RunSummary, Timeline, WorkerReport, decode_latency,
+    decode_reports, encode_latency, encode_reports, report_field, report_flag,
 };
 pub use worker::worker_entry;

@@ -58,6 +58,17 @@ pub struct RunSummary {
     /// End-to-end latency (source to sink) of the measured records, one in
     /// [`crate::observability::latency::LATENCY_SAMPLE`].
     pub latency: LatencyHistogram,
+    /// The run journal, when the run kept one: its file and the last record it completed.
+    pub journal: Option<JournalPoint>,
+}
+
+/// Where a run's journal is and how far it says the run got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalPoint {
+    /// The journal's file.
+    pub path: std::path::PathBuf,
+    /// Every record through this one is in the outputs, as the journal records them.
+    pub completed: u64,
 }
 
 /// One worker process's share of a run.

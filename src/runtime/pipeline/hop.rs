@@ -117,6 +117,10 @@ pub(crate) trait Egress {
     fn envelopes_sent(&self) -> u64 {
         0
     }
+
+    /// Publishes what is written but held back (a ring's unpublished batch): the source is
+    /// about to wait for input.
+    fn publish(&mut self) {}
 }
 
 /// State shared by every call of one chain.
@@ -313,6 +317,7 @@ fn run_local(
         egress: &mut *egress,
         ctx,
         emitted: 0,
+        stop: None,
     };
     let result = stage.node.process(value, ctx, &mut port);
     stage.stats.records_out += port.emitted;
@@ -356,6 +361,7 @@ pub(super) fn run_entry(
         egress: &mut *egress,
         ctx: &handed_down,
         emitted: 0,
+        stop: None,
     };
     let result = stage.node.process_encoded(payload, trusted, ctx, &mut port);
     stage.stats.records_out += port.emitted;
@@ -436,6 +442,7 @@ fn run_stage_observed(
         egress: &mut *egress,
         ctx: &port_ctx,
         emitted: 0,
+        stop: None,
     };
     let result = match input {
         Input::Value(value) => stage.node.process(value, ctx, &mut port),
@@ -477,6 +484,8 @@ pub(super) struct Port<'c, 'r> {
     pub(super) egress: &'c mut dyn Egress,
     pub(super) ctx: &'c RecordContext<'r>,
     pub(super) emitted: u64,
+    /// The source's port only: whether the run is stopping (answers its waits for input).
+    pub(super) stop: Option<&'c dyn Fn() -> bool>,
 }
 
 impl OutputPort for Port<'_, '_> {
@@ -514,5 +523,50 @@ impl OutputPort for Port<'_, '_> {
         self.env.dead_lettered += 1;
         let node = self.env.name_of(self.from);
         self.egress.dead_letter(self.ctx, node, reason, detail)
+    }
+
+    /// The source waits for input: what it already read goes out now (local outputs are
+    /// flushed, a ring's batch is published), then the stop check answers.
+    fn idle(&mut self) -> Result<(), NodeError> {
+        let Some(stop) = self.stop else {
+            return Ok(());
+        };
+        let mut failed = None;
+        for stage in self.downstream.iter_mut() {
+            if let Err(error) = stage.node.flush() {
+                failed = Some((stage.name.clone(), error));
+                break;
+            }
+        }
+        if let Some((node, error)) = failed {
+            return Err(self.output_failed(&node, error));
+        }
+        if let Some(dead_letters) = self.egress.dead_letter_file()
+            && let Err(error) = dead_letters.flush()
+        {
+            return Err(self.output_failed("dead_letter", error));
+        }
+        self.egress.publish();
+        if stop() {
+            return Err(NodeError::Stopped);
+        }
+        Ok(())
+    }
+}
+
+impl Port<'_, '_> {
+    /// An output that failed to flush while the source waited: the run's failure, named after
+    /// the output's node, at the first record it could not write.
+    #[cold]
+    fn output_failed(&mut self, node: &str, error: NodeError) -> NodeError {
+        if self.env.failure.is_none() {
+            self.env.failure = Some(NodeFailure {
+                seq: error.written_through().map_or(0, |w| w + 1),
+                node: node.to_string(),
+                error,
+                trace: None,
+            });
+        }
+        NodeError::Downstream
     }
 }

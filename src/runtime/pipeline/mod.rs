@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::dead_letter::DeadLetters;
+use super::journal::JournalKeeper;
+use super::resume::{InputTrail, ResumePlan, ResumeRefused};
 use super::routes::Routes;
 use super::summary::NodeReport;
 use crate::config::{Config, NodeErrorPolicy};
@@ -91,8 +93,9 @@ impl NodeStats {
 pub const TIMING_SAMPLE: u64 = 256;
 
 /// Source records between two flushes of the local outputs (a batch boundary: a failure never
-/// rolls an output back past the one before last).
-pub(crate) const OUTPUT_BATCH: u64 = 4096;
+/// rolls an output back past the one before last). The same records carry input checkpoints,
+/// so each flush is a completed record with a known input position (the run journal).
+pub(crate) const OUTPUT_BATCH: u64 = super::resume::CHECKPOINT_EVERY;
 
 mod hop;
 
@@ -107,7 +110,16 @@ pub struct PublishedStats {
     pub nodes: Vec<NodeCount>,
     /// End-to-end latency of the measured records that ended here.
     pub latency: LatencyHistogram,
+    /// Input positions the source passed, not yet sent (the heartbeat takes them).
+    pub input_marks: Vec<crate::control::InputMark>,
+    /// The outputs' lengths at the latest completed checkpoint record (the worker where
+    /// records end).
+    pub output_marks: Vec<crate::control::OutputMark>,
 }
+
+/// Input positions a heartbeat carries at most (the newest): a heartbeat stays far below the
+/// control frame limit, and the journal needs only recent ones.
+const MAX_MARKS_PER_BEAT: usize = 4096;
 
 /// Where a worker's data thread publishes its figures for the heartbeat thread.
 pub type PublishedNodes = Arc<parking_lot::Mutex<PublishedStats>>;
@@ -125,6 +137,8 @@ pub(crate) struct SourceRun {
     /// Stopped by the stop check before the input ended.
     pub interrupted: bool,
     pub failure: Option<NodeFailure>,
+    /// A resumed run's input is not the one its journal describes.
+    pub refused: Option<ResumeRefused>,
 }
 
 /// The context of record `seq` as the source emits it: its trace id, and when it is sampled,
@@ -189,6 +203,12 @@ pub(crate) struct LocalPipeline {
     /// This process runs the pipeline's last node: records end here, and their latency is
     /// observed here.
     ends_records: bool,
+    /// The source's input positions (this process holds the source).
+    pub(crate) trail: InputTrail,
+    /// A resumed run replays the records through this `seq`.
+    resume_after: u64,
+    /// The run journal, when this process keeps it (the inline runtime).
+    pub(crate) journal: Option<JournalKeeper>,
 }
 
 /// What a local pipeline is built for: its run, where a resumed run resumes, and the counter
@@ -197,8 +217,8 @@ pub(crate) struct LocalPipeline {
 pub struct PipelineRun {
     /// The run's id (trace ids derive from it).
     pub run_id: u64,
-    /// The `seq` a resumed run resumes after (0: a fresh run).
-    pub resume_after: u64,
+    /// Where a resumed run resumes (empty: a fresh run).
+    pub resume: ResumePlan,
     /// Input bytes the source consumed.
     pub input_bytes: Arc<AtomicU64>,
 }
@@ -214,7 +234,7 @@ impl LocalPipeline {
         is_local: impl Fn(usize) -> bool,
         run: &PipelineRun,
     ) -> Result<Self, StartError> {
-        let (run_id, resume_after) = (run.run_id, run.resume_after);
+        let (run_id, resume_after) = (run.run_id, run.resume.after);
         let mut services = Services::default();
         let input_bytes = Arc::clone(&run.input_bytes);
         services.get_or_insert_with(|| crate::graph::InputProgress(input_bytes));
@@ -237,6 +257,7 @@ impl LocalPipeline {
                 placement,
                 services: &mut services,
                 resume_after,
+                output_lengths: &run.resume.output_lengths,
             };
             match factory
                 .build(&mut ctx)
@@ -292,6 +313,12 @@ impl LocalPipeline {
             run_id,
             latency: LatencyHistogram::default(),
             ends_records: graph.nodes.len().checked_sub(1).is_some_and(&is_local),
+            trail: InputTrail::new(
+                &run.resume.input_positions,
+                crate::text::printable(&super::journal::input_identity(config).name).into_owned(),
+            ),
+            resume_after,
+            journal: None,
         })
     }
 
@@ -370,12 +397,14 @@ impl LocalPipeline {
         }
     }
 
-    /// One pull of the source, and everything it emits locally.
+    /// One pull of the source, and everything it emits locally. `stop` answers the source's
+    /// waits for input ([`crate::graph::Emitter::idle`]).
     fn pull_once(
         &mut self,
         source: &mut dyn ErasedSource,
         ctx: &RecordContext<'_>,
         egress: &mut dyn Egress,
+        stop: &dyn Fn() -> bool,
     ) -> (Result<Pull, NodeError>, u64) {
         let started = self.env.timing.then(Instant::now);
         self.env.enter(ctx);
@@ -389,6 +418,7 @@ impl LocalPipeline {
             egress,
             ctx,
             emitted: 0,
+            stop: Some(stop),
         };
         let pulled = source.pull(&mut port);
         let emitted = port.emitted;
@@ -418,6 +448,7 @@ impl LocalPipeline {
             emitted: 0,
             interrupted: false,
             failure: None,
+            refused: None,
         };
         let Some(mut source) = self.source.take() else {
             return run;
@@ -436,7 +467,7 @@ impl LocalPipeline {
             let measured = ctx.born_ns != 0;
             let sent_before = if measured { egress.envelopes_sent() } else { 0 };
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                self.pull_once(source.as_mut(), &ctx, &mut *egress)
+                self.pull_once(source.as_mut(), &ctx, &mut *egress, stop)
             }));
             let (pulled, emitted) = match outcome {
                 Ok(done) => done,
@@ -470,14 +501,31 @@ impl LocalPipeline {
                     if seq.is_multiple_of(TIMING_SAMPLE) {
                         self.publish_stats();
                     }
-                    if run.emitted.is_multiple_of(OUTPUT_BATCH)
-                        && let Err(failure) = self.flush_outputs(egress)
-                    {
-                        run.failure = Some(*failure);
-                        break;
+                    if self.trail.due(seq) {
+                        let position = source.position();
+                        if let Err(refused) = self.trail.record(seq, position) {
+                            run.refused = Some(refused);
+                            break;
+                        }
+                    }
+                    if seq.is_multiple_of(OUTPUT_BATCH) {
+                        if let Err(failure) = self.flush_outputs(egress) {
+                            run.failure = Some(*failure);
+                            break;
+                        }
+                        self.journal_completed(seq, egress);
                     }
                 }
-                Ok(Pull::Exhausted) => break,
+                Ok(Pull::Exhausted) => {
+                    if seq < self.resume_after {
+                        run.refused = Some(ResumeRefused::InputTooShort {
+                            input: self.trail.input().to_string(),
+                            records: seq,
+                            after: self.resume_after,
+                        });
+                    }
+                    break;
+                }
                 // The run is being stopped while this record was on its way: it is not
                 // complete, and no node failed.
                 Err(NodeError::Stopped) => {
@@ -499,10 +547,59 @@ impl LocalPipeline {
                 }
             }
         }
+        if run.failure.is_none() && run.refused.is_none() {
+            let position = source.position();
+            if let Err(refused) = self.trail.record_last(seq, position) {
+                run.refused = Some(refused);
+            }
+        }
         self.source = Some(source);
         progress.store(run.emitted, Ordering::Relaxed);
         run.last_seq = seq;
         run
+    }
+
+    /// Every record through `seq` is in the outputs (they were just flushed): the journal, if
+    /// this process keeps it, completes `seq` when the source's position there is known.
+    pub(crate) fn journal_completed(&mut self, seq: u64, egress: &mut dyn Egress) {
+        if self.journal.is_none() {
+            return;
+        }
+        let Some(at) = self.trail.at(seq) else {
+            return;
+        };
+        let outputs = self.output_lengths(egress);
+        if let Some(journal) = self.journal.as_mut() {
+            journal.completed(at, outputs);
+        }
+    }
+
+    /// Every record-exact output of this process and the bytes its records take, keyed
+    /// `<node>/<what>` (the dead-letter file: `dead_letter`).
+    pub(crate) fn output_lengths(
+        &self,
+        egress: &mut dyn Egress,
+    ) -> Vec<crate::files::journal::OutputLength> {
+        use crate::files::journal::OutputLength;
+        let mut lengths: Vec<OutputLength> = self
+            .stages
+            .iter()
+            .flat_map(|stage| {
+                stage.node.outputs().into_iter().map(|o| OutputLength {
+                    key: format!("{}/{}", stage.name, o.what),
+                    path: o.name,
+                    bytes: o.bytes,
+                })
+            })
+            .collect();
+        if let Some(progress) = egress.dead_letter_file().and_then(|d| d.progress()) {
+            lengths.push(OutputLength {
+                key: DeadLetters::KEY.to_string(),
+                path: progress.name,
+                bytes: progress.bytes,
+            });
+        }
+        lengths
     }
 
     /// Runs every local node's end-of-stream hook in pipeline order (outputs flow downstream);
@@ -547,6 +644,7 @@ impl LocalPipeline {
             egress: &mut *egress,
             ctx,
             emitted: 0,
+            stop: None,
         };
         let result = stage.node.on_end_of_stream(&mut port);
         stage.stats.records_out += port.emitted;
@@ -584,10 +682,14 @@ impl LocalPipeline {
                 counters: r.counters,
             })
             .collect();
-        *out.lock() = PublishedStats {
-            nodes: counts,
-            latency: self.latency,
-        };
+        let marks = self.trail.drain();
+        let mut out = out.lock();
+        out.nodes = counts;
+        out.latency = self.latency;
+        out.input_marks
+            .extend(marks.into_iter().map(super::resume::mark_of));
+        let excess = out.input_marks.len().saturating_sub(MAX_MARKS_PER_BEAT);
+        out.input_marks.drain(..excess);
     }
 
     /// Counts the end-to-end latency of a record born at `born_ns` (0: not measured) that
@@ -625,26 +727,46 @@ impl LocalPipeline {
         Ok(())
     }
 
-    /// After a failure: hands over what is complete, then cuts every local output back to the
-    /// records through the returned `seq` (at most `completed`; less when an output could not
-    /// be written that far). What the outputs hold is then exactly what the run reports.
+    /// The end of the input: the dead-letter file ends its replay (a resumed run) and every
+    /// local output is flushed.
+    pub fn finish_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
+        if let Some(dead_letters) = egress.dead_letter_file()
+            && let Err(error) = dead_letters.finish()
+        {
+            return Err(Box::new(NodeFailure {
+                seq: error.written_through().map_or(0, |w| w + 1),
+                node: "dead_letter".to_string(),
+                error,
+                trace: None,
+            }));
+        }
+        self.flush_outputs(egress)
+    }
+
+    /// After a failure: cuts every local output back to the records through the returned
+    /// `seq` (at most `completed`; less when an output could not be written that far) and
+    /// hands over what is left. What the outputs hold is then exactly what the run reports.
     pub fn settle_outputs(&mut self, egress: &mut dyn Egress, completed: u64) -> u64 {
         let mut through = completed;
-        for stage in &mut self.stages {
-            lower_to_written(&mut through, stage.node.flush(), &stage.name);
+        // No flush first: a flush would make the last batch final and move the window a
+        // failure may roll back (see `RecordWriter::flush`); `truncate_after` writes out what
+        // it keeps.
+        // An output that cannot write out what it keeps lowers the point for all of them:
+        // repeat until every output ends at the same record.
+        loop {
+            let before = through;
+            for stage in &mut self.stages {
+                let cut = stage.node.truncate_after(through);
+                lower_to_written(&mut through, cut, &stage.name);
+            }
+            if let Some(dead_letters) = egress.dead_letter_file() {
+                let cut = dead_letters.truncate_after(through);
+                lower_to_written(&mut through, cut, "dead_letter");
+            }
+            if through == before {
+                return through;
+            }
         }
-        if let Some(dead_letters) = egress.dead_letter_file() {
-            lower_to_written(&mut through, dead_letters.flush(), "dead_letter");
-        }
-        for stage in &mut self.stages {
-            let cut = stage.node.truncate_after(through);
-            lower_to_written(&mut through, cut, &stage.name);
-        }
-        if let Some(dead_letters) = egress.dead_letter_file() {
-            let cut = dead_letters.truncate_after(through);
-            lower_to_written(&mut through, cut, "dead_letter");
-        }
-        through
     }
 
     /// Per-node reports of this process.

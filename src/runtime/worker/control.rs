@@ -123,8 +123,13 @@ pub(super) fn exit_after_stop(shared: &Arc<Shared>) -> i32 {
     exit::OK
 }
 
-pub(super) fn spawn_control_thread(mut rx: crate::control::FrameReceiver, shared: Arc<Shared>) {
-    std::thread::spawn(move || {
+/// Starts the thread that reads the supervisor's frames (an error: no thread could start).
+pub(super) fn spawn_control_thread(
+    mut rx: crate::control::FrameReceiver,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
+    let thread = std::thread::Builder::new().name("sk-control".into());
+    thread.spawn(move || {
         loop {
             match rx.recv(Duration::from_millis(500)) {
                 Ok(received) => handle_control(&shared, received),
@@ -138,7 +143,8 @@ pub(super) fn spawn_control_thread(mut rx: crate::control::FrameReceiver, shared
                 }
             }
         }
-    });
+    })?;
+    Ok(())
 }
 
 pub(super) fn handle_control(shared: &Arc<Shared>, received: crate::control::Received) {
@@ -216,17 +222,28 @@ impl BusyMeter {
     }
 }
 
-/// Heartbeats carry the counters `/metrics` shows, so they go at least this often even when
-/// `heartbeat_seconds` is longer (the liveness judgement still uses `heartbeat_seconds`).
-const COUNTERS_REFRESH: Duration = Duration::from_secs(1);
+/// Heartbeats carry the counters `/metrics` shows and the positions the run journal records,
+/// so they go at least this often even when `heartbeat_seconds` is longer (the liveness
+/// judgement still uses `heartbeat_seconds`).
+const COUNTERS_REFRESH: Duration = Duration::from_millis(250);
 
-pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
+/// Starts the heartbeat thread (an error: no thread could start).
+pub(super) fn spawn_heartbeat_thread(
+    interval: Duration,
+    shared: Arc<Shared>,
+) -> std::io::Result<()> {
     let interval = interval.min(COUNTERS_REFRESH);
-    std::thread::spawn(move || {
+    let thread = std::thread::Builder::new().name("sk-heartbeat".into());
+    thread.spawn(move || {
         let mut busy = BusyMeter::default();
         loop {
             let working = shared.is_started() && !shared.done.load(Ordering::Relaxed);
-            let published = shared.nodes.lock().clone();
+            let published = {
+                let mut published = shared.nodes.lock();
+                let marks = std::mem::take(&mut published.input_marks);
+                (published.clone(), marks)
+            };
+            let (published, input_marks) = published;
             let counters = WorkerCounters {
                 records_in: shared.records_in.load(Ordering::Relaxed),
                 input_bytes: shared.input_bytes.load(Ordering::Relaxed),
@@ -241,6 +258,8 @@ pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
                 nodes: published.nodes,
                 latency_buckets: published.latency.to_vec(),
                 latency_sum_ns: published.latency.sum_ns,
+                input_marks,
+                output_marks: published.output_marks,
             };
             let beat = ControlMessage::Heartbeat {
                 worker_id: shared.worker_id.clone(),
@@ -251,5 +270,6 @@ pub(super) fn spawn_heartbeat_thread(interval: Duration, shared: Arc<Shared>) {
             }
             std::thread::sleep(interval);
         }
-    });
+    })?;
+    Ok(())
 }

@@ -13,7 +13,7 @@ use super::egress::{OutboundRouting, Watermarks, WorkerEgress};
 use super::exit;
 use super::merge::{MergePick, inbound_done_through, merge_pick, wait_on_ring};
 use crate::config::Config;
-use crate::control::{ControlMessage, FailureCategory};
+use crate::control::{ControlMessage, FailureCategory, OutputBytes, OutputMark};
 use crate::data::{
     Consumer, EnvelopeHeader, EnvelopeKind, PollError, RingCorrupted, Segment, StreamCheck,
     StreamError,
@@ -21,6 +21,7 @@ use crate::data::{
 use crate::graph::{NodeError, PartitionKey, RecordContext};
 use crate::runtime::dead_letter::{DeadLetterRecord, DeadLetters};
 use crate::runtime::pipeline::{LocalPipeline, NodeFailure, RecordTrace, TIMING_SAMPLE};
+use crate::runtime::resume::{CHECKPOINT_EVERY, ResumePlan, ResumeRefused, mark_of};
 use crate::runtime::summary::{encode_latency, encode_reports};
 use crate::runtime::topology::Topology;
 
@@ -96,8 +97,23 @@ impl WorkerFailure {
         }
     }
 
+    /// A resumed run's input is not the one its journal describes.
+    pub(super) fn refused(refused: ResumeRefused) -> Self {
+        Self {
+            category: FailureCategory::ResumeRefused,
+            stopped: false,
+            message: refused.to_string(),
+            failed_seq: None,
+            written_through: None,
+            trace: None,
+        }
+    }
+
     /// A batch flush of the outputs failed.
     pub(super) fn flush(failure: &NodeFailure) -> Self {
+        if let Some(refused) = crate::runtime::resume::refusal_of(&failure.error) {
+            return Self::refused(refused);
+        }
         Self {
             category: FailureCategory::NodeError,
             stopped: false,
@@ -132,16 +148,22 @@ pub(super) struct GroupData<'a> {
     /// group of a run whose terminal outputs have no reader). It writes dead letters, absorbs
     /// drop markers and publishes its progress for crash accounting.
     pub(super) ends_chain: bool,
-    /// Input records the source skips (a resumed run).
-    pub(super) skip: u64,
+    /// Where a resumed run resumes.
+    pub(super) resume: ResumePlan,
     /// Highest `seq` this worker handled completely (records arrive in `seq` order).
     pub(super) completed: u64,
+    /// The worker where records end: the last checkpoint record whose output lengths were
+    /// taken.
+    pub(super) marked_through: u64,
+    /// Those lengths, until a flush makes them true of the files.
+    pub(super) pending_mark: Option<OutputMark>,
 }
 
 impl GroupData<'_> {
     pub(super) fn run(&mut self, io: GroupIo) -> i32 {
         let dead_letters = if self.ends_chain {
-            match DeadLetters::open(self.config.adapters.dead_letter.as_ref(), self.skip) {
+            let resume = self.resume.resume_point(DeadLetters::KEY);
+            match DeadLetters::open(self.config.adapters.dead_letter.as_ref(), resume) {
                 Ok(dead_letters) => Some(dead_letters),
                 Err(e) => {
                     self.shared.fail(FailureCategory::NodeError, e.to_string());
@@ -214,11 +236,24 @@ impl GroupData<'_> {
             ));
         }
         self.shared.done.store(true, Ordering::Relaxed);
+        let input_marks = self
+            .pipeline
+            .trail
+            .drain()
+            .into_iter()
+            .map(mark_of)
+            .collect();
+        let output_mark = self.ends_chain.then(|| OutputMark {
+            seq: last_seq,
+            outputs: self.output_bytes(&mut egress),
+        });
         self.shared.send(
             &ControlMessage::Drained {
                 last_seq,
                 records,
                 report,
+                input_marks,
+                output_mark,
             },
             0,
         );
@@ -277,6 +312,9 @@ impl GroupData<'_> {
         if matches!(failure.error, NodeError::Payload(_)) {
             return WorkerFailure::ring(message);
         }
+        if let Some(refused) = crate::runtime::resume::refusal_of(&failure.error) {
+            return WorkerFailure::refused(refused);
+        }
         WorkerFailure {
             category: FailureCategory::NodeError,
             stopped: false,
@@ -301,6 +339,9 @@ impl GroupData<'_> {
         if let Some(failure) = run.failure {
             return Err(self.node_failure(failure, egress));
         }
+        if let Some(refused) = run.refused {
+            return Err(WorkerFailure::refused(refused));
+        }
         match self.finish(egress, run.last_seq) {
             Ok(()) => Ok((run.last_seq, run.emitted, run.interrupted)),
             // Aborted while passing end of stream on: what was read is reported as such.
@@ -317,6 +358,11 @@ impl GroupData<'_> {
     ) -> Result<(), WorkerFailure> {
         if let Some(failure) = self.pipeline.finish(egress, last_seq) {
             return Err(self.node_failure(failure, egress));
+        }
+        if self.ends_chain {
+            self.pipeline
+                .finish_outputs(egress)
+                .map_err(|failure| WorkerFailure::flush(&failure))?;
         }
         self.flush_sink(egress)?;
         if !egress.outbound.is_empty() {
@@ -342,7 +388,45 @@ impl GroupData<'_> {
         }
         self.pipeline
             .flush_outputs(egress)
-            .map_err(|failure| WorkerFailure::flush(&failure))
+            .map_err(|failure| WorkerFailure::flush(&failure))?;
+        // The lengths taken at the last checkpoint record are now what the files hold.
+        if let Some(mark) = self.pending_mark.take_if(|m| m.seq <= self.completed)
+            && let Some((out, _)) = &self.pipeline.stats_out
+        {
+            out.lock().output_marks = vec![mark];
+        }
+        Ok(())
+    }
+
+    /// Every output's length now, for the supervisor's journal.
+    pub(super) fn output_bytes(&self, egress: &mut WorkerEgress<'_>) -> Vec<OutputBytes> {
+        self.pipeline
+            .output_lengths(egress)
+            .into_iter()
+            .map(|o| OutputBytes {
+                key: o.key,
+                path: o.path,
+                bytes: o.bytes,
+            })
+            .collect()
+    }
+
+    /// In the worker where records end, before record `seq` is handled: at the first record
+    /// after a checkpoint record, every record through that one is written (records arrive in
+    /// `seq` order), so the outputs' lengths now are their lengths at it.
+    #[inline]
+    fn mark_outputs_before(&mut self, seq: u64, egress: &mut WorkerEgress<'_>) {
+        let boundary = seq.saturating_sub(1) / CHECKPOINT_EVERY * CHECKPOINT_EVERY;
+        if boundary <= self.marked_through {
+            return;
+        }
+        self.marked_through = boundary;
+        if seq - 1 == boundary {
+            self.pending_mark = Some(OutputMark {
+                seq: boundary,
+                outputs: self.output_bytes(egress),
+            });
+        }
     }
 
     /// A worker fed by the previous group: consume, run the local chain in place in the ring,
@@ -527,6 +611,9 @@ impl GroupData<'_> {
             .map_err(|e| WorkerFailure::ring(format!("inbound envelope: {e}")))?;
         stream.admit(&header).map_err(stream_failure)?;
         let ends_chain = self.ends_chain;
+        if ends_chain && header.kind != EnvelopeKind::EndOfStream {
+            self.mark_outputs_before(header.seq, egress);
+        }
         let forwarded_failure = |e: NodeError| {
             WorkerFailure::handing_on(format_args!("forwarding seq {}", header.seq), e)
         };

@@ -78,21 +78,25 @@ pub fn worker_entry(make_registry: impl FnOnce() -> Registry) {
 }
 
 /// A worker shares its supervisor's process group, so a terminal's Ctrl-C or hang-up (and a
-/// service manager's SIGTERM to the whole group) reaches it too. Its lifecycle is the
-/// supervisor's to drive: it drains or stops when told over the control channel, and dies
-/// with the supervisor (death signal) if that goes away. So these signals are ignored here.
+/// service manager's or an operator's signal to the whole group) reaches it too. Its
+/// lifecycle is the supervisor's to drive: it drains or stops when told over the control
+/// channel, and dies with the supervisor (death signal) if that goes away. So every signal
+/// the supervisor treats as a stop is ignored here, and so are SIGXFSZ and SIGPIPE (write
+/// errors of the output that hits them).
 fn ignore_terminal_signals() {
     use nix::sys::signal::{SigHandler, Signal, signal};
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
+    for number in super::signals::stop_signals() {
+        let Ok(sig) = Signal::try_from(number) else {
+            // Real-time signals have no `Signal` value: ignored through libc.
+            // SAFETY: SIG_IGN runs no handler code; nothing in a worker handles them.
+            unsafe { libc::signal(number, libc::SIG_IGN) };
+            continue;
+        };
         // SAFETY: installing SIG_IGN runs no handler code; nothing else in this process has
         // installed handlers for these signals yet.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
+    super::signals::ignore_write_signals();
 }
 
 /// What the supervisor told this worker through its environment.
@@ -330,11 +334,19 @@ fn run_bootstrapped(
     {
         return exit::CONTROL;
     }
-    spawn_control_thread(rx, Arc::clone(&shared));
-    spawn_heartbeat_thread(
-        heartbeat_interval(&config, &bundle.group),
-        Arc::clone(&shared),
-    );
+    let threads = spawn_control_thread(rx, Arc::clone(&shared)).and_then(|()| {
+        spawn_heartbeat_thread(
+            heartbeat_interval(&config, &bundle.group),
+            Arc::clone(&shared),
+        )
+    });
+    if let Err(e) = threads {
+        shared.fail(
+            FailureCategory::BootstrapError,
+            format!("cannot start the worker's threads: {e}"),
+        );
+        return exit::BOOTSTRAP;
+    }
     let readiness =
         Duration::from_secs_f64(config.runtime.platform.readiness.readiness_timeout_seconds);
     // Every worker of every group must be READY before START_WORK: allow for all of them.
@@ -357,8 +369,10 @@ fn run_bootstrapped(
         next_group_keys: next_group_keys(&topology, &graph, &bundle.group),
         timed_count: 0,
         ends_chain: io.outbound.is_empty(),
-        skip: bundle.skip,
+        resume: resume_plan_of(bundle),
         completed: 0,
+        marked_through: 0,
+        pending_mark: None,
     };
     let code = data.run(io);
     if code != exit::OK {
@@ -434,10 +448,23 @@ pub(super) fn build_pipeline(
         .collect();
     let run = PipelineRun {
         run_id: bundle.run_id,
-        resume_after: bundle.skip,
+        resume: resume_plan_of(bundle),
         input_bytes: Arc::clone(input_bytes),
     };
     LocalPipeline::build(config, registry, graph, &placement, |i| local[i], &run)
+}
+
+/// The resume plan the supervisor sent (empty for a fresh run).
+pub(super) fn resume_plan_of(bundle: &BootstrapBundle) -> crate::runtime::resume::ResumePlan {
+    crate::runtime::resume::ResumePlan {
+        after: bundle.skip,
+        output_lengths: bundle.resume_lengths.iter().cloned().collect(),
+        input_positions: bundle
+            .resume_positions
+            .iter()
+            .map(crate::runtime::resume::checkpoint_of)
+            .collect(),
+    }
 }
 
 /// The rings of one worker: inbound from the previous group, outbound to the next.

@@ -25,6 +25,9 @@ pub enum SupervisorError {
     /// A worker key could not be made or handed over.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// A thread the supervisor needs could not be started (a process or memory limit).
+    #[error("the supervisor {0}")]
+    Thread(std::io::Error),
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -45,6 +48,9 @@ pub enum SupervisorError {
     /// Setting up the run failed (rings, bridge, outputs).
     #[error("{0}")]
     Setup(String),
+    /// The run journal could not be written before the run started.
+    #[error("{0}")]
+    Journal(crate::files::journal::JournalError),
     /// The hand-off between hosts failed.
     #[error("cross-host hand-off: {0}")]
     CrossHost(#[from] crate::cross_host::CrossHostError),

@@ -96,6 +96,9 @@ impl Supervisor {
         }
         self.watchdog();
         self.watch_bridge();
+        if let Some(journal) = self.journal.as_mut() {
+            journal.tick();
+        }
         if self
             .external_stop
             .as_ref()
@@ -137,7 +140,7 @@ impl Supervisor {
                     );
                 }
             }
-            Event::Frame { worker, received } => self.on_frame(&worker, received),
+            Event::Frame { worker, received } => self.on_frame(&worker, *received),
             Event::ControlProblem {
                 worker,
                 detail,
@@ -181,7 +184,10 @@ impl Supervisor {
         }
         let (tx, rx) = accepted.endpoint.split();
         self.records[index].connected = true;
-        spawn_reader(worker.clone(), rx, self.events_tx.clone());
+        if let Err(e) = spawn_reader(worker.clone(), rx, self.events_tx.clone()) {
+            self.fail(&worker, FailureCategory::ControlError, e.to_string());
+            return;
+        }
         self.senders.insert(worker.clone(), tx);
         let correlation = self.next_correlation;
         self.next_correlation += 1;
@@ -204,7 +210,19 @@ impl Supervisor {
             rings: plan.rings.clone(),
             telemetry: self.telemetry.as_ref().and_then(|t| t.binding(index)),
             run_id: self.run_id,
-            skip: self.skip,
+            skip: self.resume.after,
+            resume_lengths: self
+                .resume
+                .output_lengths
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            resume_positions: self
+                .resume
+                .input_positions
+                .iter()
+                .map(|c| crate::runtime::resume::mark_of(*c))
+                .collect(),
             correlation,
         });
         self.send(&worker, &bundle, correlation);
@@ -284,7 +302,10 @@ impl Supervisor {
                     vec![("startup_ms", LogValue::UInt(startup_ms as u64))],
                 );
             }
-            ControlMessage::Heartbeat { counters, .. } => {
+            ControlMessage::Heartbeat { mut counters, .. } => {
+                // The marks go to the journal, not into the record's counters.
+                let input_marks = std::mem::take(&mut counters.input_marks);
+                let output_marks = std::mem::take(&mut counters.output_marks);
                 let record = &mut self.records[index];
                 record.last_heartbeat = Some(Instant::now());
                 if let (true, Some(progress)) = (record.holds_source, &self.progress) {
@@ -296,13 +317,17 @@ impl Supervisor {
                         .store(counters.input_bytes, Ordering::Relaxed);
                 }
                 record.counters = counters;
+                self.note_marks(&input_marks, &output_marks);
             }
             ControlMessage::Drained {
                 last_seq,
                 records,
                 report,
+                input_marks,
+                output_mark,
             } => {
                 self.records[index].drained = true;
+                self.note_marks(&input_marks, output_mark.as_slice());
                 self.drained
                     .insert(worker.to_string(), (last_seq, records, report));
             }
@@ -342,7 +367,10 @@ impl Supervisor {
         let lifetime_ms = record
             .spawned_at
             .map_or(0, |t| at.duration_since(t).as_millis());
-        let expected = record.state == WorkerState::Stopping;
+        // Told to stop, or done: a worker that reported DRAINED and exits cleanly (a source's
+        // worker drains and ends on the STOP that interrupts its input) did what it was for.
+        let expected =
+            record.state == WorkerState::Stopping || (record.drained && status.success());
         let failed_before = record.state == WorkerState::Failed;
         if !expected && !failed_before {
             use std::os::unix::process::ExitStatusExt;
@@ -378,6 +406,33 @@ impl Supervisor {
         }
         if self.stop_signal.is_none() {
             self.stop_signal = Some(Some(signal));
+        }
+    }
+
+    /// Input positions and output lengths from the workers go to the journal, which pairs
+    /// them by record.
+    fn note_marks(
+        &mut self,
+        inputs: &[crate::control::InputMark],
+        outputs: &[crate::control::OutputMark],
+    ) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        for mark in inputs {
+            journal.input(crate::runtime::resume::checkpoint_of(mark));
+        }
+        for mark in outputs {
+            let lengths = mark
+                .outputs
+                .iter()
+                .map(|o| crate::files::journal::OutputLength {
+                    key: o.key.clone(),
+                    path: o.path.clone(),
+                    bytes: o.bytes,
+                })
+                .collect();
+            journal.outputs_at(mark.seq, lengths);
         }
     }
 
@@ -433,6 +488,7 @@ impl Supervisor {
     /// Start timeouts, heartbeat timeouts, and exits whose connection never closed.
     fn watchdog(&mut self) {
         let now = Instant::now();
+        self.discount_own_pause(now);
         for index in 0..self.records.len() {
             if let Some((status, at)) = self.records[index].pending_exit
                 && now.duration_since(at) > EXIT_GRACE
@@ -478,6 +534,30 @@ impl Supervisor {
         }
         for (worker, category, detail) in late {
             self.fail(&worker, category, detail);
+        }
+    }
+
+    /// The loop runs every few milliseconds; a much longer gap since its last round means the
+    /// supervisor itself did not run (the whole process group stopped with SIGSTOP or a
+    /// terminal's Ctrl-Z, the machine suspended). Heartbeats could not be read meanwhile, so
+    /// that time is not held against any worker: their clocks move on by the gap.
+    fn discount_own_pause(&mut self, now: Instant) {
+        const OWN_PAUSE: Duration = Duration::from_secs(1);
+        let Some(last) = self.last_watch.replace(now) else {
+            return;
+        };
+        let gap = now.saturating_duration_since(last);
+        if gap < OWN_PAUSE {
+            return;
+        }
+        tracing::info!(
+            worker_id = "supervisor",
+            "the supervisor did not run for {} ms (stopped or suspended): heartbeat and start deadlines move on by as much",
+            gap.as_millis()
+        );
+        for record in &mut self.records {
+            record.last_heartbeat = record.last_heartbeat.map(|t| t + gap);
+            record.spawned_at = record.spawned_at.map(|t| t + gap);
         }
     }
 

@@ -62,9 +62,12 @@ pub struct SupervisorOptions {
     /// has no source, plan a ring from the host into each worker of the first group; when its
     /// last node is not a sink, a ring from each worker of the last group back to the host.
     pub host_rings: bool,
-    /// Input records the source skips before the first one (resuming a stopped run); sinks
-    /// then append to their outputs.
-    pub skip: u64,
+    /// Where a resumed run resumes (`--resume`, `--skip N`): records through `resume.after`
+    /// are replayed, not written again; the input is checked against the journal's
+    /// positions. Empty: a fresh run.
+    pub resume: crate::runtime::resume::ResumePlan,
+    /// The run journal a resumed run continues (`None`: a fresh journal).
+    pub journal: Option<crate::files::journal::Journal>,
     /// Updated from the source worker's heartbeats (at least once a second): records read and
     /// input bytes consumed, for progress bars.
     pub progress: Option<Arc<crate::runtime::RunProgress>>,
@@ -179,8 +182,10 @@ pub struct Supervisor {
     external_stop: Option<Arc<AtomicBool>>,
     progress: Option<Arc<crate::runtime::RunProgress>>,
     run_id: u64,
-    /// Input records the source skips (a resumed run).
-    skip: u64,
+    /// Where a resumed run resumes.
+    resume: crate::runtime::resume::ResumePlan,
+    /// The run journal (this host writes the sink's file).
+    journal: Option<crate::runtime::journal::JournalKeeper>,
     /// Control connections refused so far (bad HELLO, idle, garbage).
     refused_connections: u64,
     next_correlation: u64,
@@ -207,6 +212,8 @@ pub struct Supervisor {
     holds_chain_end: bool,
     /// What the bridge moved, once it stopped.
     bridge_totals: Option<crate::cross_host::BridgeCounts>,
+    /// When the watchdog last ran (a long gap: the supervisor itself was stopped).
+    last_watch: Option<Instant>,
 }
 
 /// One ring between a worker and a worker of the next group (or the embedding host).
@@ -292,7 +299,8 @@ fn start_bridge(
         None => crate::cross_host::run_key(config),
     };
     let holds_source = records.iter().any(|r| r.holds_source);
-    let input = holds_source.then(|| crate::cross_host::input_fingerprint(config, options.skip));
+    let input =
+        holds_source.then(|| crate::cross_host::input_fingerprint(config, options.resume.after));
     Ok(Some(crate::cross_host::Bridge::start(
         settings, &run, host, input, bridged,
     )?))
@@ -344,7 +352,12 @@ impl Supervisor {
         let resolved = crate::observability::otel_env::resolved(config);
         let config = &resolved;
         let graph = Graph::checked(config, registry).map_err(SupervisorError::Config)?;
-        crate::config::check_run_files(config).map_err(SupervisorError::Config)?;
+        crate::runtime::room::check_ring_room(config, registry).map_err(SupervisorError::Config)?;
+        let files = crate::config::ExtraRunFiles {
+            host: options.host.clone(),
+            ..Default::default()
+        };
+        crate::config::check_run_files_with(config, &files).map_err(SupervisorError::Config)?;
         // Whatever the transport: directories of supervisors killed earlier are cleaned here.
         crate::control::remove_stale_socket_dirs();
         let control = config
@@ -370,9 +383,29 @@ impl Supervisor {
         let local = |group: &str| plan::runs_here(config, group, host);
         let holds_chain_end = records.iter().any(|r| r.ends_chain && local(&r.group));
         let (records, mut plans) = plan::keep_local(records, plans, &mut rings, &local);
+        let run_id = crate::observability::ids::new_run_id();
+        // Everything is checked and no output changed yet: the journal goes first, before any
+        // thread or process is started, so that whatever fails from here on leaves one.
+        let holds_source = records.iter().any(|r| r.holds_source);
+        let journal = match crate::runtime::journal::journal_path(config) {
+            Some(path) if holds_chain_end => {
+                let keeper = crate::runtime::journal::JournalKeeper::start(
+                    config,
+                    &path,
+                    crate::observability::ids::run_id_text(run_id),
+                    options.journal.clone(),
+                )
+                .map_err(SupervisorError::Journal)?;
+                Some(if holds_source {
+                    keeper
+                } else {
+                    keeper.with_inputs_elsewhere()
+                })
+            }
+            _ => None,
+        };
         let bridge = start_bridge(config, options, &rings, &records)?;
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-        let run_id = crate::observability::ids::new_run_id();
         let telemetry = super::telemetry::RunTelemetry::start(
             config,
             &ids,
@@ -405,7 +438,8 @@ impl Supervisor {
             Arc::clone(&server),
             events_tx.clone(),
             Arc::clone(&acceptor_shutdown),
-        );
+        )
+        .map_err(SupervisorError::Thread)?;
         let signals = if options.handle_signals {
             Some(spawn_signal_thread(events_tx.clone()).map_err(SupervisorError::Signals)?)
         } else {
@@ -431,7 +465,8 @@ impl Supervisor {
             external_stop: options.stop.clone(),
             progress: options.progress.clone(),
             run_id,
-            skip: options.skip,
+            resume: options.resume.clone(),
+            journal,
             refused_connections: 0,
             next_correlation: 1,
             failure: None,
@@ -449,6 +484,7 @@ impl Supervisor {
             bridge,
             holds_chain_end,
             bridge_totals: None,
+            last_watch: None,
         };
         let exe = match &options.worker_exe {
             Some(exe) => exe.clone(),
@@ -497,7 +533,10 @@ impl Supervisor {
             let record = &mut self.records[i];
             record.pid = Some(child.id());
             record.spawned_at = Some(Instant::now());
-            spawn_reaper(id.clone(), child, self.events_tx.clone());
+            if let Err(e) = spawn_reaper(id.clone(), child, self.events_tx.clone()) {
+                self.stop_all();
+                return Err(SupervisorError::Thread(e));
+            }
             self.emit_worker(i, EventKind::WorkerSpawned, Vec::new());
         }
         self.refresh_metrics();
@@ -578,6 +617,39 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Closes the journal with the run's outcome: its completed record is the last one whose
+    /// input position and output lengths both arrived.
+    fn finish_journal(&mut self, end: &RunEnd) {
+        use crate::files::journal::RunState;
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let (state, outcome) = match end {
+            RunEnd::Drained => (RunState::Complete, "completed".to_string()),
+            RunEnd::Interrupted(_) => (RunState::Stopped, "stopped".to_string()),
+            RunEnd::Failed(failure) => (
+                RunState::Failed,
+                format!(
+                    "failed: worker {} (group {}) {}: {}",
+                    failure.worker, failure.group, failure.category, failure.detail
+                ),
+            ),
+        };
+        if let Err(e) = journal.finish(state, &outcome) {
+            tracing::warn!(worker_id = "supervisor", "{e}");
+        }
+    }
+
+    /// The run journal's file and last completed record, when this run keeps one.
+    pub fn journal_point(&self) -> Option<crate::runtime::JournalPoint> {
+        self.journal.as_ref().map(|j| crate::runtime::JournalPoint {
+            path: j.path().to_path_buf(),
+            completed: j.completed_seq(),
+        })
+    }
+}
+
 /// Runs a whole supervised batch: launch, wait for readiness, start, run until the sinks
 /// drain (or a failure or a signal), stop everyone, and report.
 pub fn run_supervised(
@@ -615,6 +687,7 @@ pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedR
         (RunEnd::Drained, Some(failure)) => RunEnd::Failed(failure.clone()),
         _ => end,
     };
+    supervisor.finish_journal(&end);
     SupervisedRun {
         summary: supervisor.summary(),
         completed_through: supervisor.completed_through(),

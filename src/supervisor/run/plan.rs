@@ -249,7 +249,10 @@ pub(super) fn plan_workers(config: &Config, graph: &Graph) -> (Vec<WorkerRecord>
                 inherit: Vec::new(),
                 // The source runs in this worker, so the input on stdin must reach it.
                 stdin: holds(NodeRole::Source)
-                    && matches!(config.adapters.source, crate::config::SourceAdapter::Stdin),
+                    && matches!(
+                        config.adapters.source,
+                        crate::config::SourceAdapter::Stdin { .. }
+                    ),
             });
         }
     }

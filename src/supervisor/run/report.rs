@@ -51,7 +51,7 @@ impl Supervisor {
         RunSummary {
             profile: "process_supervisor".to_string(),
             records_in,
-            skipped: self.skip.min(self.source_last_seq()),
+            skipped: self.resume.after.min(self.source_last_seq()),
             last_seq: self.completed_through(),
             elapsed: if elapsed_ns > 0 {
                 Duration::from_nanos(elapsed_ns)
@@ -93,6 +93,7 @@ impl Supervisor {
                     sum
                 },
             ),
+            journal: self.journal_point(),
         }
     }
 
