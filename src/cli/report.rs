@@ -271,7 +271,7 @@ impl RunReport {
         } else {
             self.html()
         };
-        std::fs::write(path, text)
+        write_replacing(path, text.as_bytes())
     }
 
     /// The self-contained page.
@@ -562,6 +562,22 @@ fn line_chart(series: &[(String, Vec<(f64, f64)>)], unit: &str) -> String {
     }
     svg.push_str("</div>");
     svg
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`: a report is
+/// never seen half written, and a symlink at `path` is replaced, not followed. `/dev/null`
+/// is written as it is.
+fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return std::fs::write(path, bytes);
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let temp = path.with_file_name(name);
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
 }
 
 #[cfg(test)]

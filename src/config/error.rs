@@ -152,6 +152,9 @@ pub enum ConfigErrorCode {
     GroupNotContiguous,
     /// An output is the input, or two outputs are one file (or both stdout).
     SameFile,
+    /// A file the run would write cannot be used: a FIFO, a device, a directory, a file
+    /// locked by another run, a missing directory, or a closed stdout.
+    UnusableFile,
 }
 
 impl ConfigErrorCode {
@@ -177,6 +180,7 @@ impl ConfigErrorCode {
             Self::EdgeTypeMismatch => "E_EDGE_TYPE_MISMATCH",
             Self::GroupNotContiguous => "E_GROUP_NOT_CONTIGUOUS",
             Self::SameFile => "E_SAME_FILE",
+            Self::UnusableFile => "E_UNUSABLE_FILE",
         }
     }
 }

@@ -2,36 +2,44 @@
 //!
 //! Loading a config is pure; these checks look at the filesystem (and at where this process's
 //! stdin and stdout point), so the runtimes call [`check_run_files`] right before they start,
-//! after every override (`--input`, `--output`) is applied. They refuse, as config errors:
+//! after every override (`--input`, `--output`) is applied; the CLI adds the files only it
+//! writes (`--report`) and reads (the config file) with [`check_run_files_with`]. Every path
+//! the run writes — the sink's output, dead letters, audit, span and log files, reports, the
+//! run journal — is refused, as a config error, when it:
 //!
-//! - an output (sink, dead letters, audit, span or log file) that is the input, compared by
-//!   file identity (device and inode), so a link, `/dev/fd/N` or a shell redirection of stdin
-//!   or stdout cannot hide it: writing would truncate the input before it is read;
-//! - two outputs that are the same file (their lines would interleave);
-//! - two data streams on stdout (the sink and a span exporter, or a log exporter).
+//! - is the input or the config file, compared by file identity (device and inode), so a
+//!   link, `/dev/fd/N` or a shell redirection of stdin or stdout cannot hide it: writing
+//!   would destroy what the run reads;
+//! - is another of the run's outputs (their lines would interleave or overwrite each other),
+//!   or a second data stream on stdout;
+//! - is not a regular file: a FIFO (a report to a FIFO without a reader would hang the end of
+//!   the run), a terminal, a socket or a directory. `/dev/null` is accepted, and stdout is
+//!   named `-`;
+//! - is locked by another run that is writing it;
+//! - cannot be created (its directory is missing);
+//! - is stdout while stdout is closed.
 //!
-//! Only regular files are compared: two outputs may both be `/dev/null`.
+//! Nothing is opened for writing here, so nothing is changed by a refused run.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 
 use super::error::{ConfigErrorCode, ConfigPath, ConfigReport};
 use super::model::{Config, LogExporter, SinkAdapter, SourceAdapter, TraceExporter};
 use super::reader::Diagnostics;
 
-/// A regular file's identity.
+/// A file's identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId {
     dev: u64,
     ino: u64,
 }
 
-fn regular_file_id(metadata: std::io::Result<std::fs::Metadata>) -> Option<FileId> {
-    let metadata = metadata.ok()?;
-    metadata.is_file().then(|| FileId {
+fn file_id(metadata: &std::fs::Metadata) -> FileId {
+    FileId {
         dev: metadata.dev(),
         ino: metadata.ino(),
-    })
+    }
 }
 
 /// Where one of the run's streams is.
@@ -44,12 +52,21 @@ enum Place {
 }
 
 impl Place {
-    fn id(&self) -> Option<FileId> {
+    fn metadata(&self) -> Option<std::fs::Metadata> {
         match self {
-            Self::Path(path) => regular_file_id(std::fs::metadata(path)),
-            Self::Stdin => regular_file_id(std::fs::metadata("/proc/self/fd/0")),
-            Self::Stdout => regular_file_id(std::fs::metadata("/proc/self/fd/1")),
+            Self::Path(path) => std::fs::metadata(path).ok(),
+            Self::Stdin => std::fs::metadata("/proc/self/fd/0").ok(),
+            Self::Stdout => std::fs::metadata("/proc/self/fd/1").ok(),
         }
+    }
+
+    /// The identity of the regular file this names now, when it is one (a terminal or a
+    /// pipe may well be both stdin and stdout of an interactive run).
+    fn id(&self) -> Option<FileId> {
+        self.metadata()
+            .filter(|m| m.is_file())
+            .as_ref()
+            .map(file_id)
     }
 
     /// A path that does not exist yet, made absolute, to compare two new outputs.
@@ -57,32 +74,73 @@ impl Place {
         let Self::Path(path) = self else {
             return None;
         };
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
+        Some(
+            std::fs::canonicalize(parent_of(path))
+                .ok()?
+                .join(path.file_name()?),
+        )
     }
 
     fn describe(&self) -> String {
         match self {
-            Self::Path(path) => path.display().to_string(),
+            Self::Path(path) => crate::text::path(path),
             Self::Stdin => "stdin".to_string(),
             Self::Stdout => "stdout".to_string(),
         }
     }
 }
 
-/// One output of the run, with the config path that names it.
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// One file the run writes, with the config path (or flag) that names it.
 struct Output {
     key: ConfigPath,
     what: &'static str,
     place: Place,
 }
 
-fn outputs_of(config: &Config) -> Vec<Output> {
+/// What the CLI adds to a run's own files.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraRunFiles {
+    /// Files the run only reads besides its input: the config file.
+    pub reads: Vec<PathBuf>,
+    /// Reports the run writes at its end (`--report`).
+    pub reports: Vec<PathBuf>,
+    /// The host this supervisor runs (`--host`) when the config places groups on hosts: only
+    /// the files of this host's groups are this run's (the input where the source runs, the
+    /// outputs where the sink runs).
+    pub host: Option<String>,
+}
+
+fn runs_on(config: &Config, node: Option<&String>, host: Option<&str>) -> bool {
+    node.is_none_or(|node| config.runs_on_host(node, host))
+}
+
+fn outputs_of(config: &Config, extra: &ExtraRunFiles) -> Vec<Output> {
     let mut outputs = Vec::new();
     let adapters = ConfigPath::parse("adapters");
+    let writes_sink = runs_on(config, config.pipeline.nodes.last(), extra.host.as_deref());
+    if writes_sink {
+        record_outputs(config, &adapters, &mut outputs);
+    }
+    telemetry_outputs(config, &mut outputs);
+    for (i, report) in extra.reports.iter().enumerate() {
+        outputs.push(Output {
+            key: ConfigPath::root().key("--report").index(i),
+            what: "a run report",
+            place: Place::Path(report.clone()),
+        });
+    }
+    outputs
+}
+
+/// The sink's output, its journal, dead letters and audit.
+fn record_outputs(config: &Config, adapters: &ConfigPath, outputs: &mut Vec<Output>) {
     outputs.push(Output {
         key: adapters.key("sink"),
         what: "the sink's output",
@@ -91,6 +149,17 @@ fn outputs_of(config: &Config) -> Vec<Output> {
             SinkAdapter::Stdout => Place::Stdout,
         },
     });
+    if let SinkAdapter::File { path } = &config.adapters.sink
+        && config.runtime.journal.enabled
+        && unusable(&Place::Path(path.clone())).is_none()
+    {
+        // Beside the sink's file: checked when that one is usable (else it says why).
+        outputs.push(Output {
+            key: ConfigPath::parse("runtime.journal"),
+            what: "the run journal",
+            place: Place::Path(crate::files::journal::Journal::path_for(path)),
+        });
+    }
     if let Some(dead_letter) = &config.adapters.dead_letter {
         outputs.push(Output {
             key: adapters.key("dead_letter"),
@@ -105,6 +174,10 @@ fn outputs_of(config: &Config) -> Vec<Output> {
             place: Place::Path(audit.path().to_path_buf()),
         });
     }
+}
+
+/// Span and log files, and their streams on stdout.
+fn telemetry_outputs(config: &Config, outputs: &mut Vec<Output>) {
     let observability = ConfigPath::parse("runtime.observability");
     let tracing = &config.runtime.observability.tracing;
     if tracing.enabled {
@@ -142,33 +215,67 @@ fn outputs_of(config: &Config) -> Vec<Output> {
             place,
         });
     }
-    outputs
 }
 
 /// Checks the run's input and outputs against each other (see the module header); every
 /// problem is a config error at the path of the output that causes it.
 pub fn check_run_files(config: &Config) -> Result<(), ConfigReport> {
+    check_run_files_with(config, &ExtraRunFiles::default())
+}
+
+/// [`check_run_files`] with the files the CLI adds: the config file it read, the reports it
+/// will write.
+pub fn check_run_files_with(config: &Config, extra: &ExtraRunFiles) -> Result<(), ConfigReport> {
     let mut diag = Diagnostics::default();
+    // What the run reads: (as found, what writing it would destroy, identity).
+    let mut reads: Vec<(String, &str, FileId)> = Vec::new();
+    let reads_input = runs_on(config, config.pipeline.nodes.first(), extra.host.as_deref());
     let input = match &config.adapters.source {
-        SourceAdapter::File { path } => Some(Place::Path(path.clone())),
-        SourceAdapter::Stdin => Some(Place::Stdin),
+        _ if !reads_input => None,
+        SourceAdapter::File { path, .. } => Some(Place::Path(path.clone())),
+        SourceAdapter::Stdin { .. } => Some(Place::Stdin),
         SourceAdapter::Generator { .. } => None,
     };
-    let input_id = input.as_ref().and_then(Place::id);
-    let outputs = outputs_of(config);
+    if let Some(input) = &input
+        && let Some(id) = input.id()
+    {
+        reads.push((
+            format!("the input {}", input.describe()),
+            "the input before it is read",
+            id,
+        ));
+    }
+    for path in &extra.reads {
+        if let Some(metadata) = std::fs::metadata(path).ok().filter(|m| m.is_file()) {
+            reads.push((
+                format!("the config file {}", crate::text::path(path)),
+                "the config file",
+                file_id(&metadata),
+            ));
+        }
+    }
+    let outputs = outputs_of(config, extra);
     for (i, output) in outputs.iter().enumerate() {
-        let id = output.place.id();
-        if let (Some(input), Some(input_id), Some(id)) = (&input, input_id, id)
-            && id == input_id
+        if let Some(problem) = unusable(&output.place) {
+            diag.error(
+                &output.key,
+                ConfigErrorCode::UnusableFile,
+                format!("a file {} can write", output.what),
+                problem,
+            );
+            continue;
+        }
+        if let Some(id) = output.place.id()
+            && let Some((read, destroyed, _)) = reads.iter().find(|(_, _, r)| *r == id)
         {
             diag.error(
                 &output.key,
                 ConfigErrorCode::SameFile,
                 format!(
-                    "an output other than the input (writing {} would destroy the input before it is read)",
+                    "a file other than what the run reads (writing {} would destroy {destroyed})",
                     output.what
                 ),
-                format!("{} is the input {}", output.place.describe(), input.describe()),
+                format!("{} is {read}", output.place.describe()),
             );
             continue;
         }
@@ -204,24 +311,87 @@ pub fn check_run_files(config: &Config) -> Result<(), ConfigReport> {
     }
 }
 
+fn is_null_device(metadata: &std::fs::Metadata) -> bool {
+    std::fs::metadata("/dev/null").is_ok_and(|null| file_id(&null) == file_id(metadata))
+}
+
+/// Why the run cannot write `place`, if it cannot.
+fn unusable(place: &Place) -> Option<String> {
+    let path = match place {
+        Place::Stdout => {
+            // A closed stdout would swallow every record: Rust's stdout ignores EBADF.
+            let open = nix::fcntl::fcntl(
+                // SAFETY: fd 1 is only inspected (F_GETFD), never closed or written here.
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(1) },
+                nix::fcntl::FcntlArg::F_GETFD,
+            )
+            .is_ok();
+            return (!open).then(|| "stdout, which is closed".to_string());
+        }
+        Place::Stdin => return None,
+        Place::Path(path) => path,
+    };
+    let shown = crate::text::path(path);
+    match std::fs::metadata(path) {
+        Ok(metadata) if is_null_device(&metadata) => None,
+        Ok(metadata) => {
+            let kind = metadata.file_type();
+            let other = if kind.is_dir() {
+                Some("a directory")
+            } else if kind.is_fifo() {
+                Some("a FIFO (write to stdout with `-` and pipe it instead)")
+            } else if kind.is_char_device() || kind.is_block_device() {
+                Some("a device (only /dev/null is accepted)")
+            } else if kind.is_socket() {
+                Some("a socket")
+            } else {
+                None
+            };
+            if let Some(other) = other {
+                return Some(format!("{shown}, which is {other}"));
+            }
+            locked_by_another_run(path).then(|| {
+                format!("{shown}, which another run is writing (it is locked); wait for that run to end or choose another path")
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = parent_of(path);
+            match std::fs::metadata(&parent) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some(format!("{shown}, whose parent is not a directory")),
+                Err(_) => Some(format!(
+                    "{shown}, whose directory {} does not exist",
+                    crate::text::path(&parent)
+                )),
+            }
+        }
+        Err(e) => Some(format!("{shown}, which cannot be inspected: {e}")),
+    }
+}
+
+/// Whether another process holds the run lock on `path` (see [`crate::files::writer`]): a
+/// shared lock on a read-only descriptor conflicts with its exclusive one, and is let go at
+/// once.
+fn locked_by_another_run(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
+}
+
 fn same_output(a: &Output, b: &Output) -> bool {
     match (&a.place, &b.place) {
         (Place::Stdout, Place::Stdout) => true,
         _ => match (a.place.id(), b.place.id()) {
             (Some(x), Some(y)) => x == y,
             _ => {
-                a.place.planned().is_some()
+                a.place.metadata().is_none()
+                    && a.place.planned().is_some()
                     && a.place.planned() == b.place.planned()
-                    && !is_device(&a.place)
             }
         },
-    }
-}
-
-/// `/dev/null` and other non-regular files may be shared by outputs.
-fn is_device(place: &Place) -> bool {
-    match place {
-        Place::Path(path) => std::fs::metadata(path).is_ok_and(|m| !m.is_file()),
-        _ => false,
     }
 }

@@ -41,7 +41,7 @@ use std::path::Path;
 pub use error::{
     ConfigError, ConfigErrorCode, ConfigPath, ConfigReport, ConfigWarning, PathSegment,
 };
-pub use files::check_run_files;
+pub use files::{ExtraRunFiles, check_run_files, check_run_files_with};
 pub use model::*;
 use reader::Diagnostics;
 use serde_norway::Value;
@@ -63,6 +63,41 @@ impl Config {
     /// The complete config (input plus defaults) as YAML.
     pub fn to_yaml(&self) -> String {
         serde_norway::to_string(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Whether pipeline node `node` runs on `host` (`run --host`): its group names that host
+    /// or none. Without a host (one supervisor for everything) every node runs here.
+    pub fn runs_on_host(&self, node: &str, host: Option<&str>) -> bool {
+        let Some(host) = host else {
+            return true;
+        };
+        self.runtime
+            .platform
+            .process_groups
+            .iter()
+            .find(|g| g.nodes.iter().any(|n| n == node))
+            .is_none_or(|g| g.host.as_deref().is_none_or(|h| h == host))
+    }
+
+    /// A digest of what decides a run's output bytes: the pipeline, every node's settings,
+    /// the error policy, the ordering and which side files are written. Placement, rings,
+    /// telemetry and paths do not change the bytes (outputs are identical in every
+    /// placement), so a run may be resumed under another placement, but not under another
+    /// pipeline.
+    pub fn output_digest(&self) -> String {
+        let decisive = (
+            &self.pipeline,
+            &self.nodes,
+            &self.runtime.on_node_error,
+            &self.runtime.ordering,
+            self.adapters.dead_letter.is_some(),
+            self.adapters.audit.is_some(),
+        );
+        let text = serde_norway::to_string(&decisive).unwrap_or_default();
+        format!(
+            "xxh3-128:{:032x}",
+            xxhash_rust::xxh3::xxh3_128(text.as_bytes())
+        )
     }
 }
 

@@ -83,13 +83,19 @@ pub struct Adapters {
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceAdapter {
-    /// Newline-delimited records read from a file.
+    /// Newline-delimited records read from a file (a regular file, a FIFO or a device).
     File {
         /// The input file.
         path: PathBuf,
+        /// The longest line kept, in bytes; the rest of a longer line is discarded (the line
+        /// then usually fails to parse). Every ring must hold a record of this size.
+        max_line_bytes: u64,
     },
     /// Newline-delimited records read from standard input.
-    Stdin,
+    Stdin {
+        /// As for `file`.
+        max_line_bytes: u64,
+    },
     /// A generated fund-load input (`stream-kernel gen`), never touching the disk.
     Generator {
         /// Number of lines to generate.
@@ -97,6 +103,36 @@ pub enum SourceAdapter {
         /// Seed of the generator: the same seed gives the same lines.
         seed: u64,
     },
+}
+
+/// The longest input line kept by default (1 MiB).
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
+
+impl SourceAdapter {
+    /// A file input with the default line limit.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self::File {
+            path: path.into(),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+
+    /// Standard input with the default line limit.
+    pub fn stdin() -> Self {
+        Self::Stdin {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+
+    /// The longest line kept (`None` for a generator, whose lines are short).
+    pub fn max_line_bytes(&self) -> Option<u64> {
+        match self {
+            Self::File { max_line_bytes, .. } | Self::Stdin { max_line_bytes } => {
+                Some(*max_line_bytes)
+            }
+            Self::Generator { .. } => None,
+        }
+    }
 }
 
 /// `adapters.sink`: the run's output.
@@ -144,6 +180,28 @@ pub struct RuntimeConfig {
     /// What happens when a node returns an error for a record: `fail` stops the run and names
     /// the node and `seq`; `dead_letter` sends the record to the dead-letter adapter and goes on.
     pub on_node_error: NodeErrorPolicy,
+    /// `runtime.journal`: the run journal beside the output file (resume after any stop).
+    pub journal: JournalConfig,
+}
+
+/// `runtime.journal`: the state file `<output>.journal` that says which prefix of a run is
+/// complete, so that `run --resume` continues any stopped, failed or killed run exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct JournalConfig {
+    /// Keep a journal when the sink writes a file.
+    pub enabled: bool,
+    /// The longest time between two journal updates while the run goes (each update is a
+    /// small file written, fsynced and renamed).
+    pub interval_seconds: f64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: 1.0,
+        }
+    }
 }
 
 config_choice! {

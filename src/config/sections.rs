@@ -130,9 +130,7 @@ fn read_node_sections(doc: &mut Section<'_, '_>) -> BTreeMap<String, Value> {
 
 fn default_adapters() -> Adapters {
     Adapters {
-        source: SourceAdapter::File {
-            path: "input.txt".into(),
-        },
+        source: SourceAdapter::file("input.txt"),
         sink: SinkAdapter::File {
             path: "output.txt".into(),
         },
@@ -183,13 +181,20 @@ fn read_source_adapter(mut section: Section<'_, '_>) -> SourceAdapter {
     match section.field("kind", SourceKind::File, r::choice) {
         SourceKind::File => SourceAdapter::File {
             path: path_field(&mut section, "input.txt"),
+            max_line_bytes: max_line_field(&mut section),
         },
-        SourceKind::Stdin => SourceAdapter::Stdin,
+        SourceKind::Stdin => SourceAdapter::Stdin {
+            max_line_bytes: max_line_field(&mut section),
+        },
         SourceKind::Generator => SourceAdapter::Generator {
             lines: section.field("lines", 100_000, r::unsigned),
             seed: section.field("seed", 1, r::unsigned),
         },
     }
+}
+
+fn max_line_field(section: &mut Section<'_, '_>) -> u64 {
+    section.field("max_line_bytes", DEFAULT_MAX_LINE_BYTES, r::positive_u64)
 }
 
 fn read_sink_adapter(mut section: Section<'_, '_>) -> SinkAdapter {
@@ -223,11 +228,28 @@ fn read_runtime(mut section: Section<'_, '_>) -> RuntimeConfig {
         .map(read_observability)
         .unwrap_or_else(default_observability);
     let on_node_error = section.field("on_node_error", NodeErrorPolicy::Fail, r::choice);
+    let journal = section
+        .section("journal")
+        .map(read_journal)
+        .unwrap_or_default();
     RuntimeConfig {
         ordering: OrderingConfig { sink_mode },
         platform,
         observability,
         on_node_error,
+        journal,
+    }
+}
+
+fn read_journal(mut section: Section<'_, '_>) -> JournalConfig {
+    let defaults = JournalConfig::default();
+    JournalConfig {
+        enabled: section.field("enabled", defaults.enabled, r::boolean),
+        interval_seconds: section.field(
+            "interval_seconds",
+            defaults.interval_seconds,
+            r::positive_seconds,
+        ),
     }
 }
 
@@ -443,17 +465,50 @@ fn read_process_groups(section: &mut Section<'_, '_>) -> Vec<ProcessGroup> {
         .collect()
 }
 
+/// Whether `name` may name a group or a host: letters (any script), digits, `.`, `_`, `-`.
+/// Names appear in worker ids, log lines, metrics labels and file names; control characters,
+/// spaces and quotes there would forge or break them.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Reads a name field that must be a [`is_plain_name`].
+fn plain_name(section: &mut Section<'_, '_>, key: &str, name: Option<String>) -> Option<String> {
+    let name = name?;
+    if !is_plain_name(&name) {
+        let path = section.path_of(key);
+        section.diag().error(
+            &path,
+            ConfigErrorCode::Invalid,
+            "1 to 64 letters, digits, `.`, `_` or `-` (names appear in worker ids, logs and metrics)",
+            format!("{:?}", crate::text::printable(&name)),
+        );
+    }
+    Some(name)
+}
+
 fn read_process_group(mut section: Section<'_, '_>, index: usize) -> ProcessGroup {
-    let name = section
-        .req("name", "expected a group name", r::non_empty_string)
-        .unwrap_or_else(|| format!("group{index}"));
-    let nodes = section
-        .req(
-            "nodes",
-            "expected the list of nodes this group runs",
-            r::string_list,
-        )
-        .unwrap_or_default();
+    let name = section.req("name", "expected a group name", r::non_empty_string);
+    let name = plain_name(&mut section, "name", name).unwrap_or_else(|| format!("group{index}"));
+    let nodes_path = section.path_of("nodes");
+    let nodes = section.req(
+        "nodes",
+        "expected the list of nodes this group runs",
+        r::string_list,
+    );
+    if nodes.as_ref().is_some_and(Vec::is_empty) {
+        section.diag().error(
+            &nodes_path,
+            ConfigErrorCode::Range,
+            "at least one node (a group without nodes would run workers that do nothing)",
+            "an empty sequence",
+        );
+    }
+    let nodes = nodes.unwrap_or_default();
     let cpus_path = section.path_of("cpus");
     let cpus = section.opt("cpus", r::u32_list);
     if let Some(cpus) = &cpus
@@ -475,7 +530,10 @@ fn read_process_group(mut section: Section<'_, '_>, index: usize) -> ProcessGrou
         start_timeout_seconds: section.field("start_timeout_seconds", 30.0, r::positive_seconds),
         stop_timeout_seconds: section.field("stop_timeout_seconds", 30.0, r::positive_seconds),
         cpus,
-        host: section.opt("host", r::non_empty_string),
+        host: {
+            let host = section.opt("host", r::non_empty_string);
+            plain_name(&mut section, "host", host)
+        },
     }
 }
 
