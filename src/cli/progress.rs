@@ -26,10 +26,10 @@ impl Total {
     pub fn of(config: &Config) -> Self {
         match &config.adapters.source {
             SourceAdapter::Generator { lines, .. } => Self::Records(*lines),
-            SourceAdapter::File { path } => std::fs::metadata(path)
+            SourceAdapter::File { path, .. } => std::fs::metadata(path)
                 .map(|m| Self::Bytes(m.len()))
                 .unwrap_or(Self::Unknown),
-            SourceAdapter::Stdin => Self::Unknown,
+            SourceAdapter::Stdin { .. } => Self::Unknown,
         }
     }
 }
@@ -102,35 +102,42 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn start(config: &Config, progress: Arc<RunProgress>) -> Self {
+    /// Starts drawing; `None` when no thread can be started for it (the run goes on without a
+    /// bar).
+    pub fn start(config: &Config, progress: Arc<RunProgress>) -> Option<Self> {
         let total = Total::of(config);
         let done = Arc::new(AtomicBool::new(false));
         let thread_done = Arc::clone(&done);
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            let bar = match total {
-                Total::Bytes(n) | Total::Records(n) => ProgressBar::new(n),
-                Total::Unknown => ProgressBar::new_spinner(),
-            }
-            .with_style(style(total, &progress, started));
-            // Quiet for short runs: the bar appears only after half a second.
-            for _ in 0..10 {
-                if thread_done.load(Ordering::Relaxed) {
-                    return;
+        let thread = std::thread::Builder::new()
+            .name("sk-progress".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let bar = match total {
+                    Total::Bytes(n) | Total::Records(n) => ProgressBar::new(n),
+                    Total::Unknown => ProgressBar::new_spinner(),
                 }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            while !thread_done.load(Ordering::Relaxed) {
-                let position = match total {
-                    Total::Bytes(_) => progress.input_bytes.load(Ordering::Relaxed),
-                    _ => progress.records.load(Ordering::Relaxed),
-                };
-                bar.set_position(position);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            bar.finish_and_clear();
-        });
-        Self { done, thread }
+                .with_style(style(total, &progress, started));
+                // Quiet for short runs: the bar appears only after half a second.
+                for _ in 0..10 {
+                    if thread_done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                while !thread_done.load(Ordering::Relaxed) {
+                    let position = match total {
+                        Total::Bytes(_) => progress.input_bytes.load(Ordering::Relaxed),
+                        _ => progress.records.load(Ordering::Relaxed),
+                    };
+                    bar.set_position(position);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            });
+        Some(Self {
+            done,
+            thread: thread.ok()?,
+        })
     }
 
     pub fn finish(self) {
@@ -146,22 +153,29 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(progress: Arc<RunProgress>) -> Self {
+    /// Starts sampling; `None` when no thread can be started for it (the report then has no
+    /// throughput chart).
+    pub fn start(progress: Arc<RunProgress>) -> Option<Self> {
         let done = Arc::new(AtomicBool::new(false));
         let thread_done = Arc::clone(&done);
-        let thread = std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut timeline = Timeline::default();
-            loop {
-                let at = started.elapsed().as_millis() as u64;
-                timeline.record(at, progress.records.load(Ordering::Relaxed));
-                if thread_done.load(Ordering::Relaxed) {
-                    return timeline;
+        let thread = std::thread::Builder::new()
+            .name("sk-sampler".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut timeline = Timeline::default();
+                loop {
+                    let at = started.elapsed().as_millis() as u64;
+                    timeline.record(at, progress.records.load(Ordering::Relaxed));
+                    if thread_done.load(Ordering::Relaxed) {
+                        return timeline;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        Self { done, thread }
+            });
+        Some(Self {
+            done,
+            thread: thread.ok()?,
+        })
     }
 
     pub fn finish(self) -> Timeline {

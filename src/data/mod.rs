@@ -17,7 +17,8 @@ pub use envelope::{
 pub use memory::{HeapMemory, RingMemory};
 pub use ring::{
     Consumer, PollError, Producer, PushError, Readiness, RecordRef, RingCorrupted, RingInitError,
-    init_ring, read_counts, read_depth, read_progress, ring_memory_len,
+    init_ring, max_record_body, max_record_total, read_counts, read_depth, read_progress,
+    ring_memory_len,
 };
 pub use segment::{Segment, SegmentCreateError, SegmentOpenError, clear_cloexec};
 pub use wait::WaitStrategy;

@@ -34,7 +34,9 @@ pub enum SegmentCreateError {
         source: nix::Error,
     },
     /// Sizing the segment failed.
-    #[error("cannot size memfd segment `{name}` to {len} bytes: {source}")]
+    #[error(
+        "cannot size memfd segment `{name}` to {len} bytes: {source} (a file size limit, `ulimit -f`, below the ring's size also refuses it)"
+    )]
     Resize {
         /// The segment's name.
         name: String,

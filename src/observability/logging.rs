@@ -248,15 +248,20 @@ impl<S: Subscriber> Layer<S> for ConsoleLayer {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let (worker, pid) = resolve(&self.identity, &fields);
+        // Messages and values may quote outside text (paths, input): control characters are
+        // escaped, so one event is one line that nothing can forge.
+        let shown = |text: &str| crate::text::printable(text).into_owned();
         let mut line = format!(
-            "{} {:<5} [{worker} {pid}] {}",
+            "{} {:<5} [{} {}] {}",
             timestamp(now_ms()),
             event.metadata().level(),
-            fields.message
+            shown(&worker),
+            shown(&pid),
+            shown(&fields.message)
         );
         for (k, v) in &fields.pairs {
             if k != "worker_id" && k != "pid" {
-                let _ = write!(line, " {k}={v}");
+                let _ = write!(line, " {k}={}", shown(&v.to_string()));
             }
         }
         line.push('\n');

@@ -503,9 +503,7 @@ fn register_control(registry: &mut Registry, view: &MetricsView) {
 #[cfg(feature = "health")]
 /// The running health server.
 pub struct HealthServer {
-    server: Arc<tiny_http::Server>,
-    address: SocketAddr,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: super::http::HttpServer,
 }
 
 /// Starting the health server failed.
@@ -522,48 +520,24 @@ pub struct HealthError {
 impl HealthServer {
     /// Serves the endpoints of `state` on `bind` from a thread of its own.
     pub fn start(bind: &str, state: Arc<HealthState>) -> Result<Self, HealthError> {
-        let server = tiny_http::Server::http(bind).map_err(|e| HealthError {
+        let server = super::http::HttpServer::start(bind, "sk-health", move |request| {
+            let (status, body, content_type) = respond(&request.path, &state);
+            super::http::Response {
+                status,
+                content_type,
+                body,
+            }
+        })
+        .map_err(|e| HealthError {
             bind: bind.to_string(),
             detail: e.to_string(),
         })?;
-        let address = server.server_addr().to_ip().ok_or_else(|| HealthError {
-            bind: bind.to_string(),
-            detail: "not an IP socket".into(),
-        })?;
-        let server = Arc::new(server);
-        let serving = Arc::clone(&server);
-        let thread = super::monitor::spawn_named("sk-health", move || {
-            for request in serving.incoming_requests() {
-                let (status, body, content_type) = respond(request.url(), &state);
-                let header =
-                    tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-                        .unwrap_or_else(|()| unreachable!("static header is valid"));
-                let response = tiny_http::Response::from_string(body)
-                    .with_status_code(status)
-                    .with_header(header);
-                let _ = request.respond(response);
-            }
-        });
-        Ok(Self {
-            server,
-            address,
-            thread: Some(thread),
-        })
+        Ok(Self { server })
     }
 
     /// The address the server listens on (the port picked when `bind` asked for 0).
     pub fn address(&self) -> SocketAddr {
-        self.address
-    }
-}
-
-#[cfg(feature = "health")]
-impl Drop for HealthServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.address()
     }
 }
 

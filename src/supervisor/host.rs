@@ -217,7 +217,7 @@ impl Runtime {
                 .enabled
                 .then(|| crate::observability::span::Sampler::of(tracing)),
             arena: rkyv::ser::allocator::Arena::new(),
-            watcher: watch(supervisor),
+            watcher: watch(supervisor)?,
         })
     }
 
@@ -494,11 +494,12 @@ fn attach_host_ends(supervisor: &Supervisor) -> Result<HostEnds, HostError> {
 
 /// Moves the supervisor to a thread that watches the workers until the host finishes, then
 /// waits for the last group to drain, stops everyone and reports.
-fn watch(mut supervisor: Supervisor) -> Watcher {
+fn watch(mut supervisor: Supervisor) -> Result<Watcher, SupervisorError> {
     let failure = Arc::new(Mutex::new(None));
     let finish = Arc::new(AtomicU8::new(WATCH));
     let (thread_failure, thread_finish) = (Arc::clone(&failure), Arc::clone(&finish));
-    let thread = std::thread::spawn(move || {
+    // A thread that cannot start drops the supervisor with it, which stops every worker.
+    let thread = super::monitor::spawn_named("sk-watch", move || {
         while thread_finish.load(Ordering::Relaxed) == WATCH {
             supervisor.pump(SLICE);
             if let (Some(found), Ok(mut slot)) = (supervisor.failure(), thread_failure.lock())
@@ -513,10 +514,11 @@ fn watch(mut supervisor: Supervisor) -> Watcher {
             None => RunEnd::Interrupted(None),
         };
         super::run::finish_run(supervisor, end)
-    });
-    Watcher {
+    })
+    .map_err(SupervisorError::Thread)?;
+    Ok(Watcher {
         failure,
         finish,
         thread: Some(thread),
-    }
+    })
 }

@@ -6,17 +6,19 @@
 
 pub mod health;
 mod host;
+#[cfg(feature = "health")]
+mod http;
 pub mod lifecycle;
 pub mod monitor;
 mod run;
 pub mod spawn;
 mod telemetry;
 
+pub use crate::runtime::signals::{ignore_write_signals, stop_signals};
 pub use host::{HostError, Reply, ReplyKind, Runtime};
 pub use lifecycle::{
     EventKind, FailureCategory, LifecycleEvent, Snapshot, WorkerSnapshot, WorkerState,
 };
-pub use monitor::STOP_SIGNALS;
 pub use run::{
     RunEnd, RunFailure, SupervisedRun, Supervisor, SupervisorError, SupervisorOptions,
     run_supervised,

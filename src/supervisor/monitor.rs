@@ -31,7 +31,7 @@ pub enum Event {
         /// The worker.
         worker: String,
         /// The frame.
-        received: Received,
+        received: Box<Received>,
     },
     /// A frame from a worker was rejected, or its connection failed.
     ControlProblem {
@@ -51,20 +51,22 @@ pub enum Event {
         /// When it was reaped.
         at: Instant,
     },
-    /// One of the [`STOP_SIGNALS`] arrived.
+    /// One of the [`crate::runtime::signals::stop_signals`] arrived.
     Signal(i32),
 }
 
 /// Spawns a thread named `name` (names show in `top -H`, debuggers and `/proc/<pid>/task`).
-/// Like `std::thread::spawn`, a failure to create a thread is fatal.
+/// A thread that cannot be created (a process or memory limit) is an error the caller reports,
+/// never a panic.
 pub(crate) fn spawn_named<T: Send + 'static>(
     name: impl Into<String>,
     f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let name = name.into();
     std::thread::Builder::new()
-        .name(name.into())
+        .name(name.clone())
         .spawn(f)
-        .unwrap_or_else(|e| panic!("cannot spawn a thread: {e}"))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start thread {name}: {e}")))
 }
 
 /// Accepts connections until `shutdown` is set (checked at least every 100 ms). Connections
@@ -75,7 +77,7 @@ pub fn spawn_acceptor(
     server: Arc<ControlServer>,
     events: Sender<Event>,
     shutdown: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     spawn_named("sk-acceptor", move || {
         while !shutdown.load(Ordering::Relaxed) {
             let outcomes = match server.poll_handshakes(Duration::from_millis(100)) {
@@ -100,13 +102,17 @@ pub fn spawn_acceptor(
 }
 
 /// Forwards a worker's frames until its connection closes.
-pub fn spawn_reader(worker: String, mut rx: FrameReceiver, events: Sender<Event>) {
+pub fn spawn_reader(
+    worker: String,
+    mut rx: FrameReceiver,
+    events: Sender<Event>,
+) -> std::io::Result<()> {
     spawn_named(format!("sk-read-{worker}"), move || {
         loop {
             let event = match rx.recv(Duration::from_millis(500)) {
                 Ok(received) => Event::Frame {
                     worker: worker.clone(),
-                    received,
+                    received: Box::new(received),
                 },
                 Err(ReadError::TimedOut) => continue,
                 Err(ReadError::Closed) => {
@@ -135,12 +141,19 @@ pub fn spawn_reader(worker: String, mut rx: FrameReceiver, events: Sender<Event>
                 return;
             }
         }
-    });
+    })?;
+    Ok(())
 }
 
-/// Reaps `child` and reports its exit.
-pub fn spawn_reaper(worker: String, mut child: Child, events: Sender<Event>) {
-    spawn_named(format!("sk-reap-{worker}"), move || {
+/// Reaps `child` and reports its exit. When no thread can be started, the child is killed
+/// and reaped here (it must not outlive an error) and the error returned.
+pub fn spawn_reaper(worker: String, child: Child, events: Sender<Event>) -> std::io::Result<()> {
+    let child = Arc::new(parking_lot::Mutex::new(Some(child)));
+    let held = Arc::clone(&child);
+    let spawned = spawn_named(format!("sk-reap-{worker}"), move || {
+        let Some(mut child) = held.lock().take() else {
+            return;
+        };
         let status = loop {
             match child.wait() {
                 Ok(status) => break status,
@@ -154,31 +167,29 @@ pub fn spawn_reaper(worker: String, mut child: Child, events: Sender<Event>) {
             at: Instant::now(),
         });
     });
+    if let Err(error) = spawned {
+        if let Some(mut child) = child.lock().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(error);
+    }
+    Ok(())
 }
 
-/// The signals that stop a run gracefully: ingestion stops, the pipeline drains, the summary
-/// says where to resume, and the exit status is 128 + the signal. SIGHUP (a closed terminal or
-/// session) and SIGQUIT are handled like SIGTERM rather than killing the run unaccounted.
-pub const STOP_SIGNALS: [i32; 4] = [
-    signal_hook::consts::SIGTERM,
-    signal_hook::consts::SIGINT,
-    signal_hook::consts::SIGHUP,
-    signal_hook::consts::SIGQUIT,
-];
-
-/// Forwards the [`STOP_SIGNALS`] to the loop.
+/// Forwards the [`crate::runtime::signals::stop_signals`] to the loop.
 pub fn spawn_signal_thread(
     events: Sender<Event>,
 ) -> std::io::Result<signal_hook::iterator::Handle> {
-    let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS)?;
+    let mut signals = signal_hook::iterator::Signals::new(crate::runtime::signals::stop_signals())?;
     let handle = signals.handle();
-    std::thread::spawn(move || {
+    spawn_named("sk-signals", move || {
         for signal in signals.forever() {
             if events.send(Event::Signal(signal)).is_err() {
                 return;
             }
         }
-    });
+    })?;
     Ok(handle)
 }
 

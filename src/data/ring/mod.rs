@@ -275,6 +275,18 @@ impl Layout {
     }
 }
 
+/// The largest record (header included) a ring of `capacity` bytes takes: half the ring, so a
+/// producer waiting for room for it never waits for more than half the ring to drain, and a
+/// record plus the padding before a wrap always fit.
+pub const fn max_record_total(capacity: usize) -> usize {
+    capacity / 2
+}
+
+/// The largest record body a ring of `capacity` bytes takes.
+pub const fn max_record_body(capacity: usize) -> usize {
+    max_record_total(capacity) - RECORD_HEADER
+}
+
 /// Writes a fresh ring header into `memory` (which must be zeroed). `salt` should be random.
 pub fn init_ring<M: RingMemory>(
     memory: &M,
@@ -292,9 +304,7 @@ pub fn init_ring<M: RingMemory>(
             needed,
         });
     }
-    // The largest record is a quarter of the ring: a producer waiting for room for it never
-    // waits for more than three quarters of the ring to drain.
-    let max_total = (capacity / 4) as u64;
+    let max_total = max_record_total(capacity) as u64;
     // SAFETY: every offset below is a fixed, aligned header word inside `needed <= len` bytes.
     unsafe {
         memory.store_u64(word::VERSION, VERSION, Ordering::Relaxed);
