@@ -434,8 +434,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprint!("{report}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    let chosen =
-        runtime::journal::choose_resume(&config, args.resume, args.skip, args.host.as_deref());
+    let chosen = runtime::journal::choose_resume(
+        &config,
+        &fund_load::registry(),
+        args.resume,
+        args.skip,
+        args.host.as_deref(),
+    );
     let (resume, journal) = match chosen {
         Ok(runtime::journal::ResumeChoice::Fresh) => (Default::default(), None),
         Ok(runtime::journal::ResumeChoice::Resume { plan, journal }) => (plan, journal),

@@ -189,6 +189,7 @@ pub struct NodeFactory {
     state: StateFn,
     shared_store: Option<&'static str>,
     max_record: Option<MaxRecordFn>,
+    writes_sink_file: bool,
     build: Arc<BuildFn>,
 }
 
@@ -237,6 +238,20 @@ impl NodeFactory {
     pub fn max_record(&mut self, max_record: MaxRecordFn) -> &mut Self {
         self.max_record = Some(max_record);
         self
+    }
+
+    /// Declares that the node writes the sink adapter's file (`adapters.sink`) record by
+    /// record through [`crate::files::writer::RecordWriter`]s and reports them in
+    /// [`crate::graph::Node::outputs`]: a run whose last node does keeps a run journal beside
+    /// that file, and can be resumed.
+    pub fn writes_sink_file(&mut self) -> &mut Self {
+        self.writes_sink_file = true;
+        self
+    }
+
+    /// Whether the node writes the sink adapter's file ([`NodeFactory::writes_sink_file`]).
+    pub fn is_sink_file_writer(&self) -> bool {
+        self.writes_sink_file
     }
 
     /// The node's largest record's payload under `config`, if it declares one.
@@ -311,6 +326,7 @@ impl Registry {
                 state: stateless,
                 shared_store: None,
                 max_record: None,
+                writes_sink_file: false,
                 build: Arc::new(move |ctx| {
                     build(ctx).map(|node| BuiltNode::Node(Box::new(TypedNode(node))))
                 }),
@@ -334,6 +350,7 @@ impl Registry {
                 state: stateless,
                 shared_store: None,
                 max_record: None,
+                writes_sink_file: false,
                 build: Arc::new(move |ctx| {
                     build(ctx).map(|source| BuiltNode::Source(Box::new(TypedSource(source))))
                 }),

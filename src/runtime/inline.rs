@@ -244,7 +244,7 @@ pub fn run_inline_with_outputs<'o>(
         message: e.to_string(),
     })?;
     // Every output is open (none changed yet): the journal is written before any is.
-    if let Some(path) = journal_path(config) {
+    if let Some(path) = journal_path(config, registry) {
         let id = crate::observability::ids::run_id_text(run_id);
         pipeline.journal = Some(JournalKeeper::start(
             config,

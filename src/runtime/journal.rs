@@ -16,6 +16,7 @@ use crate::config::{Config, SinkAdapter, SourceAdapter};
 use crate::files::journal::{
     Checkpoint, Completed, InputIdentity, Journal, JournalError, OutputLength, RunState,
 };
+use crate::graph::Registry;
 
 /// Input positions held while waiting for the sink's lengths at the same record: enough for
 /// the records in flight between source and sink in any pipeline this engine runs.
@@ -40,11 +41,18 @@ pub struct JournalKeeper {
     inputs_elsewhere: bool,
 }
 
-/// The journal path of a config's run: beside the sink's file (`None` for stdout, or when
-/// `runtime.journal.enabled` is off).
-pub fn journal_path(config: &Config) -> Option<PathBuf> {
+/// The journal path of a config's run: beside the sink's file, when the pipeline's last node
+/// writes it ([`crate::graph::NodeFactory::writes_sink_file`]); `None` for stdout, for a
+/// pipeline that writes no file, or when `runtime.journal.enabled` is off.
+pub fn journal_path(config: &Config, registry: &Registry) -> Option<PathBuf> {
+    let writes_file = config
+        .pipeline
+        .nodes
+        .last()
+        .and_then(|last| registry.get(last))
+        .is_some_and(|factory| factory.is_sink_file_writer());
     match &config.adapters.sink {
-        SinkAdapter::File { path } if config.runtime.journal.enabled => {
+        SinkAdapter::File { path } if config.runtime.journal.enabled && writes_file => {
             Some(Journal::path_for(path))
         }
         _ => None,
@@ -346,11 +354,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// - Neither: a fresh run.
 pub fn choose_resume(
     config: &Config,
+    registry: &Registry,
     resume: bool,
     skip: u64,
     host: Option<&str>,
 ) -> Result<ResumeChoice, ResumeStartError> {
-    let path = journal_path(config);
+    let path = journal_path(config, registry);
     if !resume && skip == 0 {
         return Ok(ResumeChoice::Fresh);
     }
@@ -380,7 +389,7 @@ pub fn choose_resume(
         return match written {
             None => Ok(ResumeChoice::Fresh),
             Some(output) => Err(ResumeStartError::NoJournal {
-                journal: journal_path(config).unwrap_or_default(),
+                journal: Journal::path_for(&output),
                 output,
             }),
         };

@@ -92,13 +92,15 @@ pub fn register(registry: &mut Registry) {
     registry.transform("format_output", |ctx| {
         Ok(FormatOutput::new(ctx.config.adapters.audit.is_some()))
     });
-    registry.transform("sink", |ctx| {
-        let audit = ctx.config.adapters.audit.as_ref().map(|a| a.path());
-        LineSink::open(
-            &ctx.config.adapters.sink,
-            audit,
-            ctx.resume_point("output"),
-            ctx.resume_point("audit"),
-        )
-    });
+    registry
+        .transform("sink", |ctx| {
+            let audit = ctx.config.adapters.audit.as_ref().map(|a| a.path());
+            LineSink::open(
+                &ctx.config.adapters.sink,
+                audit,
+                ctx.resume_point("output"),
+                ctx.resume_point("audit"),
+            )
+        })
+        .writes_sink_file();
 }

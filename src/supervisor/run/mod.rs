@@ -387,7 +387,7 @@ impl Supervisor {
         // Everything is checked and no output changed yet: the journal goes first, before any
         // thread or process is started, so that whatever fails from here on leaves one.
         let holds_source = records.iter().any(|r| r.holds_source);
-        let journal = match crate::runtime::journal::journal_path(config) {
+        let journal = match crate::runtime::journal::journal_path(config, registry) {
             Some(path) if holds_chain_end => {
                 let keeper = crate::runtime::journal::JournalKeeper::start(
                     config,
