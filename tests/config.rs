@@ -804,3 +804,65 @@ fn r8_mutated_configs_never_panic_and_every_error_names_a_path() {
         "R8: {cases} mutated configs: {rejected} rejected (every error with a path or a line and column), {accepted} accepted, 0 panics"
     );
 }
+
+/// A group without nodes is an error at its `nodes` (300 of them once forked 304 processes
+/// before the run failed).
+#[test]
+fn a_group_without_nodes_is_an_error() {
+    let mut root = parse(FULL_EXAMPLE);
+    let groups = root["runtime"]["platform"]["process_groups"]
+        .as_sequence_mut()
+        .unwrap();
+    for i in 0..300 {
+        groups.push(parse(&format!("{{name: empty{i}, nodes: []}}")));
+    }
+    let report = errors_of(&root);
+    assert_error(
+        &report,
+        "runtime.platform.process_groups[4].nodes",
+        Code::Range,
+    );
+    assert_error(
+        &report,
+        "runtime.platform.process_groups[303].nodes",
+        Code::Range,
+    );
+}
+
+/// Group and host names are letters (any script), digits, `.`, `_` and `-`: a newline or an
+/// escape sequence in one would forge log lines and break metrics labels.
+#[test]
+fn group_and_host_names_are_plain() {
+    for bad in [
+        r#""ingress\nERROR forged""#,
+        r#""a b""#,
+        r#""x\u001b[31m""#,
+        r#""""#,
+    ] {
+        let report = errors_of(&with("runtime.platform.process_groups[0].name", bad));
+        assert!(
+            report
+                .at("runtime.platform.process_groups[0].name")
+                .next()
+                .is_some(),
+            "{bad}: {report}"
+        );
+    }
+    let report = errors_of(&with(
+        "runtime.platform.process_groups[0].host",
+        r#""h\nx""#,
+    ));
+    assert_error(
+        &report,
+        "runtime.platform.process_groups[0].host",
+        Code::Invalid,
+    );
+    load(
+        &serde_norway::to_string(&with(
+            "runtime.platform.process_groups[0].name",
+            "\"ingrès-1.a_b\"",
+        ))
+        .unwrap(),
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+}

@@ -195,6 +195,8 @@ impl Harness {
             telemetry: None,
             run_id: 42,
             skip: 0,
+            resume_lengths: Vec::new(),
+            resume_positions: Vec::new(),
             correlation,
         })
     }

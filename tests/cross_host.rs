@@ -76,6 +76,14 @@ fn main() {
                 "xh10_an_upstream_rerun_after_the_run_completed_ends_cleanly",
                 xh10,
             ),
+            Trial::test(
+                "xh11_a_downstream_rerun_with_resume_after_the_run_completed_changes_nothing",
+                xh11,
+            ),
+            Trial::test(
+                "xh12_an_upstream_restarted_on_an_input_edited_mid_file_is_refused",
+                xh12,
+            ),
         ],
     );
 }
@@ -580,6 +588,133 @@ fn xh10() -> Result<(), Failed> {
         expect_ok(&again, "upstream rerun after completion")?;
         check_identical(work.path(), &reference, "after the upstream rerun")?;
     }
+    Ok(())
+}
+
+/// A Kubernetes Job retry reruns the downstream host after it completed: with `--resume` it
+/// sees its journal's complete mark and changes nothing (before the journal, the rerun emptied
+/// the finished output and failed after the idle timeout).
+fn xh11() -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("input.txt");
+    generated_input(&input, 5_000)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let work = tempfile::tempdir()?;
+    let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    let run = run_id("xh11", 0);
+    run_both(&config, &input, work.path(), &run)?;
+    check_identical(work.path(), &reference, "the completed run")?;
+    let mut retry = cli();
+    retry
+        .args([
+            "run",
+            "--quiet",
+            "--resume",
+            "--host",
+            "downstream",
+            "--run-id",
+            &run,
+            "-c",
+        ])
+        .arg(&config)
+        .arg("--output")
+        .arg(work.path().join("output.txt"))
+        .arg("--dead-letter")
+        .arg(work.path().join("rejects.jsonl"))
+        .current_dir(work.path());
+    let started = Instant::now();
+    let retried = retry.output()?;
+    let said = String::from_utf8_lossy(&retried.stdout).into_owned();
+    check(
+        retried.status.success() && said.contains("nothing to do"),
+        || {
+            format!(
+                "the downstream retry: exit {:?}\n{said}",
+                retried.status.code()
+            )
+        },
+    )?;
+    check_identical(work.path(), &reference, "after the downstream retry")?;
+    println!(
+        "xh11 the downstream host rerun with --resume after a completed run: exit 0 in {} ms, nothing done, output intact",
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// The upstream host is killed, its input edited in the middle (same size), and the upstream
+/// restarted: the restarted upstream's records are of another input and are refused (before
+/// the whole-input digest, a fingerprint of the size and the first and last MiB let the edit
+/// through and the output spliced two inputs). The run fails; no output holds a record of the
+/// edited input.
+fn xh12() -> Result<(), Failed> {
+    let Some(nats) = Nats::start(&[])? else {
+        return Ok(());
+    };
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, FAULT_LINES)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let work = tempfile::tempdir()?;
+    let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    let run = run_id("xh12", 0);
+    let mut up = spawn_host("upstream", &config, &input, work.path(), &run)?;
+    let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
+    let deadline = Instant::now() + HANG;
+    while std::fs::metadata(work.path().join("output.txt")).map_or(0, |m| m.len())
+        < reference.0.len() as u64 / 5
+    {
+        check(up.try_wait()?.is_none(), || {
+            "the upstream ended before the kill".into()
+        })?;
+        check(Instant::now() < deadline, || "no progress".into())?;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let workers = children_of(up.id());
+    let _ = up.kill();
+    let _ = up.wait();
+    check_no_orphans(&workers)?;
+    // One digit in the middle of the input, changed in place.
+    let mut bytes = std::fs::read(&input)?;
+    let mut at = bytes.len() / 2;
+    while !bytes[at].is_ascii_digit() {
+        at += 1;
+    }
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&input, &bytes)?;
+    let restarted = wait_exit(spawn_host("upstream", &config, &input, work.path(), &run)?)?;
+    check(
+        restarted.code == Some(3) && restarted.stderr.contains("another input"),
+        || {
+            format!(
+                "the upstream restarted on an edited input: exit {:?}\n{}",
+                restarted.code,
+                tail(&restarted.stderr)
+            )
+        },
+    )?;
+    let down = {
+        let mut down = down;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(down.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = down.try_wait();
+        wait_exit(down)?
+    };
+    let output = std::fs::read(work.path().join("output.txt"))?;
+    check(reference.0.starts_with(&output), || {
+        format!(
+            "the downstream output is not a prefix of the original input's (exit {:?})",
+            down.code
+        )
+    })?;
+    println!(
+        "xh12 upstream killed, its input edited mid-file (same size) and restarted: refused with exit 3 (another input); the downstream output stays a prefix of the original input's"
+    );
     Ok(())
 }
 

@@ -31,9 +31,7 @@ fn config_for(profile: Profile, dir: &Path, input: &Path) -> Config {
     let mut config = config::load_file(&path, &fund_load::registry())
         .unwrap_or_else(|r| panic!("{r}"))
         .config;
-    config.adapters.source = SourceAdapter::File {
-        path: input.to_path_buf(),
-    };
+    config.adapters.source = SourceAdapter::file(input);
     config.adapters.sink = SinkAdapter::File {
         path: dir.join("output.txt"),
     };

@@ -33,6 +33,12 @@ pub fn sample_input() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// Writes `lines` generated input lines (seed 1) to `out`.
+pub fn write_generated(out: &mut impl std::io::Write, lines: u64) -> Result<(), Failed> {
+    stream_kernel::apps::fund_load::generator::write_lines(lines, 1, out)?;
+    Ok(())
+}
+
 /// Writes `lines` generated lines (seed 1) to `path`.
 pub fn generated_input(path: &Path, lines: u64) -> Result<(), Failed> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
@@ -68,9 +74,7 @@ pub fn bundled_config(
 
 /// Points `config` at `input`, writing `output.txt` and `rejects.jsonl` in `dir`.
 pub fn point_at(config: &mut Config, input: &Path, dir: &Path) {
-    config.adapters.source = SourceAdapter::File {
-        path: input.to_path_buf(),
-    };
+    config.adapters.source = SourceAdapter::file(input);
     config.adapters.sink = SinkAdapter::File {
         path: dir.join("output.txt"),
     };
