@@ -388,12 +388,21 @@ impl Interrupts {
         for sig in stream_kernel::supervisor::stop_signals() {
             let first = Arc::clone(&signal);
             // SAFETY: the handler only does an atomic compare-exchange (async-signal-safe).
-            unsafe {
+            let registered = unsafe {
                 signal_hook::low_level::register(sig, move || {
                     let _ = first.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
                 })
-            }?;
-            signal_hook::flag::register(sig, Arc::clone(&stop))?;
+            };
+            match registered {
+                Ok(_) => {
+                    signal_hook::flag::register(sig, Arc::clone(&stop))?;
+                }
+                // A real-time signal the environment keeps for itself (a debugger, valgrind)
+                // cannot be caught here: nobody else can send it to us either.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::InvalidInput && sig >= libc::SIGRTMIN() => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(Self { stop, signal })
     }

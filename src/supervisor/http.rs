@@ -83,6 +83,9 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::Relaxed);
+        // Wake the accept loop at once rather than at its next poll slice: the run's exit
+        // waits for this thread.
+        let _ = TcpStream::connect_timeout(&self.address, SHUTDOWN_POLL);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -104,7 +107,9 @@ fn serve(listener: &TcpListener, shutdown: &AtomicBool, handler: &Handler) {
                 continue;
             }
         }
-        if let Ok((stream, _)) = listener.accept() {
+        if let Ok((stream, _)) = listener.accept()
+            && !shutdown.load(Ordering::Relaxed)
+        {
             answer(stream, handler);
         }
     }

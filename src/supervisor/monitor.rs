@@ -181,7 +181,16 @@ pub fn spawn_reaper(worker: String, child: Child, events: Sender<Event>) -> std:
 pub fn spawn_signal_thread(
     events: Sender<Event>,
 ) -> std::io::Result<signal_hook::iterator::Handle> {
-    let mut signals = signal_hook::iterator::Signals::new(crate::runtime::signals::stop_signals())?;
+    let mut signals = signal_hook::iterator::Signals::new(Vec::<i32>::new())?;
+    for sig in crate::runtime::signals::stop_signals() {
+        match signals.add_signal(sig) {
+            Ok(()) => {}
+            // A real-time signal the environment keeps for itself (a debugger, valgrind)
+            // cannot be caught here: nobody else can send it to us either.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput && sig >= libc::SIGRTMIN() => {}
+            Err(e) => return Err(e),
+        }
+    }
     let handle = signals.handle();
     spawn_named("sk-signals", move || {
         for signal in signals.forever() {

@@ -9,6 +9,10 @@ use super::{
     load_checked, read_layout, store_checked, word,
 };
 use crate::data::memory::RingMemory;
+
+/// Free contiguous bytes below which a push looks at the consumer's real head before filling
+/// (above it, the cached head is trusted: a record rarely needs more).
+const OPTIMISTIC_WINDOW: u64 = 64 * 1024;
 use crate::data::wait::{WaitStrategy, wait_until, wake_if_waiting};
 
 /// The writing end of a ring.
@@ -232,15 +236,27 @@ impl<M: RingMemory> Producer<M> {
                 return Err(self.too_large());
             }
         }
-        // Make a full-size window: wrap if the end is near, then wait for room.
-        let to_end = self.layout.capacity - (self.cursor.tail & self.layout.mask);
-        if to_end < self.layout.max_total {
-            self.wait_for_space(to_end, timeout)?;
-            self.pad_to_end();
+        // The record needs more than the window it was offered: wait for twice as much
+        // contiguous room (wrapping when the end is nearer), up to the largest record, so that
+        // a small record never waits for half the ring to drain.
+        let mut need = (window.max(min_window) * 2).min(self.layout.max_total);
+        loop {
+            let to_end = self.layout.capacity - (self.cursor.tail & self.layout.mask);
+            if to_end < need {
+                self.wait_for_space(to_end, timeout)?;
+                self.pad_to_end();
+            }
+            self.wait_for_space(need, timeout)?;
+            // At least `need`: that much is free and the end is at least that far.
+            let window = self.contiguous_window();
+            if let Some(len) = self.try_fill(window, &mut fill) {
+                return Ok(len);
+            }
+            if window >= self.layout.max_total {
+                return Err(self.too_large());
+            }
+            need = (window * 2).min(self.layout.max_total);
         }
-        self.wait_for_space(self.layout.max_total, timeout)?;
-        self.try_fill(self.layout.max_total, &mut fill)
-            .ok_or_else(|| self.too_large())
     }
 
     fn too_large(&self) -> PushError {
@@ -250,11 +266,14 @@ impl<M: RingMemory> Producer<M> {
         }
     }
 
-    /// Contiguous bytes writable at the current position without waiting or wrapping.
+    /// Contiguous bytes writable at the current position without waiting or wrapping. The
+    /// consumer's head is read (a cache line the consumer writes) only when the cached view
+    /// leaves less than [`OPTIMISTIC_WINDOW`]: records are usually far smaller, and a larger
+    /// one takes the slow path of `push_with`.
     fn contiguous_window(&mut self) -> u64 {
         let to_end = self.layout.capacity - (self.cursor.tail & self.layout.mask);
         let cap = to_end.min(self.layout.max_total);
-        if self.free() < cap {
+        if self.free() < cap.min(OPTIMISTIC_WINDOW) {
             // Cached head is stale or the ring is full-ish: one look at the real head.
             let _ = self.refresh_head();
         }
