@@ -30,8 +30,14 @@ pub type MessageDeserializer = rancor::Strategy<(), rancor::Error>;
 
 /// A type that can travel on an edge.
 ///
-/// Implemented for every `Archive + Serialize + Deserialize` type whose archive is checkable;
-/// derive `rkyv::{Archive, Serialize, Deserialize}` on a struct and it is a message.
+/// Implemented for every `Archive + Serialize + Deserialize` type whose archive is checkable:
+/// declare a type with [`message!`](crate::message) (or derive
+/// `rkyv::{Archive, Serialize, Deserialize}` on it) and it is a message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a message: it cannot travel on an edge between nodes",
+    label = "not a message",
+    note = "declare it with `stream_kernel::message! {{ pub struct ... }}` (or derive `rkyv::Archive, rkyv::Serialize, rkyv::Deserialize` on it, with `#[rkyv(crate = stream_kernel::rkyv)]` when rkyv is not a dependency of yours)"
+)]
 pub trait Message:
     Archive + for<'a, 'b> Serialize<SlotSerializer<'a, 'b>> + Send + 'static
 {
@@ -59,6 +65,38 @@ pub trait Message:
     unsafe fn decode_trusted(bytes: &[u8]) -> Result<Self, PayloadError>
     where
         Self: Sized;
+}
+
+/// Declares a message type: the struct or enum, with the derives a message needs, through this
+/// crate's own rkyv (nothing to add to `Cargo.toml`, always the matching version).
+///
+/// ```
+/// stream_kernel::message! {
+///     /// A word and how often it was seen.
+///     #[derive(Debug, Clone, PartialEq)]
+///     pub struct WordCount {
+///         pub word: String,
+///         pub count: u64,
+///     }
+/// }
+///
+/// fn is_a_message<T: stream_kernel::graph::Message>() {}
+/// is_a_message::<WordCount>();
+/// ```
+#[macro_export]
+macro_rules! message {
+    ($(#[$meta:meta])* $vis:vis struct $($rest:tt)*) => {
+        #[derive($crate::rkyv::Archive, $crate::rkyv::Serialize, $crate::rkyv::Deserialize)]
+        #[rkyv(crate = $crate::rkyv)]
+        $(#[$meta])*
+        $vis struct $($rest)*
+    };
+    ($(#[$meta:meta])* $vis:vis enum $($rest:tt)*) => {
+        #[derive($crate::rkyv::Archive, $crate::rkyv::Serialize, $crate::rkyv::Deserialize)]
+        #[rkyv(crate = $crate::rkyv)]
+        $(#[$meta])*
+        $vis enum $($rest)*
+    };
 }
 
 fn payload_error<T>(len: usize, reason: impl fmt::Display) -> PayloadError {

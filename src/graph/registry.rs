@@ -149,6 +149,17 @@ pub struct BuildContext<'a> {
 }
 
 impl BuildContext<'_> {
+    /// The node's settings as the type it declared with [`NodeFactory::settings_type`]
+    /// (already validated when the config was loaded).
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, NodeError> {
+        let section = match self.settings {
+            YamlValue::Null => YamlValue::Mapping(Default::default()),
+            other => other.clone(),
+        };
+        serde_norway::from_value(section)
+            .map_err(|e| NodeError::failed(format!("settings of node `{}`: {e}", self.node)))
+    }
+
     /// Where this node's output `what` resumes: open it with
     /// [`RecordWriter::open`](crate::files::writer::RecordWriter::open) and this point, and a
     /// resumed run replays, checks and cuts it exactly.
@@ -209,6 +220,67 @@ fn no_settings(
     None
 }
 
+/// [`NodeFactory::settings_type`]: the section deserializes into `T`, and holds no key that
+/// `T`, serialized back, does not.
+fn typed_settings<T>(
+    section: Option<&YamlValue>,
+    path: &ConfigPath,
+    diag: &mut Diagnostics,
+) -> Option<YamlValue>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let given = section
+        .cloned()
+        .unwrap_or_else(|| YamlValue::Mapping(Default::default()));
+    let parsed: T = match serde_norway::from_value(given.clone()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            diag.error(
+                path,
+                crate::config::ConfigErrorCode::Invalid,
+                format!("settings of type {}", std::any::type_name::<T>()),
+                e.to_string(),
+            );
+            return None;
+        }
+    };
+    let normalised = serde_norway::to_value(&parsed).ok()?;
+    report_unknown_keys(&given, &normalised, path, diag);
+    Some(normalised)
+}
+
+/// Keys of `given` (recursively, in mappings) that `known` lacks.
+fn report_unknown_keys(
+    given: &YamlValue,
+    known: &YamlValue,
+    path: &ConfigPath,
+    diag: &mut Diagnostics,
+) {
+    let (YamlValue::Mapping(given), YamlValue::Mapping(known)) = (given, known) else {
+        return;
+    };
+    let names: Vec<&str> = known.keys().filter_map(YamlValue::as_str).collect();
+    for (key, value) in given {
+        let Some(name) = key.as_str() else { continue };
+        match known.get(key) {
+            Some(inner) => report_unknown_keys(value, inner, &path.key(name), diag),
+            None => {
+                let expected = match crate::config::reader::closest(name, &names) {
+                    Some(hint) => format!("unknown key; did you mean `{hint}`?"),
+                    None => format!("unknown key; known keys: {}", names.join(", ")),
+                };
+                diag.error(
+                    &path.key(name),
+                    crate::config::ConfigErrorCode::UnknownKey,
+                    expected,
+                    format!("`{name}`"),
+                );
+            }
+        }
+    }
+}
+
 fn stateless(_: &Config) -> NodeState {
     NodeState::Stateless
 }
@@ -223,6 +295,29 @@ impl NodeFactory {
     /// Declares the node stateful (or not) as a function of the config.
     pub fn state(&mut self, state: StateFn) -> &mut Self {
         self.state = state;
+        self
+    }
+
+    /// Declares the node's settings (its section `nodes.<name>`) as a type of the program's
+    /// own: the section must deserialize into `T` (with serde; fields with defaults may be
+    /// left out), keys `T` does not have are refused with a hint, and every problem is
+    /// reported at the node's path. The factory reads them with [`BuildContext::settings`].
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize, serde::Serialize, Default)]
+    /// #[serde(default)]
+    /// struct Rounds { rounds: u32 }
+    ///
+    /// let mut registry = stream_kernel::graph::Registry::new();
+    /// registry
+    ///     .map("hash", |line: &stream_kernel::adapters::Line| line.clone())
+    ///     .settings_type::<Rounds>();
+    /// ```
+    pub fn settings_type<T>(&mut self) -> &mut Self
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + 'static,
+    {
+        self.settings = typed_settings::<T>;
         self
     }
 

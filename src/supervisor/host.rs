@@ -109,9 +109,14 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The terminal output, checked against type `T` (rkyv bytecheck).
+    /// The terminal output as archived, in place, checked against type `T` (rkyv bytecheck).
     pub fn value<T: Message>(&self) -> Result<&T::Archived, PayloadError> {
         T::access(&self.payload.as_bytes()[..self.len])
+    }
+
+    /// The terminal output as a `T` of its own, checked and decoded.
+    pub fn decode<T: Message>(&self) -> Result<T, PayloadError> {
+        T::decode(&self.payload.as_bytes()[..self.len])
     }
 }
 

@@ -97,7 +97,7 @@ impl Generator {
         }
     }
 
-    /// Writes the next line (without newline) into `out`; `false` when done.
+    /// Writes the next line (without newline) into `out`, replacing it; `false` when done.
     pub fn next_line(&mut self, out: &mut Vec<u8>) -> bool {
         if self.remaining == 0 {
             return false;
@@ -291,6 +291,17 @@ pub fn write_lines(lines: u64, seed: u64, out: &mut impl std::io::Write) -> std:
         out.write_all(&line)?;
     }
     Ok(())
+}
+
+/// The generator as a program's line generator ([`crate::adapters::MakeGenerator`]).
+pub fn make(lines: u64, seed: u64) -> Box<dyn crate::adapters::LineGenerator> {
+    Box::new(Generator::new(lines, seed))
+}
+
+impl crate::adapters::LineGenerator for Generator {
+    fn next_line(&mut self, line: &mut Vec<u8>) -> bool {
+        Generator::next_line(self, line)
+    }
 }
 
 #[cfg(test)]

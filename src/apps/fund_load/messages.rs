@@ -206,13 +206,10 @@ pub fn short_digits(digits: &str) -> Option<u64> {
     })
 }
 
-/// One raw input line (without its line terminator). Bytes, not text: input files are
-/// arbitrary bytes and invalid UTF-8 is a decline reason, not a crash.
-#[derive(Debug, Clone, Default, Archive, Serialize, Deserialize)]
-pub struct RawLine {
-    /// The line's bytes.
-    pub bytes: Vec<u8>,
-}
+/// One raw input line (without its line terminator), as the engine's line source emits it.
+/// Bytes, not text: input files are arbitrary bytes and invalid UTF-8 is a decline reason,
+/// not a crash.
+pub use crate::adapters::Line as RawLine;
 
 /// A parsed attempt. When `reason` is an input error the numeric fields are zero and the ids
 /// are the strings as read (they still get an output line).

@@ -1,5 +1,5 @@
 //! Fund-load adjudication: accept or decline each attempt to load money onto an account under
-//! velocity limits (fund-load.md). The reference workload, the CLI's default job and the
+//! velocity limits (docs/fund-load.md). The reference workload, the CLI's default job and the
 //! end-to-end benchmark.
 //!
 //! Nine nodes in pipeline order: `source`, `parse_load_attempt`, `compute_time_keys`,
@@ -20,7 +20,7 @@ pub mod rules;
 pub mod settings;
 
 use crate::config::Config;
-use crate::graph::{InputProgress, NodeState, PartitionKey, Registry};
+use crate::graph::{NodeState, PartitionKey, Registry};
 use messages::{Attempt, Decision};
 use nodes::*;
 use rules::id_hash;
@@ -48,12 +48,7 @@ pub fn registry() -> Registry {
 
 /// Adds the fund-load nodes to an existing registry.
 pub fn register(registry: &mut Registry) {
-    registry
-        .source("source", |ctx| {
-            let input_bytes = ctx.services.get_or_insert_with(InputProgress::default).0;
-            LineSource::open(&ctx.config.adapters.source, input_bytes)
-        })
-        .max_record(|config| config.adapters.source.max_line_bytes());
+    registry.generated_line_source("source", generator::make);
     registry.transform("parse_load_attempt", |_| Ok(ParseLoadAttempt::default()));
     registry
         .transform("compute_time_keys", |ctx| {
@@ -93,14 +88,6 @@ pub fn register(registry: &mut Registry) {
         Ok(FormatOutput::new(ctx.config.adapters.audit.is_some()))
     });
     registry
-        .transform("sink", |ctx| {
-            let audit = ctx.config.adapters.audit.as_ref().map(|a| a.path());
-            LineSink::open(
-                &ctx.config.adapters.sink,
-                audit,
-                ctx.resume_point("output"),
-                ctx.resume_point("audit"),
-            )
-        })
+        .transform("sink", |ctx| LineSink::open(ctx))
         .writes_sink_file();
 }

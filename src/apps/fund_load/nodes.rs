@@ -1,143 +1,22 @@
-//! The fund-load nodes, in pipeline order: source, parse, time keys, idempotency gate, features,
-//! policy evaluation, window update, formatting, sink.
+//! The fund-load nodes, in pipeline order after the source (the engine's line source): parse,
+//! time keys, idempotency gate, features, policy evaluation, window update, formatting, sink.
 //!
 //! Each node reads its archived input in place and reuses one owned output value across
 //! records (strings keep their capacity), so the steady state allocates nothing per record.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::generator::Generator;
 use super::messages::*;
 use super::parse::{self, Field};
 use super::rules::{self, Candidate, IdCheck, IdRegistry, Limits, WindowStore};
-use crate::config::{SinkAdapter, SourceAdapter};
-use crate::files::lines::{InputPosition, LineRead, LineReader};
-use crate::files::writer::{OutputOpenError, OutputProgress, RecordWriter, Resume};
-use crate::graph::{Emitter, Node, NodeError, Nothing, Pull, RecordContext, Source};
+use crate::adapters::SinkFile;
+use crate::files::writer::{OutputOpenError, OutputProgress, RecordWriter};
+use crate::graph::{BuildContext, Emitter, Node, NodeError, Nothing, RecordContext};
 
 fn reason_of(code: u8) -> Result<Reason, NodeError> {
     Reason::from_code(code).ok_or_else(|| NodeError::failed(format!("unknown reason code {code}")))
-}
-
-// ---------------------------------------------------------------------------------------------
-// source
-
-enum Input {
-    Lines(LineReader),
-    Generated(Box<Generator>),
-}
-
-/// Reads the input adapter line by line: one record per line, `seq` = line number. Lines
-/// longer than the adapter's `max_line_bytes` keep their first `max_line_bytes` bytes (the
-/// line then fails to parse and is dead-lettered), so one hostile line cannot exhaust memory.
-pub struct LineSource {
-    input: Input,
-    line: RawLine,
-    bytes_read: Arc<AtomicU64>,
-    /// Bytes of generated input so far (a generator has no reader to ask).
-    generated: u64,
-}
-
-impl LineSource {
-    /// Opens the adapter. The file is opened here (a missing file fails at start, before any
-    /// worker is ready; a FIFO does not wait for its writer), but nothing is read before the
-    /// first `pull`.
-    pub fn open(adapter: &SourceAdapter, bytes_read: Arc<AtomicU64>) -> Result<Self, NodeError> {
-        let limit = |max: &u64| usize::try_from(*max).unwrap_or(usize::MAX);
-        let input = match adapter {
-            SourceAdapter::File {
-                path,
-                max_line_bytes,
-            } => Input::Lines(
-                LineReader::open(path, limit(max_line_bytes))
-                    .map_err(|e| NodeError::io(format!("opening input {}", path.display()), e))?,
-            ),
-            SourceAdapter::Stdin { max_line_bytes } => Input::Lines(
-                LineReader::stdin(limit(max_line_bytes))
-                    .map_err(|e| NodeError::io("opening stdin", e))?,
-            ),
-            SourceAdapter::Generator { lines, seed } => {
-                Input::Generated(Box::new(Generator::new(*lines, *seed)))
-            }
-        };
-        Ok(Self {
-            input,
-            line: RawLine::default(),
-            bytes_read,
-            generated: 0,
-        })
-    }
-
-    /// Reads the next line into `self.line`; false at the end of the input.
-    fn read_next(&mut self, out: &mut Emitter<'_, RawLine>) -> Result<bool, NodeError> {
-        let buf = &mut self.line.bytes;
-        let got = match &mut self.input {
-            Input::Generated(generator) => {
-                buf.clear();
-                let more = generator.next_line(buf);
-                if more {
-                    let len = buf.len() as u64 + 1;
-                    self.generated += len;
-                    self.bytes_read.fetch_add(len, Ordering::Relaxed);
-                }
-                more
-            }
-            Input::Lines(reader) => {
-                let before = reader.consumed();
-                let mut stopped_by = None;
-                let read = reader
-                    .read_line(buf, &mut || match out.idle() {
-                        Ok(()) => true,
-                        Err(e) => {
-                            stopped_by = Some(e);
-                            false
-                        }
-                    })
-                    .map_err(|e| NodeError::io(format!("reading {}", reader.name()), e))?;
-                self.bytes_read
-                    .fetch_add(reader.consumed() - before, Ordering::Relaxed);
-                match read {
-                    LineRead::Line => true,
-                    LineRead::End => false,
-                    LineRead::Stopped => return Err(stopped_by.unwrap_or(NodeError::Stopped)),
-                }
-            }
-        };
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-        Ok(got)
-    }
-}
-
-impl Source for LineSource {
-    type Output = RawLine;
-
-    fn pull(&mut self, out: &mut Emitter<'_, RawLine>) -> Result<Pull, NodeError> {
-        if !self.read_next(out)? {
-            return Ok(Pull::Exhausted);
-        }
-        out.emit(&self.line)?;
-        Ok(Pull::Emitted)
-    }
-
-    fn counters(&self) -> Vec<(String, u64)> {
-        vec![("bytes_read".into(), self.bytes_read.load(Ordering::Relaxed))]
-    }
-
-    fn position(&mut self) -> Option<InputPosition> {
-        match &mut self.input {
-            Input::Lines(reader) => reader.position(),
-            // Generated input is identified by its parameters: only its length is checked.
-            Input::Generated(_) => Some(InputPosition {
-                bytes: self.generated,
-                digest: None,
-            }),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,10 +436,11 @@ fn push_json_id(out: &mut Vec<u8>, id: &DigitText) {
 
 /// Writes output lines (and audit lines when configured) and counts decisions by reason.
 ///
-/// Both outputs are [`RecordWriter`]s: locked for the run, never left with a torn line, and
-/// rolled back to a record boundary when the run fails (see [`crate::files::writer`]).
+/// The output is the engine's [`SinkFile`] and the audit a [`RecordWriter`]: locked for the
+/// run, never left with a torn line, rolled back to a record boundary when the run fails, and
+/// resumed exactly (see [`crate::files::writer`]).
 pub struct LineSink {
-    output: RecordWriter,
+    output: SinkFile,
     audit: Option<RecordWriter>,
     /// A resumed run replays the records through this `seq`: their lines are already written
     /// (the writers only measure them) and they are not counted again.
@@ -571,33 +451,24 @@ pub struct LineSink {
 }
 
 impl LineSink {
-    /// Opens the sink's outputs (nothing in them changes before the first record is
-    /// written). A run resumed at `output` (and `audit`) keeps their content, writes nothing
-    /// for the records it replays, and cuts each back to exactly those records before the
-    /// first new one (see [`RecordWriter::open`]).
-    pub fn open(
-        adapter: &SinkAdapter,
-        audit: Option<&std::path::Path>,
-        output_resume: Resume,
-        audit_resume: Resume,
-    ) -> Result<Self, NodeError> {
-        let open_error = |e: OutputOpenError| NodeError::failed(e.to_string());
-        let output = match adapter {
-            SinkAdapter::File { path } => {
-                RecordWriter::open("output", path, output_resume).map_err(open_error)?
-            }
-            SinkAdapter::Stdout => {
-                RecordWriter::stdout("output").replaying_through(output_resume.after)
-            }
-        };
-        let audit = audit
-            .map(|path| RecordWriter::open("audit", path, audit_resume))
+    /// Opens the sink's outputs for the node being built (nothing in them changes before the
+    /// first record is written). A resumed run keeps their content, writes nothing for the
+    /// records it replays, and cuts each back to exactly those records before the first new
+    /// one.
+    pub fn open(ctx: &BuildContext<'_>) -> Result<Self, NodeError> {
+        let output = SinkFile::open(ctx)?;
+        let audit = ctx
+            .config
+            .adapters
+            .audit
+            .as_ref()
+            .map(|a| RecordWriter::open("audit", a.path(), ctx.resume_point("audit")))
             .transpose()
-            .map_err(open_error)?;
+            .map_err(|e: OutputOpenError| NodeError::failed(e.to_string()))?;
         Ok(Self {
             output,
             audit,
-            resume_after: output_resume.after,
+            resume_after: ctx.resume_after,
             accepted: 0,
             declined: [0; 12],
             audit_line: Vec::with_capacity(256),

@@ -1,4 +1,4 @@
-//! The amount grammar of fund-load.md: whitespace removed, an optional prefix of `USD`, `$`,
+//! The amount grammar of docs/fund-load.md: whitespace removed, an optional prefix of `USD`, `$`,
 //! `USD`, digits with an optional `.` and one or two decimals; integer cents.
 
 /// Largest number of significant integer digits in an amount (keeps cents far from overflow).

@@ -2,7 +2,7 @@
 //!
 //! Hand-written because it is the most expensive step of the workload and must never panic on
 //! arbitrary bytes: a small JSON object scanner (full JSON grammar for skipped values, escape
-//! handling, bounded nesting), the amount grammar of fund-load.md (prefixes `USD`, `$`, `USD`,
+//! handling, bounded nesting), the amount grammar of docs/fund-load.md (prefixes `USD`, `$`, `USD`,
 //! digits, optional one or two decimals, integer cents), and RFC 3339 timestamps converted to
 //! UTC with a proleptic Gregorian calendar.
 
