@@ -238,7 +238,10 @@ impl fmt::Display for ConfigWarning {
 }
 
 /// Every error found in one config, sorted by path, plus the warnings.
-#[derive(Debug, Clone, Default, thiserror::Error)]
+///
+/// Its `Debug` is its report, as `Display` writes it: a `main` that returns a config error
+/// with `?` prints the errors a person can act on, not a structure dump.
+#[derive(Clone, Default, thiserror::Error)]
 pub struct ConfigReport {
     /// Every error, sorted by path.
     pub errors: Vec<ConfigError>,
@@ -269,6 +272,12 @@ impl ConfigReport {
     /// True when some error at `path` has `code`.
     pub fn has(&self, path: &str, code: ConfigErrorCode) -> bool {
         self.at(path).any(|e| e.code == code)
+    }
+}
+
+impl fmt::Debug for ConfigReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

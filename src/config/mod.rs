@@ -1,4 +1,4 @@
-//! Config plane: the YAML contract (config.md), its defaults and its strict validator.
+//! Config plane: the YAML contract (docs/configuration.md), its defaults and its strict validator.
 //!
 //! Owns reading a config file into a complete, typed [`Config`]. It must not start anything:
 //! loading is pure, and the same loader runs in the supervisor, in every worker (from the
@@ -28,6 +28,7 @@
 //! assert_eq!(loaded.config.runtime.platform.execution_ipc.ring_bytes, 4 * 1024 * 1024);
 //! ```
 
+mod builder;
 mod error;
 mod files;
 mod model;
@@ -38,6 +39,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use builder::PipelineBuilder;
 pub use error::{
     ConfigError, ConfigErrorCode, ConfigPath, ConfigReport, ConfigWarning, PathSegment,
 };

@@ -1,4 +1,4 @@
-//! The typed config contract (config.md) with every default filled in.
+//! The typed config contract (docs/configuration.md) with every default filled in.
 //!
 //! [`Config::read`] (in `sections.rs`) turns a YAML value tree into this model through the
 //! strict section reader; invalid fields are reported and replaced by their default so that

@@ -286,10 +286,15 @@ fn read_platform(mut section: Section<'_, '_>) -> Platform {
         .section("bootstrap")
         .map(|mut s| s.field("mode", BootstrapMode::Inline, r::choice))
         .unwrap_or(BootstrapMode::Inline);
-    let execution_ipc = section
+    let mut execution_ipc = section
         .section("execution_ipc")
         .map(read_execution_ipc)
         .unwrap_or(defaults.execution_ipc);
+    // Defaults mean defaults: a supervised run without a control block gets the default one
+    // (loopback TCP, HMAC), as `validate --print` shows.
+    if mode == BootstrapMode::ProcessSupervisor && execution_ipc.control.is_none() {
+        execution_ipc.control = Some(default_control());
+    }
     let process_groups = read_process_groups(&mut section);
     let largest_start_timeout = process_groups
         .iter()

@@ -26,22 +26,10 @@ pub trait NodeCatalog {
 pub fn validate(config: &mut Config, catalog: &dyn NodeCatalog, diag: &mut Diagnostics) {
     catalog.check(config, diag);
     if config.is_process_mode() {
-        check_control_block(config, diag);
         check_placement(config, diag);
         check_hosts(config, diag);
     }
     check_readiness_timeout(config, diag);
-}
-
-fn check_control_block(config: &Config, diag: &mut Diagnostics) {
-    if config.runtime.platform.execution_ipc.control.is_none() {
-        diag.error(
-            &ConfigPath::parse("runtime.platform.execution_ipc.control"),
-            ConfigErrorCode::Required,
-            "a control block (transport, bind_host, auth, ...) when bootstrap.mode is process_supervisor",
-            "nothing (key missing)",
-        );
-    }
 }
 
 fn groups_path() -> ConfigPath {
