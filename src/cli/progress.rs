@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::config::{Config, SourceAdapter};
+use crate::runtime::{RunProgress, Timeline};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-use stream_kernel::config::{Config, SourceAdapter};
-use stream_kernel::runtime::{RunProgress, Timeline};
 
 /// What the bar counts towards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

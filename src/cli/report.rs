@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::observability::latency::LatencyHistogram;
+use crate::runtime::{RunSummary, Timeline};
 use serde::Serialize;
-use stream_kernel::observability::latency::LatencyHistogram;
-use stream_kernel::runtime::{RunSummary, Timeline};
 
 /// Everything a report shows, as plain data.
 #[derive(Debug, Clone, Serialize)]

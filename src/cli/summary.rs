@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use stream_kernel::config::{Config, SinkAdapter, SourceAdapter};
-use stream_kernel::observability::latency::{self, LATENCY_SAMPLE, LatencyHistogram};
-use stream_kernel::runtime::{self, RunSummary};
+use crate::config::{Config, SinkAdapter, SourceAdapter};
+use crate::observability::latency::{self, LATENCY_SAMPLE, LatencyHistogram};
+use crate::runtime::{self, RunSummary};
 
 pub(crate) fn describe_source(source: &SourceAdapter) -> String {
     match source {
@@ -28,12 +28,12 @@ pub(crate) fn describe_sink(sink: &SinkAdapter) -> String {
 /// A path as the summary shows it: absolute, so that a relative path in a config says where
 /// the file really went, with control characters escaped.
 pub(crate) fn absolute(path: &Path) -> String {
-    stream_kernel::text::path(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+    crate::text::path(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 /// Text from outside as the summary shows it (control characters escaped).
 pub(crate) fn shown(text: &str) -> String {
-    stream_kernel::text::printable(text).into_owned()
+    crate::text::printable(text).into_owned()
 }
 
 /// The line of a stopped run: how far the outputs are complete and how to resume.

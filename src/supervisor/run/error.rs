@@ -28,6 +28,12 @@ pub enum SupervisorError {
     /// A thread the supervisor needs could not be started (a process or memory limit).
     #[error("the supervisor {0}")]
     Thread(std::io::Error),
+    /// This process was started as another run's worker but its program did not call
+    /// [`crate::worker_entry`] first thing: it must not start workers of its own.
+    #[error(
+        "this process was started as a worker of another run but did not become one: its program must call stream_kernel::worker_entry first thing in main"
+    )]
+    NotAWorker,
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),

@@ -379,6 +379,14 @@ impl Supervisor {
                     FailureCategory::Crashed,
                     format!("killed by {}", signal_name(signal)),
                 ),
+                // Never said HELLO: the program did not become a worker when started as one.
+                None if record.state == WorkerState::Starting && record.pid.is_some() => (
+                    FailureCategory::Exited,
+                    format!(
+                        "{exit} before connecting to its supervisor: its program ({}) must call stream_kernel::worker_entry first thing in main (workers are the program started again, without arguments)",
+                        self.worker_exe
+                    ),
+                ),
                 None => (FailureCategory::Exited, format!("unexpected {exit}")),
             };
             self.fail(worker, category, detail);

@@ -214,6 +214,8 @@ pub struct Supervisor {
     bridge_totals: Option<crate::cross_host::BridgeCounts>,
     /// When the watchdog last ran (a long gap: the supervisor itself was stopped).
     last_watch: Option<Instant>,
+    /// The program workers are started from, as failures name it.
+    worker_exe: String,
 }
 
 /// One ring between a worker and a worker of the next group (or the embedding host).
@@ -349,6 +351,11 @@ impl Supervisor {
         options: &SupervisorOptions,
     ) -> Result<Self, SupervisorError> {
         let launched_at = Instant::now();
+        if std::env::var(crate::control::env::ROLE).as_deref() == Ok("worker") {
+            // Started as another run's worker, this program did not become one: it must not
+            // start workers of its own (they would do the same, again and again).
+            return Err(SupervisorError::NotAWorker);
+        }
         let resolved = crate::observability::otel_env::resolved(config);
         let config = &resolved;
         let graph = Graph::checked(config, registry).map_err(SupervisorError::Config)?;
@@ -485,6 +492,7 @@ impl Supervisor {
             holds_chain_end,
             bridge_totals: None,
             last_watch: None,
+            worker_exe: String::new(),
         };
         let exe = match &options.worker_exe {
             Some(exe) => exe.clone(),
@@ -492,6 +500,7 @@ impl Supervisor {
                 SupervisorError::Setup(format!("cannot find the worker executable: {e}"))
             })?,
         };
+        supervisor.worker_exe = crate::text::path(&exe);
         supervisor.spawn_all(&exe, &directory, &control)?;
         supervisor.emit_phase(EventKind::SupervisorStartGroups, launched_at);
         Ok(supervisor)

@@ -1,0 +1,437 @@
+//! `run`: one pipeline run from the command line, inline or supervised, with its summary,
+//! progress bar, reports, signals, run journal and exit status.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+
+use super::summary::{self, absolute, describe_sink, describe_source, render_summary};
+use super::{
+    App, EXIT_CONFIG, EXIT_CROSS_HOST, EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, RunArgs,
+    STDOUT_CLOSED, progress, report,
+};
+use crate::config::{self, Config, SinkAdapter, SourceAdapter};
+use crate::runtime::{self, RunError, RunOptions, RunProgress, RunSummary};
+
+/// The config of a run: the file given, or the default job, with CLI overrides applied.
+fn run_config(app: &App, args: &RunArgs) -> Result<(Config, Vec<config::ConfigWarning>), ExitCode> {
+    let registry = (app.registry)();
+    let loaded = match &args.config {
+        Some(path) => config::load_file(path, &registry).map_err(|report| {
+            eprint!("{}: {report}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        })?,
+        None => match &app.default_job {
+            Some(job) => job.load(&registry).map_err(|report| {
+                eprint!("built-in default job: {report}");
+                ExitCode::from(EXIT_CONFIG)
+            })?,
+            None => {
+                eprintln!("error: run needs a config: -c CONFIG (this program has no default job)");
+                return Err(ExitCode::from(EXIT_USAGE));
+            }
+        },
+    };
+    let mut config = loaded.config;
+    if let Some(input) = &args.input {
+        // The config's line limit stays: only where the lines come from changes.
+        let max_line_bytes = config
+            .adapters
+            .source
+            .max_line_bytes()
+            .unwrap_or(config::DEFAULT_MAX_LINE_BYTES);
+        config.adapters.source = if input.as_os_str() == "-" {
+            SourceAdapter::Stdin { max_line_bytes }
+        } else {
+            SourceAdapter::File {
+                path: input.clone(),
+                max_line_bytes,
+            }
+        };
+    }
+    if let Some(output) = &args.output {
+        config.adapters.sink = if output.as_os_str() == "-" {
+            SinkAdapter::Stdout
+        } else {
+            SinkAdapter::File {
+                path: output.clone(),
+            }
+        };
+    }
+    if let Some(path) = &args.dead_letter {
+        config.adapters.dead_letter = Some(config::FileAdapter::File { path: path.clone() });
+    }
+    // Before the log exporters start: OTEL_SDK_DISABLED and the protocol variables apply to
+    // them too.
+    let otel_env = crate::observability::otel_env::process_env;
+    for note in crate::observability::otel_env::apply(&mut config, &otel_env) {
+        eprintln!("{note}");
+    }
+    Ok((config, loaded.warnings))
+}
+
+/// SIGINT / SIGTERM / SIGHUP / SIGQUIT: the first stops ingestion and drains; a second SIGINT
+/// exits at once.
+struct Interrupts {
+    stop: Arc<AtomicBool>,
+    /// The first stop signal that arrived (0: none).
+    signal: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Interrupts {
+    fn install() -> anyhow::Result<Self> {
+        use signal_hook::consts::SIGINT;
+        let stop = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        // Registered before the flag, so only a SIGINT arriving after the first one exits.
+        signal_hook::flag::register_conditional_shutdown(
+            SIGINT,
+            i32::from(EXIT_SIGINT),
+            Arc::clone(&stop),
+        )?;
+        for sig in crate::supervisor::stop_signals() {
+            let first = Arc::clone(&signal);
+            // SAFETY: the handler only does an atomic compare-exchange (async-signal-safe).
+            let registered = unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    let _ = first.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
+                })
+            };
+            match registered {
+                Ok(_) => {
+                    signal_hook::flag::register(sig, Arc::clone(&stop))?;
+                }
+                // A real-time signal the environment keeps for itself (a debugger, valgrind)
+                // cannot be caught here: nobody else can send it to us either.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::InvalidInput && sig >= libc::SIGRTMIN() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Self { stop, signal })
+    }
+
+    fn exit_code(&self) -> u8 {
+        exit_code_of(Some(self.signal.load(Ordering::Relaxed)))
+    }
+}
+
+/// 128 + the signal that stopped a run (SIGINT when none is known).
+fn exit_code_of(signal: Option<i32>) -> u8 {
+    match signal {
+        Some(s) if s > 0 && s < 128 => 128 + s as u8,
+        _ => EXIT_SIGINT,
+    }
+}
+
+pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (config, warnings) = match run_config(app, &args) {
+        Ok(parts) => parts,
+        Err(code) => return Ok(code),
+    };
+    for warning in &warnings {
+        eprintln!("{warning}");
+    }
+    if STDOUT_CLOSED.load(Ordering::Relaxed) && matches!(config.adapters.sink, SinkAdapter::Stdout)
+    {
+        eprintln!("error: the sink writes stdout, which is closed: the records would go nowhere");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    // Before anything is opened for writing (log files included).
+    let extra = config::ExtraRunFiles {
+        reads: args.config.iter().cloned().collect(),
+        reports: args.report.clone(),
+        host: args.host.clone(),
+    };
+    if let Err(report) = config::check_run_files_with(&config, &extra) {
+        eprint!("{report}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let chosen = runtime::journal::choose_resume(
+        &config,
+        &(app.registry)(),
+        args.resume,
+        args.skip,
+        args.host.as_deref(),
+    );
+    let (resume, journal) = match chosen {
+        Ok(runtime::journal::ResumeChoice::Fresh) => (Default::default(), None),
+        Ok(runtime::journal::ResumeChoice::Resume { plan, journal }) => (plan, journal),
+        Ok(runtime::journal::ResumeChoice::Complete { path, journal }) => {
+            println!(
+                "{}: the run is complete (records 1 to {}, {}): nothing to do; run without --resume to run it again",
+                summary::shown(&path.display().to_string()),
+                journal.completed.seq,
+                journal.outcome
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let identity = crate::observability::logging::LogIdentity::current("supervisor");
+    crate::observability::logging::init(&config.runtime.observability.logging, identity)
+        .context("opening the log destinations")?;
+    let progress = Arc::new(RunProgress::default());
+    // A bar only on a terminal: a redirected stderr gets the summary and the log, nothing else.
+    let bar = (!args.quiet && std::io::stderr().is_terminal())
+        .then(|| progress::Reporter::start(&config, Arc::clone(&progress)))
+        .flatten();
+    let reports = Reports::start(&args.report, &progress);
+    if args.host.is_some() && !config.is_process_mode() {
+        eprintln!("error: --host needs a process_supervisor config whose groups name hosts");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    if config.is_process_mode() {
+        let result = run_process_groups(app, &config, &args, resume, journal, progress, reports);
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        return result;
+    }
+    let interrupts = Interrupts::install().context("installing signal handlers")?;
+    let options = RunOptions {
+        stop: Some(Arc::clone(&interrupts.stop)),
+        progress: Some(progress),
+        resume,
+        journal,
+    };
+    let registry = (app.registry)();
+    let result = runtime::run_inline(&config, &registry, &options);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let to_stderr = matches!(config.adapters.sink, SinkAdapter::Stdout);
+    let mut report = String::new();
+    let code = match result {
+        Ok(summary) => {
+            report.push_str(&render_summary(&config, &summary));
+            let code = if summary.interrupted {
+                report.push_str(&summary::stopped_line(&summary, summary.last_seq));
+                interrupts.exit_code()
+            } else {
+                0
+            };
+            let outcome = if code == 0 { "completed" } else { "stopped" };
+            reports.write(&config, &summary, outcome, code);
+            code
+        }
+        Err(RunError::Config(report)) => {
+            eprint!("{report}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(RunError::NodeFailed {
+            node,
+            seq,
+            message,
+            completed_through,
+            summary,
+        }) => {
+            report.push_str(&render_summary(&config, &summary));
+            let failed = format!("failed: node_error in `{node}` on seq {seq}: {message}");
+            report.push_str(&format!(
+                "  FAILED: node_error in `{node}` on seq {seq}: {message}\n  completed through seq {completed_through}; records from seq {} on were not completed\n",
+                completed_through + 1
+            ));
+            report.push_str(&summary::resume_line(&summary, completed_through));
+            reports.write(&config, &summary, &failed, EXIT_FAILED);
+            EXIT_FAILED
+        }
+        Err(RunError::ResumeRefused { refused, summary }) => {
+            eprintln!("error: resume refused: {refused}");
+            reports.write(&config, &summary, "resume refused", EXIT_CONFIG);
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ RunError::Journal(_)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ RunError::Bootstrap { .. }) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    };
+    if to_stderr {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// A `process_supervisor` run: workers in their groups, supervised until the sinks drain.
+fn run_process_groups(
+    app: &App,
+    config: &Config,
+    args: &RunArgs,
+    resume: runtime::resume::ResumePlan,
+    journal: Option<crate::files::Journal>,
+    progress: Arc<RunProgress>,
+    reports: Reports,
+) -> anyhow::Result<ExitCode> {
+    use crate::cross_host::CrossHostError;
+    use crate::supervisor::{RunEnd, SupervisorError, SupervisorOptions, run_supervised};
+    let registry = (app.registry)();
+    let options = SupervisorOptions {
+        handle_signals: true,
+        resume,
+        journal,
+        progress: Some(progress),
+        host: args.host.clone(),
+        run_id: args.run_id.clone(),
+        ..SupervisorOptions::default()
+    };
+    let mut run = match run_supervised(config, &registry, &options) {
+        Ok(run) => run,
+        Err(SupervisorError::Config(report)) => {
+            eprint!("{report}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ SupervisorError::Journal(_)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(SupervisorError::CrossHost(error @ CrossHostError::Placement(_))) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(error @ SupervisorError::CrossHost(_)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_CROSS_HOST));
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    };
+    if let Some(moved) = &run.cross_host
+        && run.summary.records_in == 0
+    {
+        // A host without the source: its records are the ones other hosts handed to it.
+        run.summary.records_in = moved.received_records;
+    }
+    let mut report = render_summary(config, &run.summary);
+    use crate::supervisor::EventKind;
+    if let (Some(startup), Some(stop)) = (
+        run.startup_ms(),
+        run.phase_ms(EventKind::SupervisorGracefulStop),
+    ) {
+        report.push_str(&format!(
+            "  workers: spawn to all READY {startup} ms; graceful stop {stop} ms\n"
+        ));
+    }
+    if let Some(moved) = run.cross_host {
+        report.push_str(&format!(
+            "  cross-host: published {} records in {} messages; received {} records in {} messages ({} duplicates skipped)\n",
+            moved.published_records,
+            moved.published_messages,
+            moved.received_records,
+            moved.received_messages,
+            moved.duplicate_records
+        ));
+    }
+    let (code, outcome) = match &run.end {
+        RunEnd::Drained => (0, "completed".to_string()),
+        RunEnd::Failed(failure)
+            if failure.category == crate::control::FailureCategory::ResumeRefused =>
+        {
+            eprintln!("error: resume refused: {}", failure.detail);
+            reports.write(config, &run.summary, "resume refused", EXIT_CONFIG);
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        RunEnd::Failed(failure) => {
+            report.push_str(&format!(
+                "  FAILED: worker {} (group {}) {}: {}\n  completed through seq {}; records from seq {} on were not completed{}\n",
+                failure.worker,
+                failure.group,
+                failure.category,
+                failure.detail,
+                run.completed_through,
+                run.completed_through + 1,
+                if run.source_last_seq > run.completed_through {
+                    format!(" (the source had read through seq {})", run.source_last_seq)
+                } else {
+                    String::new()
+                }
+            ));
+            report.push_str(&summary::resume_line(&run.summary, run.completed_through));
+            let outcome = format!(
+                "failed: worker {} (group {}) {}: {}",
+                failure.worker, failure.group, failure.category, failure.detail
+            );
+            (EXIT_FAILED, outcome)
+        }
+        RunEnd::Interrupted(signal) => {
+            report.push_str(&summary::stopped_line(&run.summary, run.completed_through));
+            (exit_code_of(*signal), "stopped".to_string())
+        }
+    };
+    reports.write(config, &run.summary, &outcome, code);
+    if matches!(config.adapters.sink, SinkAdapter::Stdout) {
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The `--report` files of a run, and the sampler that feeds their throughput chart.
+struct Reports {
+    paths: Vec<PathBuf>,
+    sampler: Option<progress::Sampler>,
+}
+
+impl Reports {
+    fn start(paths: &[PathBuf], run_progress: &Arc<RunProgress>) -> Self {
+        Self {
+            paths: paths.to_vec(),
+            sampler: (!paths.is_empty())
+                .then(|| progress::Sampler::start(Arc::clone(run_progress)))
+                .flatten(),
+        }
+    }
+
+    /// Writes every report; a report that cannot be written is said on stderr (the run's
+    /// outcome stands).
+    fn write(self, config: &Config, summary: &RunSummary, outcome: &str, code: u8) {
+        if self.paths.is_empty() {
+            return;
+        }
+        let timeline = self
+            .sampler
+            .map(progress::Sampler::finish)
+            .unwrap_or_default();
+        let mut files = vec![
+            (
+                "input".to_string(),
+                describe_source(&config.adapters.source),
+            ),
+            ("output".to_string(), describe_sink(&config.adapters.sink)),
+        ];
+        if let Some(path) = &summary.dead_letter_path {
+            files.push(("rejects".to_string(), absolute(path)));
+        }
+        if let Some(audit) = &config.adapters.audit {
+            files.push(("audit".to_string(), absolute(audit.path())));
+        }
+        let report = report::RunReport::new(
+            &config.scenario.name,
+            summary,
+            outcome.to_string(),
+            code,
+            files,
+            &timeline,
+        );
+        for path in &self.paths {
+            if let Err(e) = report.write(path) {
+                eprintln!("error: cannot write the report {}: {e}", path.display());
+            }
+        }
+    }
+}
