@@ -1,4 +1,4 @@
-//! Pipeline benchmark (benchmarks.md): the fund-load experiment job on a generated 1 M-line
+//! Pipeline benchmark (docs/performance.md): the fund-load experiment job on a generated 1 M-line
 //! input, inline (one process) vs the 4-group profile (four worker processes) vs the 5-group
 //! one (parsing on two workers), alternating in one run so all see the same machine. Prints
 //! records/s of each, the ratios to inline, and the peak resident memory of each run (all
@@ -6,7 +6,7 @@
 //!
 //! With `PIPELINE_TRACING=1` it compares the 4-group run with tracing off, with
 //! `sample_ratio: 0.01` exporting OTLP/gRPC to a receiver in this process, and exporting to an
-//! endpoint that refuses connections (observability.md's overhead targets).
+//! endpoint that refuses connections (docs/operating.md's overhead targets).
 //!
 //! `cargo bench --bench pipeline` (`PIPELINE_LINES`, `PIPELINE_ROUNDS` override the defaults).
 //! The bench binary is also the worker executable: `main` calls `worker_entry` first.

@@ -1,4 +1,4 @@
-//! Supervisor timings (benchmarks.md): spawn to all-READY for 4 workers, and a graceful stop
+//! Supervisor timings (docs/performance.md): spawn to all-READY for 4 workers, and a graceful stop
 //! after the pipeline drained, p50 over 20 runs each, from the supervisor's own phase events.
 //!
 //! `cargo bench --bench supervisor`. The bench binary is also the worker executable: `main`

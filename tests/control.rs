@@ -1,4 +1,4 @@
-//! The control-plane contract (control-plane.md P5PRE-CTRL-01..04, CTRL-05..08) against real
+//! The control-plane contract (docs/architecture.md P5PRE-CTRL-01..04, CTRL-05..08) against real
 //! sockets, both transports, plus key hygiene: a worker's key never appears in its argv, its
 //! environment, or any formatted error or log line.
 //!

@@ -1,4 +1,4 @@
-//! The fault table of reliability.md, CI-sized: each test is one row (R1, R2, R3, R4, R6, R11,
+//! The fault table of docs/failures-and-resume.md, CI-sized: each test is one row (R1, R2, R3, R4, R6, R11,
 //! R12) against real processes, and prints its figure as a line starting with the row id
 //! (`tools/reliability.sh` runs the same tests with larger counts and collects those lines).
 //!

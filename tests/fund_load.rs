@@ -1,4 +1,4 @@
-//! Fund-load rules (fund-load.md): every check at its boundary, every bad-input reason, the
+//! Fund-load rules (docs/fund-load.md): every check at its boundary, every bad-input reason, the
 //! public sample's known results, and the generator's determinism and coverage. Decisions are
 //! read back from the audit sink, which records each line's reason code.
 

@@ -1,4 +1,4 @@
-//! The release CLI used as a hostile user would (reliability.md's promise): stdin in every
+//! The release CLI used as a hostile user would (docs/failures-and-resume.md's promise): stdin in every
 //! placement, an output that is the input, data streams mixed with logs, idle and garbage
 //! connections on the control port, terminal signals, two runs on one output, resumed runs,
 //! and the words of failure reports. Each test names the defect it guards against; figures are

@@ -1,4 +1,4 @@
-//! Observability contract (observability.md): spans of the 4-group fund-load run reach a real
+//! Observability contract (docs/operating.md): spans of the 4-group fund-load run reach a real
 //! OTLP receiver (gRPC and HTTP) in this test, the Jaeger agent bridge's UDP packets decode
 //! with an independent thrift reader, a dead or hanging endpoint changes nothing but its own
 //! counters, the queue's counters always add up, sampling is by trace and complete, the

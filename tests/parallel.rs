@@ -1,4 +1,4 @@
-//! Parallel workers (data-plane.md "Ordering and parallel workers", PAR-01..03): `workers: 2`
+//! Parallel workers (docs/architecture.md "Ordering and parallel workers", PAR-01..03): `workers: 2`
 //! never changes a result. Stateless groups take records round robin, partitioned groups by
 //! key, and every worker fed by several rings merges them by `seq` using watermarks.
 //!

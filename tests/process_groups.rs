@@ -1,5 +1,5 @@
-//! Process-group execution (data-plane.md P5PRE-EXEC-01..04, P5PRE-SMOKE-01/02/04, the route
-//! cache in a real run, reliability.md R5) and embedding, with real worker processes.
+//! Process-group execution (docs/architecture.md P5PRE-EXEC-01..04, P5PRE-SMOKE-01/02/04, the route
+//! cache in a real run, docs/failures-and-resume.md R5) and embedding, with real worker processes.
 //!
 //! This test binary is also the worker executable: `main` calls `worker_entry` first with the
 //! fund-load registry plus the test nodes (`support/test_nodes.rs`), as an embedding program

@@ -1,4 +1,4 @@
-//! The ring contract (data-plane.md RING-01, -03, -04, -05, max record size): in-order delivery
+//! The ring contract (docs/architecture.md RING-01, -03, -04, -05, max record size): in-order delivery
 //! across wrap-around, two real processes over a memfd segment, typed errors for corrupted
 //! shared memory, backpressure, and parking idle ends.
 //!

@@ -1,4 +1,4 @@
-//! The route cache (data-plane.md ROUTE-01..04): explicit targets resolved through a cache keyed
+//! The route cache (docs/architecture.md ROUTE-01..04): explicit targets resolved through a cache keyed
 //! by `(target, source_group)`, with positive and negative entries, FIFO eviction, and
 //! invalidation on placement updates.
 

@@ -1,4 +1,4 @@
-//! The supervisor contract (supervisor.md P5PRE-SUP-01..06, P5PRE-LIFE-01..04, SUP-07..09) with
+//! The supervisor contract (docs/architecture.md P5PRE-SUP-01..06, P5PRE-LIFE-01..04, SUP-07..09) with
 //! real processes and real signals.
 //!
 //! This test binary is also the worker executable: `main` calls `worker_entry` first, with a

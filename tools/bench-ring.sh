@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the ring benchmark (benches/ring.rs) with short criterion settings and prints its report:
 # every peer's p50 as a multiple of ours and of the calibration hop, and the targets of
-# benchmarks.md as met / missed. A run whose calibration hop drifted more than 20% between the
+# docs/performance.md as met / missed. A run whose calibration hop drifted more than 20% between the
 # first and the last measurement is discarded and retried (up to 3 attempts).
 #
 #   tools/bench-ring.sh            # short settings (a few minutes)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chaos runs (reliability.md R1): `kill -9` of a random worker at a random moment of the 4-group
+# Chaos runs (docs/failures-and-resume.md R1): `kill -9` of a random worker at a random moment of the 4-group
 # fund-load job, RUNS times (default 500), each checked for hangs, orphans and lost records
 # against the inline output. The test suite runs a CI-sized slice (20 runs) of the same test.
 #

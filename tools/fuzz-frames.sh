@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the control frame decoder and its receive checks (control-plane.md CTRL-08) with
+# Fuzzes the control frame decoder and its receive checks (docs/architecture.md CTRL-08) with
 # cargo-fuzz (libFuzzer + AddressSanitizer) for DURATION seconds (default 600). A frame the
 # fuzzer gets accepted that is not one of the signed seed frames aborts the run as a forgery;
 # a panic or sanitizer report aborts it as a crash. libFuzzer's final stats give executions.

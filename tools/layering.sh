@@ -3,7 +3,7 @@
 # a module of the same or a lower layer. Layers, bottom up:
 #   0 calendar json files text (leaf utilities: import nothing from the crate)
 #   1 config
-#   2 graph
+#   2 graph adapters        (adapters: the engine's own nodes, built on the node API)
 #   3 data control
 #   4 observability
 #   5 runtime cross_host
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 declare -A layer=(
   [calendar]=0 [json]=0 [files]=0 [text]=0
-  [config]=1 [graph]=2 [data]=3 [control]=3 [observability]=4
+  [config]=1 [graph]=2 [adapters]=2 [data]=3 [control]=3 [observability]=4
   [runtime]=5 [cross_host]=5 [supervisor]=6 [apps]=7
 )
 
@@ -35,7 +35,7 @@ for module in "${!layer[@]}"; do
   done
 done
 
-if grep -rn "apps::" src/{config,graph,data,control,runtime,cross_host,supervisor,observability}; then
+if grep -rn "apps::" src/{config,graph,adapters,data,control,runtime,cross_host,supervisor,observability}; then
   echo "the engine names apps:: (above)"
   status=1
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault table of reliability.md, every row, with long counts, printed as one table.
+# The fault table of docs/failures-and-resume.md, every row, with long counts, printed as one table.
 #
 # Each row is a test of the suite (tests/faults.rs, tests/hostile.rs and the contract tests)
 # run with raised counts; each prints its figure on a line starting with its row id, which

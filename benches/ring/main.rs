@@ -1,4 +1,4 @@
-//! Ring benchmark (benchmarks.md): our shared-memory ring against other IPC stacks, in one run.
+//! Ring benchmark (docs/performance.md): our shared-memory ring against other IPC stacks, in one run.
 //!
 //! Every message is a real envelope: the envelope header plus an rkyv payload of 64 B, 1 KiB
 //! or 64 KiB, and the receiver always validates the header and accesses the payload with

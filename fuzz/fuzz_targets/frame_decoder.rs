@@ -1,4 +1,4 @@
-//! Fuzz target: the control frame decoder and every receive check (control-plane.md CTRL-08).
+//! Fuzz target: the control frame decoder and every receive check (docs/architecture.md CTRL-08).
 //!
 //! Each input is a byte stream fed to a supervisor-side and a worker-side checker that know
 //! the run's keys. The fuzzer does not: a frame it gets accepted that is not byte for byte one

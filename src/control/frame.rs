@@ -5,7 +5,7 @@
 //! reserved (1, zero), worker number (4), correlation id (8), `issued_at` unix ms (8),
 //! random nonce (16), per-connection sequence number (8).
 //!
-//! Receiving checks, in this order, first failure wins (control-plane.md):
+//! Receiving checks, in this order, first failure wins (docs/architecture.md):
 //! 1. a declared length above the limit is [`FrameError::TooLarge`] **before** the body is
 //!    read or any buffer of that size is allocated;
 //! 2. a short read or end of file inside the frame is [`FrameError::Truncated`];

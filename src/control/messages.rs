@@ -1,4 +1,4 @@
-//! Control messages (control-plane.md "Messages"): what supervisor and workers say to each
+//! Control messages (docs/architecture.md "Messages"): what supervisor and workers say to each
 //! other, as rkyv bodies. Validated (bytecheck) and deserialized only after the frame's tag,
 //! direction, worker and version checks passed.
 
@@ -335,7 +335,7 @@ mod message {
             /// Milliseconds the worker has to stop.
             deadline_ms: u64,
         },
-        /// w -> s: the worker failed (category as in supervisor.md).
+        /// w -> s: the worker failed (category as in docs/architecture.md).
         Failed {
             /// Why it failed.
             category: FailureCategory,

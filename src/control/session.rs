@@ -1,4 +1,4 @@
-//! Session rules (control-plane.md): what each side accepts in which state.
+//! Session rules (docs/architecture.md): what each side accepts in which state.
 //!
 //! Worker side ([`WorkerSession`]): one bootstrap bundle, then READY, then START_WORK; a second
 //! bundle is `DuplicateBootstrap` and a START_WORK before READY is `StartBeforeReady` — the

@@ -101,7 +101,7 @@ fn group_index(config: &Config, name: &str) -> usize {
 ///   of the group must use the same key. Stateless groups take records round robin.
 ///
 /// Order-sensitive nodes downstream of parallel workers are fed by a `seq`-ordered merge of
-/// their inbound rings (data-plane.md), so they see the inline order.
+/// their inbound rings (docs/architecture.md), so they see the inline order.
 fn check_parallel_groups(config: &Config, graph: &Graph, diag: &mut Diagnostics) {
     for (g, group) in config.runtime.platform.process_groups.iter().enumerate() {
         if group.workers <= 1 {

@@ -1,7 +1,7 @@
 //! Worker lifecycle: the six states, the failure categories, the event catalogue, and the
 //! registry that records them.
 //!
-//! State machine (supervisor.md): `starting -> ready -> running -> stopping -> stopped`, and
+//! State machine (docs/architecture.md): `starting -> ready -> running -> stopping -> stopped`, and
 //! `failed` from any state. Only the supervisor's loop changes a worker's state; every change
 //! emits a structured [`LifecycleEvent`] (with `ts`, `worker_id`, `group`, `pid` and its own
 //! fields) that is kept in order and rendered through the logging plane, one line each.

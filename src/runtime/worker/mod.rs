@@ -138,7 +138,7 @@ impl WorkerEnv {
 
 fn run_worker(worker_env: &WorkerEnv, registry: Registry) -> i32 {
     // The death signal was set between fork and exec; a parent that died before that left us
-    // with another parent. Checked right after start, as supervisor.md asks.
+    // with another parent. Checked right after start, as docs/architecture.md asks.
     if nix::unistd::getppid().as_raw() as u32 != worker_env.supervisor_pid {
         eprintln!(
             "worker {}: parent is not supervisor {}; exiting",
