@@ -32,7 +32,8 @@ pub struct RunReport {
     pub spans: Vec<SpanRow>,
     pub nodes: Vec<NodeRow>,
     pub peak_rss_bytes: u64,
-    /// End-to-end latency, source to sink, of the measured records.
+    /// End-to-end latency of the measured records, from the source's read to the moment their
+    /// output was written.
     pub latency: LatencyRow,
 }
 
@@ -46,6 +47,9 @@ pub struct LatencyRow {
     /// bound).
     pub p50_at_most_seconds: Option<f64>,
     pub p99_at_most_seconds: Option<f64>,
+    /// The median estimated within its bucket (linear, as Prometheus's `histogram_quantile`).
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
     /// `(upper bound, records)` per bucket, labelled as Prometheus labels them (`+Inf` last).
     pub buckets: Vec<(String, u64)>,
 }
@@ -63,6 +67,8 @@ impl LatencyRow {
             mean_seconds: latency.mean().map(|d| d.as_secs_f64()),
             p50_at_most_seconds: bound(0.5),
             p99_at_most_seconds: bound(0.99),
+            p50_seconds: latency.quantile_estimate(0.5).map(|d| d.as_secs_f64()),
+            p99_seconds: latency.quantile_estimate(0.99).map(|d| d.as_secs_f64()),
             buckets: latency
                 .prometheus_buckets()
                 .into_iter()
@@ -296,7 +302,7 @@ impl RunReport {
         );
         section(
             &mut page,
-            "End-to-end latency (source to sink, sampled records)",
+            "End-to-end latency (read to output written, sampled records)",
             &self.latency_bars(),
         );
         section(&mut page, "Span export", &self.span_table());

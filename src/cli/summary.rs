@@ -184,20 +184,23 @@ pub(crate) fn render_summary(config: &Config, summary: &RunSummary) -> String {
     out
 }
 
-/// The summary's latency line: p50 and p99 as bucket bounds ("at most"), and the mean.
+/// The summary's latency line: p50 and p99 estimated within their buckets, with the
+/// buckets' bounds ("at most"), and the mean.
 fn latency_line(latency: &LatencyHistogram) -> Option<String> {
-    let (p50, p99, mean) = (
-        latency.quantile_bound(0.5)?,
-        latency.quantile_bound(0.99)?,
-        latency.mean()?,
-    );
+    let quantile = |q| -> Option<String> {
+        Some(format!(
+            "{} ({})",
+            duration_text(latency.quantile_estimate(q)?),
+            at_most(latency.quantile_bound(q)?)
+        ))
+    };
     Some(format!(
-        "  end-to-end latency (source to sink, 1 in {} records, {} measured): p50 {}, p99 {}, mean {}\n",
+        "  end-to-end latency (read to output written, 1 in {} records, {} measured): p50 {}, p99 {}, mean {}\n",
         LATENCY_SAMPLE,
         with_commas(latency.count()),
-        at_most(p50),
-        at_most(p99),
-        duration_text(mean)
+        quantile(0.5)?,
+        quantile(0.99)?,
+        duration_text(latency.mean()?)
     ))
 }
 

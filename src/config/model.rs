@@ -182,6 +182,26 @@ pub struct RuntimeConfig {
     pub on_node_error: NodeErrorPolicy,
     /// `runtime.journal`: the run journal beside the output file (resume after any stop).
     pub journal: JournalConfig,
+    /// `runtime.latency`: how long a record that is ready may wait in an output buffer.
+    pub latency: LatencyConfig,
+}
+
+/// `runtime.latency`: outputs are written at once whenever the source or a worker has nothing
+/// more to read; while input keeps coming, records are batched, but none waits in an output
+/// buffer (a sink's file buffer, a ring batch not yet published) longer than this bound.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct LatencyConfig {
+    /// The longest a processed record waits for its output to be written or handed on, in
+    /// microseconds, while input keeps arriving (when none is waiting, it is written at once).
+    pub max_output_delay_us: u64,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        Self {
+            max_output_delay_us: 1_000,
+        }
+    }
 }
 
 /// `runtime.journal`: the state file `<output>.journal` that says which prefix of a run is

@@ -232,12 +232,28 @@ fn read_runtime(mut section: Section<'_, '_>) -> RuntimeConfig {
         .section("journal")
         .map(read_journal)
         .unwrap_or_default();
+    let latency = section
+        .section("latency")
+        .map(read_latency)
+        .unwrap_or_default();
     RuntimeConfig {
         ordering: OrderingConfig { sink_mode },
         platform,
         observability,
         on_node_error,
         journal,
+        latency,
+    }
+}
+
+fn read_latency(mut section: Section<'_, '_>) -> LatencyConfig {
+    let defaults = LatencyConfig::default();
+    LatencyConfig {
+        max_output_delay_us: section.field(
+            "max_output_delay_us",
+            defaults.max_output_delay_us,
+            r::positive_u64,
+        ),
     }
 }
 

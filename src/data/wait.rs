@@ -33,14 +33,14 @@ pub struct WaitStrategy {
 impl WaitStrategy {
     /// Spin long (tens of microseconds), yield, then park.
     pub const LATENCY: Self = Self {
-        spins: 20_000,
+        spins: 2_000,
         yields: 200,
         park: Duration::from_millis(20),
     };
     /// Spin briefly (about a microsecond), yield a few times, then park.
     pub const BALANCED: Self = Self {
-        spins: 500,
-        yields: 10,
+        spins: 64,
+        yields: 2,
         park: Duration::from_millis(50),
     };
     /// Park almost at once.

@@ -1,10 +1,14 @@
-//! Per-record end-to-end latency: how long a record takes from the source to the sink.
+//! Per-record end-to-end latency: how long a record takes from the source's read to the moment
+//! its output reaches the operating system, which is when a reader of the output can see it.
 //!
 //! One record in [`LATENCY_SAMPLE`] (by `seq`) is stamped with the wall-clock time at which the
-//! source emitted it; the stamp travels with the record (in the envelope's trace context
-//! across rings and hosts), and the process that runs the sink observes `now - stamp` once the
-//! sink has the record (its line is in the output buffer). Sampling keeps the clock reads off
-//! the other 63 records; the histogram describes the sample.
+//! source handed it on, right after the read that brought it (time spent waiting for input is
+//! not the record's); the stamp travels with the record (in the envelope's trace context
+//! across rings and hosts), and the process where the record ends takes `now - stamp` when
+//! the output holding it is written (flushed to the file or pipe, or handed to the embedding
+//! host), not when a buffer accepted it. A record that ends without output (dropped,
+//! dead-lettered) counts when it ends. Sampling keeps the clock reads off the other 63
+//! records; the histogram describes the sample.
 //!
 //! Wall-clock (unix) time, not a monotonic clock, so that the stamp means the same thing in
 //! every process and on every host; across hosts the figure includes their clock offset. A
@@ -19,9 +23,9 @@ use std::time::Duration;
 pub const LATENCY_SAMPLE: u64 = 64;
 
 /// Upper bounds of the buckets, in seconds; a last bucket (`+Inf`) takes the rest.
-pub const BOUNDS_SECONDS: [f64; 18] = [
-    0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+pub const BOUNDS_SECONDS: [f64; 20] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Buckets, the `+Inf` one included.
@@ -94,6 +98,31 @@ impl LatencyHistogram {
         Some(Duration::MAX)
     }
 
+    /// An estimate of quantile `q` (0..=1): linear within the bucket that holds it, as
+    /// Prometheus's `histogram_quantile` estimates it (the lower bound of the first bucket is
+    /// 0). `None` without observations; the last finite bound when it falls in `+Inf`.
+    pub fn quantile_estimate(&self, q: f64) -> Option<Duration> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * count as f64;
+        let mut seen = 0u64;
+        let mut lower = 0.0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            let Some(&upper) = BOUNDS_SECONDS.get(i) else {
+                return Some(Duration::from_secs_f64(lower));
+            };
+            if *n > 0 && (seen + n) as f64 >= rank {
+                let within = (rank - seen as f64) / *n as f64;
+                return Some(Duration::from_secs_f64(lower + (upper - lower) * within));
+            }
+            seen += n;
+            lower = upper;
+        }
+        Some(Duration::from_secs_f64(lower))
+    }
+
     /// Mean of the observations.
     pub fn mean(&self) -> Option<Duration> {
         let count = self.count();
@@ -133,12 +162,13 @@ mod tests {
     #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {
         let mut h = LatencyHistogram::default();
-        h.observe(5_000); // 5 µs
-        h.observe(10_000); // 10 µs: on the bound
+        h.observe(5_000); // 5 µs: on the first bound
+        h.observe(10_000); // 10 µs: on the second
         h.observe(2_000_000); // 2 ms
         h.observe(60_000_000_000); // a minute
-        assert_eq!(h.buckets[0], 2);
-        assert_eq!(h.buckets[6], 1, "2 ms is in the 2.5 ms bucket");
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[8], 1, "2 ms is in the 2.5 ms bucket");
         assert_eq!(h.buckets[BUCKETS - 1], 1);
         assert_eq!(h.count(), 4);
         assert_eq!(h.sum_ns, 5_000 + 10_000 + 2_000_000 + 60_000_000_000);
@@ -155,6 +185,21 @@ mod tests {
         assert_eq!(h.quantile_bound(0.5), Some(Duration::from_micros(500)));
         assert_eq!(h.quantile_bound(0.99), Some(Duration::from_micros(500)));
         assert_eq!(h.quantile_bound(1.0), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn estimates_interpolate_within_the_bucket() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(h.quantile_estimate(0.5), None);
+        for _ in 0..100 {
+            h.observe(300_000); // 0.3 ms -> (0.25 ms, 0.5 ms]
+        }
+        let p50 = h.quantile_estimate(0.5).unwrap();
+        assert_eq!(p50, Duration::from_secs_f64(0.000_375));
+        let p99 = h.quantile_estimate(0.99).unwrap();
+        assert!(p99 > p50 && p99 <= Duration::from_micros(500));
+        h.observe(60_000_000_000);
+        assert_eq!(h.quantile_estimate(1.0), Some(Duration::from_secs(10)));
     }
 
     #[test]

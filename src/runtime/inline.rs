@@ -332,7 +332,7 @@ pub fn run_inline_with_outputs<'o>(
         spans: export.map(|e| e.finish()).unwrap_or_default(),
         // The inline runtime serves no health endpoints (it has no workers to watch).
         health_address: None,
-        latency: pipeline.latency,
+        latency: pipeline.latency(),
         journal: pipeline.journal.as_ref().map(|j| super::JournalPoint {
             path: j.path().to_path_buf(),
             completed: j.completed_seq(),

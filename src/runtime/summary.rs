@@ -55,7 +55,7 @@ pub struct RunSummary {
     pub peak_rss_kib: u64,
     /// Where the health endpoints listened during the run (supervised runs with health on).
     pub health_address: Option<std::net::SocketAddr>,
-    /// End-to-end latency (source to sink) of the measured records, one in
+    /// End-to-end latency (the source's read to the output's write) of the measured records, one in
     /// [`crate::observability::latency::LATENCY_SAMPLE`].
     pub latency: LatencyHistogram,
     /// The run journal, when the run kept one: its file and the last record it completed.

@@ -204,14 +204,14 @@ impl prometheus_client::encoding::EncodeMetric for CountedHistogram {
     }
 }
 
-/// `stream_kernel_record_latency_seconds`: source to sink, one record in
+/// `stream_kernel_record_latency_seconds`: the source's read to the output's write, one record in
 /// [`crate::observability::latency::LATENCY_SAMPLE`].
 #[cfg(feature = "health")]
 fn register_latency(registry: &mut Registry, view: &MetricsView) {
     registry.register(
         "stream_kernel_record_latency_seconds",
         format!(
-            "End-to-end latency of a record, source to sink, measured on one record in {}",
+            "End-to-end latency of a record, from the source's read to its output's write, measured on one record in {}",
             crate::observability::latency::LATENCY_SAMPLE
         ),
         CountedHistogram(view.latency),

@@ -123,6 +123,92 @@ pub(crate) trait Egress {
     fn publish(&mut self) {}
 }
 
+/// End-to-end latency as a reader of the outputs sees it: a measured record that ended in this
+/// process waits here until the output holding it reaches the operating system.
+#[derive(Debug, Default)]
+pub(crate) struct LatencyProbe {
+    /// Measured records that ended, by taken latency.
+    pub histogram: LatencyHistogram,
+    /// Births of measured records whose output is still buffered.
+    unwritten: Vec<u64>,
+    /// When the outputs were last written (`None`: not yet).
+    written_at: Option<Instant>,
+}
+
+/// Measured records waiting for their output's write, at most (beyond, they are taken at once:
+/// an output that is never flushed must not grow this without bound).
+const MAX_UNWRITTEN: usize = 1 << 16;
+
+impl LatencyProbe {
+    /// Whether the outputs were last written `bound` ago or longer (or never).
+    pub fn written_before(&self, bound: Duration) -> bool {
+        self.written_at.is_none_or(|at| at.elapsed() >= bound)
+    }
+
+    /// A record born at `born_ns` ended with no output to wait for.
+    pub fn observe_now(&mut self, born_ns: u64) {
+        self.histogram.observe_since(born_ns, unix_ns());
+    }
+
+    /// A record born at `born_ns` ended in an output not written yet.
+    #[inline]
+    pub fn unwritten(&mut self, born_ns: u64) {
+        self.unwritten.push(born_ns);
+        if self.unwritten.len() >= MAX_UNWRITTEN {
+            self.written();
+        }
+    }
+
+    /// The outputs were written: every waiting record's latency is taken now.
+    pub fn written(&mut self) {
+        self.written_at = Some(Instant::now());
+        if self.unwritten.is_empty() {
+            return;
+        }
+        let now = unix_ns();
+        for born in self.unwritten.drain(..) {
+            self.histogram.observe_since(born, now);
+        }
+    }
+}
+
+/// When the record the source is producing was born: a measured record (one in
+/// [`crate::observability::latency::LATENCY_SAMPLE`]) is stamped when the source first hands
+/// it on, after the read that brought it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SourceBirth {
+    measured: bool,
+    born_ns: u64,
+}
+
+impl SourceBirth {
+    /// The source starts on its next record.
+    pub fn begin(&mut self, measured: bool) {
+        *self = Self {
+            measured,
+            born_ns: 0,
+        };
+    }
+
+    #[inline]
+    pub fn is_measured(&self) -> bool {
+        self.measured
+    }
+
+    /// The record's birth: now, at its first emission.
+    fn stamp(&mut self) -> u64 {
+        if self.born_ns == 0 {
+            self.born_ns = unix_ns().max(1);
+        }
+        self.born_ns
+    }
+
+    /// The record's birth, 0 when it is not measured or was not handed on.
+    pub fn born_ns(&self) -> u64 {
+        self.born_ns
+    }
+}
+
 /// State shared by every call of one chain.
 pub(crate) struct ChainEnv {
     pub routes: Routes,
@@ -146,6 +232,10 @@ pub(crate) struct ChainEnv {
     pub(super) local: Vec<Option<usize>>,
     /// Every node's name, by graph index (errors and dead letters name the emitting node).
     names: Vec<String>,
+    /// End-to-end latency of the records that end in this process.
+    pub latency: LatencyProbe,
+    /// The birth of the record the source is producing.
+    pub source_birth: SourceBirth,
 }
 
 impl ChainEnv {
@@ -168,6 +258,8 @@ impl ChainEnv {
             running: 0,
             local,
             names,
+            latency: LatencyProbe::default(),
+            source_birth: SourceBirth::default(),
         }
     }
 
@@ -318,6 +410,7 @@ fn run_local(
         ctx,
         emitted: 0,
         stop: None,
+        stamp_birth: false,
     };
     let result = stage.node.process(value, ctx, &mut port);
     stage.stats.records_out += port.emitted;
@@ -362,6 +455,7 @@ pub(super) fn run_entry(
         ctx: &handed_down,
         emitted: 0,
         stop: None,
+        stamp_birth: false,
     };
     let result = stage.node.process_encoded(payload, trusted, ctx, &mut port);
     stage.stats.records_out += port.emitted;
@@ -443,6 +537,7 @@ fn run_stage_observed(
         ctx: &port_ctx,
         emitted: 0,
         stop: None,
+        stamp_birth: false,
     };
     let result = match input {
         Input::Value(value) => stage.node.process(value, ctx, &mut port),
@@ -486,11 +581,16 @@ pub(super) struct Port<'c, 'r> {
     pub(super) emitted: u64,
     /// The source's port only: whether the run is stopping (answers its waits for input).
     pub(super) stop: Option<&'c dyn Fn() -> bool>,
+    /// The source's port, for a measured record: its birth is stamped at its first emission.
+    pub(super) stamp_birth: bool,
 }
 
 impl OutputPort for Port<'_, '_> {
     #[inline]
     fn emit(&mut self, target: EmitTarget<'_>, value: Value<'_>) -> Result<(), NodeError> {
+        if self.stamp_birth {
+            return self.emit_measured(target, value);
+        }
         self.emitted += 1;
         let link = match target {
             EmitTarget::Next => self.next,
@@ -528,9 +628,48 @@ impl OutputPort for Port<'_, '_> {
     /// The source waits for input: what it already read goes out now (local outputs are
     /// flushed, a ring's batch is published), then the stop check answers.
     fn idle(&mut self) -> Result<(), NodeError> {
-        let Some(stop) = self.stop else {
-            return Ok(());
+        self.flush_while_idle()?;
+        match self.stop {
+            Some(stop) if stop() => Err(NodeError::Stopped),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Port<'_, '_> {
+    /// The source emits a measured record: it is born now, after the read that brought it
+    /// (the time the source waited for input is not the record's). Off the hot path: one
+    /// record in [`crate::observability::latency::LATENCY_SAMPLE`].
+    #[cold]
+    #[inline(never)]
+    fn emit_measured(&mut self, target: EmitTarget<'_>, value: Value<'_>) -> Result<(), NodeError> {
+        let ctx = RecordContext {
+            born_ns: self.env.source_birth.stamp(),
+            ..*self.ctx
         };
+        let mut stamped = Port {
+            from: self.from,
+            next: self.next,
+            downstream: &mut *self.downstream,
+            offset: self.offset,
+            env: &mut *self.env,
+            egress: &mut *self.egress,
+            ctx: &ctx,
+            emitted: 0,
+            stop: self.stop,
+            stamp_birth: false,
+        };
+        let result = stamped.emit(target, value);
+        self.emitted += stamped.emitted;
+        result
+    }
+
+    /// The source's port: every output downstream of it is written now (local outputs are
+    /// flushed, a ring's batch is published).
+    fn flush_while_idle(&mut self) -> Result<(), NodeError> {
+        if self.stop.is_none() {
+            return Ok(());
+        }
         let mut failed = None;
         for stage in self.downstream.iter_mut() {
             if let Err(error) = stage.node.flush() {
@@ -547,14 +686,10 @@ impl OutputPort for Port<'_, '_> {
             return Err(self.output_failed("dead_letter", error));
         }
         self.egress.publish();
-        if stop() {
-            return Err(NodeError::Stopped);
-        }
+        self.env.latency.written();
         Ok(())
     }
-}
 
-impl Port<'_, '_> {
     /// An output that failed to flush while the source waited: the run's failure, named after
     /// the output's node, at the first record it could not write.
     #[cold]

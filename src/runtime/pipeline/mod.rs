@@ -24,7 +24,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::dead_letter::DeadLetters;
 use super::journal::JournalKeeper;
@@ -146,9 +146,6 @@ pub(crate) struct SourceRun {
 fn root_context<'g>(env: &ChainEnv, run_id: u64, group: &'g str, seq: u64) -> RecordContext<'g> {
     let derived = trace_id_for(run_id, seq);
     let mut ctx = RecordContext::new(seq, derived, group);
-    if latency::is_measured(seq) {
-        ctx.born_ns = unix_ns();
-    }
     if let Some(tracer) = &env.tracer {
         let (trace_id, parent, sampled) = tracer.root_of(derived);
         ctx.trace_id = trace_id;
@@ -198,8 +195,6 @@ pub(crate) struct LocalPipeline {
     /// Where the node figures are published for the heartbeat (a worker's pipeline), and when
     /// they last were.
     pub stats_out: Option<(PublishedNodes, Option<Instant>)>,
-    /// End-to-end latency of the measured records that ended in this process.
-    pub latency: LatencyHistogram,
     /// This process runs the pipeline's last node: records end here, and their latency is
     /// observed here.
     ends_records: bool,
@@ -209,7 +204,16 @@ pub(crate) struct LocalPipeline {
     resume_after: u64,
     /// The run journal, when this process keeps it (the inline runtime).
     pub(crate) journal: Option<JournalKeeper>,
+    /// `runtime.latency.max_output_delay_us`: while input keeps coming (the source never
+    /// waits), outputs are still written at least this often.
+    max_output_delay: Duration,
 }
+
+/// Records between two looks at the clock for [`LatencyConfig::max_output_delay_us`]: a clock
+/// read per record would cost more than the records.
+///
+/// [`LatencyConfig::max_output_delay_us`]: crate::config::LatencyConfig::max_output_delay_us
+const DELAY_CHECK_EVERY: u64 = 32;
 
 /// What a local pipeline is built for: its run, where a resumed run resumes, and the counter
 /// its source reports consumed input bytes into ([`crate::graph::InputProgress`]).
@@ -311,7 +315,6 @@ impl LocalPipeline {
             group: placement.group.clone(),
             stats_out: None,
             run_id,
-            latency: LatencyHistogram::default(),
             ends_records: graph.nodes.len().checked_sub(1).is_some_and(&is_local),
             trail: InputTrail::new(
                 &run.resume.input_positions,
@@ -319,6 +322,7 @@ impl LocalPipeline {
             ),
             resume_after,
             journal: None,
+            max_output_delay: Duration::from_micros(config.runtime.latency.max_output_delay_us),
         })
     }
 
@@ -409,6 +413,7 @@ impl LocalPipeline {
         let started = self.env.timing.then(Instant::now);
         self.env.enter(ctx);
         self.env.running = 0;
+        let stamp_birth = self.env.source_birth.is_measured();
         let mut port = Port {
             from: 0,
             next: self.source_next,
@@ -419,6 +424,7 @@ impl LocalPipeline {
             ctx,
             emitted: 0,
             stop: Some(stop),
+            stamp_birth,
         };
         let pulled = source.pull(&mut port);
         let emitted = port.emitted;
@@ -464,7 +470,8 @@ impl LocalPipeline {
             let ctx = root_context(&self.env, self.run_id, &group, next);
             let span_start = if ctx.sampled { unix_ns() } else { 0 };
             // Only a measured record asks the egress what it sent (a dynamic call).
-            let measured = ctx.born_ns != 0;
+            let measured = latency::is_measured(next);
+            self.env.source_birth.begin(measured);
             let sent_before = if measured { egress.envelopes_sent() } else { 0 };
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 self.pull_once(source.as_mut(), &ctx, &mut *egress, stop)
@@ -481,7 +488,7 @@ impl LocalPipeline {
                 Ok(Pull::Emitted) => {
                     if measured {
                         let nothing_left = egress.envelopes_sent() == sent_before;
-                        self.record_ended(ctx.born_ns, nothing_left);
+                        self.record_ended(self.env.source_birth.born_ns(), nothing_left);
                     }
                     if ctx.sampled {
                         let caller = self.env.tracer.as_ref().and_then(|t| t.parent);
@@ -514,6 +521,12 @@ impl LocalPipeline {
                             break;
                         }
                         self.journal_completed(seq, egress);
+                    } else if seq.is_multiple_of(DELAY_CHECK_EVERY)
+                        && self.env.latency.written_before(self.max_output_delay)
+                        && let Err(failure) = self.flush_outputs(egress)
+                    {
+                        run.failure = Some(*failure);
+                        break;
                     }
                 }
                 Ok(Pull::Exhausted) => {
@@ -645,6 +658,7 @@ impl LocalPipeline {
             ctx,
             emitted: 0,
             stop: None,
+            stamp_birth: false,
         };
         let result = stage.node.on_end_of_stream(&mut port);
         stage.stats.records_out += port.emitted;
@@ -685,24 +699,43 @@ impl LocalPipeline {
         let marks = self.trail.drain();
         let mut out = out.lock();
         out.nodes = counts;
-        out.latency = self.latency;
+        out.latency = self.env.latency.histogram;
         out.input_marks
             .extend(marks.into_iter().map(super::resume::mark_of));
         let excess = out.input_marks.len().saturating_sub(MAX_MARKS_PER_BEAT);
         out.input_marks.drain(..excess);
     }
 
-    /// Counts the end-to-end latency of a record born at `born_ns` (0: not measured) that
-    /// ended now in this process: where records end (written by the sink, dead-lettered, or
-    /// marked dropped upstream), or anywhere when `nothing_left` (the record left no envelope
-    /// downstream, so no other process sees it end).
+    /// A record born at `born_ns` (0: not measured) ended now in this process. Where records
+    /// end (written by the sink, dead-lettered, or handed to the embedding host) its latency
+    /// is taken when its output reaches the operating system, at the next
+    /// [`LocalPipeline::outputs_written`]: what a reader of the output sees. A record that left
+    /// nothing downstream and no output (`nothing_left`, outside the last process) ends here.
     #[inline]
     pub(crate) fn record_ended(&mut self, born_ns: u64, nothing_left: bool) {
-        if born_ns != 0 && (self.ends_records || nothing_left) {
-            self.latency.observe_since(born_ns, unix_ns());
+        if born_ns == 0 {
+            return;
+        }
+        if self.ends_records {
+            self.env.latency.unwritten(born_ns);
+        } else if nothing_left {
+            self.env.latency.observe_now(born_ns);
         }
     }
 
+    /// Every output of this process reached the operating system (a flush, a published ring
+    /// batch): the records waiting in them are now visible to a reader.
+    pub(crate) fn outputs_written(&mut self) {
+        self.env.latency.written();
+    }
+
+    /// End-to-end latency of the measured records that ended in this process.
+    pub fn latency(&self) -> LatencyHistogram {
+        self.env.latency.histogram
+    }
+
+    /// Hands every output of this process to the operating system: the local nodes' buffers,
+    /// the dead-letter file, the batch of the outbound rings.
     pub fn flush_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
         self.publish_stats();
         let output_failure = |node: &str, error: NodeError| {
@@ -724,6 +757,8 @@ impl LocalPipeline {
                 .flush()
                 .map_err(|e| output_failure("dead_letter", e))?;
         }
+        egress.publish();
+        self.outputs_written();
         Ok(())
     }
 

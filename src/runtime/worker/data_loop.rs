@@ -226,7 +226,7 @@ impl GroupData<'_> {
         for (name, value) in self.pipeline.env.routes.cache_counters().pairs() {
             report.push_str(&format!("#route_cache.{name}={value}\n"));
         }
-        report.push_str(&encode_latency(&self.pipeline.latency));
+        report.push_str(&encode_latency(&self.pipeline.latency()));
         if let Some(tracer) = self.pipeline.env.tracer.as_mut() {
             tracer.sink.close();
             report.push_str(&format!(

@@ -263,6 +263,12 @@ impl Egress for WorkerEgress<'_> {
         self.dead_letters.as_mut()
     }
 
+    /// The source waits for input: what it emitted goes downstream now (the batch and the
+    /// watermarks are published, a parked consumer is woken).
+    fn publish(&mut self) {
+        self.flush();
+    }
+
     fn envelopes_sent(&self) -> u64 {
         self.sent
     }
