@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use stream_kernel::apps::fund_load::parse as general;
@@ -497,9 +497,32 @@ pub struct Counts {
 
 /// Adjudicates `input` into `output` (and unreadable lines into `rejects`).
 pub fn run(input: &Path, output: &Path, rejects: &Path, s: &Settings) -> io::Result<Counts> {
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(input)?);
-    let mut out = BufWriter::with_capacity(1 << 18, File::create(output)?);
+    let reader = BufReader::with_capacity(1 << 20, File::open(input)?);
+    let out = BufWriter::with_capacity(1 << 18, File::create(output)?);
     let mut dead = Vec::new();
+    let counts = adjudicate(reader, out, &mut dead, s, Flush::AtEnd)?;
+    std::fs::write(rejects, dead)?;
+    Ok(counts)
+}
+
+/// When the output buffer is handed to the operating system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// When it is full, and at the end (a batch job).
+    AtEnd,
+    /// Also before every read that may wait for input (the reader's buffer is empty): a
+    /// stream job, where a decided line must not wait for the next input to arrive.
+    WhenIdle,
+}
+
+/// Adjudicates every line of `reader` into `out` (unreadable lines into `dead`).
+pub fn adjudicate<R: Read>(
+    mut reader: BufReader<R>,
+    mut out: impl Write,
+    dead: &mut Vec<u8>,
+    s: &Settings,
+    flush: Flush,
+) -> io::Result<Counts> {
     let mut books = Books::default();
     let mut line = Vec::with_capacity(256);
     let mut rendered = Vec::with_capacity(256);
@@ -545,16 +568,18 @@ pub fn run(input: &Path, output: &Path, rejects: &Path, s: &Settings) -> io::Res
                 &mut books,
                 s,
                 &mut rendered,
-                &mut dead,
+                dead,
                 &mut counts,
             ) {
                 continue;
             }
         }
         out.write_all(&rendered)?;
+        if flush == Flush::WhenIdle && reader.buffer().is_empty() {
+            out.flush()?;
+        }
     }
     out.flush()?;
-    std::fs::write(rejects, dead)?;
     Ok(counts)
 }
 

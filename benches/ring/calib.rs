@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use stream_kernel::data::Segment;
 use stream_kernel::data::memory::{futex_wait, futex_wake};
 
-use crate::common::spawn_child;
+use crate::common::{spawn_child, thread_cpu};
 
 /// Two words 128 bytes apart in one shared segment.
 pub struct Calib {
@@ -57,8 +57,11 @@ fn futex_wait_word(word: &AtomicU64, expected: u64) {
     };
 }
 
-pub fn calib_spin_rtt(calib: &Calib, iters: u64) -> Duration {
+/// `iters` cache-line round trips, and the share of their wall time this thread was on a CPU
+/// (a spinning thread that is not is sharing its core: the machine is oversubscribed).
+pub fn calib_spin_rtt(calib: &Calib, iters: u64) -> (Duration, f64) {
     let base = calib.b().load(Ordering::Acquire);
+    let cpu = thread_cpu();
     let start = Instant::now();
     for i in 1..=iters {
         calib.a().store(base + i, Ordering::Release);
@@ -66,7 +69,9 @@ pub fn calib_spin_rtt(calib: &Calib, iters: u64) -> Duration {
             std::hint::spin_loop();
         }
     }
-    start.elapsed()
+    let wall = start.elapsed();
+    let share = (thread_cpu() - cpu).as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    (wall, share)
 }
 
 /// One futex round trip: publish `value`, wake the child, sleep until it echoes `value`.

@@ -207,6 +207,27 @@ pub fn record(id: &str, iters: u64, total: Duration) -> Duration {
     total
 }
 
+/// Keeps one measured value (not a time per iteration) under `id`.
+pub fn record_value(id: &str, value: f64) {
+    samples()
+        .lock()
+        .expect("samples")
+        .entry(id.to_string())
+        .or_default()
+        .push(value);
+}
+
+/// CPU time this thread has received.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 pub fn p50(id: &str) -> Option<f64> {
     let map = samples().lock().expect("samples");
     let mut values = map.get(id)?.clone();

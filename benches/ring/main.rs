@@ -37,7 +37,7 @@ use stream_kernel::graph::{AlignedBuf, Message, encode_into};
 
 use common::{
     ARG, BATCH, BenchPayload, EXIT, Link, RING_BYTES, ROLE, SIZES, measure_rtt, measure_tput,
-    payload_of, record,
+    payload_of, record, record_value, thread_cpu,
 };
 
 /// A peer of the benchmark: its id in the tables and how it is driven.
@@ -103,6 +103,7 @@ fn make_peer(peer: &str, size: usize, echo: bool) -> (Box<dyn Link>, Option<Chil
     match peer {
         "ours-latency" => child(ours::ours(WaitStrategy::LATENCY, size, echo, false)),
         "ours-balanced" => child(ours::ours(WaitStrategy::BALANCED, size, echo, false)),
+        "ours-efficiency" => child(ours::ours(WaitStrategy::EFFICIENCY, size, echo, false)),
         "ours-per-message" => child(ours::ours(WaitStrategy::LATENCY, size, echo, true)),
         "ours-threads" => (ours::ours_threads(size, echo), None),
         "iceoryx2" => child(iceoryx2::iceoryx2_peer(size, echo)),
@@ -143,7 +144,11 @@ fn bench_calib(c: &mut Criterion, label: &str) {
     let id = format!("calib/hop-{label}");
     group.bench_function(BenchmarkId::new("hop", label), |b| {
         // One iteration = one round trip = two hops.
-        b.iter_custom(|iters| record(&id, iters * 2, calib::calib_spin_rtt(&calib, iters)) / 2);
+        b.iter_custom(|iters| {
+            let (rtt, cpu_share) = calib::calib_spin_rtt(&calib, iters);
+            record_value(&format!("calib/cpu-share-{label}"), cpu_share);
+            record(&id, iters * 2, rtt) / 2
+        });
     });
     calib.stop();
     group.finish();
@@ -260,33 +265,26 @@ fn bench_wake(c: &mut Criterion) {
         });
     });
     calib.stop();
-    let (mut link, child) = make_peer("ours-balanced", 64, true);
-    group.bench_function("balanced-parked-rtt", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for i in 0..iters {
-                std::thread::sleep(calib::WAKE_GAP);
-                let start = Instant::now();
-                link.send(i);
-                link.flush();
-                link.recv();
-                total += start.elapsed();
-            }
-            record("wake/balanced-parked-rtt", iters, total)
+    for profile in ["balanced", "efficiency"] {
+        let (mut link, child) = make_peer(&format!("ours-{profile}"), 64, true);
+        let id = format!("{profile}-parked-rtt");
+        group.bench_function(&id, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    std::thread::sleep(calib::WAKE_GAP);
+                    let start = Instant::now();
+                    link.send(i);
+                    link.flush();
+                    link.recv();
+                    total += start.elapsed();
+                }
+                record(&format!("wake/{id}"), iters, total)
+            });
         });
-    });
-    finish_peer(link, child);
+        finish_peer(link, child);
+    }
     group.finish();
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// CPU share of a balanced consumer waiting one second on an idle ring.

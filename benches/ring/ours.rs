@@ -140,6 +140,8 @@ pub fn ours_threads(size: usize, echo: bool) -> Box<dyn Link> {
 pub fn profile_name(profile: WaitStrategy) -> &'static str {
     if profile == WaitStrategy::LATENCY {
         "latency"
+    } else if profile == WaitStrategy::EFFICIENCY {
+        "efficiency"
     } else {
         "balanced"
     }
@@ -179,10 +181,10 @@ pub fn child_ours(arg: &str) {
         parts[1].parse().expect("fd"),
         parts[2].parse().expect("len"),
     );
-    let profile = if parts[3] == "latency" {
-        WaitStrategy::LATENCY
-    } else {
-        WaitStrategy::BALANCED
+    let profile = match parts[3] {
+        "latency" => WaitStrategy::LATENCY,
+        "efficiency" => WaitStrategy::EFFICIENCY,
+        _ => WaitStrategy::BALANCED,
     };
     // SAFETY: the parent passed these fds to this child alone.
     let (request, reply) = unsafe {
