@@ -12,7 +12,8 @@
 //! (cache-line and futex ping-pong), `report` (the final table).
 //!
 //! Groups: `calib` (run first and last; the run is discarded if they differ by more than
-//! 20%), `rtt/<size>`, `tput/<size>`, `envelope/<size>`, `memcpy`, and `wake` (a parked
+//! 20%), `rtt/<size>`, `tput/<size>`, `envelope/<size>`, `memcpy`, `minimal` (two-thread
+//! stream loops of rtrb and ours with no harness), and `wake` (a parked
 //! consumer's wake-up). Short run: `tools/bench-ring.sh`; `SK_BENCH_GROUPS=rtt,tput` limits a
 //! run to some groups.
 
@@ -240,6 +241,19 @@ fn bench_memcpy(c: &mut Criterion) {
     group.finish();
 }
 
+/// The minimal two-thread stream loops (64 B), no harness: what rtrb and our ring cost for
+/// this job when nothing else is timed, and what the `rtrb-slots` row adds to rtrb.
+fn bench_minimal(c: &mut Criterion) {
+    let mut group = c.benchmark_group("minimal");
+    group.bench_function("rtrb", |b| {
+        b.iter_custom(|iters| record("minimal/rtrb", iters, slots::rtrb_minimal(iters)));
+    });
+    group.bench_function("ours", |b| {
+        b.iter_custom(|iters| record("minimal/ours", iters, ours::ours_minimal(iters)));
+    });
+    group.finish();
+}
+
 /// A parked balanced consumer's wake-up: the child parks between messages (the gap is not
 /// timed), so each round trip starts with a futex wake. Compared with a plain futex ping-pong
 /// after the same gap, measured just before.
@@ -339,6 +353,9 @@ fn main() {
         if run("tput") {
             bench_tput(&mut criterion, size);
         }
+    }
+    if run("minimal") {
+        bench_minimal(&mut criterion);
     }
     if run("wake") {
         bench_wake(&mut criterion);

@@ -197,3 +197,48 @@ pub fn child_ours(arg: &str) {
     let tx = Producer::attach(reply, profile).expect("attach");
     serve(rx, tx, parts[4] == "true");
 }
+
+/// The same minimal two-thread loop as `slots::rtrb_minimal` on our ring (heap memory, latency
+/// profile): the producer encodes each 64 B envelope in place and publishes every
+/// [`crate::common::BATCH`]; the consumer validates each in place and releases per poll.
+pub fn ours_minimal(iters: u64) -> std::time::Duration {
+    let memory = Arc::new(HeapMemory::new(ring_memory_len(RING_BYTES)));
+    init_ring(&*memory, RING_BYTES, 0x5eed_0000_0000_0002).expect("init");
+    let profile = WaitStrategy::LATENCY;
+    let mut rx = Consumer::attach(Arc::clone(&memory), profile).expect("attach");
+    let mut tx = Producer::attach(memory, profile).expect("attach");
+    let consumer = std::thread::spawn(move || {
+        let mut read = 0;
+        while read < iters {
+            let got = rx
+                .poll(usize::MAX, |r| {
+                    std::hint::black_box(check_envelope(r.body));
+                    Ok::<_, ()>(())
+                })
+                .expect("poll");
+            read += got as u64;
+            if got == 0 {
+                rx.wait(far()).expect("wait");
+            }
+        }
+    });
+    let payload = payload_of(64);
+    let mut arena = Arena::new();
+    let start = std::time::Instant::now();
+    for seq in 0..iters {
+        let header = EnvelopeHeader::data(seq, 0);
+        push_envelope(
+            &mut tx,
+            &header,
+            |slot| encode_into(&payload, slot, &mut arena).ok(),
+            far(),
+        )
+        .expect("push");
+        if (seq + 1).is_multiple_of(crate::common::BATCH) {
+            tx.flush();
+        }
+    }
+    tx.flush();
+    consumer.join().expect("consumer thread");
+    start.elapsed()
+}

@@ -182,6 +182,29 @@ fn print_targets(hop: f64, idle_share: f64) {
         let ratio = value(&format!("tput/64/{peer}")) / t_ours;
         target(what, ratio, "x", ratio >= floor);
     }
+    if let (Some(rtrb), Some(ours), Some(row)) = (
+        p50("minimal/rtrb"),
+        p50("minimal/ours"),
+        p50("tput/64/rtrb-slots"),
+    ) {
+        println!(
+            "(minimal two-thread loops, 64 B, no harness: rtrb {} and ours {} per message)",
+            fmt_time(rtrb),
+            fmt_time(ours)
+        );
+        target(
+            "rtrb-slots row within 1.2x of a minimal rtrb loop",
+            row / rtrb,
+            "x",
+            row / rtrb <= 1.2,
+        );
+        target(
+            "stream 64 B >= 0.8x rtrb, minimal two-thread loops",
+            rtrb / ours,
+            "x",
+            rtrb / ours >= 0.8,
+        );
+    }
     let t_big = value(&format!("tput/{}/ours-latency", 64 * 1024));
     let memcpy = value("memcpy/64K");
     target(

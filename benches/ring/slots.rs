@@ -332,3 +332,34 @@ pub fn crossbeam_bytes_peer(size: usize, echo: bool) -> Box<dyn Link> {
         thread: Some(thread),
     })
 }
+
+/// The minimal two-thread rtrb loop for this job, with no bench harness around it: a producer
+/// thread fills chunks of [`BATCH`] 64 B envelopes in place and commits each chunk, a consumer
+/// thread validates every envelope in place and releases what it read. `iters` messages; the
+/// yardstick the `rtrb-slots` row is measured against (same queue, same capacity).
+pub fn rtrb_minimal(iters: u64) -> std::time::Duration {
+    const N: usize = slot_bytes(64);
+    let (mut tx, mut rx) = rtrb::RingBuffer::<Slot<N>>::new(capacity::<N>());
+    let consumer = std::thread::spawn(move || {
+        let mut read = 0;
+        while read < iters {
+            rtrb_read(&mut rx, usize::MAX, |body| {
+                std::hint::black_box(check_envelope(body));
+                read += 1;
+            });
+        }
+    });
+    let payload = payload_of(64);
+    let mut arena = Arena::new();
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while sent < iters {
+        let count = BATCH.min(iters - sent);
+        rtrb_write(&mut tx, count as usize, |i, bytes| {
+            encode_message_uninit(bytes, &mut arena, sent + i as u64, &payload)
+        });
+        sent += count;
+    }
+    consumer.join().expect("consumer thread");
+    start.elapsed()
+}
