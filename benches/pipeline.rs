@@ -160,7 +160,7 @@ fn traced(input: &Path, dir: &Path, endpoint: &str) -> stream_kernel::config::Co
             protocol: Some(stream_kernel::config::OtlpProtocol::Grpc),
             endpoint: Some(endpoint.to_string()),
             headers: Default::default(),
-            timeout_seconds: 2.0,
+            timeout_seconds: Some(2.0),
             service_name: Some("pipeline-bench".into()),
             service_name_by_process_group: false,
         },

@@ -206,8 +206,8 @@ fn completions_and_man_page() {
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.contains(".TH stream-kernel 1"), "{page}");
     assert!(
-        page.contains("Exit status"),
-        "exit codes missing from the man page"
+        page.contains(".SH \"EXIT STATUS\"") && !page.contains(".SH EXTRA"),
+        "exit statuses are not their own section of the man page:\n{page}"
     );
     let mut child = bin()
         .args(["completions", "bash"])
@@ -219,6 +219,299 @@ fn completions_and_man_page() {
         child.wait().unwrap().success(),
         "a closed pipe fails the command"
     );
+}
+
+/// What bash offers at `stream-kernel ARGS<TAB>`, from the generated script sourced in a real
+/// bash (its completion function called as bash's `complete -F` calls it).
+fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
+    let words_text = words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let current = words.last().copied().unwrap_or("");
+    let previous = words.len().checked_sub(2).map_or("", |i| words[i]);
+    let program = format!(
+        "source '{}'\n\
+         COMP_WORDS=({words_text})\n\
+         COMP_CWORD={}\n\
+         COMP_LINE=\"${{COMP_WORDS[*]}}\"\n\
+         COMP_POINT=${{#COMP_LINE}}\n\
+         fn=$(complete -p stream-kernel | sed -E 's/.*-F ([^ ]+).*/\\1/')\n\
+         \"$fn\" stream-kernel '{current}' '{previous}'\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        words.len() - 1
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// In a real bash, the completion script completes subcommands and, after a subcommand, that
+/// subcommand's flags (clap_complete's script alone offers nothing there for a program whose
+/// name has a hyphen).
+#[test]
+fn bash_completes_subcommands_and_their_flags() {
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("stream-kernel.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let top = bash_completes(&script, &["stream-kernel", ""]);
+    assert!(top.iter().any(|w| w == "run"), "top level: {top:?}");
+    let run = bash_completes(&script, &["stream-kernel", "run", "--"]);
+    for flag in ["--config", "--resume", "--quiet", "--log-level"] {
+        assert!(
+            run.iter().any(|w| w == flag),
+            "run --<TAB> lacks {flag}: {run:?}"
+        );
+    }
+    let validate = bash_completes(&script, &["stream-kernel", "validate", "--p"]);
+    assert_eq!(validate, ["--print"], "validate --p<TAB>");
+}
+
+/// `man --dir` writes a page for the program and one per subcommand; each page `groff`
+/// renders without a warning, `run`'s page holds its flags and the exit statuses, and every
+/// page the top page refers to exists.
+#[test]
+fn man_pages_for_every_subcommand_render_with_groff() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("man")
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for expected in [
+        "stream-kernel.1",
+        "stream-kernel-run.1",
+        "stream-kernel-validate.1",
+        "stream-kernel-man.1",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+    let top = std::fs::read_to_string(dir.path().join("stream-kernel.1")).unwrap();
+    for line in top.lines().filter(|l| l.contains("stream\\-kernel\\-")) {
+        let referred = line.split('(').next().unwrap_or("").replace("\\-", "-");
+        let referred = referred
+            .trim()
+            .trim_start_matches(".TP")
+            .trim()
+            .trim_start_matches("\\fB")
+            .trim_end_matches("\\fR");
+        if referred.starts_with("stream-kernel-") {
+            assert!(
+                names.contains(&format!("{referred}.1")),
+                "the top page refers to {referred}(1), which is not generated"
+            );
+        }
+    }
+    let run = std::fs::read_to_string(dir.path().join("stream-kernel-run.1")).unwrap();
+    for flag in ["\\-\\-resume", "\\-\\-log\\-level", "EXIT STATUS"] {
+        assert!(
+            run.contains(flag),
+            "{flag} missing from stream-kernel-run(1)"
+        );
+    }
+    if Command::new("groff").arg("--version").output().is_err() {
+        eprintln!("skipped the groff rendering: groff is not installed (Debian package groff)");
+        return;
+    }
+    for name in &names {
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "groff on {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `-q` leaves nothing on stderr or stdout for a completed run; `--log-level debug` and
+/// `RUST_LOG` change what the log shows.
+#[test]
+fn quiet_and_log_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str], rust_log: Option<&str>| {
+        let mut command = bin();
+        command
+            .args([
+                "run",
+                "-c",
+                &config("fund_load_baseline_4proc.yml"),
+                "--output",
+            ])
+            .arg(dir.path().join("out.txt"))
+            .arg("--dead-letter")
+            .arg(dir.path().join("rejects.jsonl"))
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let input = dir.path().join("in.txt");
+    let generated = bin()
+        .args(["gen", "--lines", "500", "--output"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let input = input.to_string_lossy().into_owned();
+    let (stdout, stderr) = run(&["-q", "--input", &input], None);
+    assert!(
+        stdout.is_empty() && stderr.is_empty(),
+        "-q printed:\n{stdout}\n{stderr}"
+    );
+    let (_, normal) = run(&["--input", &input], None);
+    assert!(
+        normal.contains(" INFO "),
+        "the default level shows INFO:\n{normal}"
+    );
+    assert!(
+        !normal.contains(" DEBUG "),
+        "the default level hides DEBUG:\n{normal}"
+    );
+    let (_, warn) = run(&["--log-level", "warn", "--input", &input], None);
+    assert!(
+        !warn.contains(" INFO "),
+        "--log-level warn shows INFO:\n{warn}"
+    );
+    let (_, filtered) = run(&["--input", &input], Some("error"));
+    assert!(
+        !filtered.contains(" INFO "),
+        "RUST_LOG=error shows INFO:\n{filtered}"
+    );
+}
+
+/// A missing input exits 66 and an output that cannot be created 73 (sysexits), before
+/// anything is written; `--output -` into a reader that closes early ends quietly with 141.
+#[test]
+fn unusable_files_and_a_closed_reader_have_their_own_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.txt");
+    std::fs::write(&output, "keep me\n").unwrap();
+    let missing = bin()
+        .args([
+            "run",
+            "-c",
+            &config("fund_load_experiment_inline.yml"),
+            "--input",
+        ])
+        .arg(dir.path().join("missing.txt"))
+        .arg("--output")
+        .arg(&output)
+        .arg("--dead-letter")
+        .arg(dir.path().join("rejects.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        missing.status.code(),
+        Some(66),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "keep me\n");
+    let input = dir.path().join("in.txt");
+    assert!(
+        bin()
+            .args(["gen", "--lines", "2000", "--output"])
+            .arg(&input)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let uncreatable = bin()
+        .args([
+            "run",
+            "-c",
+            &config("fund_load_experiment_inline.yml"),
+            "--input",
+        ])
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("no/such/dir/out.txt"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("rejects.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        uncreatable.status.code(),
+        Some(73),
+        "{}",
+        String::from_utf8_lossy(&uncreatable.stderr)
+    );
+    for config_name in [
+        "fund_load_experiment_inline.yml",
+        "fund_load_experiment_4proc.yml",
+    ] {
+        let big = dir.path().join("big.txt");
+        assert!(
+            bin()
+                .args(["gen", "--lines", "200000", "--output"])
+                .arg(&big)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut child = bin()
+            .args(["run", "-c", &config(config_name), "--input"])
+            .arg(&big)
+            .args(["--output", "-", "--dead-letter"])
+            .arg(dir.path().join(format!("{config_name}.rejects.jsonl")))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 64];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{config_name}: {stderr}");
+        assert!(
+            !stderr.contains("ERROR") && !stderr.contains("FAILED"),
+            "{config_name}: not quiet:\n{stderr}"
+        );
+    }
 }
 
 /// `--dead-letter` overrides the config's dead-letter path, nothing lands in the current

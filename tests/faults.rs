@@ -359,7 +359,7 @@ fn r4() -> Result<(), Failed> {
     let small = next.path().join("small.txt");
     std::fs::write(&small, &std::fs::read(&reference.input)?[..20_000])?;
     let out = cli_runs::cli()
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(bundled(FOUR_GROUPS))
         .arg("--input")
         .arg(&small)

@@ -553,7 +553,7 @@ fn r9_mutated_input_lines_are_each_accounted_once() {
     let four = dir.path().join("four");
     std::fs::create_dir(&four).unwrap();
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("configs/fund_load_experiment_4proc.yml"),

@@ -138,7 +138,7 @@ fn stdin_everywhere() -> Result<(), Failed> {
             let dir = tempfile::tempdir_in(work.path())?;
             let mut command = cli();
             command
-                .args(["run", "--quiet", "-c"])
+                .args(["run", "-c"])
                 .arg(bundled(name))
                 .args(["--input", "-", "--output"])
                 .arg(dir.path().join("output.txt"))
@@ -200,7 +200,7 @@ fn same_file() -> Result<(), Failed> {
         let run = |args: &[&std::ffi::OsStr], stdin: Stdio, stdout: Stdio| {
             let mut command = cli();
             command
-                .args(["run", "--quiet", "-c"])
+                .args(["run", "-c"])
                 .arg(bundled(config))
                 .args(args)
                 .current_dir(dir.path())
@@ -289,7 +289,7 @@ fn same_file() -> Result<(), Failed> {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
         let mut command = cli();
         command
-            .args(["run", "--quiet", "-c"])
+            .args(["run", "-c"])
             .arg(bundled(config))
             .arg("--input")
             .arg(&input)
@@ -344,7 +344,7 @@ fn stdout_is_data() -> Result<(), Failed> {
         "fund_load_baseline_4proc_partitioned",
     ] {
         let out = cli()
-            .args(["run", "--quiet", "-c"])
+            .args(["run", "-c"])
             .arg(bundled(config))
             .arg("--input")
             .arg(&input)
@@ -380,7 +380,7 @@ fn stdout_is_data() -> Result<(), Failed> {
         );
     })?;
     let out = cli()
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(&config)
         .arg("--input")
         .arg(&input)
@@ -574,7 +574,7 @@ fn terminal_signals() -> Result<(), Failed> {
             let dir = tempfile::tempdir_in(reference.dir.path())?;
             let mut command = cli();
             command
-                .args(["run", "--quiet", "-c"])
+                .args(["run", "-c"])
                 .arg(bundled(config))
                 .arg("--input")
                 .arg(&reference.input)
@@ -641,9 +641,9 @@ fn output_lock() -> Result<(), Failed> {
             .output()?;
         let stderr = String::from_utf8_lossy(&second.stderr);
         let said = format!("{}{stderr}", String::from_utf8_lossy(&second.stdout));
-        // Refused before it starts, as a run file that cannot be used.
+        // Refused before it starts, as an output that cannot be used (EX_CANTCREAT).
         check(
-            second.status.code() == Some(2) && said.contains("locked"),
+            second.status.code() == Some(73) && said.contains("locked"),
             || {
                 format!(
                     "{config}: second run: exit {:?}\n{said}",
@@ -660,7 +660,7 @@ fn output_lock() -> Result<(), Failed> {
         })?;
     }
     println!(
-        "LOCK: a second run on a running run's output is refused before it starts (exit 2, \"locked\"), both placements; the first run's output is intact"
+        "LOCK: a second run on a running run's output is refused before it starts (exit 73, \"locked\"), both placements; the first run's output is intact"
     );
     Ok(())
 }
@@ -807,7 +807,7 @@ fn failure_words() -> Result<(), Failed> {
     })?;
     // An output that cannot be created is refused before the run starts, naming it.
     let out = cli()
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(bundled("fund_load_experiment_4proc"))
         .arg("--input")
         .arg(&reference.input)
@@ -818,7 +818,7 @@ fn failure_words() -> Result<(), Failed> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    check(out.status.code() == Some(2), || said.clone())?;
+    check(out.status.code() == Some(73), || said.clone())?;
     check(
         said.contains("/nonexistent-dir/out.txt") && said.contains("does not exist"),
         || said.clone(),

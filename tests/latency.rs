@@ -55,7 +55,7 @@ fn attempt(id: usize) -> String {
 fn start(config: &Path, dir: &Path) -> (Child, PathBuf) {
     let report = dir.join("report.json");
     let child = Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
-        .args(["run", "--quiet", "--input", "-", "--output", "-", "-c"])
+        .args(["run", "--input", "-", "--output", "-", "-c"])
         .arg(config)
         .arg("--dead-letter")
         .arg(dir.join("rejects.jsonl"))

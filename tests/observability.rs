@@ -239,6 +239,7 @@ fn check_traces(spans: &[ReceivedSpan], records: usize) -> Result<(), Failed> {
             }
             for key in [
                 "service.name",
+                "service.version",
                 "service.instance.id",
                 "process.pid",
                 "host.name",
@@ -247,6 +248,16 @@ fn check_traces(spans: &[ReceivedSpan], records: usize) -> Result<(), Failed> {
                     format!("{span:?}: no resource attribute {key}")
                 })?;
             }
+            // A hand-off's receiving node consumes a message from another process; every
+            // other node span is internal (OTLP kinds: 1 internal, 5 consumer).
+            let expected = if span.attributes.contains_key("handoff_from") {
+                5
+            } else {
+                1
+            };
+            check(span.kind == expected, || {
+                format!("{span:?}: kind {} (expected {expected})", span.kind)
+            })?;
         }
         let pids: BTreeSet<&str> = spans
             .iter()
@@ -661,7 +672,53 @@ fn export_failures_reported() -> Result<(), Failed> {
     })?;
     check(started.elapsed().as_secs() < 60, || {
         format!("the run took {:?}", started.elapsed())
-    })
+    })?;
+    // With no timeout in the config, OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds) decides.
+    let exporters = format!("[{{kind: otel_otlp, settings: {{endpoint: \"{hanging}\"}}}}]");
+    let output = cli_run(
+        &fixture,
+        "hanging-env",
+        &exporters,
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "300")],
+    )?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("spans via otel_otlp"))
+        .ok_or_else(|| format!("no span line in the summary:\n{stdout}"))?;
+    let waited: u64 = line
+        .split("exit wait ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .ok_or_else(|| format!("no exit wait in {line:?}"))?;
+    // The end of a run waits at least its 2 s drain budget; without the variable it would be
+    // the default 10 s.
+    check(waited <= 2_500, || {
+        format!("exit wait {waited} ms with OTEL_EXPORTER_OTLP_TIMEOUT=300")
+    })?;
+    // A variable that cannot be used is said, not ignored.
+    let (refusing, _) = dead_endpoint(Endpoint::Refusing)?;
+    let exporters = format!("[{{kind: otel_otlp, settings: {{endpoint: \"{refusing}\"}}}}]");
+    let output = cli_run(
+        &fixture,
+        "bad-env",
+        &exporters,
+        &[
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ],
+    )?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for variable in ["OTEL_TRACES_SAMPLER", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+        check(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("warning:") && l.contains(variable)),
+            || format!("no warning about {variable}:\n{stderr}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// P5PRE-OBS-03: the output is identical to tracing off and every span of the exporter is
@@ -887,7 +944,7 @@ fn cli_run(
     std::fs::write(&config, yaml)?;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"));
     command
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(&config)
         .arg("--input")
         .arg(&fixture.input)
@@ -1063,7 +1120,7 @@ fn smoke_03() -> Result<(), Failed> {
     ));
     std::fs::write(&config, yaml)?;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(&config)
         .arg("--input")
         .arg(&fixture.input)
@@ -1112,7 +1169,7 @@ fn log_01() -> Result<(), Failed> {
         std::fs::write(&config, yaml)?;
         Ok(
             std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
-                .args(["run", "--quiet", "-c"])
+                .args(["run", "-c"])
                 .arg(&config)
                 .arg("--input")
                 .arg(&fixture.input)
@@ -1221,7 +1278,7 @@ fn log_otlp() -> Result<(), Failed> {
     let config = dir.join("config.yml");
     std::fs::write(&config, yaml)?;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(&config)
         .arg("--input")
         .arg(&fixture.input)
@@ -1277,6 +1334,29 @@ fn log_otlp() -> Result<(), Failed> {
     check(
         !span_instances.is_empty() && span_instances.is_subset(&logged_instances),
         || format!("span instances {span_instances:?} not named by logs {logged_instances:?}"),
+    )?;
+    // pid is a number, as the resource's process.pid is; every record after the run started
+    // carries the run id; the resource names the version.
+    check(start.int_attributes.iter().any(|k| k == "pid"), || {
+        format!("pid is not an integer attribute: {start:?}")
+    })?;
+    check(
+        start.resource.get("service.version").map(String::as_str)
+            == Some(env!("CARGO_PKG_VERSION")),
+        || format!("no service.version on the log resource: {start:?}"),
+    )?;
+    let spawned = logs
+        .iter()
+        .filter(|l| l.body.starts_with("worker_spawned"))
+        .collect::<Vec<_>>();
+    check(
+        !spawned.is_empty()
+            && spawned.iter().all(|l| {
+                l.attributes
+                    .get("stream_kernel.run_id")
+                    .is_some_and(|id| id.len() == 16)
+            }),
+        || format!("log records without the run id: {spawned:?}"),
     )?;
     let own = start
         .resource

@@ -1,6 +1,7 @@
 //! What an operator's tools see: `/metrics` scraped during a real supervised run and read by
-//! the reference Prometheus client's OpenMetrics parser, the health routes, and where the
-//! summary says the endpoints were.
+//! the reference Prometheus client's OpenMetrics parser and by `promtool`, the final figures
+//! pushed to a real Pushgateway, the health routes, and where the summary says the endpoints
+//! were.
 
 #[path = "support/checks.rs"]
 mod checks;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use checks::check;
 use cli_runs::{cli, set, variant_config, yaml};
-use http::http_get;
+use http::{http_get, http_get_accept};
 use libtest_mimic::Failed;
 
 /// Reads OpenMetrics text on stdin with `prometheus_client`'s parser (the Python reference
@@ -166,7 +167,7 @@ fn metrics_scraped_during_a_run_follow_prometheus_conventions() -> Result<(), Fa
         set(root, "runtime.observability.tracing", yaml(&tracing));
     })?;
     let mut child = cli()
-        .args(["run", "--quiet", "--input", "-", "-c"])
+        .args(["run", "--input", "-", "-c"])
         .arg(&config)
         .arg("--output")
         .arg(dir.path().join("out.txt"))
@@ -220,9 +221,14 @@ fn scrape_through_the_run(
     let mut scrapes = Vec::new();
     // The workers' counters must appear long before the 30 s heartbeat.
     let deadline = Instant::now() + Duration::from_secs(15);
+    check_prometheus_text(address)?;
     loop {
-        let (status, text) = http_get(address, "/metrics")?;
+        let (status, content_type, text) = http_get_accept(address, "/metrics", OPENMETRICS)?;
         check(status == 200, || format!("/metrics: {status}"))?;
+        check(
+            content_type.starts_with("application/openmetrics-text"),
+            || format!("asked for OpenMetrics, got {content_type}"),
+        )?;
         let families = parse(&text)?;
         let seen = ingress_records_in(&families);
         let measured = latency_count(&families);
@@ -248,8 +254,8 @@ fn scrape_through_the_run(
     drop(stdin);
     // Until the run ends (a refused connection) or a few more scrapes.
     for _ in 0..10 {
-        match http_get(address, "/metrics") {
-            Ok((200, text)) => scrapes.push(parse(&text)?),
+        match http_get_accept(address, "/metrics", OPENMETRICS) {
+            Ok((200, _, text)) => scrapes.push(parse(&text)?),
             _ => break,
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -258,6 +264,158 @@ fn scrape_through_the_run(
     check_latency_histogram(&scrapes)?;
     check_dashboard_metrics(scrapes.last().ok_or("no scrape")?)?;
     Ok(address)
+}
+
+/// What Prometheus sends when it prefers OpenMetrics.
+const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Whether `tool` runs (`tool --version`); the reason is printed when it does not.
+fn tool_runs(tool: &str, package: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: {tool} is not installed (Debian package {package})");
+    }
+    ok
+}
+
+/// A scrape without `Accept` is Prometheus text 0.0.4, and `promtool check metrics` passes it
+/// with no finding (every family has help text, counters are named as Prometheus names them).
+fn check_prometheus_text(address: SocketAddr) -> Result<(), Failed> {
+    let (status, content_type, text) = http_get_accept(address, "/metrics", "*/*")?;
+    check(status == 200, || format!("/metrics: {status}"))?;
+    check(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        || format!("a scrape without a preference got {content_type}"),
+    )?;
+    check(!text.contains("# EOF"), || {
+        "Prometheus text with # EOF".into()
+    })?;
+    if !tool_runs("promtool", "prometheus") {
+        return Ok(());
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    check(out.status.success(), || {
+        format!(
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A real `prometheus-pushgateway` on a free loopback port, stopped when dropped.
+struct Pushgateway {
+    child: std::process::Child,
+    address: SocketAddr,
+}
+
+impl Pushgateway {
+    fn start() -> Result<Self, Failed> {
+        let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address={address}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let gateway = Self { child, address };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(address, "/-/ready").ok().map(|(s, _)| s) != Some(200) {
+            check(Instant::now() < deadline, || {
+                "the Pushgateway did not become ready in 20 s".into()
+            })?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(gateway)
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With `health.push_gateway` set, a short 4-group run's final figures reach a real
+/// Pushgateway under `job="stream_kernel"`, `instance=<host>`: every record counted, the run
+/// marked succeeded, its end time set — what a scrape of a 1-second run would likely miss.
+#[test]
+fn final_figures_are_pushed_to_a_pushgateway() -> Result<(), Failed> {
+    if !tool_runs("prometheus-pushgateway", "prometheus-pushgateway") {
+        return Ok(());
+    }
+    let gateway = Pushgateway::start()?;
+    let dir = tempfile::tempdir()?;
+    let url = format!("http://{}", gateway.address);
+    let config = variant_config(dir.path(), "fund_load_experiment_4proc", |root| {
+        set(
+            root,
+            "runtime.platform.health.push_gateway",
+            yaml(&format!("\"{url}\"")),
+        );
+    })?;
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, input_lines(1000, 3)?)?;
+    let out = cli()
+        .args(["run", "-q", "-c"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.path().join("out.txt"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("rejects.jsonl"))
+        .output()?;
+    check(out.status.success(), || {
+        format!(
+            "exit {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let (status, pushed) = http_get(gateway.address, "/metrics")?;
+    check(status == 200, || format!("Pushgateway /metrics: {status}"))?;
+    let sample = |name: &str, group: Option<&str>| -> Option<f64> {
+        pushed.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let labelled = series.starts_with(&format!("{name}{{"));
+            let ours = series.contains("job=\"stream_kernel\"") && series.contains("instance=\"");
+            let in_group = group.is_none_or(|g| series.contains(&format!("group=\"{g}\"")));
+            (labelled && ours && in_group).then(|| value.parse().ok())?
+        })
+    };
+    check(
+        sample("stream_kernel_run_succeeded", None) == Some(1.0),
+        || format!("no stream_kernel_run_succeeded 1 pushed:\n{pushed}"),
+    )?;
+    check(
+        sample("stream_kernel_run_end_time_seconds", None).is_some_and(|t| t > 1.7e9),
+        || format!("no end time pushed:\n{pushed}"),
+    )?;
+    check(
+        sample(
+            "stream_kernel_worker_records_in_total",
+            Some("execution.ingress"),
+        ) == Some(1000.0),
+        || format!("the ingress worker's 1000 records were not pushed:\n{pushed}"),
+    )
 }
 
 /// Every metric name the bundled Grafana dashboard queries.

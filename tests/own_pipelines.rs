@@ -98,7 +98,7 @@ fn the_readmes_first_pipeline_builds_and_runs_alike_inline_and_in_groups() {
         .current_dir(&krate));
     assert!(validated.contains("ok"), "{validated}");
     run(Command::new(&binary)
-        .args(["run", "--quiet", "-c", "inline.yml"])
+        .args(["run", "-c", "inline.yml"])
         .current_dir(&krate));
     run(Command::new(&binary)
         .args([

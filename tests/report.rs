@@ -12,6 +12,11 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A 4-group run on 20,000 generated lines with both reports; returns (html, json).
 fn reported_run(dir: &Path) -> (String, serde_json::Value) {
+    reported_run_compared(dir, None)
+}
+
+/// [`reported_run`], compared with the earlier run whose report JSON is `earlier`.
+fn reported_run_compared(dir: &Path, earlier: Option<&Path>) -> (String, serde_json::Value) {
     let input = dir.join("in.txt");
     let generated = bin()
         .args(["gen", "--lines", "20000", "--output"])
@@ -19,9 +24,13 @@ fn reported_run(dir: &Path) -> (String, serde_json::Value) {
         .status()
         .unwrap();
     assert!(generated.success());
-    let (html, json) = (dir.join("run.html"), dir.join("run.json"));
+    let name = if earlier.is_some() { "again" } else { "run" };
+    let (html, json) = (
+        dir.join(format!("{name}.html")),
+        dir.join(format!("{name}.json")),
+    );
     let out = bin()
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(format!(
             "{}/configs/fund_load_experiment_4proc.yml",
             env!("CARGO_MANIFEST_DIR")
@@ -36,6 +45,7 @@ fn reported_run(dir: &Path) -> (String, serde_json::Value) {
         .arg(&html)
         .arg("--report")
         .arg(&json)
+        .args(earlier.map(|e| format!("--report-compare={}", e.display())))
         .output()
         .unwrap();
     assert!(
@@ -96,6 +106,20 @@ fn report_holds_the_runs_facts_and_is_self_contained() {
     assert_eq!(latency["measured"], 20_000 / 64, "{latency}");
     assert_eq!(sum_of_counts(&latency["buckets"]), 20_000 / 64);
     assert!(latency["p50_at_most_seconds"].as_f64().unwrap() > 0.0);
+    // Which run: when, what, where; and every worker's busy time, the source's included.
+    let run = &facts["run"];
+    assert_eq!(run["version"], env!("CARGO_PKG_VERSION"));
+    assert!(run["started_at"].as_str().unwrap().ends_with('Z'), "{run}");
+    assert!(!run["run_id"].as_str().unwrap().is_empty(), "{run}");
+    assert!(!run["host"].as_str().unwrap().is_empty(), "{run}");
+    assert_eq!(run["config_digest"].as_str().unwrap().len(), 16, "{run}");
+    for worker in facts["workers"].as_array().unwrap() {
+        assert!(worker["busy_seconds"].as_f64().unwrap() > 0.0, "{worker}");
+    }
+    assert!(
+        page.contains("latency p50 / p99"),
+        "no latency percentiles on the page"
+    );
     for section in [
         "Throughput over time",
         "Ring occupancy over time",
@@ -156,6 +180,34 @@ fn report_renders_in_a_real_browser() {
     let dom = browser(&["--dump-dom"]);
     let rendered = String::from_utf8_lossy(&dom.stdout);
     assert!(rendered.contains("Throughput over time") && rendered.contains("<polyline"));
+    // The same job again, compared with the first run: the comparison renders.
+    let (_, again) = reported_run_compared(dir.path(), Some(&dir.path().join("run.json")));
+    assert!(
+        again["earlier"]["records"] == 20_000,
+        "{}",
+        again["earlier"]
+    );
+    let url_again = format!("file://{}", dir.path().join("again.html").display());
+    let compared = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile2").display()
+        ))
+        .arg(&url_again)
+        .output()
+        .unwrap();
+    let compared = String::from_utf8_lossy(&compared.stdout);
+    assert!(
+        compared.contains("Compared with an earlier run") && compared.contains("same"),
+        "the comparison is not on the rendered page"
+    );
     let log = String::from_utf8_lossy(&dom.stderr);
     let console_errors: Vec<&str> = log
         .lines()

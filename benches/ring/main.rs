@@ -245,12 +245,16 @@ fn bench_memcpy(c: &mut Criterion) {
 /// this job when nothing else is timed, and what the `rtrb-slots` row adds to rtrb.
 fn bench_minimal(c: &mut Criterion) {
     let mut group = c.benchmark_group("minimal");
+    let mut rtrb = slots::RtrbMinimal::start();
     group.bench_function("rtrb", |b| {
-        b.iter_custom(|iters| record("minimal/rtrb", iters, slots::rtrb_minimal(iters)));
+        b.iter_custom(|iters| record("minimal/rtrb", iters, rtrb.run(iters)));
     });
+    drop(rtrb);
+    let mut ours = ours::OursMinimal::start();
     group.bench_function("ours", |b| {
-        b.iter_custom(|iters| record("minimal/ours", iters, ours::ours_minimal(iters)));
+        b.iter_custom(|iters| record("minimal/ours", iters, ours.run(iters)));
     });
+    drop(ours);
     group.finish();
 }
 

@@ -198,47 +198,90 @@ pub fn child_ours(arg: &str) {
     serve(rx, tx, parts[4] == "true");
 }
 
-/// The same minimal two-thread loop as `slots::rtrb_minimal` on our ring (heap memory, latency
+/// The same minimal two-thread loop as `slots::RtrbMinimal` on our ring (heap memory, latency
 /// profile): the producer encodes each 64 B envelope in place and publishes every
-/// [`crate::common::BATCH`]; the consumer validates each in place and releases per poll.
-pub fn ours_minimal(iters: u64) -> std::time::Duration {
-    let memory = Arc::new(HeapMemory::new(ring_memory_len(RING_BYTES)));
-    init_ring(&*memory, RING_BYTES, 0x5eed_0000_0000_0002).expect("init");
-    let profile = WaitStrategy::LATENCY;
-    let mut rx = Consumer::attach(Arc::clone(&memory), profile).expect("attach");
-    let mut tx = Producer::attach(memory, profile).expect("attach");
-    let consumer = std::thread::spawn(move || {
-        let mut read = 0;
-        while read < iters {
-            let got = rx
-                .poll(usize::MAX, |r| {
-                    std::hint::black_box(check_envelope(r.body));
-                    Ok::<_, ()>(())
-                })
-                .expect("poll");
-            read += got as u64;
-            if got == 0 {
-                rx.wait(far()).expect("wait");
+/// [`crate::common::BATCH`]; the consumer validates each in place, releases per poll and
+/// counts into an atomic the producer waits on. Ring and consumer live across samples.
+pub struct OursMinimal {
+    tx: Producer<Arc<HeapMemory>>,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    consumer: Option<std::thread::JoinHandle<()>>,
+    payload: BenchPayload,
+    arena: Arena,
+    sent: u64,
+}
+
+impl OursMinimal {
+    pub fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let memory = Arc::new(HeapMemory::new(ring_memory_len(RING_BYTES)));
+        init_ring(&*memory, RING_BYTES, 0x5eed_0000_0000_0002).expect("init");
+        let profile = WaitStrategy::LATENCY;
+        let mut rx = Consumer::attach(Arc::clone(&memory), profile).expect("attach");
+        let tx = Producer::attach(memory, profile).expect("attach");
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counter, stopping) = (Arc::clone(&read), Arc::clone(&stop));
+        let consumer = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let got = rx
+                    .poll(usize::MAX, |r| {
+                        std::hint::black_box(check_envelope(r.body));
+                        Ok::<_, ()>(())
+                    })
+                    .expect("poll");
+                if got == 0 {
+                    std::hint::spin_loop();
+                } else {
+                    counter.fetch_add(got as u64, Ordering::Release);
+                }
             }
-        }
-    });
-    let payload = payload_of(64);
-    let mut arena = Arena::new();
-    let start = std::time::Instant::now();
-    for seq in 0..iters {
-        let header = EnvelopeHeader::data(seq, 0);
-        push_envelope(
-            &mut tx,
-            &header,
-            |slot| encode_into(&payload, slot, &mut arena).ok(),
-            far(),
-        )
-        .expect("push");
-        if (seq + 1).is_multiple_of(crate::common::BATCH) {
-            tx.flush();
+        });
+        Self {
+            tx,
+            read,
+            stop,
+            consumer: Some(consumer),
+            payload: payload_of(64),
+            arena: Arena::new(),
+            sent: 0,
         }
     }
-    tx.flush();
-    consumer.join().expect("consumer thread");
-    start.elapsed()
+
+    /// `iters` messages through, timed until the consumer has checked the last.
+    pub fn run(&mut self, iters: u64) -> std::time::Duration {
+        use std::sync::atomic::Ordering;
+        let target = self.sent + iters;
+        let start = std::time::Instant::now();
+        while self.sent < target {
+            let header = EnvelopeHeader::data(self.sent, 0);
+            let (payload, arena) = (&self.payload, &mut self.arena);
+            push_envelope(
+                &mut self.tx,
+                &header,
+                |slot| encode_into(payload, slot, arena).ok(),
+                far(),
+            )
+            .expect("push");
+            self.sent += 1;
+            if self.sent.is_multiple_of(crate::common::BATCH) {
+                self.tx.flush();
+            }
+        }
+        self.tx.flush();
+        while self.read.load(Ordering::Acquire) < target {
+            std::hint::spin_loop();
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for OursMinimal {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(consumer) = self.consumer.take() {
+            let _ = consumer.join();
+        }
+    }
 }

@@ -334,32 +334,80 @@ pub fn crossbeam_bytes_peer(size: usize, echo: bool) -> Box<dyn Link> {
 }
 
 /// The minimal two-thread rtrb loop for this job, with no bench harness around it: a producer
-/// thread fills chunks of [`BATCH`] 64 B envelopes in place and commits each chunk, a consumer
-/// thread validates every envelope in place and releases what it read. `iters` messages; the
+/// fills chunks of [`BATCH`] 64 B envelopes in place and commits each chunk, a consumer thread
+/// validates every envelope in place and releases what it read, counting into an atomic the
+/// producer waits on. The ring and the consumer live across samples (no set-up is timed); the
 /// yardstick the `rtrb-slots` row is measured against (same queue, same capacity).
-pub fn rtrb_minimal(iters: u64) -> std::time::Duration {
-    const N: usize = slot_bytes(64);
-    let (mut tx, mut rx) = rtrb::RingBuffer::<Slot<N>>::new(capacity::<N>());
-    let consumer = std::thread::spawn(move || {
-        let mut read = 0;
-        while read < iters {
-            rtrb_read(&mut rx, usize::MAX, |body| {
-                std::hint::black_box(check_envelope(body));
-                read += 1;
-            });
-        }
-    });
-    let payload = payload_of(64);
-    let mut arena = Arena::new();
-    let start = std::time::Instant::now();
-    let mut sent = 0;
-    while sent < iters {
-        let count = BATCH.min(iters - sent);
-        rtrb_write(&mut tx, count as usize, |i, bytes| {
-            encode_message_uninit(bytes, &mut arena, sent + i as u64, &payload)
+pub struct RtrbMinimal {
+    tx: rtrb::Producer<Slot<{ slot_bytes(64) }>>,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    consumer: Option<std::thread::JoinHandle<()>>,
+    payload: BenchPayload,
+    arena: Arena,
+    sent: u64,
+}
+
+impl RtrbMinimal {
+    pub fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        const N: usize = slot_bytes(64);
+        let (tx, mut rx) = rtrb::RingBuffer::<Slot<N>>::new(capacity::<N>());
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (counter, stopping) = (std::sync::Arc::clone(&read), std::sync::Arc::clone(&stop));
+        let consumer = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let available = rx.slots();
+                if available == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let chunk = rx.read_chunk(available).expect("slots are readable");
+                let (first, second) = chunk.as_slices();
+                for slot in first.iter().chain(second) {
+                    std::hint::black_box(check_envelope(slot.body()));
+                }
+                chunk.commit_all();
+                counter.fetch_add(available as u64, Ordering::Release);
+            }
         });
-        sent += count;
+        Self {
+            tx,
+            read,
+            stop,
+            consumer: Some(consumer),
+            payload: payload_of(64),
+            arena: Arena::new(),
+            sent: 0,
+        }
     }
-    consumer.join().expect("consumer thread");
-    start.elapsed()
+
+    /// `iters` messages through, timed until the consumer has checked the last.
+    pub fn run(&mut self, iters: u64) -> std::time::Duration {
+        use std::sync::atomic::Ordering;
+        let target = self.sent + iters;
+        let start = std::time::Instant::now();
+        while self.sent < target {
+            let count = BATCH.min(target - self.sent);
+            let (arena, payload, first) = (&mut self.arena, &self.payload, self.sent);
+            rtrb_write(&mut self.tx, count as usize, |i, bytes| {
+                encode_message_uninit(bytes, arena, first + i as u64, payload)
+            });
+            self.sent += count;
+        }
+        while self.read.load(Ordering::Acquire) < target {
+            std::hint::spin_loop();
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for RtrbMinimal {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(consumer) = self.consumer.take() {
+            let _ = consumer.join();
+        }
+    }
 }

@@ -49,6 +49,15 @@ const EXIT_CROSS_HOST: u8 = 3;
 /// Exit status for command-line usage errors (an unknown flag, a missing value): `EX_USAGE`
 /// of sysexits.h, distinct from a config error.
 const EXIT_USAGE: u8 = 64;
+/// Exit status for a run whose input file is missing or cannot be read: `EX_NOINPUT` of
+/// sysexits.h (nothing was written).
+const EXIT_NO_INPUT: u8 = 66;
+/// Exit status for a run whose output, dead-letter, report or log file cannot be created or
+/// used: `EX_CANTCREAT` of sysexits.h (nothing was written).
+const EXIT_CANT_CREATE: u8 = 73;
+/// Exit status for a run whose stdout reader closed it (128 + SIGPIPE), as a shell reports a
+/// filter that `| head` cut short.
+const EXIT_READER_GONE: u8 = 141;
 /// Exit status for a run interrupted by SIGINT (128 + 2).
 const EXIT_SIGINT: u8 = 130;
 
@@ -57,12 +66,18 @@ const EXIT_CODES_HELP: &str = "\
 Exit status:
   0    every record is in the output, the dead letters, or skipped as a blank line
   1    the run failed; the summary names the worker, group and the records not completed
-  2    the config is invalid (every error listed), or the run's files cannot be used
+  2    the config is invalid (every error listed), or the run's files contradict each other
+       (an output is the input, two outputs are one file)
   3    the hand-off to other hosts cannot start (NATS unreachable, credentials refused, the
        run's stream exists with other settings)
   64   command-line usage error
+  66   the input file is missing or cannot be read (nothing was written)
+  73   an output file cannot be created or used: a missing directory, no permission, a FIFO,
+       a device, a file another run holds (nothing was written)
   128+N  stopped by signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT); the summary
-       says through which record the output is complete and how to resume";
+       says through which record the output is complete and how to resume
+  141  the reader of stdout closed it (`| head`): the run ends quietly, as a filter does; the
+       run journal says through which record the output is complete";
 
 /// What `run` does without `-c`: a built-in job on generated input, writing into a directory.
 #[derive(Debug, Clone)]
@@ -199,7 +214,7 @@ impl App {
                 output,
             }) => self.generate(lines, seed, output.as_deref()),
             Some(Command::Completions { shell }) => self.completions(shell),
-            Some(Command::Man) => self.man_page(),
+            Some(Command::Man { dir }) => self.man_pages(dir.as_deref()),
             Some(Command::Schema) => print_schema(),
         }
     }
@@ -230,6 +245,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline (with no config: the program's default job, when it has one).
+    #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
     /// Check a config; with --print, show it with every default filled in.
     Validate {
@@ -257,8 +273,13 @@ enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout (`man > NAME.1`).
-    Man,
+    /// Print the man page (roff) to stdout; with --dir, write one page per command there
+    /// (`NAME.1`, `NAME-run.1`, ...).
+    Man {
+        /// Write every page into this directory (e.g. /usr/local/share/man/man1) instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the config file (for editor completion).
     Schema,
 }
@@ -288,13 +309,24 @@ pub(crate) struct RunArgs {
     /// and processed again to rebuild state, not written again; outputs are appended to.
     #[arg(long, default_value_t = 0, value_name = "N")]
     skip: u64,
-    /// No progress bar.
-    #[arg(long)]
+    /// Only errors on stderr: no progress bar, no summary of a completed run, no warnings, logs
+    /// at level `error` (`RUST_LOG`, when set, still decides the log filter). A failed or
+    /// stopped run still says where its output is complete and how to resume.
+    #[arg(short, long)]
     quiet: bool,
+    /// Log level of the run's log destinations, overriding
+    /// `runtime.observability.logging.level`. `RUST_LOG` (tracing's filter directives), when
+    /// set, takes precedence over both.
+    #[arg(long, value_name = "LEVEL", value_enum)]
+    log_level: Option<LogLevelArg>,
     /// Write a report of the run: FILE.html (one self-contained page) or FILE.json (the same
     /// facts for machines); may be given more than once.
     #[arg(long, value_name = "FILE")]
     report: Vec<PathBuf>,
+    /// Compare this run with an earlier one in the reports: EARLIER.json is that run's
+    /// `--report` JSON (records, time, rate, latency, memory, config digest side by side).
+    #[arg(long, value_name = "EARLIER.json", requires = "report")]
+    report_compare: Option<PathBuf>,
     /// Run the process groups placed on host NAME (`process_groups[].host`); edges to groups
     /// on other hosts go through the config's `cross_host` transport.
     #[arg(long, value_name = "NAME")]
@@ -303,6 +335,28 @@ pub(crate) struct RunArgs {
     /// digest of the config's pipeline and placement.
     #[arg(long, value_name = "ID")]
     run_id: Option<String>,
+}
+
+/// `--log-level`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum LogLevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevelArg> for config::LogLevel {
+    fn from(level: LogLevelArg) -> Self {
+        match level {
+            LogLevelArg::Error => Self::Error,
+            LogLevelArg::Warn => Self::Warn,
+            LogLevelArg::Info => Self::Info,
+            LogLevelArg::Debug => Self::Debug,
+            LogLevelArg::Trace => Self::Trace,
+        }
+    }
 }
 
 /// Stdout was closed when the process started.
@@ -330,6 +384,20 @@ fn was_closed(fd: i32) -> bool {
     here.rdev() == null.rdev() && here.dev() == null.dev() && read_write
 }
 
+/// Whether stdout's reader has gone (a pipe whose read end is closed, a socket shut down): the
+/// kernel then reports an error condition on the write end without anything being written.
+pub(crate) fn stdout_reader_gone() -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    // SAFETY: fd 1 is only polled, never closed or replaced.
+    let stdout = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
+    let mut fds = [PollFd::new(stdout, PollFlags::POLLOUT)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|_| {
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+    })
+}
+
 /// Help and version go to stdout with status 0; a usage error to stderr with [`EXIT_USAGE`].
 fn usage_error(error: &clap::Error) -> ExitCode {
     let _ = error.print();
@@ -346,15 +414,38 @@ impl App {
         let mut command = self.command();
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut command, self.name, &mut script);
+        if shell == clap_complete::Shell::Bash {
+            script = bash_states_agree(&script, self.name);
+        }
         write_stdout(&script, "the completion script")
     }
 
-    fn man_page(&self) -> anyhow::Result<ExitCode> {
-        let mut page = Vec::new();
-        clap_mangen::Man::new(self.command())
-            .render(&mut page)
-            .context("rendering the man page")?;
-        write_stdout(&page, "the man page")
+    /// The program's page, or (with `dir`) one page per visible command written there.
+    fn man_pages(&self, dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+        let mut command = self.command().disable_help_subcommand(true);
+        command.build();
+        let Some(dir) = dir else {
+            let page = man_page(command).context("rendering the man page")?;
+            return write_stdout(&page, "the man page");
+        };
+        let mut pages = vec![command.clone()];
+        pages.extend(
+            command
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .cloned(),
+        );
+        for page in pages {
+            let name = page
+                .get_display_name()
+                .unwrap_or(page.get_name())
+                .to_string();
+            let path = dir.join(format!("{name}.1"));
+            let text = man_page(page).with_context(|| format!("rendering {name}(1)"))?;
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", path.display());
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn validate(&self, path: &Path, print: bool) -> anyhow::Result<ExitCode> {
@@ -404,10 +495,78 @@ impl App {
     }
 }
 
+/// clap_complete's bash script names a subcommand's state one way in the loop that walks the
+/// words (`stream__kernel__subcmd__run`: the name's hyphens as `__`) and another in the `case`
+/// arms (`stream__subcmd__kernel__subcmd__run`), so nothing completes after a subcommand of a
+/// program whose name has a hyphen (clap-rs/clap#6421). The arms are respelled the loop's way.
+fn bash_states_agree(script: &[u8], name: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(script);
+    if !name.contains('-') {
+        return script.to_vec();
+    }
+    let arms = name.replace('-', "__subcmd__");
+    let walked = name.replace('-', "__");
+    text.replace(&format!("{arms}__subcmd__"), &format!("{walked}__subcmd__"))
+        .into_bytes()
+}
+
 fn print_schema() -> anyhow::Result<ExitCode> {
     let schema = config::schema::config_schema();
     let text = serde_json::to_string_pretty(&schema).context("rendering the schema")?;
     write_stdout(format!("{text}\n").as_bytes(), "the schema")
+}
+
+/// One command's man page: name, synopsis, description, options, subcommands, and EXIT STATUS
+/// (for the program and `run`) as a section of its own rather than clap_mangen's "EXTRA".
+fn man_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
+    use clap_mangen::roff::{Roff, roman};
+    let with_status = command.get_name() == "run" || command.get_after_help().is_some();
+    let man = clap_mangen::Man::new(command.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    if command.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if command.has_subcommands() {
+        man.render_subcommands_section(&mut page)?;
+    }
+    if with_status {
+        let mut roff = Roff::default();
+        roff.control("SH", ["EXIT STATUS"]);
+        for (status, meaning) in exit_statuses() {
+            roff.control("TP", []);
+            roff.text([roman(status)]);
+            roff.text([roman(meaning)]);
+        }
+        roff.to_writer(&mut page)?;
+    }
+    if command.get_version().is_some() {
+        man.render_version_section(&mut page)?;
+    }
+    Ok(page)
+}
+
+/// [`EXIT_CODES_HELP`] as (status, meaning) pairs (continuation lines joined).
+fn exit_statuses() -> Vec<(String, String)> {
+    let mut statuses: Vec<(String, String)> = Vec::new();
+    for line in EXIT_CODES_HELP.lines().skip(1) {
+        let text = line.trim();
+        match text.split_once(char::is_whitespace) {
+            Some((status, meaning)) if line.starts_with("  ") && !line.starts_with("   ") => {
+                statuses.push((status.to_string(), meaning.trim().to_string()));
+            }
+            _ => {
+                if let Some((_, meaning)) = statuses.last_mut() {
+                    meaning.push(' ');
+                    meaning.push_str(text);
+                }
+            }
+        }
+    }
+    statuses
 }
 
 /// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.

@@ -124,15 +124,18 @@ impl Reporter {
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                let position = || match total {
+                    Total::Bytes(_) => progress.input_bytes.load(Ordering::Relaxed),
+                    _ => progress.records.load(Ordering::Relaxed),
+                };
                 while !thread_done.load(Ordering::Relaxed) {
-                    let position = match total {
-                        Total::Bytes(_) => progress.input_bytes.load(Ordering::Relaxed),
-                        _ => progress.records.load(Ordering::Relaxed),
-                    };
-                    bar.set_position(position);
+                    bar.set_position(position());
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                bar.finish_and_clear();
+                // The last frame shows where the run ended (the final count, not the last
+                // heartbeat's), and stays above the summary.
+                bar.set_position(position());
+                bar.finish();
             });
         Some(Self {
             done,

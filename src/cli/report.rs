@@ -9,11 +9,17 @@ use std::path::Path;
 
 use crate::observability::latency::LatencyHistogram;
 use crate::runtime::{RunSummary, Timeline};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything a report shows, as plain data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
+    /// When, where and what ran: for telling reports apart and comparing them.
+    #[serde(default)]
+    pub run: RunMeta,
+    /// The run this one is compared with (`--report-compare EARLIER.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier: Option<Box<Earlier>>,
     pub scenario: String,
     pub profile: String,
     /// `completed`, `stopped` or `failed: ...`.
@@ -37,8 +43,211 @@ pub struct RunReport {
     pub latency: LatencyRow,
 }
 
+/// The figures of an earlier run a report compares with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Earlier {
+    pub run: RunMeta,
+    pub outcome: String,
+    pub records: u64,
+    pub elapsed_seconds: f64,
+    pub records_per_second: f64,
+    pub peak_rss_bytes: u64,
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+}
+
+impl RunReport {
+    /// Compares this run with the one `earlier` (a report's JSON) describes.
+    pub fn compare_with(&mut self, earlier: &RunReport) {
+        self.earlier = Some(Box::new(Earlier {
+            run: earlier.run.clone(),
+            outcome: earlier.outcome.clone(),
+            records: earlier.records,
+            elapsed_seconds: earlier.elapsed_seconds,
+            records_per_second: earlier.records_per_second,
+            peak_rss_bytes: earlier.peak_rss_bytes,
+            p50_seconds: earlier.latency.p50_seconds,
+            p99_seconds: earlier.latency.p99_seconds,
+        }));
+    }
+
+    /// Reads a report's JSON (`--report-compare`).
+    pub fn read_json(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a run report's JSON: {e}", path.display()))
+    }
+
+    fn comparison_table(&self, earlier: &Earlier) -> String {
+        let ms = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.3} ms", s * 1e3));
+        let ratio = |now: f64, then: f64| {
+            if then > 0.0 {
+                format!("{:.2}x", now / then)
+            } else {
+                "-".to_string()
+            }
+        };
+        let now_p50 = self.latency.p50_seconds;
+        let now_p99 = self.latency.p99_seconds;
+        let rows = [
+            (
+                "started",
+                earlier.run.started_at.clone(),
+                self.run.started_at.clone(),
+                String::new(),
+            ),
+            (
+                "run id",
+                earlier.run.run_id.clone(),
+                self.run.run_id.clone(),
+                String::new(),
+            ),
+            (
+                "version",
+                earlier.run.version.clone(),
+                self.run.version.clone(),
+                String::new(),
+            ),
+            (
+                "host",
+                earlier.run.host.clone(),
+                self.run.host.clone(),
+                String::new(),
+            ),
+            (
+                "config digest",
+                earlier.run.config_digest.clone(),
+                self.run.config_digest.clone(),
+                if earlier.run.config_digest == self.run.config_digest {
+                    "same".into()
+                } else {
+                    "differs".into()
+                },
+            ),
+            (
+                "outcome",
+                earlier.outcome.clone(),
+                self.outcome.clone(),
+                String::new(),
+            ),
+            (
+                "records",
+                earlier.records.to_string(),
+                self.records.to_string(),
+                ratio(self.records as f64, earlier.records as f64),
+            ),
+            (
+                "elapsed",
+                format!("{:.3} s", earlier.elapsed_seconds),
+                format!("{:.3} s", self.elapsed_seconds),
+                ratio(self.elapsed_seconds, earlier.elapsed_seconds),
+            ),
+            (
+                "records/s",
+                super::progress::si(earlier.records_per_second),
+                super::progress::si(self.records_per_second),
+                ratio(self.records_per_second, earlier.records_per_second),
+            ),
+            (
+                "latency p50",
+                ms(earlier.p50_seconds),
+                ms(now_p50),
+                ratio(now_p50.unwrap_or(0.0), earlier.p50_seconds.unwrap_or(0.0)),
+            ),
+            (
+                "latency p99",
+                ms(earlier.p99_seconds),
+                ms(now_p99),
+                ratio(now_p99.unwrap_or(0.0), earlier.p99_seconds.unwrap_or(0.0)),
+            ),
+            (
+                "peak RSS",
+                format!("{:.1} MiB", earlier.peak_rss_bytes as f64 / 1048576.0),
+                format!("{:.1} MiB", self.peak_rss_bytes as f64 / 1048576.0),
+                ratio(self.peak_rss_bytes as f64, earlier.peak_rss_bytes as f64),
+            ),
+        ];
+        let mut table = String::from(
+            "<table class=\"compare\"><tr><th></th><th>earlier run</th><th>this run</th><th>this / earlier</th></tr>",
+        );
+        for (what, then, now, change) in rows {
+            let _ = write!(
+                table,
+                "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(what),
+                escape(&then),
+                escape(&now),
+                escape(&change)
+            );
+        }
+        table.push_str("</table>\n");
+        table
+    }
+}
+
+/// Which run a report is about.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// When the run started, UTC, RFC 3339.
+    pub started_at: String,
+    /// The run's identity (`--run-id`, else a digest of its pipeline and placement).
+    pub run_id: String,
+    /// The program's version.
+    pub version: String,
+    /// The host it ran on.
+    pub host: String,
+    /// xxh3-64 of the config as run (every default filled in), hex: equal digests, equal
+    /// configs.
+    pub config_digest: String,
+}
+
+impl RunMeta {
+    /// The metadata of a run of `config` that took `elapsed` and ended now.
+    pub fn of(config: &crate::config::Config, run_id: &str, elapsed: std::time::Duration) -> Self {
+        let started = std::time::SystemTime::now()
+            .checked_sub(elapsed)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        Self {
+            started_at: rfc3339(started),
+            run_id: run_id.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
+            config_digest: format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(config.to_yaml().as_bytes())
+            ),
+        }
+    }
+}
+
+/// `time` as `YYYY-MM-DDTHH:MM:SSZ` (UTC), from the days-from-civil algorithm.
+fn rfc3339(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The latency histogram of a run (one record in `LATENCY_SAMPLE` measured).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencyRow {
     /// Records measured.
     pub measured: u64,
@@ -85,7 +294,7 @@ impl LatencyRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerRow {
     pub worker: String,
     pub group: String,
@@ -94,7 +303,7 @@ pub struct WorkerRow {
     pub peak_rss_bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RingRow {
     pub edge: String,
     pub records: u64,
@@ -104,7 +313,7 @@ pub struct RingRow {
     pub occupancy_over_time: Vec<(f64, u64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpanRow {
     pub exporter: String,
     pub produced: u64,
@@ -114,7 +323,7 @@ pub struct SpanRow {
     pub exit_wait_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeRow {
     pub node: String,
     pub group: String,
@@ -175,7 +384,7 @@ fn seconds(points: &[(u64, u64)]) -> Vec<(f64, u64)> {
 
 impl RunReport {
     pub fn new(
-        scenario: &str,
+        config: &crate::config::Config,
         summary: &RunSummary,
         outcome: String,
         exit_status: u8,
@@ -199,7 +408,9 @@ impl RunReport {
             outcomes.push(("dead-lettered".to_string(), summary.dead_lettered));
         }
         Self {
-            scenario: scenario.to_string(),
+            run: RunMeta::of(config, &summary.run_id, summary.elapsed),
+            earlier: None,
+            scenario: config.scenario.name.clone(),
             profile: summary.profile.clone(),
             outcome,
             exit_status,
@@ -291,6 +502,13 @@ impl RunReport {
             escape(&title)
         );
         self.html_overview(&mut page);
+        if let Some(earlier) = &self.earlier {
+            section(
+                &mut page,
+                "Compared with an earlier run",
+                &self.comparison_table(earlier),
+            );
+        }
         section(&mut page, "Throughput over time", &self.throughput_chart());
         section(&mut page, "Ring occupancy over time", &self.ring_chart());
         section(&mut page, "Per-worker busy time", &self.worker_bars());
@@ -311,6 +529,19 @@ impl RunReport {
     }
 
     fn html_overview(&self, page: &mut String) {
+        let ms = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.3} ms", s * 1e3));
+        let _ = writeln!(
+            page,
+            "<table class=\"facts\"><tr><th>started</th><td>{}</td></tr><tr><th>run id</th><td>{}</td></tr><tr><th>version</th><td>{}</td></tr><tr><th>host</th><td>{}</td></tr><tr><th>config digest</th><td>{}</td></tr><tr><th>latency p50 / p99</th><td>{} / {} (read to output written, {} records measured)</td></tr></table>",
+            escape(&self.run.started_at),
+            escape(&self.run.run_id),
+            escape(&self.run.version),
+            escape(&self.run.host),
+            escape(&self.run.config_digest),
+            ms(self.latency.p50_seconds),
+            ms(self.latency.p99_seconds),
+            self.latency.measured
+        );
         let _ = write!(
             page,
             "<table class=\"facts\"><tr><th>outcome</th><td>{} (exit {})</td></tr><tr><th>profile</th><td>{}</td></tr><tr><th>records</th><td>{}</td></tr><tr><th>elapsed</th><td>{:.3} s</td></tr><tr><th>rate</th><td>{} records/s</td></tr><tr><th>peak RSS</th><td>{:.1} MiB (all processes)</td></tr>",
@@ -334,8 +565,7 @@ impl RunReport {
     }
 
     fn throughput_chart(&self) -> String {
-        let rates: Vec<(f64, f64)> = self
-            .records_over_time
+        let rates: Vec<(f64, f64)> = distinct_counts(&self.records_over_time)
             .windows(2)
             .filter(|w| w[1].0 > w[0].0)
             .map(|w| {
@@ -483,6 +713,20 @@ const COLORS: [&str; 6] = [
     "#4a78c2", "#d9822b", "#3c9a5f", "#b03a48", "#7d5ba6", "#8c6d31",
 ];
 
+/// The samples where the count changed (and the last one): a count sampled twice between two
+/// updates of its source (a heartbeat) is not a stall, and its rate is the rate over the whole
+/// span, not 0 then a spike.
+fn distinct_counts(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut kept: Vec<(f64, u64)> = Vec::with_capacity(points.len());
+    for (i, point) in points.iter().enumerate() {
+        let last = i + 1 == points.len();
+        if kept.last().is_none_or(|k| k.1 != point.1) || last {
+            kept.push(*point);
+        }
+    }
+    kept
+}
+
 fn section(page: &mut String, title: &str, body: &str) {
     let _ = write!(page, "<h2>{}</h2>\n{body}\n", escape(title));
 }
@@ -589,6 +833,31 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_sampled_twice_between_updates_is_not_a_stall() {
+        // A heartbeat updates the count once a second; the sampler looks every 250 ms.
+        let sampled = [
+            (0.0, 0),
+            (0.25, 0),
+            (0.5, 1000),
+            (0.75, 1000),
+            (1.0, 1000),
+            (1.25, 2000),
+        ];
+        let kept = distinct_counts(&sampled);
+        assert_eq!(kept, [(0.0, 0), (0.5, 1000), (1.25, 2000)]);
+        let last_repeated = [(0.0, 0), (1.0, 500), (2.0, 500)];
+        assert_eq!(distinct_counts(&last_repeated), last_repeated);
+    }
+
+    #[test]
+    fn rfc3339_of_known_times() {
+        let at = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(at(1_796_666_137)), "2026-12-07T17:55:37Z");
+        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
+    }
 
     #[test]
     fn escape_neutralises_markup() {

@@ -11,8 +11,8 @@ use anyhow::Context as _;
 
 use super::summary::{self, absolute, describe_sink, describe_source, render_summary};
 use super::{
-    App, EXIT_CONFIG, EXIT_CROSS_HOST, EXIT_FAILED, EXIT_SIGINT, EXIT_USAGE, RunArgs,
-    STDOUT_CLOSED, progress, report,
+    App, EXIT_CANT_CREATE, EXIT_CONFIG, EXIT_CROSS_HOST, EXIT_FAILED, EXIT_NO_INPUT,
+    EXIT_READER_GONE, EXIT_SIGINT, EXIT_USAGE, RunArgs, STDOUT_CLOSED, progress, report,
 };
 use crate::config::{self, Config, SinkAdapter, SourceAdapter};
 use crate::runtime::{self, RunError, RunOptions, RunProgress, RunSummary};
@@ -65,13 +65,57 @@ fn run_config(app: &App, args: &RunArgs) -> Result<(Config, Vec<config::ConfigWa
     if let Some(path) = &args.dead_letter {
         config.adapters.dead_letter = Some(config::FileAdapter::File { path: path.clone() });
     }
+    // Workers take their level from the config the supervisor hands them.
+    let logging = &mut config.runtime.observability.logging;
+    if let Some(level) = args.log_level {
+        logging.level = level.into();
+    } else if args.quiet {
+        logging.level = config::LogLevel::Error;
+    }
     // Before the log exporters start: OTEL_SDK_DISABLED and the protocol variables apply to
     // them too.
     let otel_env = crate::observability::otel_env::process_env;
     for note in crate::observability::otel_env::apply(&mut config, &otel_env) {
-        eprintln!("{note}");
+        if !args.quiet {
+            eprintln!("{note}");
+        }
     }
     Ok((config, loaded.warnings))
+}
+
+/// The exit status of run files refused before the run: 73 when only outputs cannot be
+/// created or used, 2 when files contradict each other (an output that is the input) or the
+/// errors are mixed with others.
+fn file_check_status(report: &config::ConfigReport) -> u8 {
+    let only_unusable = !report.errors.is_empty()
+        && report
+            .errors
+            .iter()
+            .all(|e| e.code == config::ConfigErrorCode::UnusableFile);
+    if only_unusable {
+        EXIT_CANT_CREATE
+    } else {
+        EXIT_CONFIG
+    }
+}
+
+/// Why the run's input file cannot be read, when it is a file that cannot be (`--input FILE`
+/// or the config's `adapters.source.path`, read by the bundled and line sources). Asked
+/// before a run for `--input` (a named input is checked before anything is written), and
+/// after a failed one for the config's path (a source node of the program's own may not read
+/// it at all, so it is not refused up front).
+fn unreadable_input(config: &Config) -> Option<String> {
+    let SourceAdapter::File { path, .. } = &config.adapters.source else {
+        return None;
+    };
+    // Not opened: opening a FIFO without a writer would block.
+    let shown = crate::text::path(path);
+    match std::fs::metadata(path) {
+        Err(e) => Some(format!("{shown}: {e}")),
+        Ok(_) => nix::unistd::access(path, nix::unistd::AccessFlags::R_OK)
+            .err()
+            .map(|e| format!("{shown}: {}", std::io::Error::from(e))),
+    }
 }
 
 /// SIGINT / SIGTERM / SIGHUP / SIGQUIT: the first stops ingestion and drains; a second SIGINT
@@ -133,13 +177,15 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(parts) => parts,
         Err(code) => return Ok(code),
     };
-    for warning in &warnings {
-        eprintln!("{warning}");
+    if !args.quiet {
+        for warning in &warnings {
+            eprintln!("{warning}");
+        }
     }
     if STDOUT_CLOSED.load(Ordering::Relaxed) && matches!(config.adapters.sink, SinkAdapter::Stdout)
     {
         eprintln!("error: the sink writes stdout, which is closed: the records would go nowhere");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+        return Ok(ExitCode::from(EXIT_CANT_CREATE));
     }
     // Before anything is opened for writing (log files included).
     let extra = config::ExtraRunFiles {
@@ -147,10 +193,30 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
         reports: args.report.clone(),
         host: args.host.clone(),
     };
+    if args.input.as_ref().is_some_and(|i| i.as_os_str() != "-")
+        && args.host.is_none()
+        && let Some(why) = unreadable_input(&config)
+    {
+        eprintln!("error: the input cannot be read: {why}");
+        return Ok(ExitCode::from(EXIT_NO_INPUT));
+    }
     if let Err(report) = config::check_run_files_with(&config, &extra) {
         eprint!("{report}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+        return Ok(ExitCode::from(file_check_status(&report)));
     }
+    // Read before anything is written: a report that cannot be compared refuses the run.
+    let earlier = match args
+        .report_compare
+        .as_deref()
+        .map(report::RunReport::read_json)
+    {
+        Some(Err(error)) => {
+            eprintln!("error: --report-compare: {error}");
+            return Ok(ExitCode::from(EXIT_NO_INPUT));
+        }
+        Some(Ok(earlier)) => Some(earlier),
+        None => None,
+    };
     let chosen = runtime::journal::choose_resume(
         &config,
         &(app.registry)(),
@@ -161,6 +227,9 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (resume, journal) = match chosen {
         Ok(runtime::journal::ResumeChoice::Fresh) => (Default::default(), None),
         Ok(runtime::journal::ResumeChoice::Resume { plan, journal }) => (plan, journal),
+        Ok(runtime::journal::ResumeChoice::Complete { .. }) if args.quiet => {
+            return Ok(ExitCode::SUCCESS);
+        }
         Ok(runtime::journal::ResumeChoice::Complete { path, journal }) => {
             println!(
                 "{}: the run is complete (records 1 to {}, {}): nothing to do; run without --resume to run it again",
@@ -183,7 +252,7 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
     let bar = (!args.quiet && std::io::stderr().is_terminal())
         .then(|| progress::Reporter::start(&config, Arc::clone(&progress)))
         .flatten();
-    let reports = Reports::start(&args.report, &progress);
+    let reports = Reports::start(&args.report, earlier, &progress);
     if args.host.is_some() && !config.is_process_mode() {
         eprintln!("error: --host needs a process_supervisor config whose groups name hosts");
         return Ok(ExitCode::from(EXIT_CONFIG));
@@ -207,13 +276,13 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish();
     }
-    let to_stderr = matches!(config.adapters.sink, SinkAdapter::Stdout);
     let mut report = String::new();
+    let mut end = String::new();
     let code = match result {
         Ok(summary) => {
             report.push_str(&render_summary(&config, &summary));
             let code = if summary.interrupted {
-                report.push_str(&summary::stopped_line(&summary, summary.last_seq));
+                end.push_str(&summary::stopped_line(&summary, summary.last_seq));
                 interrupts.exit_code()
             } else {
                 0
@@ -235,11 +304,11 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
         }) => {
             report.push_str(&render_summary(&config, &summary));
             let failed = format!("failed: node_error in `{node}` on seq {seq}: {message}");
-            report.push_str(&format!(
+            end.push_str(&format!(
                 "  FAILED: node_error in `{node}` on seq {seq}: {message}\n  completed through seq {completed_through}; records from seq {} on were not completed\n",
                 completed_through + 1
             ));
-            report.push_str(&summary::resume_line(&summary, completed_through));
+            end.push_str(&summary::resume_line(&summary, completed_through));
             reports.write(&config, &summary, &failed, EXIT_FAILED);
             EXIT_FAILED
         }
@@ -254,15 +323,39 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error @ RunError::Bootstrap { .. }) => {
             eprintln!("error: {error}");
-            return Ok(ExitCode::from(EXIT_FAILED));
+            let code = if unreadable_input(&config).is_some() {
+                EXIT_NO_INPUT
+            } else {
+                EXIT_FAILED
+            };
+            return Ok(ExitCode::from(code));
         }
     };
-    if to_stderr {
-        eprint!("{report}");
-    } else {
-        print!("{report}");
+    if code == EXIT_FAILED && reader_gone(&config) {
+        return Ok(ExitCode::from(EXIT_READER_GONE));
     }
+    print_outcome(&config, args.quiet, &report, &end);
     Ok(ExitCode::from(code))
+}
+
+/// A failed run that writes stdout, whose reader closed it (`| head`): it ends the way a Unix
+/// filter does, quietly with 141; the run journal says through which record the output is
+/// complete.
+fn reader_gone(config: &Config) -> bool {
+    matches!(config.adapters.sink, SinkAdapter::Stdout) && super::stdout_reader_gone()
+}
+
+/// Prints a run's summary and its end (a failure or a stop: where the output is complete, how
+/// to resume): on stdout, or on stderr when the records go to stdout. `--quiet` keeps only the
+/// end, on stderr.
+fn print_outcome(config: &Config, quiet: bool, summary: &str, end: &str) {
+    if quiet {
+        eprint!("{end}");
+    } else if matches!(config.adapters.sink, SinkAdapter::Stdout) {
+        eprint!("{summary}{end}");
+    } else {
+        print!("{summary}{end}");
+    }
 }
 
 /// A `process_supervisor` run: workers in their groups, supervised until the sinks drain.
@@ -336,6 +429,7 @@ fn run_process_groups(
             moved.duplicate_records
         ));
     }
+    let mut end = String::new();
     let (code, outcome) = match &run.end {
         RunEnd::Drained => (0, "completed".to_string()),
         RunEnd::Failed(failure)
@@ -346,7 +440,7 @@ fn run_process_groups(
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
         RunEnd::Failed(failure) => {
-            report.push_str(&format!(
+            end.push_str(&format!(
                 "  FAILED: worker {} (group {}) {}: {}\n  completed through seq {}; records from seq {} on were not completed{}\n",
                 failure.worker,
                 failure.group,
@@ -360,7 +454,7 @@ fn run_process_groups(
                     String::new()
                 }
             ));
-            report.push_str(&summary::resume_line(&run.summary, run.completed_through));
+            end.push_str(&summary::resume_line(&run.summary, run.completed_through));
             let outcome = format!(
                 "failed: worker {} (group {}) {}: {}",
                 failure.worker, failure.group, failure.category, failure.detail
@@ -368,29 +462,42 @@ fn run_process_groups(
             (EXIT_FAILED, outcome)
         }
         RunEnd::Interrupted(signal) => {
-            report.push_str(&summary::stopped_line(&run.summary, run.completed_through));
+            end.push_str(&summary::stopped_line(&run.summary, run.completed_through));
             (exit_code_of(*signal), "stopped".to_string())
         }
     };
     reports.write(config, &run.summary, &outcome, code);
-    if matches!(config.adapters.sink, SinkAdapter::Stdout) {
-        eprint!("{report}");
-    } else {
-        print!("{report}");
+    if code == EXIT_FAILED && reader_gone(config) {
+        return Ok(ExitCode::from(EXIT_READER_GONE));
     }
+    let failed_to_start = matches!(&run.end, RunEnd::Failed(f)
+        if f.category == crate::control::FailureCategory::BootstrapError);
+    let code = if failed_to_start && unreadable_input(config).is_some() {
+        EXIT_NO_INPUT
+    } else {
+        code
+    };
+    print_outcome(config, args.quiet, &report, &end);
     Ok(ExitCode::from(code))
 }
 
 /// The `--report` files of a run, and the sampler that feeds their throughput chart.
 struct Reports {
     paths: Vec<PathBuf>,
+    /// `--report-compare`: an earlier run's report.
+    earlier: Option<report::RunReport>,
     sampler: Option<progress::Sampler>,
 }
 
 impl Reports {
-    fn start(paths: &[PathBuf], run_progress: &Arc<RunProgress>) -> Self {
+    fn start(
+        paths: &[PathBuf],
+        earlier: Option<report::RunReport>,
+        run_progress: &Arc<RunProgress>,
+    ) -> Self {
         Self {
             paths: paths.to_vec(),
+            earlier,
             sampler: (!paths.is_empty())
                 .then(|| progress::Sampler::start(Arc::clone(run_progress)))
                 .flatten(),
@@ -420,14 +527,11 @@ impl Reports {
         if let Some(audit) = &config.adapters.audit {
             files.push(("audit".to_string(), absolute(audit.path())));
         }
-        let report = report::RunReport::new(
-            &config.scenario.name,
-            summary,
-            outcome.to_string(),
-            code,
-            files,
-            &timeline,
-        );
+        let mut report =
+            report::RunReport::new(config, summary, outcome.to_string(), code, files, &timeline);
+        if let Some(earlier) = &self.earlier {
+            report.compare_with(earlier);
+        }
         for path in &self.paths {
             if let Err(e) = report.write(path) {
                 eprintln!("error: cannot write the report {}: {e}", path.display());

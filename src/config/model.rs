@@ -387,6 +387,12 @@ pub struct CrossHost {
     pub stream: String,
     /// Where the stream keeps its messages.
     pub storage: StreamStorage,
+    /// Copies of the stream the cluster keeps (1, 3 or 5; at most the cluster's size): with 3 a
+    /// run survives the loss of the node that leads the stream.
+    pub replicas: u32,
+    /// A message older than this is dropped by the server: a stream a failed or abandoned run
+    /// left behind expires on its own (0: never). Longer than any run's hand-off.
+    pub max_age_seconds: f64,
     /// Ring records packed into one JetStream message.
     pub records_per_message: u32,
     /// Messages published and not yet acknowledged, per edge.
@@ -475,6 +481,15 @@ pub struct Health {
     /// A bind address other than loopback must be asked for: `/metrics` then answers anyone
     /// who can reach the host (logged at WARN when the run starts).
     pub expose: bool,
+    /// Seconds the endpoint keeps answering after the run ended (its final figures), so that a
+    /// scrape after a short run still finds them; 0: it closes with the run.
+    pub linger_seconds: u64,
+    /// `http://host:9091` of a Prometheus Pushgateway: the run's final figures are pushed there
+    /// when it ends (the batch-job convention: a scrape can miss a short run, a push cannot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_gateway: Option<String>,
+    /// The `job` label the figures are pushed under (grouping key `job/<push_job>/instance/<host>`).
+    pub push_job: String,
 }
 
 /// `runtime.observability`: spans and logs.
@@ -578,14 +593,31 @@ pub struct OtlpSettings {
     pub endpoint: Option<String>,
     /// Extra request headers (e.g. an API key).
     pub headers: BTreeMap<String, String>,
-    /// Deadline of one export call, in seconds.
-    pub timeout_seconds: f64,
+    /// Deadline of one export call, in seconds. `None`: `OTEL_EXPORTER_OTLP_(TRACES_|LOGS_)TIMEOUT`
+    /// (milliseconds, as the OpenTelemetry variables give it), else 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
     /// `None`: `OTEL_SERVICE_NAME`, else `stream-kernel`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
     /// Name each worker's service after its process group (`{service}-{group}`).
     pub service_name_by_process_group: bool,
 }
+
+impl OtlpSettings {
+    /// The deadline of one export call (the environment is consulted when the run starts;
+    /// 10 s when nothing set it).
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(
+            self.timeout_seconds
+                .unwrap_or(DEFAULT_OTLP_TIMEOUT_SECONDS)
+                .max(0.001),
+        )
+    }
+}
+
+/// An OTLP export call's deadline when neither the config nor the environment sets one.
+pub const DEFAULT_OTLP_TIMEOUT_SECONDS: f64 = 10.0;
 
 /// Settings of the `opentracing_bridge` span exporter.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -691,7 +723,8 @@ impl Serialize for LogExporter {
             #[serde(skip_serializing_if = "Option::is_none")]
             endpoint: &'a Option<String>,
             headers: &'a BTreeMap<String, String>,
-            timeout_seconds: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            timeout_seconds: Option<f64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             service_name: &'a Option<String>,
         }

@@ -291,6 +291,9 @@ fn default_platform() -> Platform {
             enabled: true,
             bind: "127.0.0.1:0".to_string(),
             expose: false,
+            linger_seconds: 0,
+            push_gateway: None,
+            push_job: DEFAULT_PUSH_JOB.to_string(),
         },
         cross_host: None,
     }
@@ -572,9 +575,46 @@ fn read_cross_host(mut section: Section<'_, '_>) -> CrossHost {
             format!("{stream:?}"),
         );
     }
+    let url_path = section.path_of("url");
+    let url = section.opt("url", r::non_empty_string);
+    if let Some(url) = &url
+        && let Some(bad) = url
+            .split(',')
+            .map(str::trim)
+            .find(|one| !plausible_nats_url(one))
+    {
+        section.diag().error(
+            &url_path,
+            ConfigErrorCode::Invalid,
+            "one or more server URLs separated by commas, each nats://host:port or tls://host:port (host:port alone is taken as nats://)",
+            format!("{bad:?} in {url:?}"),
+        );
+    }
+    let replicas_path = section.path_of("replicas");
+    let replicas = section.field("replicas", 1, r::positive_u32);
+    if !matches!(replicas, 1 | 3 | 5) {
+        section.diag().error(
+            &replicas_path,
+            ConfigErrorCode::Range,
+            "1, 3 or 5 (a JetStream stream keeps an odd number of copies, at most 5)",
+            replicas.to_string(),
+        );
+    }
+    let max_age_path = section.path_of("max_age_seconds");
+    let max_age_seconds = section.field("max_age_seconds", 86_400.0, r::number);
+    if max_age_seconds < 0.0 || !max_age_seconds.is_finite() {
+        section.diag().error(
+            &max_age_path,
+            ConfigErrorCode::Range,
+            "seconds, 0 or more (0: messages never expire)",
+            max_age_seconds.to_string(),
+        );
+    }
     CrossHost {
         transport: section.field("transport", CrossHostTransport::NatsJetstream, r::choice),
-        url: section.opt("url", r::non_empty_string),
+        url,
+        replicas,
+        max_age_seconds,
         stream,
         storage: section.field("storage", StreamStorage::File, r::choice),
         records_per_message: section.field("records_per_message", 256, r::positive_u32),
@@ -592,6 +632,24 @@ fn read_cross_host(mut section: Section<'_, '_>) -> CrossHost {
             .map(read_nats_credentials)
             .unwrap_or_default(),
     }
+}
+
+/// `nats://host:port`, `tls://host:port`, `ws://...` or a bare `host:port`: a scheme (if any)
+/// the client knows, a host, a numeric port (if any), no spaces.
+fn plausible_nats_url(url: &str) -> bool {
+    let rest = match url.split_once("://") {
+        Some(("nats" | "tls" | "ws" | "wss", rest)) => rest,
+        Some(_) => return false,
+        None => url,
+    };
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (host_port, None),
+    };
+    !host.is_empty()
+        && !host_port.contains(char::is_whitespace)
+        && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }
 
 fn read_nats_credentials(mut section: Section<'_, '_>) -> NatsCredentials {
@@ -637,6 +695,24 @@ fn read_health(mut section: Section<'_, '_>) -> Health {
     let bind_path = section.path_of("bind");
     let bind = section.field("bind", "127.0.0.1:0".to_string(), r::string);
     let expose = section.field("expose", false, r::boolean);
+    let linger_seconds = section.field("linger_seconds", 0, r::unsigned);
+    let push_path = section.path_of("push_gateway");
+    let push_gateway = section.opt("push_gateway", r::non_empty_string);
+    if let Some(url) = &push_gateway
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        section.diag().error(
+            &push_path,
+            ConfigErrorCode::Invalid,
+            "an http:// or https:// URL of a Pushgateway, such as http://127.0.0.1:9091",
+            format!("{url:?}"),
+        );
+    }
+    let push_job = section.field(
+        "push_job",
+        DEFAULT_PUSH_JOB.to_string(),
+        r::non_empty_string,
+    );
     match bind.parse::<SocketAddr>() {
         Err(_) => section.diag().error(
             &bind_path,
@@ -656,8 +732,14 @@ fn read_health(mut section: Section<'_, '_>) -> Health {
         enabled,
         bind,
         expose,
+        linger_seconds,
+        push_gateway,
+        push_job,
     }
 }
+
+/// `runtime.platform.health.push_job` when not given.
+const DEFAULT_PUSH_JOB: &str = "stream_kernel";
 
 fn default_observability() -> Observability {
     Observability {
@@ -806,7 +888,7 @@ fn read_otlp_settings(settings: &mut Section<'_, '_>, for_traces: bool) -> OtlpS
         protocol: settings.opt("protocol", r::choice),
         endpoint: settings.opt("endpoint", r::non_empty_string),
         headers: settings.field("headers", BTreeMap::new(), r::string_map),
-        timeout_seconds: settings.field("timeout_seconds", 10.0, r::positive_seconds),
+        timeout_seconds: settings.opt("timeout_seconds", r::positive_seconds),
         service_name: settings.opt("service_name", r::non_empty_string),
         service_name_by_process_group: if for_traces {
             settings.field("service_name_by_process_group", false, r::boolean)

@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::memory::RingMemory;
-use crate::config::RunnerProfile;
 
 /// How long to spin and yield before parking, and how long one park lasts at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +48,6 @@ impl WaitStrategy {
         yields: 0,
         park: Duration::from_millis(100),
     };
-
-    /// The wait budget of a runner profile.
-    pub fn for_profile(profile: RunnerProfile) -> Self {
-        match profile {
-            RunnerProfile::Latency => Self::LATENCY,
-            RunnerProfile::Balanced => Self::BALANCED,
-            RunnerProfile::Efficiency => Self::EFFICIENCY,
-        }
-    }
 }
 
 impl Default for WaitStrategy {

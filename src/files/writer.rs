@@ -95,6 +95,15 @@ pub struct OutputError {
     pub written_through: u64,
 }
 
+impl OutputError {
+    /// The output is stdout and its reader closed it (`EPIPE`): a consumer such as `head` had
+    /// enough. Like a Unix filter, the run ends quietly; the journal and the summary still say
+    /// through which record the output is complete.
+    pub fn reader_gone(&self) -> bool {
+        self.name == "stdout" && self.source.kind() == io::ErrorKind::BrokenPipe
+    }
+}
+
 enum Target {
     File(File),
     Stdout(io::Stdout),

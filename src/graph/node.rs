@@ -133,6 +133,12 @@ impl NodeError {
         }
     }
 
+    /// The output that failed is stdout, whose reader closed it (see
+    /// [`crate::files::writer::OutputError::reader_gone`]).
+    pub fn reader_gone(&self) -> bool {
+        matches!(self, Self::Output(e) if e.reader_gone())
+    }
+
     /// For a failed output: every record through this `seq` is completely written.
     pub fn written_through(&self) -> Option<u64> {
         match self {

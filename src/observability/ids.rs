@@ -8,6 +8,20 @@ pub fn run_id_text(run_id: u64) -> String {
     format!("{run_id:016x}")
 }
 
+/// The run this process is part of, once it is known (0: not yet): its log records carry it.
+static CURRENT_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// This process now works for run `run_id`.
+pub fn set_current_run(run_id: u64) {
+    CURRENT_RUN.store(run_id, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The run this process works for, as text, once known.
+pub fn current_run() -> Option<String> {
+    let id = CURRENT_RUN.load(std::sync::atomic::Ordering::Relaxed);
+    (id != 0).then(|| run_id_text(id))
+}
+
 /// A fresh random run id (from the OS RNG through std's hasher keys; never zero).
 pub fn new_run_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};

@@ -5,6 +5,7 @@
 pub mod export;
 pub mod ids;
 pub mod latency;
+pub mod log_record;
 pub mod logging;
 pub mod otel_env;
 #[cfg(feature = "otlp")]

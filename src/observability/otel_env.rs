@@ -48,11 +48,21 @@ pub fn apply(config: &mut Config, lookup: Lookup<'_>) -> Vec<String> {
     for exporter in &mut tracing.exporters {
         if let TraceExporter::OtelOtlp(settings) = exporter {
             settings.protocol = Some(protocol(settings.protocol, Signal::Traces, lookup));
+            settings.timeout_seconds = Some(timeout_seconds(
+                settings.timeout_seconds,
+                Signal::Traces,
+                lookup,
+            ));
         }
     }
     for exporter in logs.iter_mut() {
         if let LogExporter::OtelLogsOtlp(settings) = exporter {
             settings.protocol = Some(protocol(settings.protocol, Signal::Logs, lookup));
+            settings.timeout_seconds = Some(timeout_seconds(
+                settings.timeout_seconds,
+                Signal::Logs,
+                lookup,
+            ));
         }
     }
     notes
@@ -135,6 +145,32 @@ pub fn protocol(
         .unwrap_or(OtlpProtocol::Grpc)
 }
 
+/// An export call's deadline in seconds: the config's, else the signal's
+/// `OTEL_EXPORTER_OTLP_{TRACES,LOGS}_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (both in
+/// milliseconds, as the specification gives them), else 10.
+pub fn timeout_seconds(configured: Option<f64>, signal: Signal, lookup: Lookup<'_>) -> f64 {
+    let specific = match signal {
+        Signal::Traces => "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        Signal::Logs => "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    };
+    let from = |name: &str| -> Option<f64> {
+        let value = lookup(name)?;
+        let millis = value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|m| *m > 0.0 && m.is_finite());
+        if millis.is_none() {
+            warn_ignored(name, &value, &["a positive number of milliseconds"]);
+        }
+        millis.map(|m| m / 1000.0)
+    };
+    configured
+        .or_else(|| from(specific))
+        .or_else(|| from("OTEL_EXPORTER_OTLP_TIMEOUT"))
+        .unwrap_or(crate::config::DEFAULT_OTLP_TIMEOUT_SECONDS)
+}
+
 fn from_variable(name: &str, lookup: Lookup<'_>) -> Option<OtlpProtocol> {
     let value = lookup(name)?;
     let protocol = choice::<OtlpProtocol>(&value);
@@ -152,10 +188,12 @@ fn choice<T: Choice>(value: &str) -> Option<T> {
         .map(|(_, v)| *v)
 }
 
+/// An environment value that cannot be used. Said on stderr, not through the log: the
+/// environment is read before the log destinations exist (and a value that cannot be used
+/// must not vanish with an unconfigured logger).
 fn warn_ignored(name: &str, value: &str, accepted: &[&str]) {
-    tracing::warn!(
-        worker_id = "supervisor",
-        "{name}={value:?} is not supported (accepted: {}); using the default",
+    eprintln!(
+        "warning: {name}={value:?} is not supported (accepted: {}); using the next setting or the default",
         accepted.join(", ")
     );
 }

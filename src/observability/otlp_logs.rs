@@ -19,7 +19,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use super::export::ExportSetupError;
-use super::logging::{Fields, LogIdentity, resolve};
+use super::log_record::{Fields, LogIdentity, resolve};
 use crate::config::{OtlpProtocol, OtlpSettings};
 
 /// Providers to shut down at exit.
@@ -88,6 +88,7 @@ fn resource(settings: &OtlpSettings, identity: &LogIdentity) -> Resource {
             ),
             KeyValue::new("process.pid", i64::from(identity.pid)),
             KeyValue::new("host.name", super::export::host_name()),
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
         ])
         .build()
 }
@@ -107,7 +108,7 @@ fn provider(
     settings: &OtlpSettings,
     identity: &LogIdentity,
 ) -> Result<SdkLoggerProvider, ExportSetupError> {
-    let timeout = Duration::from_secs_f64(settings.timeout_seconds.max(0.001));
+    let timeout = settings.timeout();
     let builder = SdkLoggerProvider::builder().with_resource(resource(settings, identity));
     let protocol = super::otel_env::protocol(
         settings.protocol,
@@ -183,8 +184,8 @@ impl OtlpLogLayer {
 }
 
 /// A typed log field as an OTLP attribute value (numbers stay numbers).
-fn any_value(value: super::logging::LogValue) -> AnyValue {
-    use super::logging::LogValue;
+fn any_value(value: super::log_record::LogValue) -> AnyValue {
+    use super::log_record::LogValue;
     match value {
         LogValue::Text(text) => AnyValue::from(text),
         LogValue::Int(n) => AnyValue::Int(n),
@@ -219,7 +220,14 @@ impl<S: Subscriber> Layer<S> for OtlpLogLayer {
         record.set_target(event.metadata().target().to_string());
         record.set_body(AnyValue::from(fields.message.clone()));
         record.add_attribute("worker_id", worker);
-        record.add_attribute("pid", pid);
+        // A number, as the resource's `process.pid` is.
+        match pid.parse::<i64>() {
+            Ok(number) => record.add_attribute("pid", number),
+            Err(_) => record.add_attribute("pid", pid),
+        }
+        if let Some(run) = super::ids::current_run() {
+            record.add_attribute("stream_kernel.run_id", run);
+        }
         for (key, value) in fields.pairs {
             if key != "worker_id" && key != "pid" {
                 record.add_attribute(key, any_value(value));

@@ -197,6 +197,15 @@ fn start_inline_tracing(
 
 /// The failure as an ERROR log line, with the record's trace and span ids when it has them.
 fn log_node_failure(failure: &super::pipeline::NodeFailure) {
+    if failure.error.reader_gone() {
+        // `| head` had enough: not an error of the run's (the exit status says it stopped).
+        tracing::info!(
+            worker_id = "inline",
+            "the reader of stdout closed it; the output is complete through seq {}",
+            failure.error.written_through().unwrap_or(0)
+        );
+        return;
+    }
     let message = format!(
         "node `{}` failed on seq {}: {}",
         failure.node, failure.seq, failure.error
@@ -227,6 +236,7 @@ pub fn run_inline_with_outputs<'o>(
     crate::config::check_run_files(config).map_err(RunError::Config)?;
     let placement = Placement::inline();
     let run_id = crate::observability::ids::new_run_id();
+    crate::observability::ids::set_current_run(run_id);
     let unobserved = RunProgress::default();
     let progress = options.progress.as_deref().unwrap_or(&unobserved);
     let run = PipelineRun {
@@ -333,6 +343,7 @@ pub fn run_inline_with_outputs<'o>(
         // The inline runtime serves no health endpoints (it has no workers to watch).
         health_address: None,
         latency: pipeline.latency(),
+        run_id: crate::observability::ids::run_id_text(run_id),
         journal: pipeline.journal.as_ref().map(|j| super::JournalPoint {
             path: j.path().to_path_buf(),
             completed: j.completed_seq(),

@@ -18,9 +18,9 @@ pub mod worker;
 pub use inline::{
     OutputFn, RunError, RunOptions, RunProgress, run_inline, run_inline_with_outputs,
 };
-pub use pipeline::{NodeFailure, NodeStats, PipelineRun, TIMING_SAMPLE};
+pub use pipeline::{NodeFailure, PipelineRun, TIMING_SAMPLE};
 pub use summary::{
-    JournalPoint, NodeReport, RingReport, RunSummary, Timeline, WorkerReport, decode_latency,
-    decode_reports, encode_latency, encode_reports, report_field, report_flag,
+    JournalPoint, NodeReport, NodeStats, RingReport, RunSummary, Timeline, WorkerReport,
+    decode_latency, decode_reports, encode_latency, encode_reports, report_field, report_flag,
 };
 pub use worker::worker_entry;

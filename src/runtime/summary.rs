@@ -3,9 +3,54 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::pipeline::NodeStats;
 use super::routes::RouteCacheCounters;
 use crate::observability::latency::LatencyHistogram;
+
+/// Per-node counters of one process.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    /// Records the node received.
+    pub records_in: u64,
+    /// Outputs the node emitted.
+    pub records_out: u64,
+    /// Records the node failed on.
+    pub errors: u64,
+    /// Self time (excluding downstream nodes) of the records that were timed.
+    pub sampled_busy_ns: u64,
+    /// Records whose self time was measured.
+    pub sampled_records: u64,
+}
+
+impl NodeStats {
+    /// Adds one timed record's self time. A sample far above the node's mean so far (after a
+    /// few samples) is capped: on a loaded machine a sampled record may be preempted for
+    /// milliseconds, and the 1-in-[`crate::runtime::TIMING_SAMPLE`] scaling would charge that 256 times.
+    pub fn add_sample(&mut self, self_ns: u64) {
+        const WARM: u64 = 16;
+        let sample = if self.sampled_records >= WARM {
+            let mean = self.sampled_busy_ns / self.sampled_records;
+            self_ns.min(mean.saturating_mul(20).max(50_000))
+        } else {
+            self_ns
+        };
+        self.sampled_busy_ns += sample;
+        self.sampled_records += 1;
+    }
+
+    /// Estimated busy time over all records (self time scaled from the timed sample).
+    pub fn estimated_busy_ns(&self) -> u64 {
+        self.busy_estimate_over(self.records_in)
+    }
+
+    /// The timed sample's self time scaled to `calls` calls.
+    pub fn busy_estimate_over(&self, calls: u64) -> u64 {
+        if self.sampled_records == 0 {
+            return 0;
+        }
+        (u128::from(self.sampled_busy_ns) * u128::from(calls) / u128::from(self.sampled_records))
+            as u64
+    }
+}
 
 /// One node's share of a run.
 #[derive(Debug, Clone)]
@@ -60,6 +105,8 @@ pub struct RunSummary {
     pub latency: LatencyHistogram,
     /// The run journal, when the run kept one: its file and the last record it completed.
     pub journal: Option<JournalPoint>,
+    /// The run's id as its traces and logs carry it (hex).
+    pub run_id: String,
 }
 
 /// Where a run's journal is and how far it says the run got.

@@ -179,6 +179,88 @@ pub fn render_metrics(view: &MetricsView) -> String {
     out
 }
 
+/// The two exposition formats `/metrics` speaks.
+#[cfg(feature = "health")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFormat {
+    /// Prometheus text format 0.0.4: what a scraper gets unless it asks for OpenMetrics, and
+    /// what a Pushgateway takes.
+    PrometheusText,
+    /// OpenMetrics 1.0 text, for a scraper whose `Accept` names it.
+    OpenMetrics,
+}
+
+#[cfg(feature = "health")]
+impl MetricsFormat {
+    /// The format a request's `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (with a non-zero `q`), else Prometheus text.
+    pub fn negotiate(accept: &str) -> Self {
+        let wants_openmetrics = accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        });
+        if wants_openmetrics {
+            Self::OpenMetrics
+        } else {
+            Self::PrometheusText
+        }
+    }
+
+    /// The response's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The view in this format.
+    pub fn render(self, view: &MetricsView) -> String {
+        let openmetrics = render_metrics(view);
+        match self {
+            Self::OpenMetrics => openmetrics,
+            Self::PrometheusText => prometheus_text(&openmetrics),
+        }
+    }
+}
+
+/// OpenMetrics text rewritten as Prometheus text 0.0.4: a counter family's `# HELP` and `#
+/// TYPE` name its samples' `_total` name, `# UNIT` and `# EOF` go (the older format has
+/// neither). Samples are the same lines in both.
+#[cfg(feature = "health")]
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match described {
+            Some(renamed) => out.push_str(&renamed),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A histogram whose buckets were counted elsewhere (by the workers): `prometheus-client`'s
 /// own `Histogram` only counts observations it makes itself.
 #[cfg(feature = "health")]
@@ -489,11 +571,24 @@ fn register_control(registry: &mut Registry, view: &MetricsView) {
         "Generation of the placement table the route caches answer from",
         vec![(Labels::new(), cache.generation as f64)],
     );
+    // `produced` is the whole; the outcomes are its parts (plus spans still queued), so they
+    // are separate families: summing a family never counts a span twice.
+    let (produced, outcomes): (Vec<_>, Vec<_>) =
+        view.spans.iter().partition(|(_, o, _)| *o == "produced");
+    counters(
+        registry,
+        "stream_kernel_spans_produced",
+        "Spans produced per exporter (each then exported, dropped, failed or still queued)",
+        produced
+            .iter()
+            .map(|(e, _, v)| (labels(&[("exporter", e)]), *v))
+            .collect(),
+    );
     counters(
         registry,
         "stream_kernel_spans",
-        "Spans per exporter by outcome",
-        view.spans
+        "Spans per exporter by outcome: exported, dropped (queue full) or failed (export error)",
+        outcomes
             .iter()
             .map(|(e, o, v)| (labels(&[("exporter", e), ("outcome", o)]), *v))
             .collect(),
@@ -521,7 +616,12 @@ impl HealthServer {
     /// Serves the endpoints of `state` on `bind` from a thread of its own.
     pub fn start(bind: &str, state: Arc<HealthState>) -> Result<Self, HealthError> {
         let server = super::http::HttpServer::start(bind, "sk-health", move |request| {
-            let (status, body, content_type) = respond(&request.path, &state);
+            let accept = request
+                .headers
+                .iter()
+                .find(|(name, _)| name == "accept")
+                .map_or("", |(_, value)| value.as_str());
+            let (status, body, content_type) = respond(&request.path, accept, &state);
             super::http::Response {
                 status,
                 content_type,
@@ -544,7 +644,7 @@ impl HealthServer {
 #[cfg(feature = "health")]
 /// Answers one request; the query string is ignored (`/readyz?verbose` is `/readyz`), and
 /// `/healthz` is `/livez` under the name many probes default to.
-fn respond(url: &str, state: &HealthState) -> (u16, String, &'static str) {
+fn respond(url: &str, accept: &str, state: &HealthState) -> (u16, String, &'static str) {
     let text = "text/plain; charset=utf-8";
     let path = url.split(['?', '#']).next().unwrap_or(url);
     match path {
@@ -564,11 +664,8 @@ fn respond(url: &str, state: &HealthState) -> (u16, String, &'static str) {
         "/metrics" => {
             let mut view = state.metrics.lock().map(|m| m.clone()).unwrap_or_default();
             view.read_processes();
-            (
-                200,
-                render_metrics(&view),
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
+            let format = MetricsFormat::negotiate(accept);
+            (200, format.render(&view), format.content_type())
         }
         _ => (404, "not found\n".into(), text),
     }
@@ -654,6 +751,7 @@ mod tests {
         for line in [
             "# TYPE stream_kernel_spans counter",
             r#"stream_kernel_spans_total{exporter="otel_otlp",outcome="failed"} 7"#,
+            r#"stream_kernel_spans_produced_total{exporter="otel_otlp"} 10"#,
             r#"stream_kernel_ring_occupancy_bytes{edge="a#1->b#1"} 4096.0"#,
             r#"stream_kernel_ring_records_total{edge="a#1->b#1"} 12"#,
             r#"stream_kernel_worker_busy_ratio{worker="a#1",group="a"} 0.875"#,
@@ -677,12 +775,12 @@ mod tests {
     fn healthz_alias_and_query_strings() {
         let state = HealthState::default();
         state.alive.store(true, Ordering::Relaxed);
-        assert_eq!(respond("/healthz", &state).0, 200);
-        assert_eq!(respond("/livez?verbose", &state).0, 200);
-        assert_eq!(respond("/readyz?verbose=1", &state).0, 503);
+        assert_eq!(respond("/healthz", "", &state).0, 200);
+        assert_eq!(respond("/livez?verbose", "", &state).0, 200);
+        assert_eq!(respond("/readyz?verbose=1", "", &state).0, 503);
         state.gate_open.store(true, Ordering::Relaxed);
-        assert_eq!(respond("/readyz?verbose", &state).0, 200);
-        assert_eq!(respond("/metrics?x=1", &state).0, 200);
-        assert_eq!(respond("/nope", &state).0, 404);
+        assert_eq!(respond("/readyz?verbose", "", &state).0, 200);
+        assert_eq!(respond("/metrics?x=1", "", &state).0, 200);
+        assert_eq!(respond("/nope", "", &state).0, 404);
     }
 }

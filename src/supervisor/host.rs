@@ -192,7 +192,7 @@ impl Runtime {
             .nodes
             .first()
             .and_then(|n| Some((0, n.name.clone(), n.input?)))
-            .ok_or_else(|| SupervisorError::Setup("the pipeline has no nodes".into()))?;
+            .ok_or(SupervisorError::EmptyPipeline)?;
         let options = SupervisorOptions {
             host_rings: true,
             ..options.clone()

@@ -10,6 +10,8 @@ mod host;
 mod http;
 pub mod lifecycle;
 pub mod monitor;
+#[cfg(feature = "health")]
+mod push;
 mod run;
 pub mod spawn;
 mod telemetry;
@@ -23,3 +25,4 @@ pub use run::{
     RunEnd, RunFailure, SupervisedRun, Supervisor, SupervisorError, SupervisorOptions,
     run_supervised,
 };
+pub use telemetry::TelemetryError;

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::run::SupervisorError;
 use crate::config::Config;
 use crate::control::RingBinding;
 use crate::data::{Consumer, Segment, WaitStrategy};
@@ -20,8 +19,13 @@ pub(crate) struct RunTelemetry {
     finished: Option<Vec<ExporterCounters>>,
 }
 
-fn setup(message: impl std::fmt::Display) -> SupervisorError {
-    SupervisorError::Setup(format!("telemetry: {message}"))
+/// Span export could not be set up: what failed and why.
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry: {0}")]
+pub struct TelemetryError(String);
+
+fn setup(message: impl std::fmt::Display) -> TelemetryError {
+    TelemetryError(message.to_string())
 }
 
 impl RunTelemetry {
@@ -33,7 +37,7 @@ impl RunTelemetry {
         run_id: u64,
         placement_host: Option<&str>,
         mut inherit: impl FnMut(usize, i32),
-    ) -> Result<Option<Self>, SupervisorError> {
+    ) -> Result<Option<Self>, TelemetryError> {
         let Some(pipeline) = start_for_run(config, run_id, placement_host).map_err(setup)? else {
             return Ok(None);
         };

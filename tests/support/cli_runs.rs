@@ -28,7 +28,7 @@ pub fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
 }
 
-/// `stream-kernel run --quiet -c CONFIG --input INPUT --output OUTPUT`.
+/// `stream-kernel run -c CONFIG --input INPUT --output OUTPUT`.
 pub fn quiet_run(
     config: impl AsRef<std::ffi::OsStr>,
     input: impl AsRef<std::ffi::OsStr>,
@@ -36,7 +36,7 @@ pub fn quiet_run(
 ) -> Command {
     let mut command = cli();
     command
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(config)
         .arg("--input")
         .arg(input)
@@ -192,7 +192,7 @@ impl Reference {
 /// in `dir`.
 pub fn spawn_cli(config: &Path, input: &Path, dir: &Path) -> Result<Child, Failed> {
     Ok(cli()
-        .args(["run", "--quiet", "-c"])
+        .args(["run", "-c"])
         .arg(config)
         .arg("--input")
         .arg(input)

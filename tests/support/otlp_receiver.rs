@@ -263,6 +263,7 @@ impl Receiver {
                             span_id: span.span_id.clone(),
                             parent: span.parent_span_id.clone(),
                             name: span.name.clone(),
+                            kind: span.kind,
                             attributes: attributes(&span.attributes),
                             resource: resource.clone(),
                         });
@@ -288,6 +289,8 @@ pub struct ReceivedSpan {
     pub span_id: Vec<u8>,
     pub parent: Vec<u8>,
     pub name: String,
+    /// The OTLP span kind (1 internal, 5 consumer, ...).
+    pub kind: i32,
     pub attributes: BTreeMap<String, String>,
     pub resource: BTreeMap<String, String>,
 }

@@ -334,8 +334,7 @@ impl ExportPipeline {
                 }
                 #[cfg(feature = "otlp")]
                 TraceExporter::OtelOtlp(settings) => {
-                    finish_timeout =
-                        finish_timeout.max(Duration::from_secs_f64(settings.timeout_seconds));
+                    finish_timeout = finish_timeout.max(settings.timeout());
                     (
                         "otel_otlp",
                         Box::new(otlp::OtlpExporter::new(settings, resource)?),

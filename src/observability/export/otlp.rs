@@ -63,7 +63,7 @@ fn setup_error(message: impl std::fmt::Display) -> ExportSetupError {
 
 impl OtlpExporter {
     pub fn new(settings: &OtlpSettings, resource: &RunResource) -> Result<Self, ExportSetupError> {
-        let timeout = Duration::from_secs_f64(settings.timeout_seconds.max(0.001));
+        let timeout = settings.timeout();
         let headers: std::collections::HashMap<String, String> =
             settings.headers.clone().into_iter().collect();
         let protocol = otel_env::protocol(
@@ -146,6 +146,7 @@ impl OtlpExporter {
                 ),
                 KeyValue::new("process.pid", i64::from(span.pid)),
                 KeyValue::new("host.name", self.host.clone()),
+                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
             ])
             .with_attributes(
                 self.resource
@@ -181,7 +182,14 @@ impl OtlpExporter {
             ),
             parent_span_id: SpanId::from_bytes(span.parent_span_id.to_be_bytes()),
             parent_span_is_remote: span.handoff_from.is_some(),
-            span_kind: SpanKind::Internal,
+            // The first node after a hand-off received the record from another process (a
+            // ring or another host): a consumer of that message. Every other hop is a call
+            // inside the process.
+            span_kind: if span.handoff_from.is_some() {
+                SpanKind::Consumer
+            } else {
+                SpanKind::Internal
+            },
             name: span.name.clone().into(),
             start_time: UNIX_EPOCH + Duration::from_nanos(span.start_unix_ns),
             end_time: UNIX_EPOCH + Duration::from_nanos(span.end_unix_ns),

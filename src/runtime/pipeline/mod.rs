@@ -30,7 +30,7 @@ use super::dead_letter::DeadLetters;
 use super::journal::JournalKeeper;
 use super::resume::{InputTrail, ResumePlan, ResumeRefused};
 use super::routes::Routes;
-use super::summary::NodeReport;
+use super::summary::{NodeReport, NodeStats};
 use crate::config::{Config, NodeErrorPolicy};
 use crate::control::NodeCount;
 use crate::graph::{
@@ -40,52 +40,6 @@ use crate::graph::{
 use crate::observability::ids::trace_id_for;
 use crate::observability::latency::{self, LatencyHistogram};
 use crate::observability::span::{SpanRecord, Tracer, span_id_for, unix_ns};
-
-/// Per-node counters of one process.
-#[derive(Debug, Clone, Default)]
-pub struct NodeStats {
-    /// Records the node received.
-    pub records_in: u64,
-    /// Outputs the node emitted.
-    pub records_out: u64,
-    /// Records the node failed on.
-    pub errors: u64,
-    /// Self time (excluding downstream nodes) of the records that were timed.
-    pub sampled_busy_ns: u64,
-    /// Records whose self time was measured.
-    pub sampled_records: u64,
-}
-
-impl NodeStats {
-    /// Adds one timed record's self time. A sample far above the node's mean so far (after a
-    /// few samples) is capped: on a loaded machine a sampled record may be preempted for
-    /// milliseconds, and the 1-in-[`TIMING_SAMPLE`] scaling would charge that 256 times.
-    pub fn add_sample(&mut self, self_ns: u64) {
-        const WARM: u64 = 16;
-        let sample = if self.sampled_records >= WARM {
-            let mean = self.sampled_busy_ns / self.sampled_records;
-            self_ns.min(mean.saturating_mul(20).max(50_000))
-        } else {
-            self_ns
-        };
-        self.sampled_busy_ns += sample;
-        self.sampled_records += 1;
-    }
-
-    /// Estimated busy time over all records (self time scaled from the timed sample).
-    pub fn estimated_busy_ns(&self) -> u64 {
-        self.busy_estimate_over(self.records_in)
-    }
-
-    /// The timed sample's self time scaled to `calls` calls.
-    pub fn busy_estimate_over(&self, calls: u64) -> u64 {
-        if self.sampled_records == 0 {
-            return 0;
-        }
-        (u128::from(self.sampled_busy_ns) * u128::from(calls) / u128::from(self.sampled_records))
-            as u64
-    }
-}
 
 /// One record in every `TIMING_SAMPLE` is timed node by node: reading a clock costs about as
 /// much as a small node, so timing every record would distort what it measures (and cost

@@ -113,6 +113,11 @@ impl Shared {
         trace: Option<RecordTrace>,
     ) {
         crate::runtime::pipeline::log_failure(&self.worker_id, category.as_str(), &message, trace);
+        self.report_failure(category, message);
+    }
+
+    /// Tells the supervisor of a failure without logging it here.
+    pub(super) fn report_failure(&self, category: FailureCategory, message: String) {
         self.send(&ControlMessage::Failed { category, message }, 0);
     }
 }

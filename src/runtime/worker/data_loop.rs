@@ -11,17 +11,15 @@ use super::GroupIo;
 use super::control::Shared;
 use super::egress::{OutboundRouting, Watermarks, WorkerEgress};
 use super::exit;
+use super::failure::{WorkerFailure, ring_failure, stream_failure};
 use super::merge::{MergePick, inbound_done_through, merge_pick, wait_on_ring};
 use crate::config::Config;
 use crate::control::{ControlMessage, FailureCategory, OutputBytes, OutputMark};
-use crate::data::{
-    Consumer, EnvelopeHeader, EnvelopeKind, PollError, RingCorrupted, Segment, StreamCheck,
-    StreamError,
-};
+use crate::data::{Consumer, EnvelopeHeader, EnvelopeKind, PollError, Segment, StreamCheck};
 use crate::graph::{NodeError, PartitionKey, RecordContext};
 use crate::runtime::dead_letter::{DeadLetterRecord, DeadLetters};
-use crate::runtime::pipeline::{LocalPipeline, NodeFailure, RecordTrace, TIMING_SAMPLE};
-use crate::runtime::resume::{CHECKPOINT_EVERY, ResumePlan, ResumeRefused, mark_of};
+use crate::runtime::pipeline::{LocalPipeline, NodeFailure, TIMING_SAMPLE};
+use crate::runtime::resume::{CHECKPOINT_EVERY, ResumePlan, mark_of};
 use crate::runtime::summary::{encode_latency, encode_reports};
 use crate::runtime::topology::Topology;
 
@@ -33,105 +31,6 @@ pub(super) const MERGE_IDLE_SLICE: Duration = Duration::from_millis(1);
 pub(super) const IDLE_ROUNDS_BEFORE_PARKING: u64 = 200;
 /// Records taken from the inbound ring per batch (one release, one publish, one flush).
 pub(super) const BATCH: usize = 256;
-
-/// A worker's failure, with its category.
-pub(super) struct WorkerFailure {
-    pub(super) category: FailureCategory,
-    /// Not a failure: the run is being stopped (see [`WorkerFailure::stopped`]).
-    pub(super) stopped: bool,
-    pub(super) message: String,
-    /// The record a node failed on (node errors only): everything before it is complete.
-    pub(super) failed_seq: Option<u64>,
-    /// An output that failed to write: every record through this `seq` is written.
-    pub(super) written_through: Option<u64>,
-    /// The failed record's trace (node errors on a record).
-    pub(super) trace: Option<RecordTrace>,
-}
-
-impl WorkerFailure {
-    pub(super) fn ring(message: String) -> Self {
-        Self {
-            category: FailureCategory::RingCorrupted,
-            stopped: false,
-            message,
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-        }
-    }
-
-    /// A node error that is not about one record (opening or flushing an adapter).
-    pub(super) fn node(message: String) -> Self {
-        Self {
-            category: FailureCategory::NodeError,
-            stopped: false,
-            message,
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-        }
-    }
-
-    /// The supervisor stopped the run (abort) while this worker was handing a record on:
-    /// not a failure, the worker ends as interrupted.
-    pub(super) fn stopped() -> Self {
-        Self {
-            category: FailureCategory::NodeError,
-            stopped: true,
-            message: "stopped by the supervisor before the end of its input".to_string(),
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-        }
-    }
-
-    pub(super) fn is_stopped(&self) -> bool {
-        self.stopped
-    }
-
-    /// Handing a record or marker on failed: a stopping run, or a ring problem.
-    pub(super) fn handing_on(context: impl std::fmt::Display, error: NodeError) -> Self {
-        match error {
-            NodeError::Stopped => Self::stopped(),
-            other => Self::ring(format!("{context}: {other}")),
-        }
-    }
-
-    /// A resumed run's input is not the one its journal describes.
-    pub(super) fn refused(refused: ResumeRefused) -> Self {
-        Self {
-            category: FailureCategory::ResumeRefused,
-            stopped: false,
-            message: refused.to_string(),
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-        }
-    }
-
-    /// A batch flush of the outputs failed.
-    pub(super) fn flush(failure: &NodeFailure) -> Self {
-        if let Some(refused) = crate::runtime::resume::refusal_of(&failure.error) {
-            return Self::refused(refused);
-        }
-        Self {
-            category: FailureCategory::NodeError,
-            stopped: false,
-            message: format!("node `{}` failed to flush: {}", failure.node, failure.error),
-            failed_seq: None,
-            written_through: failure.error.written_through(),
-            trace: None,
-        }
-    }
-}
-
-pub(super) fn ring_failure(e: RingCorrupted) -> WorkerFailure {
-    WorkerFailure::ring(format!("inbound ring: {e}"))
-}
-
-pub(super) fn stream_failure(e: StreamError) -> WorkerFailure {
-    WorkerFailure::ring(format!("inbound ring: {e}"))
-}
 
 /// One worker's share of the run.
 pub(super) struct GroupData<'a> {
@@ -205,8 +104,18 @@ impl GroupData<'_> {
             ),
             Err(failure) => {
                 self.complete_before_failure(&failure, &mut egress, &inbound);
-                self.shared
-                    .fail_traced(failure.category, failure.message, failure.trace);
+                if failure.reader_gone {
+                    tracing::info!(
+                        worker_id = %self.shared.worker_id,
+                        "the reader of stdout closed it: {}",
+                        failure.message
+                    );
+                    self.shared
+                        .report_failure(failure.category, failure.message);
+                } else {
+                    self.shared
+                        .fail_traced(failure.category, failure.message, failure.trace);
+                }
                 return exit::NODE_ERROR;
             }
         };
@@ -321,6 +230,7 @@ impl GroupData<'_> {
             message,
             failed_seq: Some(failure.seq),
             written_through: failure.error.written_through(),
+            reader_gone: failure.error.reader_gone(),
             trace: failure.trace,
         }
     }

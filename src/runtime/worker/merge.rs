@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::control::Shared;
-use super::data_loop::{WorkerFailure, ring_failure, stream_failure};
+use super::failure::{WorkerFailure, ring_failure, stream_failure};
 use crate::data::{Consumer, EnvelopeHeader, EnvelopeKind, Segment, StreamCheck};
 
 /// The next step of a k-way merge.

@@ -13,6 +13,7 @@
 mod control;
 mod data_loop;
 mod egress;
+mod failure;
 mod merge;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -446,6 +447,7 @@ pub(super) fn build_pipeline(
         .iter()
         .map(|n| bundle.node_names.contains(&n.name))
         .collect();
+    crate::observability::ids::set_current_run(bundle.run_id);
     let run = PipelineRun {
         run_id: bundle.run_id,
         resume: resume_plan_of(bundle),
@@ -477,9 +479,7 @@ impl GroupIo {
     pub(super) fn attach(config: &Config, bundle: &BootstrapBundle) -> Result<Self, String> {
         let profile = config
             .process_group(&bundle.group)
-            .map_or(WaitStrategy::BALANCED, |g| {
-                WaitStrategy::for_profile(g.runner_profile)
-            });
+            .map_or(WaitStrategy::BALANCED, |g| wait_strategy(g.runner_profile));
         let mut io = Self {
             inbound: Vec::new(),
             outbound: Vec::new(),
@@ -501,5 +501,16 @@ impl GroupIo {
             }
         }
         Ok(io)
+    }
+}
+
+/// The ring wait budget of a group's `runner_profile` (the data plane knows budgets, not
+/// configs).
+fn wait_strategy(profile: crate::config::RunnerProfile) -> WaitStrategy {
+    use crate::config::RunnerProfile;
+    match profile {
+        RunnerProfile::Latency => WaitStrategy::LATENCY,
+        RunnerProfile::Balanced => WaitStrategy::BALANCED,
+        RunnerProfile::Efficiency => WaitStrategy::EFFICIENCY,
     }
 }

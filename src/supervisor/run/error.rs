@@ -51,9 +51,32 @@ pub enum SupervisorError {
     /// A control message broke the session rules.
     #[error(transparent)]
     Session(#[from] SessionError),
-    /// Setting up the run failed (rings, bridge, outputs).
-    #[error("{0}")]
-    Setup(String),
+    /// A ring could not be created, initialised or shared with its workers.
+    #[error("ring {ring}: {detail}")]
+    Ring {
+        /// The ring (`producer->consumer`, or the segment's name).
+        ring: String,
+        /// What failed.
+        detail: String,
+    },
+    /// Span export could not be set up (telemetry rings, exporters, the drain thread).
+    #[error(transparent)]
+    Telemetry(#[from] crate::supervisor::telemetry::TelemetryError),
+    /// `--run-id` is not a run id.
+    #[error("run id {0:?}: expected 1 to 64 letters, digits, `_` or `-`")]
+    RunId(String),
+    /// A `process_supervisor` config without a control block reached the supervisor.
+    #[error("process_supervisor mode needs a control block")]
+    NoControl,
+    /// The program to start as workers was not found.
+    #[error("cannot find the worker executable: {0}")]
+    WorkerExecutable(std::io::Error),
+    /// A worker has no key in the run's key directory.
+    #[error("no control key for worker {0}")]
+    NoKey(String),
+    /// The embedded runtime was given a pipeline without nodes.
+    #[error("the pipeline has no nodes")]
+    EmptyPipeline,
     /// The run journal could not be written before the run started.
     #[error("{0}")]
     Journal(crate::files::journal::JournalError),

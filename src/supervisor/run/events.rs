@@ -326,7 +326,13 @@ impl Supervisor {
                 input_marks,
                 output_mark,
             } => {
-                self.records[index].drained = true;
+                let record = &mut self.records[index];
+                record.drained = true;
+                // The end-of-run count is final: a short run may end before any heartbeat.
+                record.counters.records_in = record.counters.records_in.max(records);
+                if let (true, Some(progress)) = (record.holds_source, &self.progress) {
+                    progress.records.fetch_max(records, Ordering::Relaxed);
+                }
                 self.note_marks(&input_marks, output_mark.as_slice());
                 self.drained
                     .insert(worker.to_string(), (last_seq, records, report));

@@ -285,7 +285,10 @@ fn start_bridge(
             segment: ring
                 .segment
                 .try_clone()
-                .map_err(|e| SupervisorError::Setup(format!("ring {}: {e}", ring.name)))?,
+                .map_err(|e| SupervisorError::Ring {
+                    ring: ring.name.clone(),
+                    detail: e.to_string(),
+                })?,
         });
     }
     if bridged.is_empty() {
@@ -294,9 +297,7 @@ fn start_bridge(
     let run = match &options.run_id {
         Some(id) if crate::cross_host::valid_run_id(id) => id.clone(),
         Some(id) => {
-            return Err(SupervisorError::Setup(format!(
-                "run id {id:?}: expected 1 to 64 letters, digits, `_` or `-`"
-            )));
+            return Err(SupervisorError::RunId(id.clone()));
         }
         None => crate::cross_host::run_key(config),
     };
@@ -373,9 +374,7 @@ impl Supervisor {
             .execution_ipc
             .control
             .clone()
-            .ok_or_else(|| {
-                SupervisorError::Setup("process_supervisor mode needs a control block".into())
-            })?;
+            .ok_or(SupervisorError::NoControl)?;
         crate::cross_host::check_host(config, options.host.as_deref())?;
         let (records, mut plans) = plan_workers(config, &graph);
         let host = options.host.as_deref();
@@ -391,6 +390,7 @@ impl Supervisor {
         let holds_chain_end = records.iter().any(|r| r.ends_chain && local(&r.group));
         let (records, mut plans) = plan::keep_local(records, plans, &mut rings, &local);
         let run_id = crate::observability::ids::new_run_id();
+        crate::observability::ids::set_current_run(run_id);
         // Everything is checked and no output changed yet: the journal goes first, before any
         // thread or process is started, so that whatever fails from here on leaves one.
         let holds_source = records.iter().any(|r| r.holds_source);
@@ -496,9 +496,7 @@ impl Supervisor {
         };
         let exe = match &options.worker_exe {
             Some(exe) => exe.clone(),
-            None => current_exe().map_err(|e| {
-                SupervisorError::Setup(format!("cannot find the worker executable: {e}"))
-            })?,
+            None => current_exe().map_err(SupervisorError::WorkerExecutable)?,
         };
         supervisor.worker_exe = crate::text::path(&exe);
         supervisor.spawn_all(&exe, &directory, &control)?;
@@ -519,7 +517,7 @@ impl Supervisor {
             let key = directory
                 .key(number)
                 .cloned()
-                .ok_or_else(|| SupervisorError::Setup(format!("no key for worker {id}")))?;
+                .ok_or_else(|| SupervisorError::NoKey(id.clone()))?;
             let launch = WorkerLaunch {
                 exe,
                 worker_id: &id,
@@ -550,6 +548,72 @@ impl Supervisor {
         }
         self.refresh_metrics();
         Ok(())
+    }
+
+    /// The run ended: its final figures go to the Pushgateway when one is configured, and the
+    /// health endpoint keeps answering `linger_seconds` (a last scrape finds them). Neither
+    /// changes the run's outcome: a failed push is a warning.
+    #[cfg_attr(not(feature = "health"), allow(unused_variables))]
+    fn publish_final_metrics(&mut self, succeeded: bool) {
+        let health = self.config.runtime.platform.health.clone();
+        if health.push_gateway.is_none() && (health.linger_seconds == 0 || self.health.is_none()) {
+            return;
+        }
+        self.refresh_metrics();
+        #[cfg(feature = "health")]
+        if let Some(gateway) = &health.push_gateway {
+            let mut view = self
+                .health_state
+                .metrics
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default();
+            self.with_final_figures(&mut view);
+            let ended = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let url = super::push::push_url(gateway, &health.push_job, &super::push::host_name());
+            let body = super::push::final_figures(&view, succeeded, ended);
+            match super::push::push(&url, body) {
+                Ok(()) => tracing::info!(worker_id = "supervisor", "final metrics pushed to {url}"),
+                Err(error) => tracing::warn!(worker_id = "supervisor", "{error}"),
+            }
+        }
+        #[cfg(not(feature = "health"))]
+        if health.push_gateway.is_some() {
+            tracing::warn!(
+                worker_id = "supervisor",
+                "health.push_gateway: this build of stream-kernel leaves out the `health` feature"
+            );
+        }
+        if health.linger_seconds > 0 && self.health.is_some() {
+            tracing::info!(
+                worker_id = "supervisor",
+                "health endpoint answers {} s more for a final scrape (health.linger_seconds)",
+                health.linger_seconds
+            );
+            std::thread::sleep(Duration::from_secs(health.linger_seconds));
+        }
+    }
+
+    /// The node figures and latency of the run's end reports (a heartbeat's may be older, or
+    /// missing for a run shorter than a heartbeat).
+    #[cfg(feature = "health")]
+    fn with_final_figures(&self, view: &mut super::health::MetricsView) {
+        let summary = self.summary();
+        view.nodes = summary
+            .nodes
+            .iter()
+            .map(|n| super::health::NodeMetrics {
+                node: n.name.clone(),
+                group: n.group.clone(),
+                records_in: n.stats.records_in,
+                records_out: n.stats.records_out,
+                errors: n.stats.errors,
+                counters: n.counters.clone(),
+            })
+            .collect();
+        view.latency = summary.latency;
     }
 
     /// The health server's address, when enabled.
@@ -697,6 +761,7 @@ pub(crate) fn finish_run(mut supervisor: Supervisor, end: RunEnd) -> SupervisedR
         _ => end,
     };
     supervisor.finish_journal(&end);
+    supervisor.publish_final_metrics(matches!(end, RunEnd::Drained));
     SupervisedRun {
         summary: supervisor.summary(),
         completed_through: supervisor.completed_through(),

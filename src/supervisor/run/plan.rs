@@ -169,13 +169,16 @@ struct RingPlanner {
 impl RingPlanner {
     /// A fresh ring and the salt it was initialised with.
     fn create(&self, name: &str) -> Result<(crate::data::Segment, u64), SupervisorError> {
-        let segment = crate::data::Segment::create(name, self.len)
-            .map_err(|e| SupervisorError::Setup(e.to_string()))?;
+        let failed = |detail: String| SupervisorError::Ring {
+            ring: name.to_string(),
+            detail,
+        };
+        let segment =
+            crate::data::Segment::create(name, self.len).map_err(|e| failed(e.to_string()))?;
         let mut salt = [0u8; 8];
-        getrandom::fill(&mut salt).map_err(|e| SupervisorError::Setup(e.to_string()))?;
+        getrandom::fill(&mut salt).map_err(|e| failed(format!("no random salt: {e}")))?;
         let salt = u64::from_le_bytes(salt);
-        crate::data::init_ring(&segment, self.capacity, salt)
-            .map_err(|e| SupervisorError::Setup(e.to_string()))?;
+        crate::data::init_ring(&segment, self.capacity, salt).map_err(|e| failed(e.to_string()))?;
         Ok((segment, salt))
     }
 

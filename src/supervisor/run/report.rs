@@ -94,6 +94,7 @@ impl Supervisor {
                 },
             ),
             journal: self.journal_point(),
+            run_id: crate::observability::ids::run_id_text(self.run_id),
         }
     }
 

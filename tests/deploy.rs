@@ -1,0 +1,276 @@
+//! The deploy files, checked with the tools operators check them with: the Kubernetes
+//! manifests against the API schemas (`kubernetes-validate`) and a policy scanner (`checkov`),
+//! plus the hardening every workload must carry; the systemd unit with `systemd-analyze
+//! verify` (its man page installed) and `systemd-analyze security` under a threshold.
+//! A tool that is not installed is named with its package and the check is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+/// Whether `tool --version` runs; the reason is printed when it does not.
+fn installed(tool: &str, package: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: {tool} is not installed ({package})");
+    }
+    ok
+}
+
+/// Every Kubernetes object in `deploy/k8s`, by file.
+fn manifests() -> Vec<(String, serde_norway::Value)> {
+    let mut objects = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy().join("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .filter(|p| !p.ends_with("kustomization.yml"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = <serde_norway::Value as serde::Deserialize>::deserialize(document).unwrap();
+            if !value.is_null() {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                objects.push((name, value));
+            }
+        }
+    }
+    objects
+}
+
+/// Each workload runs hardened: non-root with `fsGroup`, `RuntimeDefault` seccomp, no service
+/// account token; each container with no privilege escalation, a read-only root, every
+/// capability dropped, CPU and memory requests and limits, no secret on its command line;
+/// every workload's pods are selected by a network policy; the kustomization applies no
+/// Secret (no placeholder token lands in a cluster).
+#[test]
+fn kubernetes_workloads_are_hardened() {
+    let objects = manifests();
+    let workloads: Vec<&(String, serde_norway::Value)> = objects
+        .iter()
+        .filter(|(_, o)| {
+            matches!(
+                o["kind"].as_str(),
+                Some("Job" | "StatefulSet" | "Deployment")
+            )
+        })
+        .collect();
+    assert!(workloads.len() >= 3, "workloads: {}", workloads.len());
+    let policies: Vec<&serde_norway::Value> = objects
+        .iter()
+        .map(|(_, o)| o)
+        .filter(|o| o["kind"] == "NetworkPolicy")
+        .collect();
+    for (file, workload) in workloads {
+        let name = format!(
+            "{file}: {}",
+            workload["metadata"]["name"].as_str().unwrap_or("?")
+        );
+        assert_eq!(
+            workload["metadata"]["namespace"], "stream-kernel",
+            "{name}: namespace"
+        );
+        let pod = &workload["spec"]["template"]["spec"];
+        let security = &pod["securityContext"];
+        assert_eq!(security["runAsNonRoot"], true, "{name}: runAsNonRoot");
+        assert!(
+            security["runAsUser"].as_u64().is_some_and(|u| u >= 10000),
+            "{name}: runAsUser"
+        );
+        assert!(security["fsGroup"].as_u64().is_some(), "{name}: fsGroup");
+        assert_eq!(
+            security["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}: seccomp"
+        );
+        assert_eq!(
+            pod["automountServiceAccountToken"], false,
+            "{name}: service account token"
+        );
+        let labels = &workload["spec"]["template"]["metadata"]["labels"];
+        let selected = policies.iter().any(|p| {
+            p["spec"]["podSelector"]["matchLabels"]
+                .as_mapping()
+                .is_some_and(|m| m.iter().all(|(k, v)| &labels[k] == v))
+        });
+        assert!(selected, "{name}: no network policy selects its pods");
+        for container in pod["containers"].as_sequence().unwrap() {
+            let c = &container["securityContext"];
+            assert_eq!(
+                c["allowPrivilegeEscalation"], false,
+                "{name}: privilege escalation"
+            );
+            assert_eq!(c["readOnlyRootFilesystem"], true, "{name}: read-only root");
+            let dropped = c["capabilities"]["drop"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default();
+            assert!(dropped.iter().any(|d| d == "ALL"), "{name}: capabilities");
+            for kind in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        !container["resources"][kind][resource].is_null(),
+                        "{name}: resources.{kind}.{resource}"
+                    );
+                }
+            }
+            let argv = serde_norway::to_string(&container["args"]).unwrap()
+                + &serde_norway::to_string(&container["command"]).unwrap();
+            assert!(
+                !argv.to_lowercase().contains("token") && !argv.contains("$("),
+                "{name}: a secret on the command line: {argv}"
+            );
+        }
+    }
+    let kustomization = std::fs::read_to_string(deploy().join("k8s/kustomization.yml")).unwrap();
+    let kustomization: serde_norway::Value = serde_norway::from_str(&kustomization).unwrap();
+    for resource in kustomization["resources"].as_sequence().unwrap() {
+        let file = resource.as_str().unwrap();
+        let applied = objects.iter().filter(|(f, _)| f == file);
+        for (_, object) in applied {
+            assert_ne!(
+                object["kind"], "Secret",
+                "{file}: the kustomization applies a Secret"
+            );
+        }
+        assert!(
+            deploy().join("k8s").join(file).exists(),
+            "{file} is missing"
+        );
+    }
+}
+
+/// `kubernetes-validate --strict` accepts every manifest (unknown fields are errors).
+#[test]
+fn kubernetes_manifests_validate_against_the_api_schemas() {
+    if !installed("kubernetes-validate", "pip install kubernetes-validate") {
+        return;
+    }
+    let files: Vec<PathBuf> = std::fs::read_dir(deploy().join("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .filter(|p| !p.ends_with("kustomization.yml"))
+        .collect();
+    let out = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `checkov` passes every manifest, with only the skips `.checkov.yml` documents.
+#[test]
+fn checkov_passes_the_kubernetes_manifests() {
+    if !installed("checkov", "pip install checkov") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("checkov")
+        .args([
+            "-d",
+            "deploy/k8s",
+            "--framework",
+            "kubernetes",
+            "--compact",
+            "--quiet",
+        ])
+        .args(["--config-file", ".checkov.yml"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `systemd-analyze verify` accepts the unit (pointed at the built binary, its man pages on
+/// `MANPATH`), and `systemd-analyze security` rates its exposure at 2.5 or below ("OK").
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    if !installed("systemd-analyze", "Debian package systemd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man/man1");
+    std::fs::create_dir_all(&man).unwrap();
+    let pages = Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
+        .arg("man")
+        .arg("--dir")
+        .arg(&man)
+        .output()
+        .unwrap();
+    assert!(
+        pages.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pages.stderr)
+    );
+    let unit = std::fs::read_to_string(deploy().join("systemd/stream-kernel.service")).unwrap();
+    let unit = unit.replace(
+        "/usr/local/bin/stream-kernel",
+        env!("CARGO_BIN_EXE_stream-kernel"),
+    );
+    let path = dir.path().join("stream-kernel.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=yes"])
+        .arg(&path)
+        .env("MANPATH", dir.path().join("man"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--threshold=25", "--no-pager"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    assert!(
+        security.status.success(),
+        "systemd-analyze security: exposure above 2.5\n{report}{}",
+        String::from_utf8_lossy(&security.stderr)
+    );
+}
+
+/// The Grafana dashboard has an `instance` variable and every query is scoped by it (several
+/// runs, or a Pushgateway's groups, on one Prometheus do not add up into one line).
+#[test]
+fn the_dashboard_is_scoped_by_instance() {
+    let text = std::fs::read_to_string(deploy().join("grafana/dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables.iter().any(|v| v["name"] == "instance"),
+        "no instance variable"
+    );
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(
+                expr.contains("instance=~\"$instance\""),
+                "unscoped query: {expr}"
+            );
+        }
+    }
+}
