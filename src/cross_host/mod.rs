@@ -61,6 +61,19 @@ pub enum CrossHostError {
         /// The server's answer.
         detail: String,
     },
+    /// The TLS handshake with the server failed (a certificate the CA file does not vouch for,
+    /// a server name that does not match, a client certificate the server refused).
+    #[error(
+        "TLS with NATS at {url} failed: {detail} (files: {files}); check that the CA file signed the server's certificate and that the URL's host is a name in it"
+    )]
+    Tls {
+        /// The server URL(s).
+        url: String,
+        /// The TLS library's error.
+        detail: String,
+        /// The TLS files of `cross_host.credentials` in use.
+        files: String,
+    },
     /// A credential file could not be read.
     #[error("cannot read the NATS credential file {path}: {detail}")]
     Credentials {

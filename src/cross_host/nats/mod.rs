@@ -117,8 +117,13 @@ impl Bridge {
                 .filter(|r| r.direction == Direction::Publish)
                 .map(|r| super::subject_of(&settings.stream, run, &r.name))
                 .collect();
-            complete =
-                runtime.block_on(check_stream_input(&js_stream, &subjects, input, &stream))?;
+            let look = StreamLook {
+                stream: &js_stream,
+                name: &stream,
+                url: &shown,
+                deadline: Instant::now() + deadline,
+            };
+            complete = runtime.block_on(check_stream_input(&look, &subjects, input))?;
         }
         tracing::info!(
             worker_id = "supervisor",
@@ -252,14 +257,44 @@ async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64 * 100).min(1000))
         });
-    let connecting = options.connect(url);
+    // Several seed servers (comma separated): the client tries them and follows the cluster.
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|one| !one.is_empty())
+        .map(|one| one.parse::<async_nats::ServerAddr>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| CrossHostError::Unreachable {
+            url: shown.clone(),
+            seconds: 0.0,
+            detail: format!("not a server address: {e}"),
+        })?;
+    let connecting = options.connect(servers);
+    let tls_files = tls_files(settings);
     match tokio::time::timeout(timeout, connecting).await {
+        Err(_) if !tls_files.is_empty() => Err(CrossHostError::Tls {
+            url: shown,
+            detail: format!(
+                "no session within {:.1} s: the server did not answer, or the client kept retrying a TLS handshake that fails",
+                timeout.as_secs_f64()
+            ),
+            files: tls_files,
+        }),
         Err(_) => Err(CrossHostError::Unreachable {
             url: shown,
             seconds: timeout.as_secs_f64(),
             detail: "timed out".into(),
         }),
         Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) if e.kind() == async_nats::ConnectErrorKind::Tls => {
+            let detail = std::error::Error::source(&e)
+                .map_or_else(|| e.to_string(), |source| format!("{e}: {source}"));
+            Err(CrossHostError::Tls {
+                url: shown,
+                detail,
+                files: tls_files,
+            })
+        }
         Ok(Err(e)) => {
             let detail = e.to_string();
             if matches!(
@@ -277,6 +312,21 @@ async fn connect(
             }
         }
     }
+}
+
+/// The TLS files of the credentials block, for an error message (`none` when TLS is only what
+/// a `tls://` URL asks for).
+fn tls_files(settings: &CrossHost) -> String {
+    let credentials = &settings.credentials;
+    let files: Vec<String> = [
+        ("tls_ca_file", &credentials.tls_ca_file),
+        ("tls_cert_file", &credentials.tls_cert_file),
+        ("tls_key_file", &credentials.tls_key_file),
+    ]
+    .into_iter()
+    .filter_map(|(key, path)| Some(format!("{key} {}", path.as_ref()?.display())))
+    .collect();
+    files.join(", ")
 }
 
 /// The client's options from the credentials block and the `NATS_*` environment. Secrets are
@@ -343,6 +393,8 @@ fn stream_config(settings: &CrossHost, name: &str, subjects: &str) -> stream::Co
             StreamStorage::Memory => stream::StorageType::Memory,
         },
         duplicate_window: Duration::from_secs_f64(settings.dedup_window_seconds),
+        num_replicas: settings.replicas as usize,
+        max_age: Duration::from_secs_f64(settings.max_age_seconds.max(0.0)),
         ..Default::default()
     }
 }
@@ -390,6 +442,7 @@ async fn ensure_stream(
             &wanted.duplicate_window,
         ),
         differs("retention", &have.retention, &wanted.retention),
+        differs("replicas", &have.num_replicas, &wanted.num_replicas),
     ]
     .into_iter()
     .flatten()
@@ -403,27 +456,63 @@ async fn ensure_stream(
     Ok(found)
 }
 
+/// The run's stream, looked at before the first publish, within the connect deadline.
+struct StreamLook<'a> {
+    stream: &'a stream::Stream,
+    name: &'a str,
+    url: &'a str,
+    deadline: Instant,
+}
+
+impl StreamLook<'_> {
+    /// The last message on `subject` (`None`: there is none). A request that times out is
+    /// asked again until the deadline: a replicated stream just created answers only once its
+    /// replicas have elected a leader.
+    async fn last_message(
+        &self,
+        subject: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, CrossHostError> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.stream.get_last_raw_message_by_subject(subject).await {
+                Ok(message) => return Ok(Some(message)),
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    return Ok(None);
+                }
+                Err(e) if Instant::now() + pause < self.deadline => {
+                    tracing::debug!(
+                        worker_id = "supervisor",
+                        "stream {}: {e}; asking again",
+                        self.name
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    return Err(CrossHostError::JetStream {
+                        url: self.url.to_string(),
+                        detail: format!("reading the last message of {subject}: {e}"),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The host that reads the input checks that what the stream already holds (left by an
 /// earlier, failed run under the same run id) came from the same input: a restarted host may
 /// resume a stream, never mix two inputs in one. Returns the subjects that already end with
 /// their end of stream (an earlier run of this host published everything on them).
 async fn check_stream_input(
-    stream: &stream::Stream,
+    look: &StreamLook<'_>,
     subjects: &[String],
     input: &str,
-    name: &str,
 ) -> Result<BTreeSet<String>, CrossHostError> {
+    let name = look.name;
     let mut complete = BTreeSet::new();
     for subject in subjects {
-        let found = match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => continue,
-            Err(e) => {
-                return Err(CrossHostError::JetStream {
-                    url: String::new(),
-                    detail: format!("reading the last message of {subject}: {e}"),
-                });
-            }
+        let Some(found) = look.last_message(subject).await? else {
+            continue;
         };
         let theirs = found
             .headers
