@@ -88,6 +88,10 @@ fn main() {
                 "xh13_on_a_3_node_cluster_with_3_replicas_killing_the_stream_leader_ends_identical",
                 xh13,
             ),
+            Trial::test(
+                "xh14_a_full_jetstream_store_fails_at_once_naming_the_limit",
+                xh14,
+            ),
         ],
     );
 }
@@ -1069,6 +1073,46 @@ fn xh13() -> Result<(), Failed> {
         disturbed.as_secs_f64(),
         undisturbed.as_secs_f64(),
         disturbed.as_secs_f64() - undisturbed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A server whose JetStream store is capped far below what the run needs: the upstream fails
+/// at the first refused publish, saying the storage limit is reached and what to do, instead
+/// of retrying until the idle timeout and calling the server "back".
+fn xh14() -> Result<(), Failed> {
+    let conf_dir = tempfile::tempdir()?;
+    let conf = conf_dir.path().join("small-store.conf");
+    std::fs::write(&conf, "jetstream { max_file_store: 2MB }\n")?;
+    let conf_arg = conf.display().to_string();
+    let Some(nats) = Nats::start(&["-c", &conf_arg])? else {
+        return Ok(());
+    };
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, FAULT_LINES)?;
+    let work = tempfile::tempdir()?;
+    let config = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
+    let run = run_id("xh14", 0);
+    let started = Instant::now();
+    let up = spawn_host("upstream", &config, &input, work.path(), &run)?;
+    let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
+    let up = wait_exit(up)?;
+    let up_after = started.elapsed();
+    let _ = wait_exit(down)?;
+    let said = format!("{}{}", up.stdout, up.stderr);
+    check(up.code != Some(0), || {
+        format!("the upstream exited 0 on a full store:\n{said}")
+    })?;
+    check(said.contains("storage limit is reached"), || {
+        format!(
+            "the upstream did not name the storage limit:\n{}",
+            tail(&said)
+        )
+    })?;
+    println!(
+        "xh14: store capped at 2 MB, 200k lines: the upstream failed after {:.1} s naming the storage limit",
+        up_after.as_secs_f64()
     );
     Ok(())
 }

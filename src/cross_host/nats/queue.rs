@@ -127,6 +127,14 @@ impl<'e> Outbox<'e> {
                             limit.as_secs_f64()
                         )));
                     }
+                    // A full store does not empty itself: retrying for the idle timeout would
+                    // only delay the same failure, and a plain rerun hits the same limit.
+                    Err(e) if is_out_of_storage(&e) => {
+                        return Err(Some(format!(
+                            "JetStream cannot store more of stream {} ({e}): the server's or the account's storage limit is reached. The stream needs about 1.5x the input; free space or raise the limit (max_file_store, max_memory_store, the account's JetStream limits), delete the stream, then rerun both hosts",
+                            self.edge.wanted.name
+                        )));
+                    }
                     Err(e) => {
                         tracing::warn!(worker_id = "supervisor", subject = %self.edge.subject, "publish not acknowledged ({e}); retrying");
                         if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
@@ -253,6 +261,23 @@ impl Inbox {
         }
         None
     }
+}
+
+/// A publish the server refused for lack of storage: its own store is full, or the account's
+/// JetStream limits are reached (JetStream errors 10023, 10047, 10028, 10002).
+fn is_out_of_storage(error: &jetstream::context::PublishError) -> bool {
+    let code = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code);
+    code.is_some_and(|code| {
+        [
+            jetstream::ErrorCode::INSUFFICIENT_RESOURCES,
+            jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED,
+            jetstream::ErrorCode::MEMORY_RESOURCES_EXCEEDED,
+            jetstream::ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
+        ]
+        .contains(&code)
+    })
 }
 
 /// A publish the server refused because the stream's storage failed (JetStream error 10077,
