@@ -161,12 +161,18 @@ fn usage_errors_exit_64_and_help_lists_every_exit_code() {
     );
 }
 
-/// Every flag of `validate`, `gen` and `run` has help text.
+/// Every flag of every subcommand has help text (and `--help` itself succeeds).
 #[test]
 fn every_flag_has_help_text() {
-    for sub in ["run", "validate", "gen", "completions"] {
+    for sub in ["run", "validate", "gen", "completions", "man", "schema"] {
         let out = bin().args([sub, "--help"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "`{sub} --help` exited {:?}",
+            out.status.code()
+        );
         let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.trim().is_empty(), "`{sub} --help` printed nothing");
         let bare: Vec<&str> = help
             .lines()
             .filter(|l| l.trim_start().starts_with('-') || l.trim_start().starts_with('<'))
@@ -429,26 +435,29 @@ fn unusable_files_and_a_closed_reader_have_their_own_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.txt");
     std::fs::write(&output, "keep me\n").unwrap();
-    let missing = bin()
-        .args([
-            "run",
-            "-c",
-            &config("fund_load_experiment_inline.yml"),
-            "--input",
-        ])
-        .arg(dir.path().join("missing.txt"))
-        .arg("--output")
-        .arg(&output)
-        .arg("--dead-letter")
-        .arg(dir.path().join("rejects.jsonl"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        missing.status.code(),
-        Some(66),
-        "{}",
-        String::from_utf8_lossy(&missing.stderr)
-    );
+    // `run -c CONFIG --input IN --output OUT --dead-letter DIR/rejects.jsonl`: its exit status.
+    let status_of = |input: &Path, output: &Path| {
+        let out = bin()
+            .args([
+                "run",
+                "-c",
+                &config("fund_load_experiment_inline.yml"),
+                "--input",
+            ])
+            .arg(input)
+            .arg("--output")
+            .arg(output)
+            .arg("--dead-letter")
+            .arg(dir.path().join("rejects.jsonl"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (missing, said) = status_of(&dir.path().join("missing.txt"), &output);
+    assert_eq!(missing, Some(66), "{said}");
     assert_eq!(std::fs::read_to_string(&output).unwrap(), "keep me\n");
     let input = dir.path().join("in.txt");
     assert!(
@@ -459,26 +468,8 @@ fn unusable_files_and_a_closed_reader_have_their_own_statuses() {
             .unwrap()
             .success()
     );
-    let uncreatable = bin()
-        .args([
-            "run",
-            "-c",
-            &config("fund_load_experiment_inline.yml"),
-            "--input",
-        ])
-        .arg(&input)
-        .arg("--output")
-        .arg(dir.path().join("no/such/dir/out.txt"))
-        .arg("--dead-letter")
-        .arg(dir.path().join("rejects.jsonl"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        uncreatable.status.code(),
-        Some(73),
-        "{}",
-        String::from_utf8_lossy(&uncreatable.stderr)
-    );
+    let (uncreatable, said) = status_of(&input, &dir.path().join("no/such/dir/out.txt"));
+    assert_eq!(uncreatable, Some(73), "{said}");
     for config_name in [
         "fund_load_experiment_inline.yml",
         "fund_load_experiment_4proc.yml",

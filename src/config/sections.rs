@@ -276,7 +276,7 @@ fn default_platform() -> Platform {
         },
         execution_ipc: ExecutionIpc {
             transport: IpcTransport::SharedMemory,
-            ring_bytes: 4 * 1024 * 1024,
+            ring_bytes: DEFAULT_RING_BYTES,
             validate_payloads: true,
             control: None,
         },
@@ -346,11 +346,14 @@ fn read_platform(mut section: Section<'_, '_>) -> Platform {
     }
 }
 
+/// `runtime.platform.execution_ipc.ring_bytes` when not given (or not usable): 4 MiB.
+const DEFAULT_RING_BYTES: u64 = 4 * 1024 * 1024;
+
 fn read_execution_ipc(mut section: Section<'_, '_>) -> ExecutionIpc {
     let transport = section.field("transport", IpcTransport::SharedMemory, r::choice);
     let ring_path = section.path_of("ring_bytes");
     let ring_bytes = match section.opt("ring_bytes", r::integer) {
-        None => 4 * 1024 * 1024,
+        None => DEFAULT_RING_BYTES,
         Some(v) => {
             let ok = v >= i128::from(MIN_RING_BYTES)
                 && v <= i128::from(MAX_RING_BYTES)
@@ -362,7 +365,7 @@ fn read_execution_ipc(mut section: Section<'_, '_>) -> ExecutionIpc {
                     format!("expected a power of two in {MIN_RING_BYTES}..={MAX_RING_BYTES}"),
                     format!("{v}"),
                 );
-                4 * 1024 * 1024
+                DEFAULT_RING_BYTES
             } else {
                 v as u64
             }

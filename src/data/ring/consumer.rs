@@ -88,6 +88,8 @@ impl ConsumerCursor {
                     return Ok(None);
                 }
                 // SAFETY: as above.
+                // SYNC POINT "commit" (again): the tail's acquire above came after the
+                // producer's release of this stamp, so this load sees it.
                 stamp = unsafe { memory.load_u64(offset, Ordering::Acquire) };
                 if stamp != expected {
                     return Err(RingCorrupted::Record {
@@ -164,6 +166,9 @@ impl<M: RingMemory> Consumer<M> {
                 u64::from(std::process::id()),
                 Ordering::Relaxed,
             );
+            // SYNC POINT "attach": pairs with the releases of `HEAD` ("release") and `TAIL`
+            // ("flush") by the ends this one replaces or meets: it starts from what they
+            // published.
             (
                 memory.load_u64(word::HEAD, Ordering::Acquire),
                 memory.load_u64(word::TAIL, Ordering::Acquire),

@@ -152,8 +152,9 @@ unsafe fn load_checked<M: RingMemory>(
 ) -> (u64, bool) {
     // SAFETY: the caller passes fixed control words (see `# Safety`).
     let (value, stored) = unsafe {
-        // The value's acquire orders the check's load after it: a check read here is at least
-        // as new as the value's own store (stored before it).
+        // SYNC POINT "checked word": pairs with `store_checked`'s release of the value. The
+        // value's acquire orders the check's load after it: a check read here is at least as
+        // new as the value's own store (stored before it).
         let value = memory.load_u64(offset, Ordering::Acquire);
         (value, memory.load_u64(check, Ordering::Relaxed))
     };
@@ -378,6 +379,7 @@ fn check_indices(head: u64, tail: u64, capacity: u64) -> Result<(), RingCorrupte
 
 fn is_closed<M: RingMemory>(memory: &M) -> bool {
     // SAFETY: fixed, aligned control word.
+    // SYNC POINT "close": pairs with `Producer::close`'s release store.
     unsafe { memory.load_u64(word::PRODUCER_CLOSED, Ordering::Acquire) != 0 }
 }
 

@@ -86,6 +86,8 @@ impl<M: RingMemory> Producer<M> {
                 u64::from(std::process::id()),
                 Ordering::Relaxed,
             );
+            // SYNC POINT "attach": pairs with the releases of `TAIL` ("flush") and `HEAD`
+            // ("release") by the ends this one replaces or meets.
             (
                 memory.load_u64(word::TAIL, Ordering::Acquire),
                 memory.load_u64(word::HEAD, Ordering::Acquire),
@@ -340,6 +342,8 @@ impl<M: RingMemory> Producer<M> {
         }
         // SAFETY: fixed, aligned control words.
         unsafe {
+            // SYNC POINT "flush": pairs with the consumer's acquire load of `TAIL`; every
+            // record committed before it is visible to a consumer that reads the new tail.
             self.memory
                 .store_u64(word::TAIL, self.cursor.tail, Ordering::Release);
             self.memory.store_u64(
@@ -381,6 +385,8 @@ impl<M: RingMemory> Producer<M> {
     pub fn close(&mut self) {
         self.flush();
         // SAFETY: fixed, aligned control word.
+        // SYNC POINT "close": pairs with `is_closed`'s acquire load; the flush above is visible
+        // to a consumer that sees the ring closed.
         unsafe {
             self.memory
                 .store_u64(word::PRODUCER_CLOSED, 1, Ordering::Release)
