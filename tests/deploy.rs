@@ -23,9 +23,18 @@ fn installed(tool: &str, package: &str) -> bool {
     ok
 }
 
-/// Every Kubernetes object in `deploy/k8s`, by file.
-fn manifests() -> Vec<(String, serde_norway::Value)> {
-    let mut objects = Vec::new();
+/// A tool's run succeeded; else the test fails with what it printed.
+fn assert_passed(out: &std::process::Output, tool: &str) {
+    assert!(
+        out.status.success(),
+        "{tool}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The manifests of `deploy/k8s` (the kustomization aside), sorted.
+fn manifest_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(deploy().join("k8s"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -33,7 +42,13 @@ fn manifests() -> Vec<(String, serde_norway::Value)> {
         .filter(|p| !p.ends_with("kustomization.yml"))
         .collect();
     files.sort();
-    for path in files {
+    files
+}
+
+/// Every Kubernetes object in `deploy/k8s`, by file.
+fn manifests() -> Vec<(String, serde_norway::Value)> {
+    let mut objects = Vec::new();
+    for path in manifest_files() {
         let text = std::fs::read_to_string(&path).unwrap();
         for document in serde_norway::Deserializer::from_str(&text) {
             let value = <serde_norway::Value as serde::Deserialize>::deserialize(document).unwrap();
@@ -153,23 +168,12 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
     if !installed("kubernetes-validate", "pip install kubernetes-validate") {
         return;
     }
-    let files: Vec<PathBuf> = std::fs::read_dir(deploy().join("k8s"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
-        .filter(|p| !p.ends_with("kustomization.yml"))
-        .collect();
     let out = Command::new("kubernetes-validate")
         .arg("--strict")
-        .args(&files)
+        .args(manifest_files())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_passed(&out, "kubernetes-validate");
 }
 
 /// `checkov` passes every manifest, with only the skips `.checkov.yml` documents.
@@ -192,12 +196,7 @@ fn checkov_passes_the_kubernetes_manifests() {
         .current_dir(root)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_passed(&out, "checkov");
 }
 
 /// `systemd-analyze verify` accepts the unit (pointed at the built binary, its man pages on

@@ -653,20 +653,10 @@ fn export_failures_reported() -> Result<(), Failed> {
     );
     let started = std::time::Instant::now();
     let output = cli_run(&fixture, "hanging", &exporters, &[])?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
     check(output.status.success(), || {
         String::from_utf8_lossy(&output.stderr).into_owned()
     })?;
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("spans via otel_otlp"))
-        .ok_or_else(|| format!("no span line in the summary:\n{stdout}"))?;
-    let waited: u64 = line
-        .split("exit wait ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ms| ms.parse().ok())
-        .ok_or_else(|| format!("no exit wait in {line:?}"))?;
+    let waited = exit_wait_ms(&output)?;
     check(waited <= 2_500, || {
         format!("exit wait {waited} ms for a 1 s timeout")
     })?;
@@ -681,17 +671,7 @@ fn export_failures_reported() -> Result<(), Failed> {
         &exporters,
         &[("OTEL_EXPORTER_OTLP_TIMEOUT", "300")],
     )?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("spans via otel_otlp"))
-        .ok_or_else(|| format!("no span line in the summary:\n{stdout}"))?;
-    let waited: u64 = line
-        .split("exit wait ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ms| ms.parse().ok())
-        .ok_or_else(|| format!("no exit wait in {line:?}"))?;
+    let waited = exit_wait_ms(&output)?;
     // The end of a run waits at least its 2 s drain budget; without the variable it would be
     // the default 10 s.
     check(waited <= 2_500, || {
@@ -719,6 +699,22 @@ fn export_failures_reported() -> Result<(), Failed> {
         )?;
     }
     Ok(())
+}
+
+/// How long the end of a run waited for the OTLP exporter, from its summary's span line.
+fn exit_wait_ms(output: &std::process::Output) -> Result<u64, Failed> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("spans via otel_otlp"))
+        .ok_or_else(|| format!("no span line in the summary:\n{stdout}"))?;
+    let waited = line
+        .split("exit wait ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .ok_or_else(|| format!("no exit wait in {line:?}"))?;
+    Ok(waited)
 }
 
 /// P5PRE-OBS-03: the output is identical to tracing off and every span of the exporter is

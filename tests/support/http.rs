@@ -41,19 +41,6 @@ pub fn http_get_accept(
 
 /// `GET path` on `address`: the status and the body.
 pub fn http_get(address: std::net::SocketAddr, path: &str) -> Result<(u16, String), Failed> {
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    let (status, _, body) = http_get_accept(address, path, "*/*")?;
     Ok((status, body))
 }

@@ -26,9 +26,10 @@ pub(in crate::runtime::worker) struct WorkerFailure {
 }
 
 impl WorkerFailure {
-    pub(in crate::runtime::worker) fn ring(message: String) -> Self {
+    /// A failure of `category` about no record in particular.
+    fn of(category: FailureCategory, message: String) -> Self {
         Self {
-            category: FailureCategory::RingCorrupted,
+            category,
             stopped: false,
             message,
             failed_seq: None,
@@ -38,30 +39,21 @@ impl WorkerFailure {
         }
     }
 
+    pub(in crate::runtime::worker) fn ring(message: String) -> Self {
+        Self::of(FailureCategory::RingCorrupted, message)
+    }
+
     /// A node error that is not about one record (opening or flushing an adapter).
     pub(in crate::runtime::worker) fn node(message: String) -> Self {
-        Self {
-            category: FailureCategory::NodeError,
-            stopped: false,
-            message,
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-            reader_gone: false,
-        }
+        Self::of(FailureCategory::NodeError, message)
     }
 
     /// The supervisor stopped the run (abort) while this worker was handing a record on:
     /// not a failure, the worker ends as interrupted.
     pub(in crate::runtime::worker) fn stopped() -> Self {
         Self {
-            category: FailureCategory::NodeError,
             stopped: true,
-            message: "stopped by the supervisor before the end of its input".to_string(),
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-            reader_gone: false,
+            ..Self::node("stopped by the supervisor before the end of its input".to_string())
         }
     }
 
@@ -82,15 +74,7 @@ impl WorkerFailure {
 
     /// A resumed run's input is not the one its journal describes.
     pub(in crate::runtime::worker) fn refused(refused: ResumeRefused) -> Self {
-        Self {
-            category: FailureCategory::ResumeRefused,
-            stopped: false,
-            message: refused.to_string(),
-            failed_seq: None,
-            written_through: None,
-            trace: None,
-            reader_gone: false,
-        }
+        Self::of(FailureCategory::ResumeRefused, refused.to_string())
     }
 
     /// A batch flush of the outputs failed.
@@ -99,13 +83,12 @@ impl WorkerFailure {
             return Self::refused(refused);
         }
         Self {
-            category: FailureCategory::NodeError,
-            stopped: false,
-            message: format!("node `{}` failed to flush: {}", failure.node, failure.error),
-            failed_seq: None,
             written_through: failure.error.written_through(),
-            trace: None,
             reader_gone: failure.error.reader_gone(),
+            ..Self::node(format!(
+                "node `{}` failed to flush: {}",
+                failure.node, failure.error
+            ))
         }
     }
 }
