@@ -89,7 +89,7 @@ impl Drop for Nats {
     }
 }
 
-fn nats_binary() -> Option<PathBuf> {
+pub fn nats_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
