@@ -58,6 +58,10 @@ fn main() {
                 resume_past_reported_range,
             ),
             Trial::test("failure_reports_say_what_happened", failure_words),
+            Trial::test(
+                "a_second_run_on_the_host_does_not_alarm_a_running_one",
+                second_run_probe,
+            ),
         ],
     )
 }
@@ -823,5 +827,58 @@ fn failure_words() -> Result<(), Failed> {
         said.contains("/nonexistent-dir/out.txt") && said.contains("does not exist"),
         || said.clone(),
     )?;
+    Ok(())
+}
+
+/// A second run on the host checks the socket directories it finds (is that run alive?) by
+/// connecting to their control sockets; the running supervisor must not log that probe as a
+/// refused connection.
+fn second_run_probe() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let config = variant_config(dir.path(), "fund_load_experiment_4proc", |root| {
+        set(
+            root,
+            "runtime.platform.execution_ipc.control.transport",
+            yaml("unix"),
+        );
+    })?;
+    let mut first = cli()
+        .args(["run", "--input", "-", "-c"])
+        .arg(&config)
+        .arg("--output")
+        .arg(dir.path().join("first.txt"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("first.rejects.jsonl"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Let it start (its socket directory exists once its workers connect).
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = cli()
+        .args(["run", "-c"])
+        .arg(&config)
+        .arg("--input")
+        .arg("/dev/null")
+        .arg("--output")
+        .arg(dir.path().join("second.txt"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("second.rejects.jsonl"))
+        .output()?;
+    check(second.status.success(), || {
+        String::from_utf8_lossy(&second.stderr).into_owned()
+    })?;
+    drop(first.stdin.take());
+    let exit = wait_exit(first)?;
+    check(exit.code == Some(0), || exit.stderr.clone())?;
+    check(!exit.stderr.contains("control connection refused"), || {
+        format!(
+            "the running supervisor logged the second run's probe:\n{}",
+            exit.stderr
+        )
+    })?;
+    println!(
+        "PROBE: a second run on the host leaves a running unix-transport supervisor's log clean"
+    );
     Ok(())
 }

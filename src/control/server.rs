@@ -37,6 +37,10 @@ pub enum AcceptError {
     /// The connection was refused for another reason (bounds, deadline).
     #[error("connection refused: {0}")]
     Refused(String),
+    /// The connection closed before sending a byte: a liveness probe (another run checking
+    /// whether this socket is in use), not an attempt to talk to the supervisor.
+    #[error("a connection closed without sending anything (a liveness probe)")]
+    Probe,
 }
 
 /// A worker that connected and authenticated with HELLO.
@@ -388,6 +392,9 @@ impl Handshakes {
             Ok(0) => {
                 let pending = self.pending.remove(index);
                 pending.stream.shutdown();
+                if have == 0 {
+                    return Err(AcceptError::Probe);
+                }
                 Err(AcceptError::Refused(format!(
                     "connection closed after {have} bytes, before a complete HELLO"
                 )))

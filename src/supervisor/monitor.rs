@@ -91,6 +91,11 @@ pub fn spawn_acceptor(
             for outcome in outcomes {
                 let event = match outcome {
                     Ok(accepted) => Event::Accepted(Box::new(accepted)),
+                    // Another run checking whether this socket is alive: not a refusal.
+                    Err(crate::control::AcceptError::Probe) => {
+                        tracing::debug!(worker_id = "supervisor", "control socket probed");
+                        continue;
+                    }
                     Err(e) => Event::Refused(e.to_string()),
                 };
                 if events.send(event).is_err() {
