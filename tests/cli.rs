@@ -7,6 +7,16 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
 }
 
+/// `gen --lines LINES --output PATH`, which must succeed.
+fn generate(lines: u64, path: &Path) {
+    let status = bin()
+        .args(["gen", "--lines", &lines.to_string(), "--output"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "gen --lines {lines}");
+}
+
 fn config(name: &str) -> String {
     format!("{}/configs/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -395,12 +405,7 @@ fn quiet_and_log_levels() {
         )
     };
     let input = dir.path().join("in.txt");
-    let generated = bin()
-        .args(["gen", "--lines", "500", "--output"])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(generated.success());
+    generate(500, &input);
     let input = input.to_string_lossy().into_owned();
     let (stdout, stderr) = run(&["-q", "--input", &input], None);
     assert!(
@@ -460,29 +465,15 @@ fn unusable_files_and_a_closed_reader_have_their_own_statuses() {
     assert_eq!(missing, Some(66), "{said}");
     assert_eq!(std::fs::read_to_string(&output).unwrap(), "keep me\n");
     let input = dir.path().join("in.txt");
-    assert!(
-        bin()
-            .args(["gen", "--lines", "2000", "--output"])
-            .arg(&input)
-            .status()
-            .unwrap()
-            .success()
-    );
+    generate(2000, &input);
     let (uncreatable, said) = status_of(&input, &dir.path().join("no/such/dir/out.txt"));
     assert_eq!(uncreatable, Some(73), "{said}");
+    let big = dir.path().join("big.txt");
+    generate(200_000, &big);
     for config_name in [
         "fund_load_experiment_inline.yml",
         "fund_load_experiment_4proc.yml",
     ] {
-        let big = dir.path().join("big.txt");
-        assert!(
-            bin()
-                .args(["gen", "--lines", "200000", "--output"])
-                .arg(&big)
-                .status()
-                .unwrap()
-                .success()
-        );
         let mut child = bin()
             .args(["run", "-c", &config(config_name), "--input"])
             .arg(&big)
@@ -577,12 +568,7 @@ fn progress_bar_on_a_terminal_only() {
     }
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
-    let generated = bin()
-        .args(["gen", "--lines", "20000", "--output"])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(generated.success());
+    generate(20000, &input);
     let run = format!(
         "{{ cat {input}; sleep 2; }} | {exe} run -c {config} --input - --output {out} --dead-letter {rejects}",
         input = input.display(),

@@ -59,9 +59,15 @@ fn python_has(module: &str, package: &str) -> bool {
 /// Runs a Python `script` with `args`, `input` on stdin; its stdout, or a failure naming
 /// `what` with its stderr.
 fn run_python(script: &str, args: &[&Path], input: &str, what: &str) -> Result<Vec<u8>, Failed> {
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .args(args)
+    let mut python = Command::new("python3");
+    python.args(["-c", script]).args(args);
+    run_with_input(python, input, what)
+}
+
+/// Runs `command` with `input` on stdin: its stdout, or a failure naming `what` with what it
+/// printed.
+fn run_with_input(mut command: Command, input: &str, what: &str) -> Result<Vec<u8>, Failed> {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -73,7 +79,11 @@ fn run_python(script: &str, args: &[&Path], input: &str, what: &str) -> Result<V
         .write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
     check(out.status.success(), || {
-        format!("{what}: {}", String::from_utf8_lossy(&out.stderr))
+        format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })?;
     Ok(out.stdout)
 }
@@ -299,25 +309,9 @@ fn check_prometheus_text(address: SocketAddr) -> Result<(), Failed> {
     if !tool_runs("promtool", "prometheus") {
         return Ok(());
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
-    check(out.status.success(), || {
-        format!(
-            "promtool check metrics: {}{}\n{text}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let mut promtool = Command::new("promtool");
+    promtool.args(["check", "metrics"]);
+    run_with_input(promtool, &text, &format!("promtool check metrics\n{text}")).map(drop)
 }
 
 /// A real `prometheus-pushgateway` on a free loopback port, stopped when dropped.

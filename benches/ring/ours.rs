@@ -29,15 +29,7 @@ pub struct RingLink<M: RingMemory> {
 
 impl<M: RingMemory> Link for RingLink<M> {
     fn send(&mut self, seq: u64) {
-        let header = EnvelopeHeader::data(seq, 0);
-        let (payload, arena) = (&self.payload, &mut self.arena);
-        push_envelope(
-            &mut self.tx,
-            &header,
-            |slot| encode_into(payload, slot, arena).ok(),
-            far(),
-        )
-        .expect("push");
+        push_bench_envelope(&mut self.tx, seq, &self.payload, &mut self.arena);
         if self.per_message {
             self.tx.flush();
         }
@@ -76,6 +68,23 @@ impl<M: RingMemory> Drop for RingLink<M> {
             let _ = thread.join();
         }
     }
+}
+
+/// One data envelope `seq` with the bench payload, encoded in place in the ring.
+fn push_bench_envelope<M: RingMemory>(
+    tx: &mut Producer<M>,
+    seq: u64,
+    payload: &BenchPayload,
+    arena: &mut Arena,
+) {
+    let header = EnvelopeHeader::data(seq, 0);
+    push_envelope(
+        tx,
+        &header,
+        |slot| encode_into(payload, slot, arena).ok(),
+        far(),
+    )
+    .expect("push");
 }
 
 fn ring_pair(capacity: usize) -> (Segment, Segment) {
@@ -255,15 +264,7 @@ impl OursMinimal {
         let target = self.sent + iters;
         let start = std::time::Instant::now();
         while self.sent < target {
-            let header = EnvelopeHeader::data(self.sent, 0);
-            let (payload, arena) = (&self.payload, &mut self.arena);
-            push_envelope(
-                &mut self.tx,
-                &header,
-                |slot| encode_into(payload, slot, arena).ok(),
-                far(),
-            )
-            .expect("push");
+            push_bench_envelope(&mut self.tx, self.sent, &self.payload, &mut self.arena);
             self.sent += 1;
             if self.sent.is_multiple_of(crate::common::BATCH) {
                 self.tx.flush();
