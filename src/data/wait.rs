@@ -56,15 +56,6 @@ impl Default for WaitStrategy {
     }
 }
 
-/// How thoroughly a wait condition is checked: a spinning waiter checks only the one word it
-/// waits for (so it does not pull the peer's other cache lines), a waiter about to sleep or
-/// just woken also runs its consistency checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Check {
-    Quick,
-    Thorough,
-}
-
 /// Waits until `ready` returns true or `timeout` passes; `flag` is the waiter's futex word.
 /// The clock is read only once the waiter reaches the park phase, so short waits cost no
 /// system call. Returns whether the condition became true.
@@ -78,16 +69,16 @@ pub(crate) unsafe fn wait_until<M: RingMemory, E>(
     flag: usize,
     strategy: &WaitStrategy,
     timeout: Duration,
-    mut ready: impl FnMut(Check) -> Result<bool, E>,
+    mut ready: impl FnMut() -> Result<bool, E>,
 ) -> Result<bool, E> {
     for _ in 0..strategy.spins {
-        if ready(Check::Quick)? {
+        if ready()? {
             return Ok(true);
         }
         memory.spin_hint();
     }
     for _ in 0..strategy.yields {
-        if ready(Check::Quick)? {
+        if ready()? {
             return Ok(true);
         }
         memory.yield_now();
@@ -99,7 +90,7 @@ pub(crate) unsafe fn wait_until<M: RingMemory, E>(
         // SAFETY: `flag` is a valid word offset per this function's contract.
         unsafe { memory.store_u32(flag, 1, Ordering::Relaxed) };
         memory.fence(Ordering::SeqCst);
-        if ready(Check::Thorough)? {
+        if ready()? {
             // SAFETY: as above.
             unsafe { memory.store_u32(flag, 0, Ordering::Relaxed) };
             return Ok(true);
@@ -115,7 +106,7 @@ pub(crate) unsafe fn wait_until<M: RingMemory, E>(
         unsafe { memory.wait_u32(flag, 1, sleep) };
         // SAFETY: as above. Clears our announcement whether we were woken or timed out.
         unsafe { memory.store_u32(flag, 0, Ordering::Relaxed) };
-        if ready(Check::Thorough)? {
+        if ready()? {
             return Ok(true);
         }
     }

@@ -43,7 +43,11 @@ impl SpanSink for RingSpanSink {
             .ok()
             .and_then(|bytes| self.producer.try_push(&bytes).ok())
             .unwrap_or(false);
-        if !written {
+        if written {
+            // Published at once: the drain thread reads what a flush made visible, and a span
+            // of a failing record must be there before the worker reports the failure.
+            self.producer.flush();
+        } else {
             self.dropped += 1;
         }
     }

@@ -9,7 +9,7 @@ use super::{
     is_closed, read_layout, read_watermark, store_checked, word,
 };
 use crate::data::memory::RingMemory;
-use crate::data::wait::{Check, WaitStrategy, wait_until, wake_if_waiting};
+use crate::data::wait::{WaitStrategy, wait_until, wake_if_waiting};
 
 /// The reading end of a ring.
 pub struct Consumer<M: RingMemory> {
@@ -22,8 +22,7 @@ pub struct Consumer<M: RingMemory> {
 /// The consumer's private positions.
 #[derive(Debug, Clone, Copy)]
 struct ConsumerCursor {
-    /// Next read position (local). May be ahead of the producer's published tail: records are
-    /// readable as soon as they are committed, the tail is published once per batch.
+    /// Next read position (local); never past the producer's published tail.
     head: u64,
     /// Last `HEAD` published (released).
     released: u64,
@@ -60,45 +59,36 @@ impl ConsumerCursor {
         Ok(tail)
     }
 
-    /// The header of the next committed record, skipping padding: `Some((body_len, total))`,
-    /// `None` when the next record is not committed yet.
+    /// The header of the next published record, skipping padding: `Some((body_len, total))`,
+    /// `None` when the producer has not published past `head` yet.
     ///
-    /// A [`Check::Quick`] look reads only the next stamp (what a spinning or polling consumer
-    /// needs); [`Check::Thorough`] also cross-checks an uncommitted stamp against the producer's
-    /// published tail, which detects a corrupted stamp.
-    fn next_committed<M: RingMemory>(
+    /// Visibility is gated on the published tail, not on the next record's stamp: a caught-up
+    /// consumer then watches one control word the producer writes once per batch, instead of
+    /// the data line the producer is filling (which would bounce that line between the cores
+    /// on every record). The stamp of a published record is still checked: a stamp that does
+    /// not match although the tail passed it is corruption.
+    fn next_published<M: RingMemory>(
         &mut self,
         memory: &M,
         layout: &Layout,
-        check: Check,
     ) -> Result<Option<(usize, u64)>, RingCorrupted> {
         loop {
+            if self.head >= self.tail_seen && self.load_tail(memory, layout)? <= self.head {
+                return Ok(None);
+            }
             let offset = layout.data_offset(self.head);
             let expected = layout.stamp(self.head);
             // SAFETY: `offset` is a 16-aligned position inside the data area (masked).
-            // SYNC POINT "commit": pairs with the producer's release store of the stamp.
-            let mut stamp = unsafe { memory.load_u64(offset, Ordering::Acquire) };
-            if stamp != expected && check == Check::Quick {
-                return Ok(None);
-            }
+            // SYNC POINT "commit": pairs with the producer's release store of the stamp (which
+            // also happened before its release of a tail past this record, "flush").
+            let stamp = unsafe { memory.load_u64(offset, Ordering::Acquire) };
             if stamp != expected {
-                // Not committed, unless the producer's published tail says otherwise: its tail
-                // is stored after the stamp, so a tail past us means the stamp must be visible.
-                if self.load_tail(memory, layout)? <= self.head {
-                    return Ok(None);
-                }
-                // SAFETY: as above.
-                // SYNC POINT "commit" (again): the tail's acquire above came after the
-                // producer's release of this stamp, so this load sees it.
-                stamp = unsafe { memory.load_u64(offset, Ordering::Acquire) };
-                if stamp != expected {
-                    return Err(RingCorrupted::Record {
-                        position: self.head,
-                        detail: format!(
-                            "stamp {stamp:#x}, expected {expected:#x}, though the producer published past it"
-                        ),
-                    });
-                }
+                return Err(RingCorrupted::Record {
+                    position: self.head,
+                    detail: format!(
+                        "stamp {stamp:#x}, expected {expected:#x}, though the producer published past it"
+                    ),
+                });
             }
             // SAFETY: the record header is inside the data area (16 bytes at a 16-aligned
             // offset) and committed (stamp acquired above).
@@ -199,20 +189,18 @@ impl<M: RingMemory> Consumer<M> {
         self.cursor.records
     }
 
-    fn next_committed(&mut self, check: Check) -> Result<Option<(usize, u64)>, RingCorrupted> {
-        self.cursor
-            .next_committed(&self.memory, &self.layout, check)
+    fn next_published(&mut self) -> Result<Option<(usize, u64)>, RingCorrupted> {
+        self.cursor.next_published(&self.memory, &self.layout)
     }
 
-    /// True when a record is committed and unread (with the thorough consistency check).
+    /// True when a record is published and unread.
     pub fn has_record(&mut self) -> Result<bool, RingCorrupted> {
-        self.next_committed(Check::Thorough)
-            .map(|next| next.is_some())
+        self.next_published().map(|next| next.is_some())
     }
 
     /// Processes up to `max_records` committed records in place, in order, then releases them
-    /// all with one store. Returns how many were processed (0 when none was committed: a quick
-    /// look at the next stamp; [`Consumer::wait`] runs the thorough checks before sleeping).
+    /// all with one store. Returns how many were processed (0 when none was published: one look
+    /// at the producer's tail).
     pub fn poll<E>(
         &mut self,
         max_records: usize,
@@ -221,12 +209,12 @@ impl<M: RingMemory> Consumer<M> {
         let mut processed = 0;
         let mut outcome = Ok(());
         while processed < max_records {
-            let Some((len, total)) = self.next_committed(Check::Quick)? else {
+            let Some((len, total)) = self.next_published()? else {
                 break;
             };
             let position = self.cursor.head;
             let offset = self.layout.data_offset(position) + RECORD_HEADER;
-            // SAFETY: the body is inside the data area (bounds checked in `next_committed`),
+            // SAFETY: the body is inside the data area (bounds checked in `next_published`),
             // committed, and not released until `release` below.
             let body = unsafe { self.memory.bytes(offset, len) };
             self.cursor.head += total;
@@ -246,10 +234,7 @@ impl<M: RingMemory> Consumer<M> {
     /// space of what was consumed. Used by a k-way merge that must look at every ring's head
     /// before it takes one.
     pub fn peek(&mut self) -> Result<Option<&[u8]>, RingCorrupted> {
-        let Some((len, _)) =
-            self.cursor
-                .next_committed(&self.memory, &self.layout, Check::Quick)?
-        else {
+        let Some((len, _)) = self.cursor.next_published(&self.memory, &self.layout)? else {
             return Ok(None);
         };
         let offset = self.layout.data_offset(self.cursor.head) + RECORD_HEADER;
@@ -259,10 +244,7 @@ impl<M: RingMemory> Consumer<M> {
 
     /// Consumes the record [`Consumer::peek`] returned (no-op when none is committed).
     pub fn advance(&mut self) -> Result<(), RingCorrupted> {
-        if let Some((_, total)) =
-            self.cursor
-                .next_committed(&self.memory, &self.layout, Check::Quick)?
-        {
+        if let Some((_, total)) = self.cursor.next_published(&self.memory, &self.layout)? {
             self.cursor.head += total;
             self.cursor.records += 1;
         }
@@ -318,16 +300,12 @@ impl<M: RingMemory> Consumer<M> {
         } = self;
         // SAFETY: CONSUMER_WAITING is the consumer's futex word; only this consumer sets it.
         let ready = unsafe {
-            wait_until(&*memory, word::CONSUMER_WAITING, wait, timeout, |check| {
-                if cursor.next_committed(&*memory, layout, check)?.is_some() || also(&*memory) {
+            wait_until(&*memory, word::CONSUMER_WAITING, wait, timeout, || {
+                if cursor.next_published(&*memory, layout)?.is_some() || also(&*memory) {
                     return Ok(true);
                 }
                 // Closed is final only once nothing is left: re-check after seeing the flag.
-                if is_closed(&*memory)
-                    && cursor
-                        .next_committed(&*memory, layout, Check::Thorough)?
-                        .is_none()
-                {
+                if is_closed(&*memory) && cursor.next_published(&*memory, layout)?.is_none() {
                     closed = true;
                     return Ok(true);
                 }

@@ -3,8 +3,10 @@
 //! Lamport's SPSC queue with variable-length records, cached peer indices and batched
 //! publication (the shape of the LMAX Disruptor and Aeron's log buffers): the producer claims
 //! space, encodes a record in place and commits it with one release store of its **commit
-//! stamp**; the consumer reads committed records in place and releases a whole batch with one
-//! store of its head.
+//! stamp**, then publishes a batch with one store of its tail; the consumer reads published
+//! records in place, checks each one's stamp, and releases a whole batch with one store of its
+//! head. A caught-up consumer watches the tail (written once per batch), never the data line
+//! the producer is filling.
 //!
 //! # Layout (byte offsets; identical in every process)
 //!
@@ -22,7 +24,7 @@
 //! A record is a 16-byte header, `stamp: u64, len: u32, kind: u32`, then `len` body bytes,
 //! padded to 16 (bodies are rkyv-aligned). A record never wraps: at the end of the data area
 //! the producer writes a padding record. `stamp = ((position + 1) ^ salt) | 1 << 63` is the
-//! commit flag: it is unique per lap (positions grow forever), so a record left from an
+//! commit flag, checked on every record the tail covers: it is unique per lap (positions grow forever), so a record left from an
 //! earlier lap never looks committed; it is never zero, so untouched memory never looks
 //! committed; and the per-ring random salt makes it vanishingly unlikely that stale body bytes
 //! at a future record start spell a valid stamp.

@@ -158,7 +158,7 @@ impl<M: RingMemory> Producer<M> {
         // SAFETY: PRODUCER_WAITING is the producer's futex word in the waiters line; only this
         // producer sets it.
         let ready = unsafe {
-            wait_until(&*memory, word::PRODUCER_WAITING, wait, timeout, |_| {
+            wait_until(&*memory, word::PRODUCER_WAITING, wait, timeout, || {
                 cursor
                     .refresh_head(&*memory, layout)
                     .map(|()| cursor.free(layout) >= need)
@@ -302,7 +302,8 @@ impl<M: RingMemory> Producer<M> {
         .map(drop)
     }
 
-    /// Writes `body` if there is room now; `Ok(false)` when the ring is full (nothing written).
+    /// Commits `body` if there is room now (readable after the next [`Producer::flush`]);
+    /// `Ok(false)` when the ring is full (nothing written).
     pub fn try_push(&mut self, body: &[u8]) -> Result<bool, PushError> {
         if body.len() > self.max_body() {
             return Err(PushError::TooLarge {
@@ -333,9 +334,9 @@ impl<M: RingMemory> Producer<M> {
         Ok(written.is_some())
     }
 
-    /// Publishes the tail (occupancy, liveness) and wakes a parked consumer. Call once per
-    /// batch: records are visible to a polling consumer as soon as they are committed, but a
-    /// parked one is only woken here.
+    /// Publishes the tail and wakes a parked consumer: the records committed since the last
+    /// flush become readable. Call once per batch, and whenever no more records follow soon (a
+    /// record that waits for a batch to fill waits for nothing).
     pub fn flush(&mut self) {
         if self.cursor.tail == self.cursor.published {
             return;
@@ -362,9 +363,12 @@ impl<M: RingMemory> Producer<M> {
 
     /// Publishes a watermark: no record with `seq <= watermark` will be written after this.
     pub fn publish_watermark(&mut self, watermark: u64) {
+        // The records the watermark covers are published first: a consumer that reads the new
+        // watermark then reads a tail that includes them.
+        self.flush();
         // SAFETY: fixed, aligned control word.
-        // SYNC POINT "watermark": pairs with `Consumer::watermark`'s acquire load; records
-        // committed before it are visible to a consumer that reads the new watermark.
+        // SYNC POINT "watermark": pairs with `Consumer::watermark`'s acquire load; the tail
+        // published above is visible to a consumer that reads the new watermark.
         unsafe {
             store_checked(
                 &self.memory,
@@ -375,7 +379,6 @@ impl<M: RingMemory> Producer<M> {
                 Ordering::Release,
             )
         };
-        self.flush();
         // SAFETY: CONSUMER_WAITING is the consumer's futex word.
         unsafe { wake_if_waiting(&self.memory, word::CONSUMER_WAITING) };
     }
