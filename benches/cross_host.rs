@@ -113,9 +113,11 @@ fn main() -> Result<(), Failed> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let Some(nats) = nats::Nats::start(&[])? else {
+    if nats::nats_binary().is_none() {
+        println!("cross_host bench not run: no nats-server binary (apt install nats-server)");
         return Ok(());
-    };
+    }
+    let nats = nats::Nats::start(&[])?;
     let lines = env_or("XH_LINES", 1_000_000);
     let rounds = env_or("XH_ROUNDS", 5);
     let batches: Vec<u64> = std::env::var("XH_BATCHES")

@@ -1,7 +1,12 @@
 //! The command line: the default job, config errors, `validate --print`, `gen`, overrides.
 
+#[path = "support/needs.rs"]
+mod needs;
+
 use std::path::Path;
 use std::process::Command;
+
+use needs::{Need, panicking};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stream-kernel"))
@@ -23,7 +28,6 @@ fn config(name: &str) -> String {
 
 /// `stream-kernel` with no arguments runs the default job on generated input and says where
 /// the output went.
-#[test]
 fn no_arguments_runs_the_default_job() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin().current_dir(dir.path()).output().unwrap();
@@ -47,7 +51,6 @@ fn no_arguments_runs_the_default_job() {
 }
 
 /// Config errors exit with status 2, print every error on stderr and nothing on stdout.
-#[test]
 fn config_errors_exit_2_with_nothing_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yml");
@@ -73,7 +76,6 @@ fn config_errors_exit_2_with_nothing_on_stdout() {
 }
 
 /// `validate --print` prints the complete config, defaults filled in.
-#[test]
 fn validate_print_shows_defaults() {
     let out = bin()
         .args(["validate", "--print", "-c"])
@@ -94,7 +96,6 @@ fn validate_print_shows_defaults() {
 }
 
 /// `gen` writes the same bytes for the same seed.
-#[test]
 fn gen_is_deterministic_through_the_cli() {
     let run = |seed: &str| {
         bin()
@@ -111,7 +112,6 @@ fn gen_is_deterministic_through_the_cli() {
 
 /// `--input` and `--output` override the adapters; `-` means stdin / stdout, and the summary
 /// then goes to stderr so the output stays clean.
-#[test]
 fn input_and_output_overrides_with_stdio() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
@@ -143,7 +143,6 @@ fn input_and_output_overrides_with_stdio() {
 
 /// A usage error (unknown flag, missing value) exits 64, distinct from a config error (2);
 /// `--help` lists every exit status; `--version` prints the crate version with status 0.
-#[test]
 fn usage_errors_exit_64_and_help_lists_every_exit_code() {
     let out = bin().args(["run", "--no-such-flag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
@@ -172,7 +171,6 @@ fn usage_errors_exit_64_and_help_lists_every_exit_code() {
 }
 
 /// Every flag of every subcommand has help text (and `--help` itself succeeds).
-#[test]
 fn every_flag_has_help_text() {
     for sub in ["run", "validate", "gen", "completions", "man", "schema"] {
         let out = bin().args([sub, "--help"]).output().unwrap();
@@ -197,7 +195,6 @@ fn every_flag_has_help_text() {
 
 /// `completions bash` prints a script bash accepts (`bash -n`) that completes the subcommands
 /// and run's flags; `man` prints a roff page; a closed pipe is not an error.
-#[test]
 fn completions_and_man_page() {
     let out = bin().args(["completions", "bash"]).output().unwrap();
     assert!(out.status.success());
@@ -277,7 +274,6 @@ fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
 /// In a real bash, the completion script completes subcommands and, after a subcommand, that
 /// subcommand's flags (clap_complete's script alone offers nothing there for a program whose
 /// name has a hyphen).
-#[test]
 fn bash_completes_subcommands_and_their_flags() {
     let out = bin().args(["completions", "bash"]).output().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -296,11 +292,31 @@ fn bash_completes_subcommands_and_their_flags() {
     assert_eq!(validate, ["--print"], "validate --p<TAB>");
 }
 
-/// `man --dir` writes a page for the program and one per subcommand; each page `groff`
-/// renders without a warning, `run`'s page holds its flags and the exit statuses, and every
-/// page the top page refers to exists.
-#[test]
-fn man_pages_for_every_subcommand_render_with_groff() {
+/// `man --dir` writes a page for the program and one per subcommand; `run`'s page holds its
+/// flags and the exit statuses, and every page the top page refers to exists.
+fn man_pages_for_every_subcommand() {
+    written_man_pages();
+}
+
+/// Every page `man --dir` writes renders with `groff` without a warning.
+fn man_pages_render_with_groff() {
+    let (dir, names) = written_man_pages();
+    for name in &names {
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "groff on {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The pages `man --dir` wrote (their directory and file names), checked for completeness.
+fn written_man_pages() -> (tempfile::TempDir, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let out = bin()
         .arg("man")
@@ -352,27 +368,11 @@ fn man_pages_for_every_subcommand_render_with_groff() {
             "{flag} missing from stream-kernel-run(1)"
         );
     }
-    if Command::new("groff").arg("--version").output().is_err() {
-        eprintln!("skipped the groff rendering: groff is not installed (Debian package groff)");
-        return;
-    }
-    for name in &names {
-        let out = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
-            .arg(dir.path().join(name))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "groff on {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    (dir, names)
 }
 
 /// `-q` leaves nothing on stderr or stdout for a completed run; `--log-level debug` and
 /// `RUST_LOG` change what the log shows.
-#[test]
 fn quiet_and_log_levels() {
     let dir = tempfile::tempdir().unwrap();
     let run = |extra: &[&str], rust_log: Option<&str>| {
@@ -435,7 +435,6 @@ fn quiet_and_log_levels() {
 
 /// A missing input exits 66 and an output that cannot be created 73 (sysexits), before
 /// anything is written; `--output -` into a reader that closes early ends quietly with 141.
-#[test]
 fn unusable_files_and_a_closed_reader_have_their_own_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.txt");
@@ -498,7 +497,6 @@ fn unusable_files_and_a_closed_reader_have_their_own_statuses() {
 
 /// `--dead-letter` overrides the config's dead-letter path, nothing lands in the current
 /// directory, and the summary names every file with its absolute path.
-#[test]
 fn dead_letter_override_and_the_summary_says_where_files_went() {
     let work = tempfile::tempdir().unwrap();
     let cwd = tempfile::tempdir().unwrap();
@@ -560,12 +558,7 @@ fn dead_letter_override_and_the_summary_says_where_files_went() {
 /// On a terminal (a pseudo-terminal from `script`) a supervised run reading a slow stdin draws
 /// a progress line with records and an SI-rounded rate; with stderr not a terminal it draws
 /// nothing. (The file-input bar adds bytes and an ETA: its template is unit-tested.)
-#[test]
 fn progress_bar_on_a_terminal_only() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: `script` (util-linux) is not installed");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     generate(20000, &input);
@@ -617,4 +610,77 @@ fn progress_bar_on_a_terminal_only() {
         !String::from_utf8_lossy(&plain.stderr).contains("records/s"),
         "a progress bar on a non-terminal stderr"
     );
+}
+
+fn main() {
+    let tool = |program, package| Need::Tool {
+        program,
+        probe: "--version",
+        package,
+    };
+    needs::run(vec![
+        panicking(
+            "no_arguments_runs_the_default_job",
+            &[],
+            no_arguments_runs_the_default_job,
+        ),
+        panicking(
+            "config_errors_exit_2_with_nothing_on_stdout",
+            &[],
+            config_errors_exit_2_with_nothing_on_stdout,
+        ),
+        panicking(
+            "validate_print_shows_defaults",
+            &[],
+            validate_print_shows_defaults,
+        ),
+        panicking(
+            "gen_is_deterministic_through_the_cli",
+            &[],
+            gen_is_deterministic_through_the_cli,
+        ),
+        panicking(
+            "input_and_output_overrides_with_stdio",
+            &[],
+            input_and_output_overrides_with_stdio,
+        ),
+        panicking(
+            "usage_errors_exit_64_and_help_lists_every_exit_code",
+            &[],
+            usage_errors_exit_64_and_help_lists_every_exit_code,
+        ),
+        panicking("every_flag_has_help_text", &[], every_flag_has_help_text),
+        panicking("completions_and_man_page", &[], completions_and_man_page),
+        panicking(
+            "bash_completes_subcommands_and_their_flags",
+            &[],
+            bash_completes_subcommands_and_their_flags,
+        ),
+        panicking(
+            "man_pages_for_every_subcommand",
+            &[],
+            man_pages_for_every_subcommand,
+        ),
+        panicking(
+            "man_pages_render_with_groff",
+            &[tool("groff", "Debian package groff")],
+            man_pages_render_with_groff,
+        ),
+        panicking("quiet_and_log_levels", &[], quiet_and_log_levels),
+        panicking(
+            "unusable_files_and_a_closed_reader_have_their_own_statuses",
+            &[],
+            unusable_files_and_a_closed_reader_have_their_own_statuses,
+        ),
+        panicking(
+            "dead_letter_override_and_the_summary_says_where_files_went",
+            &[],
+            dead_letter_override_and_the_summary_says_where_files_went,
+        ),
+        panicking(
+            "progress_bar_on_a_terminal_only",
+            &[tool("script", "Debian package util-linux")],
+            progress_bar_on_a_terminal_only,
+        ),
+    ])
 }

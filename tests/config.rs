@@ -145,7 +145,7 @@ fn full_example_is_accepted() {
 
 /// P5PRE-CFG-01: `workers: "2"` and `workers: true` are type errors (no coercion).
 #[test]
-fn p5pre_cfg_01_workers_of_the_wrong_type_is_a_type_error() {
+fn cfg_01_workers_of_the_wrong_type_is_a_type_error() {
     for bad in [r#""2""#, "true"] {
         let report = errors_of(&with("runtime.platform.process_groups[0].workers", bad));
         assert_error(
@@ -159,7 +159,7 @@ fn p5pre_cfg_01_workers_of_the_wrong_type_is_a_type_error() {
 
 /// P5PRE-CFG-02: `workers: 0` and `workers: -1` are range errors at the same path.
 #[test]
-fn p5pre_cfg_02_workers_out_of_range_is_a_range_error() {
+fn cfg_02_workers_out_of_range_is_a_range_error() {
     for bad in ["0", "-1"] {
         let report = errors_of(&with("runtime.platform.process_groups[0].workers", bad));
         assert_error(
@@ -173,7 +173,7 @@ fn p5pre_cfg_02_workers_out_of_range_is_a_range_error() {
 
 /// P5PRE-CFG-03: bad control fields give one error per field, each with its path.
 #[test]
-fn p5pre_cfg_03_control_block_errors_each_carry_their_path() {
+fn cfg_03_control_block_errors_each_carry_their_path() {
     let base = "runtime.platform.execution_ipc.control";
     let mut root = parse(FULL_EXAMPLE);
     set(&mut root, &format!("{base}.bind_host"), parse("0.0.0.0"));
@@ -192,7 +192,7 @@ fn p5pre_cfg_03_control_block_errors_each_carry_their_path() {
 
 /// P5PRE-CFG-04: an unknown tracing exporter kind lists the allowed kinds.
 #[test]
-fn p5pre_cfg_04_unknown_tracing_exporter_lists_allowed_kinds() {
+fn cfg_04_unknown_tracing_exporter_lists_allowed_kinds() {
     let report = errors_of(&with(
         "runtime.observability.tracing.exporters",
         "[{kind: zipkin_native}]",
@@ -210,7 +210,7 @@ fn p5pre_cfg_04_unknown_tracing_exporter_lists_allowed_kinds() {
 /// control block (loopback TCP, HMAC) rather than an error — defaults mean defaults — and a
 /// control block of the wrong type is still an error at its path.
 #[test]
-fn p5pre_cfg_05_process_mode_without_a_control_block_gets_the_default_one() {
+fn cfg_05_process_mode_without_a_control_block_gets_the_default_one() {
     let mut root = parse(FULL_EXAMPLE);
     root["runtime"]["platform"]["execution_ipc"]
         .as_mapping_mut()
@@ -237,7 +237,7 @@ fn p5pre_cfg_05_process_mode_without_a_control_block_gets_the_default_one() {
 
 /// P5PRE-CFG-06: bad logging exporter kind and lifecycle level list the allowed values.
 #[test]
-fn p5pre_cfg_06_logging_kinds_and_levels_list_allowed_values() {
+fn cfg_06_logging_kinds_and_levels_list_allowed_values() {
     let mut root = parse(FULL_EXAMPLE);
     set(
         &mut root,
@@ -263,7 +263,7 @@ fn p5pre_cfg_06_logging_kinds_and_levels_list_allowed_values() {
 
 /// P5PRE-CFG-07: readiness timeout 0 and `enabled: "yes"` are errors at both paths.
 #[test]
-fn p5pre_cfg_07_readiness_errors_at_both_paths() {
+fn cfg_07_readiness_errors_at_both_paths() {
     let report = errors_of(&with(
         "runtime.platform.readiness",
         r#"{readiness_timeout_seconds: 0, enabled: "yes"}"#,

@@ -70,19 +70,19 @@ fn main() {
         let t = transport;
         let name = |case: &str| format!("{case}::{}", transport_name(t));
         tests.push(Trial::test(
-            name("p5pre_ctrl_01_bundle_delivered_once_and_acked_with_its_correlation"),
+            name("ctrl_01_bundle_delivered_once_and_acked_with_its_correlation"),
             move || ctrl_01(t),
         ));
         tests.push(Trial::test(
-            name("p5pre_ctrl_02_second_bundle_is_duplicate_bootstrap"),
+            name("ctrl_02_second_bundle_is_duplicate_bootstrap"),
             move || ctrl_02(t),
         ));
         tests.push(Trial::test(
-            name("p5pre_ctrl_03_bad_tag_expired_future_replayed_each_rejected"),
+            name("ctrl_03_bad_tag_expired_future_replayed_each_rejected"),
             move || ctrl_03(t),
         ));
         tests.push(Trial::test(
-            name("p5pre_ctrl_04_start_before_ready_is_refused"),
+            name("ctrl_04_start_before_ready_is_refused"),
             move || ctrl_04(t),
         ));
         tests.push(Trial::test(

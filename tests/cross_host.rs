@@ -44,10 +44,17 @@ fn main() {
     let no_server = nats::nats_binary().is_none();
     if no_server {
         eprintln!(
-            "ignored: the cross-host tests need a nats-server binary (apt install nats-server; .ci/run does)"
+            "ignored: the cross-host tests need a server: {}",
+            nats::NO_BINARY
         );
     }
     let needs_server = |trial: &Trial| !trial.name().starts_with("xh06");
+    // The partition test also needs network namespaces.
+    let no_namespaces = namespaces_unavailable();
+    if let Some(reason) = &no_namespaces {
+        eprintln!("ignored: xh09 needs network namespaces: {reason}");
+    }
+    let needs_namespaces = |trial: &Trial| trial.name().starts_with("xh09");
     checks::run_serially(
         registry,
         vec![
@@ -104,7 +111,8 @@ fn main() {
         ]
         .into_iter()
         .map(|trial| {
-            let ignored = no_server && needs_server(&trial);
+            let ignored = (no_server && needs_server(&trial))
+                || (no_namespaces.is_some() && needs_namespaces(&trial));
             trial.with_ignored_flag(ignored)
         })
         .collect(),
@@ -244,9 +252,7 @@ fn run_id(row: &str, i: u64) -> String {
 }
 
 fn xh01() -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let dir = tempfile::tempdir()?;
     let generated = dir.path().join("generated.txt");
     generated_input(&generated, 200_000)?;
@@ -274,9 +280,7 @@ fn xh01() -> Result<(), Failed> {
 /// Kills `victim` (a host's supervisor: its workers die with it) at a random moment of a
 /// two-host run and restarts it; the final output must be the inline one.
 fn kill_and_restart(row: &str, victim: &str) -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let data = tempfile::tempdir()?;
     let input = data.path().join("input.txt");
     generated_input(&input, FAULT_LINES)?;
@@ -340,9 +344,7 @@ fn xh03() -> Result<(), Failed> {
 /// the output is the inline one, or a host fails (exit 1) naming what to rerun, and rerunning
 /// the failed hosts ends with the inline output: never a silent gap.
 fn xh04() -> Result<(), Failed> {
-    let Some(mut nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let mut nats = Nats::start(&[])?;
     let data = tempfile::tempdir()?;
     let input = data.path().join("input.txt");
     generated_input(&input, FAULT_LINES)?;
@@ -447,9 +449,7 @@ impl CredentialFile<'_> {
     /// The wrong value: the upstream host exits 3 and never prints it. The right value: both
     /// hosts complete. Skips (Ok) when nats-server is absent.
     fn refused_then_accepted(&self, input: &Path, dir: &Path, run: &str) -> Result<(), Failed> {
-        let Some(nats) = Nats::start(self.server)? else {
-            return Ok(());
-        };
+        let nats = Nats::start(self.server)?;
         let secret = dir.join(run);
         std::fs::write(&secret, format!("{}\n", self.wrong))?;
         let work = tempfile::tempdir()?;
@@ -520,9 +520,7 @@ fn xh05() -> Result<(), Failed> {
         credential.refused_then_accepted(&input, dir.path(), run)?;
     }
     // A stream that exists with other settings: storage memory vs file, same name.
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let work = tempfile::tempdir()?;
     let file = two_host_config(work.path(), Profile::Experiment, &nats.url())?;
     let mut upstream = spawn_host("upstream", &file, &input, work.path(), "xh05d")?;
@@ -614,9 +612,7 @@ fn xh06() -> Result<(), Failed> {
 /// the output stays the inline one. Repeated while the sink host's delete may still be in
 /// progress, the case that once left the server a stream without its files.
 fn xh10() -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("input.txt");
     generated_input(&input, 5_000)?;
@@ -638,9 +634,7 @@ fn xh10() -> Result<(), Failed> {
 /// sees its journal's complete mark and changes nothing (before the journal, the rerun emptied
 /// the finished output and failed after the idle timeout).
 fn xh11() -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("input.txt");
     generated_input(&input, 5_000)?;
@@ -693,9 +687,7 @@ fn xh11() -> Result<(), Failed> {
 /// through and the output spliced two inputs). The run fails; no output holds a record of the
 /// edited input.
 fn xh12() -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let data = tempfile::tempdir()?;
     let input = data.path().join("input.txt");
     generated_input(&input, FAULT_LINES)?;
@@ -764,9 +756,7 @@ fn xh12() -> Result<(), Failed> {
 /// run id: the host reading the input refuses the stream (exit 3) rather than mixing two
 /// inputs' records; the same input resumes it.
 fn xh07() -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let dir = tempfile::tempdir()?;
     let first = dir.path().join("first.txt");
     let second = dir.path().join("second.txt");
@@ -810,9 +800,7 @@ fn xh07() -> Result<(), Failed> {
 /// OTLP receiver, each host's spans carry its placement name (`stream_kernel.host`) and the
 /// machine's `host.name`, and a record's trace holds spans of both hosts.
 fn xh08() -> Result<(), Failed> {
-    let Some(nats) = Nats::start(&[])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&[])?;
     let receiver = otlp_receiver::Receiver::start(otlp_receiver::Protocol::Grpc)?;
     let work = tempfile::tempdir()?;
     let input = work.path().join("input.txt");
@@ -936,39 +924,28 @@ impl Drop for Namespace {
     }
 }
 
-/// Whether this machine lets the test make network namespaces (root and `ip netns`); the
-/// reason is printed when it does not.
-fn namespaces_allowed() -> bool {
+/// Why this machine cannot make network namespaces (root and `ip netns` are needed), or
+/// `None` when it can.
+fn namespaces_unavailable() -> Option<String> {
     let probe = format!("sk-probe-{}", std::process::id());
     match Command::new("ip").args(["netns", "add", &probe]).output() {
         Ok(out) if out.status.success() => {
             let _ = Command::new("ip").args(["netns", "del", &probe]).output();
-            true
+            None
         }
-        Ok(out) => {
-            println!(
-                "skipped: cannot make a network namespace ({})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            println!("skipped: no `ip` command ({e})");
-            false
-        }
+        Ok(out) => Some(format!(
+            "cannot make a network namespace ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("no `ip` command ({e})")),
     }
 }
 
 /// Each host in its own network namespace, joined to the server's by a veth pair: the only
 /// route to NATS crosses an interface, and the sink host's output is the inline one.
 fn xh09() -> Result<(), Failed> {
-    if !namespaces_allowed() {
-        return Ok(());
-    }
     // Listening on every address: each namespace reaches the server at its gateway.
-    let Some(nats) = Nats::start(&["-a", "0.0.0.0"])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&["-a", "0.0.0.0"])?;
     let spaces = [
         ("upstream", Namespace::create("u", 1)?),
         ("downstream", Namespace::create("d", 2)?),
@@ -1020,9 +997,7 @@ fn xh09() -> Result<(), Failed> {
 /// inline, no host rerun. Prints how much longer the run took than the same run without a
 /// kill (the stall: the stream's leader election and the clients' reconnects).
 fn xh13() -> Result<(), Failed> {
-    let Some(mut cluster) = Cluster::start()? else {
-        return Ok(());
-    };
+    let mut cluster = Cluster::start()?;
     let data = tempfile::tempdir()?;
     let input = data.path().join("input.txt");
     generated_input(&input, FAULT_LINES)?;
@@ -1100,9 +1075,7 @@ fn xh14() -> Result<(), Failed> {
     let conf = conf_dir.path().join("small-store.conf");
     std::fs::write(&conf, "jetstream { max_file_store: 2MB }\n")?;
     let conf_arg = conf.display().to_string();
-    let Some(nats) = Nats::start(&["-c", &conf_arg])? else {
-        return Ok(());
-    };
+    let nats = Nats::start(&["-c", &conf_arg])?;
     let data = tempfile::tempdir()?;
     let input = data.path().join("input.txt");
     generated_input(&input, FAULT_LINES)?;

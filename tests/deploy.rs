@@ -2,25 +2,18 @@
 //! manifests against the API schemas (`kubernetes-validate`) and a policy scanner (`checkov`),
 //! plus the hardening every workload must carry; the systemd unit with `systemd-analyze
 //! verify` (its man page installed) and `systemd-analyze security` under a threshold.
-//! A tool that is not installed is named with its package and the check is skipped.
+//! A test whose tool is not installed is reported ignored, naming the tool and its package.
+
+#[path = "support/needs.rs"]
+mod needs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use needs::{Need, panicking};
+
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
-}
-
-/// Whether `tool --version` runs; the reason is printed when it does not.
-fn installed(tool: &str, package: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: {tool} is not installed ({package})");
-    }
-    ok
 }
 
 /// A tool's run succeeded; else the test fails with what it printed.
@@ -66,7 +59,6 @@ fn manifests() -> Vec<(String, serde_norway::Value)> {
 /// capability dropped, CPU and memory requests and limits, no secret on its command line;
 /// every workload's pods are selected by a network policy; the kustomization applies no
 /// Secret (no placeholder token lands in a cluster).
-#[test]
 fn kubernetes_workloads_are_hardened() {
     let objects = manifests();
     let workloads: Vec<&(String, serde_norway::Value)> = objects
@@ -163,11 +155,7 @@ fn kubernetes_workloads_are_hardened() {
 }
 
 /// `kubernetes-validate --strict` accepts every manifest (unknown fields are errors).
-#[test]
 fn kubernetes_manifests_validate_against_the_api_schemas() {
-    if !installed("kubernetes-validate", "pip install kubernetes-validate") {
-        return;
-    }
     let out = Command::new("kubernetes-validate")
         .arg("--strict")
         .args(manifest_files())
@@ -177,11 +165,7 @@ fn kubernetes_manifests_validate_against_the_api_schemas() {
 }
 
 /// `checkov` passes every manifest, with only the skips `.checkov.yml` documents.
-#[test]
 fn checkov_passes_the_kubernetes_manifests() {
-    if !installed("checkov", "pip install checkov") {
-        return;
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("checkov")
         .args([
@@ -201,11 +185,7 @@ fn checkov_passes_the_kubernetes_manifests() {
 
 /// `systemd-analyze verify` accepts the unit (pointed at the built binary, its man pages on
 /// `MANPATH`), and `systemd-analyze security` rates its exposure at 2.5 or below ("OK").
-#[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
-    if !installed("systemd-analyze", "Debian package systemd") {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let man = dir.path().join("man/man1");
     std::fs::create_dir_all(&man).unwrap();
@@ -254,7 +234,6 @@ fn the_systemd_unit_verifies_and_is_hardened() {
 
 /// The Grafana dashboard has an `instance` variable and every query is scoped by it (several
 /// runs, or a Pushgateway's groups, on one Prometheus do not add up into one line).
-#[test]
 fn the_dashboard_is_scoped_by_instance() {
     let text = std::fs::read_to_string(deploy().join("grafana/dashboard.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -272,4 +251,42 @@ fn the_dashboard_is_scoped_by_instance() {
             );
         }
     }
+}
+
+fn main() {
+    let tool = |program, package| Need::Tool {
+        program,
+        probe: "--version",
+        package,
+    };
+    needs::run(vec![
+        panicking(
+            "kubernetes_workloads_are_hardened",
+            &[],
+            kubernetes_workloads_are_hardened,
+        ),
+        panicking(
+            "kubernetes_manifests_validate_against_the_api_schemas",
+            &[tool(
+                "kubernetes-validate",
+                "pip install kubernetes-validate",
+            )],
+            kubernetes_manifests_validate_against_the_api_schemas,
+        ),
+        panicking(
+            "checkov_passes_the_kubernetes_manifests",
+            &[tool("checkov", "pip install checkov")],
+            checkov_passes_the_kubernetes_manifests,
+        ),
+        panicking(
+            "the_systemd_unit_verifies_and_is_hardened",
+            &[tool("systemd-analyze", "Debian package systemd")],
+            the_systemd_unit_verifies_and_is_hardened,
+        ),
+        panicking(
+            "the_dashboard_is_scoped_by_instance",
+            &[],
+            the_dashboard_is_scoped_by_instance,
+        ),
+    ])
 }

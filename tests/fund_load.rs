@@ -2,17 +2,16 @@
 //! public sample's known results, and the generator's determinism and coverage. Decisions are
 //! read back from the audit sink, which records each line's reason code.
 
+#[path = "support/needs.rs"]
+mod needs;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use needs::{Need, SAMPLE, panicking};
 use stream_kernel::apps::fund_load;
 use stream_kernel::config::{self, Config, FileAdapter, SinkAdapter, SourceAdapter};
 use stream_kernel::runtime::{RunOptions, RunSummary, run_inline};
-
-const SAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/data/fund_load/input.txt"
-);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Profile {
@@ -117,7 +116,6 @@ fn load(id: u64, customer: &str, amount: &str, time: &str) -> String {
 
 // Calendar anchors: 2000-01-01 Saturday, 2000-01-02 Sunday, 2000-01-03 Monday.
 
-#[test]
 fn daily_amount_accepts_exactly_5000_and_declines_5000_01() {
     let out = run_lines(
         Profile::Baseline,
@@ -142,7 +140,6 @@ fn daily_amount_accepts_exactly_5000_and_declines_5000_01() {
     );
 }
 
-#[test]
 fn third_attempt_is_accepted_fourth_is_declined_and_declines_count_as_attempts() {
     let out = run_lines(
         Profile::Baseline,
@@ -161,7 +158,6 @@ fn third_attempt_is_accepted_fourth_is_declined_and_declines_count_as_attempts()
     assert_eq!(out.reason_of(5), "ACCEPTED");
 }
 
-#[test]
 fn weekly_limit_accepts_exactly_20000_and_declines_one_cent_more() {
     // Monday 2000-01-03 .. Thursday 2000-01-06, one customer, 5000 a day.
     let mut lines: Vec<String> = (0..4)
@@ -188,7 +184,6 @@ fn weekly_limit_accepts_exactly_20000_and_declines_one_cent_more() {
     );
 }
 
-#[test]
 fn monday_multiplier_applies_from_monday_00_00_00_utc() {
     let lines = [
         load(1, "5", "$3000.00", "2000-01-02T23:59:59Z"), // Sunday
@@ -211,7 +206,6 @@ fn monday_multiplier_applies_from_monday_00_00_00_utc() {
     assert!(baseline.decisions.iter().all(|d| d.accepted));
 }
 
-#[test]
 fn prime_amount_cap_boundary_and_second_prime_of_a_day() {
     // 101, 103, 107 and 109 are prime; 100 and 102 are not. 2000-01-01 is a Saturday.
     let lines = [
@@ -238,7 +232,6 @@ fn prime_amount_cap_boundary_and_second_prime_of_a_day() {
     assert_eq!(baseline.reason_of(4), "ACCEPTED");
 }
 
-#[test]
 fn repeated_ids_are_replays_or_conflicts_and_touch_no_window() {
     let lines = [
         load(42, "1", "$100.00", "2000-01-01T00:00:00Z"),
@@ -258,7 +251,6 @@ fn repeated_ids_are_replays_or_conflicts_and_touch_no_window() {
     assert_eq!(out.reason_of(7), "ACCEPTED", "duplicates are not attempts");
 }
 
-#[test]
 fn every_bad_input_reason_declines_and_changes_no_window() {
     let lines: Vec<String> = vec![
         r#"{"id":"1","customer_id":"1","load_amount":"$10.00"}"#.into(), // no time
@@ -320,7 +312,6 @@ fn every_bad_input_reason_declines_and_changes_no_window() {
     );
 }
 
-#[test]
 fn output_lines_are_exact_compact_json_in_input_order() {
     let out = run_lines(
         Profile::Baseline,
@@ -337,7 +328,6 @@ fn output_lines_are_exact_compact_json_in_input_order() {
 
 /// The inline run measures the end-to-end latency of every record whose `seq` is a multiple
 /// of 64 (blank, unreadable and declined lines included), once each.
-#[test]
 fn inline_run_measures_one_record_in_64() {
     let mut lines: Vec<String> = (1..=200u64)
         .map(|i| load(i, "1", "$1.00", "2000-01-03T00:00:00Z"))
@@ -350,14 +340,6 @@ fn inline_run_measures_one_record_in_64() {
     assert!(latency.mean().is_some());
 }
 
-fn sample_available() -> bool {
-    let present = Path::new(SAMPLE).exists();
-    if !present {
-        println!("skipped: the public sample {SAMPLE} is absent");
-    }
-    present
-}
-
 fn accepted_lines(output: &str) -> usize {
     output
         .lines()
@@ -366,25 +348,20 @@ fn accepted_lines(output: &str) -> usize {
 }
 
 /// The public sample's well-known results: 753 accepted (baseline), 658 (experiment).
-#[test]
 fn public_sample_gives_753_baseline_and_658_experiment() {
-    if !sample_available() {
-        return;
-    }
     for (profile, expected) in [(Profile::Baseline, 753), (Profile::Experiment, 658)] {
         let dir = tempfile::tempdir().unwrap();
         let out = run_file(profile, Path::new(SAMPLE), dir.path());
         assert_eq!(out.output.lines().count(), 1000, "{profile:?}");
         assert_eq!(accepted_lines(&out.output), expected, "{profile:?}");
         assert_eq!(
-            out.summary.counter("sink", "accepted"),
+            out.summary.outcome_records("accepted"),
             Some(expected as u64)
         );
     }
 }
 
 /// `gen` is deterministic: same seed, same bytes; another seed, other bytes.
-#[test]
 fn generator_is_deterministic() {
     let generate = |seed| {
         let mut out = Vec::new();
@@ -397,7 +374,6 @@ fn generator_is_deterministic() {
 
 /// 100k generated lines exercise every rule: each reason code occurs, and some lines are
 /// blank or dead-lettered.
-#[test]
 fn generated_input_exercises_every_reason_code() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("gen.txt");
@@ -419,16 +395,8 @@ fn generated_input_exercises_every_reason_code() {
             .summary
             .counter("parse_load_attempt", "blank_lines")
             .unwrap_or(0);
-        let declines: u64 = out
-            .summary
-            .nodes
-            .iter()
-            .filter(|n| n.name == "sink")
-            .flat_map(|n| &n.counters)
-            .filter(|(k, _)| k.starts_with("declined."))
-            .map(|(_, v)| v)
-            .sum();
-        let accepted = out.summary.counter("sink", "accepted").unwrap();
+        let declines = out.summary.outcome_records("declined").unwrap();
+        let accepted = out.summary.outcome_records("accepted").unwrap();
         // Every line is accounted for: an output line, a dead letter, or a skipped blank.
         assert_eq!(
             accepted
@@ -468,7 +436,6 @@ fn generated_input_exercises_every_reason_code() {
 /// accounted for exactly once: a decision (with a reason), a dead letter (with a reason), or
 /// a counted blank line. The 4-group profile writes the same bytes. `STREAM_KERNEL_R9_LINES`
 /// raises the count (`tools/reliability.sh`).
-#[test]
 fn r9_mutated_input_lines_are_each_accounted_once() {
     let count: usize = std::env::var("STREAM_KERNEL_R9_LINES")
         .ok()
@@ -584,4 +551,74 @@ fn r9_mutated_input_lines_are_each_accounted_once() {
         out.decisions.len(),
         out.dead_letters.len()
     );
+}
+
+fn main() {
+    needs::run(vec![
+        panicking(
+            "daily_amount_accepts_exactly_5000_and_declines_5000_01",
+            &[],
+            daily_amount_accepts_exactly_5000_and_declines_5000_01,
+        ),
+        panicking(
+            "third_attempt_is_accepted_fourth_is_declined_and_declines_count_as_attempts",
+            &[],
+            third_attempt_is_accepted_fourth_is_declined_and_declines_count_as_attempts,
+        ),
+        panicking(
+            "weekly_limit_accepts_exactly_20000_and_declines_one_cent_more",
+            &[],
+            weekly_limit_accepts_exactly_20000_and_declines_one_cent_more,
+        ),
+        panicking(
+            "monday_multiplier_applies_from_monday_00_00_00_utc",
+            &[],
+            monday_multiplier_applies_from_monday_00_00_00_utc,
+        ),
+        panicking(
+            "prime_amount_cap_boundary_and_second_prime_of_a_day",
+            &[],
+            prime_amount_cap_boundary_and_second_prime_of_a_day,
+        ),
+        panicking(
+            "repeated_ids_are_replays_or_conflicts_and_touch_no_window",
+            &[],
+            repeated_ids_are_replays_or_conflicts_and_touch_no_window,
+        ),
+        panicking(
+            "every_bad_input_reason_declines_and_changes_no_window",
+            &[],
+            every_bad_input_reason_declines_and_changes_no_window,
+        ),
+        panicking(
+            "output_lines_are_exact_compact_json_in_input_order",
+            &[],
+            output_lines_are_exact_compact_json_in_input_order,
+        ),
+        panicking(
+            "inline_run_measures_one_record_in_64",
+            &[],
+            inline_run_measures_one_record_in_64,
+        ),
+        panicking(
+            "public_sample_gives_753_baseline_and_658_experiment",
+            &[Need::Sample],
+            public_sample_gives_753_baseline_and_658_experiment,
+        ),
+        panicking(
+            "generator_is_deterministic",
+            &[],
+            generator_is_deterministic,
+        ),
+        panicking(
+            "generated_input_exercises_every_reason_code",
+            &[],
+            generated_input_exercises_every_reason_code,
+        ),
+        panicking(
+            "r9_mutated_input_lines_are_each_accounted_once",
+            &[],
+            r9_mutated_input_lines_are_each_accounted_once,
+        ),
+    ])
 }

@@ -37,26 +37,19 @@ fn registry() -> stream_kernel::graph::Registry {
 
 fn main() {
     let tests = vec![
-        Trial::test(
-            "p5pre_obs_01_otlp_grpc_receiver_gets_connected_traces",
-            || obs_01(Protocol::Grpc),
-        ),
-        Trial::test(
-            "p5pre_obs_01_otlp_http_receiver_gets_connected_traces",
-            || obs_01(Protocol::Http),
-        ),
-        Trial::test(
-            "p5pre_obs_02_bridge_packets_decode_as_jaeger_thrift",
-            obs_02,
-        ),
-        Trial::test(
-            "p5pre_obs_03_refusing_endpoint_changes_only_its_counters",
-            || obs_03(Endpoint::Refusing),
-        ),
-        Trial::test(
-            "p5pre_obs_03_hanging_endpoint_changes_only_its_counters",
-            || obs_03(Endpoint::Hanging),
-        ),
+        Trial::test("obs_01_otlp_grpc_receiver_gets_connected_traces", || {
+            obs_01(Protocol::Grpc)
+        }),
+        Trial::test("obs_01_otlp_http_receiver_gets_connected_traces", || {
+            obs_01(Protocol::Http)
+        }),
+        Trial::test("obs_02_bridge_packets_decode_as_jaeger_thrift", obs_02),
+        Trial::test("obs_03_refusing_endpoint_changes_only_its_counters", || {
+            obs_03(Endpoint::Refusing)
+        }),
+        Trial::test("obs_03_hanging_endpoint_changes_only_its_counters", || {
+            obs_03(Endpoint::Hanging)
+        }),
         Trial::test(
             "obs_04_counters_add_up_under_a_flood_for_both_policies",
             obs_04,
@@ -85,13 +78,10 @@ fn main() {
             otlp_over_tls(Protocol::Http)
         }),
         Trial::test(
-            "p5pre_smoke_03_one_chain_per_record_across_groups_and_traceparent",
+            "smoke_03_one_chain_per_record_across_groups_and_traceparent",
             smoke_03,
         ),
-        Trial::test(
-            "p5pre_log_01_lifecycle_events_once_in_stdout_and_jsonl",
-            log_01,
-        ),
+        Trial::test("log_01_lifecycle_events_once_in_stdout_and_jsonl", log_01),
         Trial::test(
             "log_otlp_lifecycle_events_reach_an_otlp_logs_receiver",
             log_otlp,
@@ -431,6 +421,8 @@ fn tags(span: &Thrift) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// P5PRE-OBS-02: the OpenTracing bridge's UDP packets, decoded by an independent Jaeger
+/// thrift decoder, carry the mapped operation names, tags, logs and references.
 fn obs_02() -> Result<(), Failed> {
     const LINES: usize = 40;
     let fixture = Fixture::new(LINES as u64)?;

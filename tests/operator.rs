@@ -11,6 +11,8 @@ mod cli_runs;
 mod fund_load_runs;
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/needs.rs"]
+mod needs;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,6 +26,7 @@ use checks::check;
 use cli_runs::{cli, set, variant_config, yaml};
 use http::{http_get, http_get_accept};
 use libtest_mimic::Failed;
+use needs::{Need, trial};
 
 /// Reads OpenMetrics text on stdin with `prometheus_client`'s parser (the Python reference
 /// client) and prints every family as JSON: name, type, samples.
@@ -42,18 +45,6 @@ struct Family {
     kind: String,
     /// (sample name, sorted labels) -> value
     samples: BTreeMap<(String, Vec<(String, String)>), f64>,
-}
-
-/// Whether python3 can import `module` (the reason is printed when it cannot: the test skips).
-fn python_has(module: &str, package: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: python3 with {package} is not installed (pip install {package})");
-    }
-    ok
 }
 
 /// Runs a Python `script` with `args`, `input` on stdin; its stdout, or a failure naming
@@ -158,11 +149,7 @@ fn health_address(lines: &mpsc::Receiver<String>) -> Result<SocketAddr, Failed> 
 /// OpenMetrics parser; counters are typed counters named `_total` and only grow; figures are
 /// in base units; a worker's counters show up within seconds although `heartbeat_seconds` is
 /// 30; `/healthz` and `/readyz?verbose` answer; the summary names the health address.
-#[test]
 fn metrics_scraped_during_a_run_follow_prometheus_conventions() -> Result<(), Failed> {
-    if !python_has("prometheus_client.openmetrics.parser", "prometheus_client") {
-        return Ok(());
-    }
     let dir = tempfile::tempdir()?;
     let spans = dir.path().join("spans.jsonl");
     let config = variant_config(dir.path(), "fund_load_experiment_4proc", |root| {
@@ -280,20 +267,6 @@ fn scrape_through_the_run(
 const OPENMETRICS: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// Whether `tool` runs (`tool --version`); the reason is printed when it does not.
-fn tool_runs(tool: &str, package: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: {tool} is not installed (Debian package {package})");
-    }
-    ok
-}
-
 /// A scrape without `Accept` is Prometheus text 0.0.4, and `promtool check metrics` passes it
 /// with no finding (every family has help text, counters are named as Prometheus names them).
 fn check_prometheus_text(address: SocketAddr) -> Result<(), Failed> {
@@ -306,9 +279,6 @@ fn check_prometheus_text(address: SocketAddr) -> Result<(), Failed> {
     check(!text.contains("# EOF"), || {
         "Prometheus text with # EOF".into()
     })?;
-    if !tool_runs("promtool", "prometheus") {
-        return Ok(());
-    }
     let mut promtool = Command::new("promtool");
     promtool.args(["check", "metrics"]);
     run_with_input(promtool, &text, &format!("promtool check metrics\n{text}")).map(drop)
@@ -350,11 +320,7 @@ impl Drop for Pushgateway {
 /// With `health.push_gateway` set, a short 4-group run's final figures reach a real
 /// Pushgateway under `job="stream_kernel"`, `instance=<host>`: every record counted, the run
 /// marked succeeded, its end time set — what a scrape of a 1-second run would likely miss.
-#[test]
 fn final_figures_are_pushed_to_a_pushgateway() -> Result<(), Failed> {
-    if !tool_runs("prometheus-pushgateway", "prometheus-pushgateway") {
-        return Ok(());
-    }
     let gateway = Pushgateway::start()?;
     let dir = tempfile::tempdir()?;
     let url = format!("http://{}", gateway.address);
@@ -453,7 +419,6 @@ fn check_dashboard_metrics(scrape: &BTreeMap<String, Family>) -> Result<(), Fail
 /// ExecStart the CLI accepts, a config that validates, a stop timeout that covers the groups'
 /// `stop_timeout_seconds`, exit statuses the CLI documents, and Prometheus scraping the port
 /// the config's health endpoint binds.
-#[test]
 fn deploy_files_agree_with_the_binary() -> Result<(), Failed> {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
     let unit = std::fs::read_to_string(deploy.join("systemd/stream-kernel.service"))?;
@@ -705,11 +670,7 @@ for line in sys.stdin:
 
 /// `stream-kernel schema` prints a JSON Schema that the reference validator accepts; every
 /// bundled config (and the deploy config) validates against it, and wrong ones do not.
-#[test]
 fn schema_accepts_every_bundled_config_and_rejects_wrong_ones() -> Result<(), Failed> {
-    if !python_has("jsonschema", "jsonschema") {
-        return Ok(());
-    }
     let dir = tempfile::tempdir()?;
     let schema = cli().arg("schema").output()?;
     check(schema.status.success(), || "schema failed".into())?;
@@ -840,7 +801,6 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 /// port the config's health endpoint binds (exposed); a grace period that covers the host's
 /// groups' stop timeouts; the Job fails at once only on exit statuses `--help` documents as
 /// config or usage errors; NATS credentials as files from the Secret, nowhere in args or env.
-#[test]
 fn k8s_manifests_agree_with_the_binary() -> Result<(), Failed> {
     let objects = k8s_objects()?;
     let config_map = objects
@@ -998,4 +958,51 @@ fn k8s_manifests_agree_with_the_binary() -> Result<(), Failed> {
         }
     }
     Ok(())
+}
+
+fn main() {
+    let tool = |program, package| Need::Tool {
+        program,
+        probe: "--version",
+        package,
+    };
+    needs::run(vec![
+        trial(
+            "metrics_scraped_during_a_run_follow_prometheus_conventions",
+            &[
+                Need::Python {
+                    module: "prometheus_client.openmetrics.parser",
+                    package: "prometheus_client",
+                },
+                tool("promtool", "Debian package prometheus"),
+            ],
+            metrics_scraped_during_a_run_follow_prometheus_conventions,
+        ),
+        trial(
+            "final_figures_are_pushed_to_a_pushgateway",
+            &[tool(
+                "prometheus-pushgateway",
+                "Debian package prometheus-pushgateway",
+            )],
+            final_figures_are_pushed_to_a_pushgateway,
+        ),
+        trial(
+            "deploy_files_agree_with_the_binary",
+            &[],
+            deploy_files_agree_with_the_binary,
+        ),
+        trial(
+            "schema_accepts_every_bundled_config_and_rejects_wrong_ones",
+            &[Need::Python {
+                module: "jsonschema",
+                package: "jsonschema",
+            }],
+            schema_accepts_every_bundled_config_and_rejects_wrong_ones,
+        ),
+        trial(
+            "k8s_manifests_agree_with_the_binary",
+            &[],
+            k8s_manifests_agree_with_the_binary,
+        ),
+    ])
 }

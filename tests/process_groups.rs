@@ -14,12 +14,16 @@ mod fund_load_runs;
 #[path = "support/checks.rs"]
 mod checks;
 
+#[path = "support/needs.rs"]
+mod needs;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use checks::check;
 use libtest_mimic::{Failed, Trial};
+use needs::Need;
 use stream_kernel::config::{self, Config};
 use stream_kernel::supervisor::{
     EventKind, FailureCategory, ReplyKind, RunEnd, SupervisedRun, Supervisor, SupervisorOptions,
@@ -30,17 +34,14 @@ use fund_load_runs::{Profile, generated_input, inline_run, process_run, sample_i
 
 fn main() {
     let tests = vec![
+        Trial::test("exec_01_a_node_in_group_b_runs_in_bs_process", exec_01),
+        Trial::test("exec_02_an_in_group_edge_touches_no_ring", exec_02),
         Trial::test(
-            "p5pre_exec_01_a_node_in_group_b_runs_in_bs_process",
-            exec_01,
-        ),
-        Trial::test("p5pre_exec_02_an_in_group_edge_touches_no_ring", exec_02),
-        Trial::test(
-            "p5pre_exec_03_trace_id_reply_to_and_seq_survive_four_hops",
+            "exec_03_trace_id_reply_to_and_seq_survive_four_hops",
             exec_03,
         ),
         Trial::test(
-            "p5pre_exec_04_no_source_byte_is_read_before_global_readiness",
+            "exec_04_no_source_byte_is_read_before_global_readiness",
             exec_04,
         ),
         Trial::test(
@@ -51,19 +52,21 @@ fn main() {
             "route_unknown_target_in_a_worker_fails_naming_target_and_node",
             route_unknown_target,
         ),
-        Trial::test("p5pre_smoke_01_fund_load_runs_in_four_groups", smoke_01),
-        Trial::test(
-            "p5pre_smoke_02_four_groups_byte_identical_to_inline_on_the_sample",
+        needs::trial(
+            "smoke_01_fund_load_runs_in_four_groups",
+            &[Need::Sample],
+            smoke_01,
+        ),
+        needs::trial(
+            "smoke_02_four_groups_byte_identical_to_inline_on_the_sample",
+            &[Need::Sample],
             smoke_02_sample,
         ),
         Trial::test(
-            "p5pre_smoke_02_four_groups_byte_identical_to_inline_on_200k_generated_lines",
+            "smoke_02_four_groups_byte_identical_to_inline_on_200k_generated_lines",
             smoke_02_generated,
         ),
-        Trial::test(
-            "p5pre_smoke_04_lifecycle_timeline_is_deterministic",
-            smoke_04,
-        ),
+        Trial::test("smoke_04_lifecycle_timeline_is_deterministic", smoke_04),
         Trial::test("r5_node_error_under_fail_policy_fails_the_run", r5_fail),
         Trial::test(
             "r5_node_error_under_dead_letter_policy_completes_the_rest",
@@ -73,8 +76,9 @@ fn main() {
             "r5_node_panic_is_a_node_error_under_both_policies",
             r5_panic,
         ),
-        Trial::test(
+        needs::trial(
             "embedding_example_answers_every_line_like_the_inline_run",
+            &[Need::Sample],
             embedding_example,
         ),
     ];
@@ -508,10 +512,7 @@ fn route_unknown_target() -> Result<(), Failed> {
 /// P5PRE-SMOKE-01: fund-load end to end in the 4-group profile on the public sample: every
 /// non-blank line is answered, and the counts add up.
 fn smoke_01() -> Result<(), Failed> {
-    let Some(sample) = sample_input() else {
-        println!("skipped: the public sample is not present");
-        return Ok(());
-    };
+    let sample = sample_input().ok_or("the public sample is absent")?;
     let dir = tempfile::tempdir()?;
     let run = process_run(&registry(), Profile::Experiment, &sample, dir.path())?;
     check(run.end == RunEnd::Drained, || format!("{:?}", run.end))?;
@@ -523,16 +524,8 @@ fn smoke_01() -> Result<(), Failed> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count() as u64;
-    let accepted = run.summary.counter("sink", "accepted").unwrap_or(0);
-    let declined: u64 = run
-        .summary
-        .nodes
-        .iter()
-        .filter(|n| n.name == "sink")
-        .flat_map(|n| n.counters.iter())
-        .filter(|(k, _)| k.starts_with("declined."))
-        .map(|(_, v)| v)
-        .sum();
+    let accepted = run.summary.outcome_records("accepted").unwrap_or(0);
+    let declined = run.summary.outcome_records("declined").unwrap_or(0);
     check(
         output.lines().count() as u64 == accepted + declined
             && accepted + declined + run.summary.dead_lettered == input_lines,
@@ -577,14 +570,13 @@ fn compare_profiles(input: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
+/// P5PRE-SMOKE-02 on the public sample.
 fn smoke_02_sample() -> Result<(), Failed> {
-    let Some(sample) = sample_input() else {
-        println!("skipped: the public sample is not present");
-        return Ok(());
-    };
+    let sample = sample_input().ok_or("the public sample is absent")?;
     compare_profiles(&sample)
 }
 
+/// P5PRE-SMOKE-02 on 200k generated lines.
 fn smoke_02_generated() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("input.txt");
@@ -750,10 +742,7 @@ fn r5_panic() -> Result<(), Failed> {
 /// The embedding example (`examples/embed_fund_load.rs`) answers every line of the sample, and
 /// its responses are the inline run's output lines.
 fn embedding_example() -> Result<(), Failed> {
-    let Some(sample) = sample_input() else {
-        println!("skipped: the public sample is not present");
-        return Ok(());
-    };
+    let sample = sample_input().ok_or("the public sample is absent")?;
     let example = fund_load_runs::example_binary("embed_fund_load")?;
     let output = std::process::Command::new(&example)
         .arg(&sample)

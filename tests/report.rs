@@ -1,6 +1,9 @@
 //! `stream-kernel run --report`: the HTML page and its JSON twin from a real 4-group run; the
 //! page opened in headless Chromium (rendered with no console error, a screenshot taken).
 
+#[path = "support/needs.rs"]
+mod needs;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -70,7 +73,6 @@ fn sum_of_counts(pairs: &serde_json::Value) -> u64 {
 
 /// The JSON twin holds the run's facts and they add up; the page has every section and needs
 /// nothing from outside itself.
-#[test]
 fn report_holds_the_runs_facts_and_is_self_contained() {
     let dir = tempfile::tempdir().unwrap();
     let (page, facts) = reported_run(dir.path());
@@ -145,12 +147,7 @@ fn report_holds_the_runs_facts_and_is_self_contained() {
 }
 
 /// Headless Chromium renders the page with no console error, and takes a screenshot.
-#[test]
 fn report_renders_in_a_real_browser() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("skipped: {CHROMIUM} is not installed (Debian package chromium)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let (_, _) = reported_run(dir.path());
     let url = format!("file://{}", dir.path().join("run.html").display());
@@ -229,4 +226,23 @@ fn report_renders_in_a_real_browser() {
         bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"),
         "no screenshot"
     );
+}
+
+fn main() {
+    needs::run(vec![
+        needs::panicking(
+            "report_holds_the_runs_facts_and_is_self_contained",
+            &[],
+            report_holds_the_runs_facts_and_is_self_contained,
+        ),
+        needs::panicking(
+            "report_renders_in_a_real_browser",
+            &[needs::Need::Tool {
+                program: CHROMIUM,
+                probe: "--version",
+                package: "Debian package chromium",
+            }],
+            report_renders_in_a_real_browser,
+        ),
+    ])
 }

@@ -31,31 +31,25 @@ use stream_kernel::supervisor::{
 
 fn main() {
     let tests = vec![
-        Trial::test("p5pre_sup_01_workers_are_real_child_processes", sup_01),
+        Trial::test("sup_01_workers_are_real_child_processes", sup_01),
         Trial::test(
-            "p5pre_sup_02_never_ready_is_start_timeout_naming_the_worker",
+            "sup_02_never_ready_is_start_timeout_naming_the_worker",
             sup_02,
         ),
         Trial::test(
-            "p5pre_sup_03_graceful_stop_stops_every_worker_with_exit_0",
+            "sup_03_graceful_stop_stops_every_worker_with_exit_0",
             sup_03,
         ),
         Trial::test(
-            "p5pre_sup_04_worker_ignoring_stop_is_forced_after_its_timeout",
+            "sup_04_worker_ignoring_stop_is_forced_after_its_timeout",
             sup_04,
         ),
-        Trial::test("p5pre_sup_05_workers_3_gives_exactly_3_processes", sup_05),
-        Trial::test("p5pre_sup_06_every_phase_is_one_console_line", sup_06),
-        Trial::test("p5pre_life_01_spawn_order_is_config_order", life_01),
-        Trial::test(
-            "p5pre_life_02_sigstopped_worker_is_heartbeat_timeout",
-            life_02,
-        ),
-        Trial::test(
-            "p5pre_life_03_kill_9_is_crashed_sigkill_within_100ms",
-            life_03,
-        ),
-        Trial::test("p5pre_life_04_sigterm_drains_then_exits_143", life_04),
+        Trial::test("sup_05_workers_3_gives_exactly_3_processes", sup_05),
+        Trial::test("sup_06_every_phase_is_one_console_line", sup_06),
+        Trial::test("life_01_spawn_order_is_config_order", life_01),
+        Trial::test("life_02_sigstopped_worker_is_heartbeat_timeout", life_02),
+        Trial::test("life_03_kill_9_is_crashed_sigkill_within_100ms", life_03),
+        Trial::test("life_04_sigterm_drains_then_exits_143", life_04),
         Trial::test(
             "sup_07_kill_9_of_the_supervisor_takes_every_worker_down",
             sup_07,

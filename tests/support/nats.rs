@@ -20,13 +20,13 @@ pub struct Nats {
     child: Option<Child>,
 }
 
+/// Why a test that needs a server cannot run.
+pub const NO_BINARY: &str = "no nats-server binary (apt install nats-server; .ci/run does)";
+
 impl Nats {
-    /// Starts a server, or says why it cannot (`None`: the caller skips).
-    pub fn start(extra: &[&str]) -> Result<Option<Self>, Failed> {
-        let Some(binary) = nats_binary() else {
-            println!("skipped: no nats-server binary (apt install nats-server; .ci/run does)");
-            return Ok(None);
-        };
+    /// Starts a server (a test that needs one is reported ignored when there is no binary).
+    pub fn start(extra: &[&str]) -> Result<Self, Failed> {
+        let binary = nats_binary().ok_or(NO_BINARY)?;
         let port = free_port()?;
         let mut nats = Self {
             binary,
@@ -36,7 +36,7 @@ impl Nats {
             child: None,
         };
         nats.spawn()?;
-        Ok(Some(nats))
+        Ok(nats)
     }
 
     fn spawn(&mut self) -> Result<(), Failed> {
@@ -119,13 +119,9 @@ struct Node {
 }
 
 impl Cluster {
-    /// Starts three nodes and waits until they answer and JetStream has a meta leader; `None`
-    /// when there is no nats-server binary (the caller skips).
-    pub fn start() -> Result<Option<Self>, Failed> {
-        let Some(binary) = nats_binary() else {
-            println!("skipped: no nats-server binary (apt install nats-server; .ci/run does)");
-            return Ok(None);
-        };
+    /// Starts three nodes and waits until they answer and JetStream has a meta leader.
+    pub fn start() -> Result<Self, Failed> {
+        let binary = nats_binary().ok_or(NO_BINARY)?;
         let mut nodes = Vec::new();
         for i in 1..=3 {
             nodes.push(Node {
@@ -142,7 +138,7 @@ impl Cluster {
             cluster.spawn(i)?;
         }
         cluster.wait_for_meta_leader()?;
-        Ok(Some(cluster))
+        Ok(cluster)
     }
 
     fn spawn(&mut self, i: usize) -> Result<(), Failed> {
