@@ -2,7 +2,10 @@
 //! `issued_at`, so the fuzz target can tell a genuine frame from a forgery byte for byte.
 
 use stream_kernel::control::frame::{Direction, FrameHeader, PROTOCOL_VERSION, encode_frame};
-use stream_kernel::control::{BootstrapBundle, ControlMessage, MasterKey, StopMode};
+use stream_kernel::control::{
+    BootstrapBundle, ControlMessage, DrainReport, FailureCategory, InputMark, MasterKey, NodeCount,
+    NodeFinal, OutputMark, StopMode,
+};
 
 /// A fixed master key, so the seeds stay valid across runs.
 pub const FUZZ_MASTER: [u8; 32] = *b"stream-kernel fuzz master key 32";
@@ -90,7 +93,30 @@ pub fn seed_frames() -> Vec<Vec<u8>> {
             &ControlMessage::Drained {
                 last_seq: 99,
                 records: 99,
-                report: "accepted=1".into(),
+                report: DrainReport {
+                    nodes: vec![NodeFinal {
+                        count: NodeCount {
+                            node: "sink".into(),
+                            records_in: 99,
+                            records_out: 99,
+                            errors: 0,
+                            counters: vec![("accepted".into(), 1)],
+                        },
+                        group: "group".into(),
+                        ..NodeFinal::default()
+                    }],
+                    elapsed_ns: 1_000,
+                    ..DrainReport::default()
+                },
+                input_marks: vec![InputMark {
+                    seq: 99,
+                    bytes: 4_096,
+                    digest: Some(7),
+                }],
+                output_mark: Some(OutputMark {
+                    seq: 99,
+                    outputs: Vec::new(),
+                }),
             },
         ),
         frame(
@@ -99,7 +125,7 @@ pub fn seed_frames() -> Vec<Vec<u8>> {
             up,
             6,
             &ControlMessage::Failed {
-                category: "node_error".into(),
+                category: FailureCategory::NodeError,
                 message: "x".into(),
             },
         ),
@@ -127,6 +153,9 @@ pub fn seed_frames() -> Vec<Vec<u8>> {
                 rings: Vec::new(),
                 telemetry: None,
                 run_id: 1,
+                skip: 0,
+                resume_lengths: Vec::new(),
+                resume_positions: Vec::new(),
                 correlation: 7,
             }),
         ),

@@ -33,7 +33,8 @@ pub struct RunReport {
     pub records_over_time: Vec<(f64, u64)>,
     pub workers: Vec<WorkerRow>,
     pub rings: Vec<RingRow>,
-    /// `(reason, records)`: accepted, each decline reason, dead-lettered.
+    /// `(label, records)`: each outcome the nodes declared (by reason where it has reasons),
+    /// then dead-lettered.
     pub outcomes: Vec<(String, u64)>,
     pub spans: Vec<SpanRow>,
     pub nodes: Vec<NodeRow>,
@@ -391,19 +392,20 @@ impl RunReport {
         files: Vec<(String, String)>,
         records_over_time: &Timeline,
     ) -> Self {
-        let mut outcomes = Vec::new();
-        if let Some(accepted) = summary.counter("sink", "accepted") {
-            outcomes.push(("accepted".to_string(), accepted));
-        }
-        outcomes.extend(
-            summary
-                .nodes
-                .iter()
-                .filter(|n| n.name == "sink")
-                .flat_map(|n| n.counters.iter())
-                .filter_map(|(k, v)| Some((k.strip_prefix("declined.")?.to_string(), *v)))
-                .filter(|(_, v)| *v > 0),
-        );
+        // An outcome without reasons is one bar; one with reasons, a bar per reason.
+        let mut outcomes: Vec<(String, u64)> = summary
+            .outcomes()
+            .into_iter()
+            .filter(|o| o.reason.is_empty() || o.records > 0)
+            .map(|o| {
+                let label = if o.reason.is_empty() {
+                    o.outcome
+                } else {
+                    o.reason
+                };
+                (label, o.records)
+            })
+            .collect();
         if summary.dead_lettered > 0 {
             outcomes.push(("dead-lettered".to_string(), summary.dead_lettered));
         }

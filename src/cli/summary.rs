@@ -102,22 +102,7 @@ pub(crate) fn render_summary(config: &Config, summary: &RunSummary) -> String {
     if let Some(audit) = &config.adapters.audit {
         out.push_str(&format!("  audit:   {}\n", absolute(audit.path())));
     }
-    if let Some(accepted) = summary.counter("sink", "accepted") {
-        out.push_str(&format!("  accepted: {}\n", with_commas(accepted)));
-        let declines: Vec<(String, u64)> = summary
-            .nodes
-            .iter()
-            .filter(|n| n.name == "sink")
-            .flat_map(|n| n.counters.iter())
-            .filter_map(|(k, v)| k.strip_prefix("declined.").map(|r| (r.to_string(), *v)))
-            .filter(|(_, v)| *v > 0)
-            .collect();
-        let total: u64 = declines.iter().map(|(_, v)| v).sum();
-        out.push_str(&format!("  declined: {}\n", with_commas(total)));
-        for (reason, count) in declines {
-            out.push_str(&format!("    {reason:<26} {:>10}\n", with_commas(count)));
-        }
-    }
+    out.push_str(&outcome_lines(&summary.outcomes()));
     if summary.skipped > 0 {
         out.push_str(&format!(
             "  resumed: records through seq {} replayed to rebuild state, not written again\n",
@@ -224,4 +209,29 @@ fn duration_text(d: Duration) -> String {
     } else {
         format!("{seconds:.2} s")
     }
+}
+
+/// The records the pipeline's nodes ended, one line per outcome with its total, then each
+/// reason that ended records (`Node::outcomes`; none for a pipeline that declares none).
+fn outcome_lines(outcomes: &[crate::graph::Outcome]) -> String {
+    let mut out = String::new();
+    let mut names: Vec<&str> = Vec::new();
+    for outcome in outcomes {
+        if !names.contains(&outcome.outcome.as_str()) {
+            names.push(&outcome.outcome);
+        }
+    }
+    for name in names {
+        let of_name = || outcomes.iter().filter(move |o| o.outcome == name);
+        let total: u64 = of_name().map(|o| o.records).sum();
+        out.push_str(&format!("  {name}: {}\n", with_commas(total)));
+        for outcome in of_name().filter(|o| !o.reason.is_empty() && o.records > 0) {
+            out.push_str(&format!(
+                "    {:<26} {:>10}\n",
+                outcome.reason,
+                with_commas(outcome.records)
+            ));
+        }
+    }
+    out
 }

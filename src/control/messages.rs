@@ -147,8 +147,8 @@ pub struct OutputMark {
 }
 
 /// One node's figures in a worker, as of the worker's last publication (at most a few times a
-/// second): records in and out, errors, and the node's own counters (`accepted`,
-/// `declined.DAILY_AMOUNT_LIMIT`, `bytes_read`, ...).
+/// second): records in and out, errors, the node's own counters (`bytes_read`, ...) and the
+/// records it ended by outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
 pub struct NodeCount {
     /// The node's name.
@@ -161,6 +161,8 @@ pub struct NodeCount {
     pub errors: u64,
     /// The node's own counters, `(name, value)`.
     pub counters: Vec<(String, u64)>,
+    /// The records the node ended, by outcome.
+    pub outcomes: Vec<crate::graph::Outcome>,
 }
 
 /// Counters a worker reports with each heartbeat.
@@ -191,6 +193,47 @@ pub struct WorkerCounters {
     /// The outputs' lengths at the latest completed record that has an input position (the
     /// worker where records end).
     pub output_marks: Vec<OutputMark>,
+}
+
+/// One node's final figures in a worker's end-of-run report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct NodeFinal {
+    /// Its counts and counters, as in a heartbeat.
+    pub count: NodeCount,
+    /// The group that ran it.
+    pub group: String,
+    /// Estimated self time over the whole run, nanoseconds (scaled from the timed sample).
+    pub busy_ns: u64,
+    /// Self time of the timed sample, nanoseconds.
+    pub sampled_busy_ns: u64,
+    /// Records in the timed sample.
+    pub sampled_records: u64,
+}
+
+/// A worker's end-of-run report (in DRAINED): what the run summary is made of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Archive, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// Per node of the worker, in pipeline order.
+    pub nodes: Vec<NodeFinal>,
+    /// Records this worker wrote to the dead-letter file.
+    pub dead_lettered: u64,
+    /// From the start of work to the drain, nanoseconds.
+    pub elapsed_ns: u64,
+    /// Of that, time not spent waiting on input or a ring, nanoseconds.
+    pub busy_ns: u64,
+    /// The worker's peak resident memory, KiB.
+    pub peak_rss_kib: u64,
+    /// The worker stopped on a stop request before its input ended.
+    pub interrupted: bool,
+    /// Route cache counters, in the order the worker's runtime lists them.
+    pub route_cache: Vec<u64>,
+    /// End-to-end latency of the measured records that ended in this worker, per bucket (as
+    /// in [`WorkerCounters::latency_buckets`]).
+    pub latency_buckets: Vec<u64>,
+    /// Sum of those latencies, nanoseconds.
+    pub latency_sum_ns: u64,
+    /// Spans the worker's telemetry ring had no room for.
+    pub spans_dropped: u64,
 }
 
 /// Why a worker failed: one stable set, used by workers to report and by the supervisor to
@@ -321,8 +364,8 @@ mod message {
             last_seq: u64,
             /// Records completed.
             records: u64,
-            /// Node counters and stats as `name=value` lines, for the run summary.
-            report: String,
+            /// The worker's figures, for the run summary.
+            report: DrainReport,
             /// The source's last input positions (the worker that holds it).
             input_marks: Vec<InputMark>,
             /// The outputs' lengths at `last_seq` (the worker where records end).

@@ -25,8 +25,8 @@ pub use channel::{
 pub use frame::{Direction, FrameError, FrameHeader, ReadError, RejectKind};
 pub use keys::{KEY_FD, KEY_LEN, KeyError, KeyPipe, MasterKey, WorkerKey, read_inherited_key};
 pub use messages::{
-    BootstrapBundle, ControlMessage, FailureCategory, InputMark, MessageKind, NodeCount,
-    OutputBytes, OutputMark, RingBinding, StopMode, WorkerCounters,
+    BootstrapBundle, ControlMessage, DrainReport, FailureCategory, InputMark, MessageKind,
+    NodeCount, NodeFinal, OutputBytes, OutputMark, RingBinding, StopMode, WorkerCounters,
 };
 pub use server::{AcceptError, Accepted, ControlServer, Handshakes};
 pub use session::{SessionError, SupervisorSessions, WorkerPhase, WorkerSession};

@@ -18,7 +18,7 @@ pub use message::{
 };
 pub use node::{
     EmitTarget, Emitter, ErasedNode, ErasedSource, InputPosition, Node, NodeError, Nothing,
-    OutputPort, OutputProgress, Pull, RecordContext, Source,
+    Outcome, OutputPort, OutputProgress, Pull, RecordContext, Source,
 };
 pub use registry::{
     BuildContext, BuiltNode, InputProgress, MaxRecordFn, NodeFactory, NodeRole, NodeState,

@@ -263,8 +263,14 @@ pub trait Node: Send + 'static {
         Ok(())
     }
 
-    /// The node's own counters for the run summary (`("blank_lines", 3)`, ...).
+    /// The node's own counters of events for the run summary (`("blank_lines", 3)`, ...).
     fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// The records this node ended, by outcome (see [`Outcome`]); a node that decides
+    /// nothing returns none (the default).
+    fn outcomes(&self) -> Vec<Outcome> {
         Vec::new()
     }
 
@@ -332,6 +338,59 @@ pub trait Source: Send + 'static {
     }
 }
 
+/// Records a node ended with one outcome of the application's (`accepted`, or `declined` for a
+/// reason): what the pipeline decided, as opposed to a counter of events (bytes read, blank
+/// lines). The engine sums outcomes over workers and shows them in the run summary, the
+/// `--report` page and `/metrics` (`stream_kernel_node_outcomes_total{outcome, reason}`),
+/// without knowing what they mean.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Outcome {
+    /// The outcome (`accepted`, `declined`, ...).
+    pub outcome: String,
+    /// Why, when the outcome has reasons (`DAILY_AMOUNT_LIMIT`); empty otherwise.
+    pub reason: String,
+    /// Records that ended with it.
+    pub records: u64,
+}
+
+impl Outcome {
+    /// `records` that ended with `outcome`, for no particular reason.
+    pub fn new(outcome: impl Into<String>, records: u64) -> Self {
+        Self {
+            outcome: outcome.into(),
+            reason: String::new(),
+            records,
+        }
+    }
+
+    /// Adds `more` into `total`: records of the same outcome and reason are summed, a new one
+    /// is appended (so the order is that of first declaration).
+    pub fn sum_into(total: &mut Vec<Outcome>, more: &[Outcome]) {
+        for outcome in more {
+            match total
+                .iter_mut()
+                .find(|t| t.outcome == outcome.outcome && t.reason == outcome.reason)
+            {
+                Some(sum) => sum.records += outcome.records,
+                None => total.push(outcome.clone()),
+            }
+        }
+    }
+
+    /// `records` that ended with `outcome` for `reason`.
+    pub fn with_reason(
+        outcome: impl Into<String>,
+        reason: impl Into<String>,
+        records: u64,
+    ) -> Self {
+        Self {
+            outcome: outcome.into(),
+            reason: reason.into(),
+            records,
+        }
+    }
+}
+
 /// The output type of a sink: a sink emits nothing.
 #[derive(Debug, Clone, Copy, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Nothing;
@@ -364,6 +423,9 @@ pub trait ErasedNode: Send {
 
     /// [`Node::counters`].
     fn counters(&self) -> Vec<(String, u64)>;
+
+    /// [`Node::outcomes`].
+    fn outcomes(&self) -> Vec<Outcome>;
 
     /// [`Node::flush`].
     fn flush(&mut self) -> Result<(), NodeError>;
@@ -436,6 +498,10 @@ impl<N: Node> ErasedNode for TypedNode<N> {
 
     fn counters(&self) -> Vec<(String, u64)> {
         self.0.counters()
+    }
+
+    fn outcomes(&self) -> Vec<Outcome> {
+        self.0.outcomes()
     }
 
     fn flush(&mut self) -> Result<(), NodeError> {

@@ -21,6 +21,5 @@ pub use inline::{
 pub use pipeline::{NodeFailure, PipelineRun, TIMING_SAMPLE};
 pub use summary::{
     JournalPoint, NodeReport, NodeStats, RingReport, RunSummary, Timeline, WorkerReport,
-    decode_latency, decode_reports, encode_latency, encode_reports, report_field, report_flag,
 };
 pub use worker::worker_entry;

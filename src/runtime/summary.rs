@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::routes::RouteCacheCounters;
+use crate::control::{NodeCount, NodeFinal};
+use crate::graph::Outcome;
 use crate::observability::latency::LatencyHistogram;
 
 /// Per-node counters of one process.
@@ -63,8 +65,10 @@ pub struct NodeReport {
     pub stats: NodeStats,
     /// Estimated self time over the whole run (scaled from the timed sample).
     pub busy_ns: u64,
-    /// The node's own counters (`accepted`, `declined.DAILY_AMOUNT_LIMIT`, ...).
+    /// The node's own counters of events (`bytes_read`, `blank_lines`, ...).
     pub counters: Vec<(String, u64)>,
+    /// The records the node ended, by outcome (`accepted`, `declined` for a reason, ...).
+    pub outcomes: Vec<Outcome>,
 }
 
 /// What a finished (or stopped) run did.
@@ -226,6 +230,25 @@ impl RunSummary {
         }
     }
 
+    /// The records the run's nodes ended, by outcome and reason, summed over nodes and workers
+    /// (in the order they were first declared).
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        let mut total = Vec::new();
+        for node in &self.nodes {
+            Outcome::sum_into(&mut total, &node.outcomes);
+        }
+        total
+    }
+
+    /// Records that ended with `outcome`, over every reason (`None` when no node declared it).
+    pub fn outcome_records(&self, outcome: &str) -> Option<u64> {
+        self.outcomes()
+            .iter()
+            .filter(|o| o.outcome == outcome)
+            .map(|o| o.records)
+            .reduce(|a, b| a + b)
+    }
+
     /// A node's own counter, by node and counter name.
     pub fn counter(&self, node: &str, name: &str) -> Option<u64> {
         self.nodes
@@ -345,104 +368,42 @@ impl RunSummary {
     }
 }
 
-fn clean(text: &str) -> String {
-    text.replace(['\t', '\n'], " ")
-}
-
-/// Node reports as text lines (a worker's DRAINED report): name, group, records in and out,
-/// errors, busy ns, sampled busy ns, sampled records, then `counter=value` pairs.
-pub fn encode_reports(reports: &[NodeReport]) -> String {
-    let mut out = String::new();
-    for r in reports {
-        let counters: Vec<String> = r
-            .counters
-            .iter()
-            .map(|(k, v)| format!("{}={v}", clean(k).replace([',', '='], "_")))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            clean(&r.name),
-            clean(&r.group),
-            r.stats.records_in,
-            r.stats.records_out,
-            r.stats.errors,
-            r.busy_ns,
-            r.stats.sampled_busy_ns,
-            r.stats.sampled_records,
-            counters.join(",")
-        );
+impl NodeReport {
+    /// This node's final figures for a worker's DRAINED report.
+    pub fn to_final(&self) -> NodeFinal {
+        NodeFinal {
+            count: NodeCount {
+                node: self.name.clone(),
+                records_in: self.stats.records_in,
+                records_out: self.stats.records_out,
+                errors: self.stats.errors,
+                counters: self.counters.clone(),
+                outcomes: self.outcomes.clone(),
+            },
+            group: self.group.clone(),
+            busy_ns: self.busy_ns,
+            sampled_busy_ns: self.stats.sampled_busy_ns,
+            sampled_records: self.stats.sampled_records,
+        }
     }
-    out
-}
 
-/// Parses [`encode_reports`] lines; malformed lines are skipped (the report comes from another
-/// process and is informational).
-pub fn decode_reports(text: &str) -> Vec<NodeReport> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f.len() != 9 {
-                return None;
-            }
-            let n = |i: usize| f[i].parse::<u64>().ok();
-            let counters = f[8]
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((k.to_string(), v.parse().ok()?))
-                })
-                .collect();
-            Some(NodeReport {
-                name: f[0].to_string(),
-                group: f[1].to_string(),
-                stats: NodeStats {
-                    records_in: n(2)?,
-                    records_out: n(3)?,
-                    errors: n(4)?,
-                    sampled_busy_ns: n(6)?,
-                    sampled_records: n(7)?,
-                },
-                busy_ns: n(5)?,
-                counters,
-            })
-        })
-        .collect()
-}
-
-/// A `#name=value` field of a worker's report.
-pub fn report_field(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.parse().ok())
-}
-
-/// A latency histogram as `#latency_sum_ns=...` and `#latency_bucket.{i}=...` report fields.
-pub fn encode_latency(latency: &LatencyHistogram) -> String {
-    let mut text = format!("#latency_sum_ns={}\n", latency.sum_ns);
-    for (i, count) in latency.buckets.iter().enumerate() {
-        text.push_str(&format!("#latency_bucket.{i}={count}\n"));
+    /// A node's figures as a worker reported them.
+    pub fn from_final(node: &NodeFinal) -> Self {
+        Self {
+            name: node.count.node.clone(),
+            group: node.group.clone(),
+            stats: NodeStats {
+                records_in: node.count.records_in,
+                records_out: node.count.records_out,
+                errors: node.count.errors,
+                sampled_busy_ns: node.sampled_busy_ns,
+                sampled_records: node.sampled_records,
+            },
+            busy_ns: node.busy_ns,
+            counters: node.count.counters.clone(),
+            outcomes: node.count.outcomes.clone(),
+        }
     }
-    text
-}
-
-/// The latency histogram of a worker's report ([`encode_latency`]); empty when it has none.
-pub fn decode_latency(text: &str) -> LatencyHistogram {
-    let buckets: Vec<u64> = (0..crate::observability::latency::BUCKETS)
-        .map(|i| report_field(text, &format!("latency_bucket.{i}")).unwrap_or(0))
-        .collect();
-    LatencyHistogram::from_parts(&buckets, report_field(text, "latency_sum_ns").unwrap_or(0))
-}
-
-/// A `#name=true|false` field of a worker's report.
-pub fn report_flag(text: &str, name: &str) -> bool {
-    text.lines()
-        .filter_map(|l| l.strip_prefix('#'))
-        .any(|l| l == format!("{name}=true"))
 }
 
 #[cfg(test)]
@@ -460,6 +421,7 @@ mod tests {
             },
             busy_ns,
             counters: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 

@@ -75,8 +75,10 @@ pub struct NodeMetrics {
     pub records_out: u64,
     /// Records the node failed on.
     pub errors: u64,
-    /// The node's own counters (`accepted`, `declined.<REASON>`, `bytes_read`, ...).
+    /// The node's own counters of events (`bytes_read`, `blank_lines`, ...).
     pub counters: Vec<(String, u64)>,
+    /// The records the node ended, by outcome and reason.
+    pub outcomes: Vec<crate::graph::Outcome>,
 }
 
 /// One worker as `/metrics` shows it; counters as of its last heartbeat (at least one a
@@ -435,8 +437,8 @@ fn register_workers(registry: &mut Registry, view: &MetricsView) {
     );
 }
 
-/// Records per node, and per outcome: a node's `accepted` and `declined.<REASON>` counters are
-/// outcomes (`outcome`, `reason` labels); its other counters are events.
+/// Records per node, per outcome the node declared (`outcome`, `reason` labels), and per event
+/// counter.
 #[cfg(feature = "health")]
 fn register_nodes(registry: &mut Registry, view: &MetricsView) {
     let of = |n: &NodeMetrics| labels(&[("node", &n.node), ("group", &n.group)]);
@@ -463,26 +465,20 @@ fn register_nodes(registry: &mut Registry, view: &MetricsView) {
     );
     let (mut outcomes, mut events) = (Vec::new(), Vec::new());
     for node in &view.nodes {
-        for (name, value) in &node.counters {
-            let base = [("node", node.node.as_str()), ("group", node.group.as_str())];
-            if name == "accepted" {
-                outcomes.push((
-                    labels(&[base[0], base[1], ("outcome", "accepted"), ("reason", "")]),
-                    *value,
-                ));
-            } else if let Some(reason) = name.strip_prefix("declined.") {
-                outcomes.push((
-                    labels(&[
-                        base[0],
-                        base[1],
-                        ("outcome", "declined"),
-                        ("reason", reason),
-                    ]),
-                    *value,
-                ));
-            } else {
-                events.push((labels(&[base[0], base[1], ("event", name)]), *value));
-            }
+        let (name, group) = (("node", node.node.as_str()), ("group", node.group.as_str()));
+        for outcome in &node.outcomes {
+            outcomes.push((
+                labels(&[
+                    name,
+                    group,
+                    ("outcome", &outcome.outcome),
+                    ("reason", &outcome.reason),
+                ]),
+                outcome.records,
+            ));
+        }
+        for (event, value) in &node.counters {
+            events.push((labels(&[name, group, ("event", event)]), *value));
         }
     }
     counters(

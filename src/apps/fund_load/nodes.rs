@@ -13,7 +13,7 @@ use super::parse::{self, Field};
 use super::rules::{self, Candidate, IdCheck, IdRegistry, Limits, WindowStore};
 use crate::adapters::SinkFile;
 use crate::files::writer::{OutputOpenError, OutputProgress, RecordWriter};
-use crate::graph::{BuildContext, Emitter, Node, NodeError, Nothing, RecordContext};
+use crate::graph::{BuildContext, Emitter, Node, NodeError, Nothing, Outcome, RecordContext};
 
 fn reason_of(code: u8) -> Result<Reason, NodeError> {
     Reason::from_code(code).ok_or_else(|| NodeError::failed(format!("unknown reason code {code}")))
@@ -561,14 +561,15 @@ impl Node for LineSink {
         outputs
     }
 
-    fn counters(&self) -> Vec<(String, u64)> {
-        let mut counters = vec![("accepted".to_string(), self.accepted)];
+    fn outcomes(&self) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::new("accepted", self.accepted)];
         for reason in Reason::DECLINES {
-            counters.push((
-                format!("declined.{}", reason.as_str()),
+            outcomes.push(Outcome::with_reason(
+                "declined",
+                reason.as_str(),
                 self.declined[usize::from(reason.code())],
             ));
         }
-        counters
+        outcomes
     }
 }

@@ -648,6 +648,7 @@ impl LocalPipeline {
                 records_out: r.stats.records_out,
                 errors: r.stats.errors,
                 counters: r.counters,
+                outcomes: r.outcomes,
             })
             .collect();
         let marks = self.trail.drain();
@@ -770,6 +771,7 @@ impl LocalPipeline {
                     .busy_estimate_over(self.source_stats.records_in),
                 stats: self.source_stats.clone(),
                 counters: source.counters(),
+                outcomes: Vec::new(),
             });
         }
         nodes.extend(self.stages.iter().map(|s| NodeReport {
@@ -778,6 +780,7 @@ impl LocalPipeline {
             busy_ns: s.stats.estimated_busy_ns(),
             stats: s.stats.clone(),
             counters: s.node.counters(),
+            outcomes: s.node.outcomes(),
         }));
         nodes
     }

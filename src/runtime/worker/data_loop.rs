@@ -14,13 +14,13 @@ use super::exit;
 use super::failure::{WorkerFailure, ring_failure, stream_failure};
 use super::merge::{MergePick, inbound_done_through, merge_pick, wait_on_ring};
 use crate::config::Config;
-use crate::control::{ControlMessage, FailureCategory, OutputBytes, OutputMark};
+use crate::control::{ControlMessage, DrainReport, FailureCategory, OutputBytes, OutputMark};
 use crate::data::{Consumer, EnvelopeHeader, EnvelopeKind, PollError, Segment, StreamCheck};
 use crate::graph::{NodeError, PartitionKey, RecordContext};
 use crate::runtime::dead_letter::{DeadLetterRecord, DeadLetters};
 use crate::runtime::pipeline::{LocalPipeline, NodeFailure, TIMING_SAMPLE};
 use crate::runtime::resume::{CHECKPOINT_EVERY, ResumePlan, mark_of};
-use crate::runtime::summary::{encode_latency, encode_reports};
+use crate::runtime::summary::NodeReport;
 use crate::runtime::topology::Topology;
 
 /// How long one idle wait on the inbound ring lasts before checking STOP.
@@ -119,30 +119,37 @@ impl GroupData<'_> {
                 return exit::NODE_ERROR;
             }
         };
-        let reports = self.pipeline.reports();
-        let mut report = encode_reports(&reports);
         let elapsed = started.elapsed();
         let idle = Duration::from_nanos(self.shared.idle_ns.load(Ordering::Relaxed));
-        report.push_str(&format!(
-            "#dead_lettered={}\n#elapsed_ns={}\n#busy_ns={}\n#peak_rss_kib={}\n#interrupted={}\n#sent={}\n",
-            egress.dead_letters.as_ref().map_or(0, DeadLetters::count),
-            elapsed.as_nanos(),
-            elapsed.saturating_sub(idle).as_nanos(),
-            crate::observability::process::peak_rss_kib().unwrap_or(0),
+        let latency = self.pipeline.latency();
+        let mut report = DrainReport {
+            nodes: self
+                .pipeline
+                .reports()
+                .iter()
+                .map(NodeReport::to_final)
+                .collect(),
+            dead_lettered: egress.dead_letters.as_ref().map_or(0, DeadLetters::count),
+            elapsed_ns: saturating_ns(elapsed),
+            busy_ns: saturating_ns(elapsed.saturating_sub(idle)),
+            peak_rss_kib: crate::observability::process::peak_rss_kib().unwrap_or(0),
             interrupted,
-            egress.sent,
-        ));
-        for (name, value) in self.pipeline.env.routes.cache_counters().pairs() {
-            report.push_str(&format!("#route_cache.{name}={value}\n"));
-        }
-        report.push_str(&encode_latency(&self.pipeline.latency()));
+            route_cache: self
+                .pipeline
+                .env
+                .routes
+                .cache_counters()
+                .pairs()
+                .iter()
+                .map(|(_, value)| *value)
+                .collect(),
+            latency_buckets: latency.buckets.to_vec(),
+            latency_sum_ns: latency.sum_ns,
+            spans_dropped: 0,
+        };
         if let Some(tracer) = self.pipeline.env.tracer.as_mut() {
             tracer.sink.close();
-            report.push_str(&format!(
-                "#spans_produced={}\n#spans_dropped={}\n",
-                tracer.produced,
-                tracer.sink.dropped()
-            ));
+            report.spans_dropped = tracer.sink.dropped();
         }
         self.shared.done.store(true, Ordering::Relaxed);
         let input_marks = self
@@ -643,4 +650,9 @@ impl GroupData<'_> {
 #[derive(Default)]
 pub(super) struct BatchStep {
     pub(super) completed: u64,
+}
+
+/// A duration in nanoseconds, saturating (a u64 of nanoseconds holds 584 years).
+fn saturating_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

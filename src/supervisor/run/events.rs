@@ -691,6 +691,7 @@ fn node_metrics(records: &[crate::supervisor::lifecycle::WorkerRecord]) -> Vec<N
                     None => node.counters.push((name.clone(), *value)),
                 }
             }
+            crate::graph::Outcome::sum_into(&mut node.outcomes, &count.outcomes);
         }
     }
     nodes

@@ -29,8 +29,8 @@ use super::monitor::{Event, spawn_acceptor, spawn_reaper, spawn_signal_thread};
 use super::spawn::{WorkerLaunch, current_exe, spawn_worker};
 use crate::config::{Config, LifecycleLevel};
 use crate::control::{
-    ControlListener, ControlServer, EndpointSettings, FrameSender, KeyDirectory, MasterKey,
-    RingBinding, SupervisorSessions,
+    ControlListener, ControlServer, DrainReport, EndpointSettings, FrameSender, KeyDirectory,
+    MasterKey, RingBinding, SupervisorSessions,
 };
 use crate::graph::{Graph, Registry};
 use crate::runtime::RunSummary;
@@ -192,7 +192,8 @@ pub struct Supervisor {
     failure: Option<RunFailure>,
     stop_signal: Option<Option<i32>>,
     force_requested: bool,
-    drained: BTreeMap<String, (u64, u64, String)>,
+    /// Per worker that drained: its last completed `seq`, records, and end-of-run report.
+    drained: BTreeMap<String, (u64, u64, DrainReport)>,
     lifecycle_enabled: bool,
     lifecycle_level: LifecycleLevel,
     work_started_at: Option<Instant>,
@@ -611,6 +612,7 @@ impl Supervisor {
                 records_out: n.stats.records_out,
                 errors: n.stats.errors,
                 counters: n.counters.clone(),
+                outcomes: n.outcomes.clone(),
             })
             .collect();
         view.latency = summary.latency;

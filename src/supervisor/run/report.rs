@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use super::{HostEnd, RunEnd, RunFailure, Supervisor};
 use crate::observability::latency::LatencyHistogram;
 use crate::runtime::routes::RouteCacheCounters;
-use crate::runtime::{
-    NodeReport, RingReport, RunSummary, WorkerReport, decode_latency, decode_reports, report_field,
-    report_flag,
-};
+use crate::runtime::{NodeReport, RingReport, RunSummary, WorkerReport};
 
 impl Supervisor {
     /// The run summary, from every worker's DRAINED report.
@@ -26,7 +23,7 @@ impl Supervisor {
         let mut nodes: Vec<NodeReport> = self
             .drained
             .values()
-            .flat_map(|(_, _, report)| decode_reports(report))
+            .flat_map(|(_, _, report)| report.nodes.iter().map(NodeReport::from_final))
             .collect();
         nodes.sort_by_key(|n| order.get(n.name.as_str()).copied().unwrap_or(usize::MAX));
         // Records the source read: from its DRAINED report, or (a source worker that failed)
@@ -44,7 +41,7 @@ impl Supervisor {
         let elapsed_ns = self
             .drained
             .values()
-            .filter_map(|(_, _, r)| report_field(r, "elapsed_ns"))
+            .map(|(_, _, r)| r.elapsed_ns)
             .max()
             .unwrap_or(0);
         let workers = self.worker_reports();
@@ -58,21 +55,14 @@ impl Supervisor {
             } else {
                 self.work_started_at.map_or(Duration::ZERO, |t| t.elapsed())
             },
-            dead_lettered: self
-                .drained
-                .values()
-                .filter_map(|(_, _, r)| report_field(r, "dead_lettered"))
-                .sum(),
+            dead_lettered: self.drained.values().map(|(_, _, r)| r.dead_lettered).sum(),
             dead_letter_path: self
                 .config
                 .adapters
                 .dead_letter
                 .as_ref()
                 .map(|d| d.path().to_path_buf()),
-            interrupted: self
-                .drained
-                .values()
-                .any(|(_, _, r)| report_flag(r, "interrupted"))
+            interrupted: self.drained.values().any(|(_, _, r)| r.interrupted)
                 || self.stop_signal.is_some(),
             nodes,
             peak_rss_kib: crate::observability::process::peak_rss_kib().unwrap_or(0)
@@ -89,7 +79,10 @@ impl Supervisor {
             latency: self.drained.values().fold(
                 LatencyHistogram::default(),
                 |mut sum, (_, _, report)| {
-                    sum.merge(&decode_latency(report));
+                    sum.merge(&LatencyHistogram::from_parts(
+                        &report.latency_buckets,
+                        report.latency_sum_ns,
+                    ));
                     sum
                 },
             ),
@@ -101,11 +94,7 @@ impl Supervisor {
     /// Ends span export: the drain thread reads what the workers left, the exporters get
     /// their deadline. Call after every worker stopped.
     pub(super) fn finish_telemetry(&mut self) {
-        let worker_dropped = self
-            .drained
-            .values()
-            .filter_map(|(_, _, r)| report_field(r, "spans_dropped"))
-            .sum();
+        let worker_dropped = self.drained.values().map(|(_, _, r)| r.spans_dropped).sum();
         if let Some(telemetry) = self.telemetry.as_mut() {
             telemetry.finish(worker_dropped);
         }
@@ -117,13 +106,12 @@ impl Supervisor {
             .iter()
             .filter_map(|record| {
                 let (_, _, report) = self.drained.get(&record.id)?;
-                let field = |name| report_field(report, name).unwrap_or(0);
                 Some(WorkerReport {
                     id: record.id.clone(),
                     group: record.group.clone(),
-                    elapsed: Duration::from_nanos(field("elapsed_ns")),
-                    busy: Duration::from_nanos(field("busy_ns")),
-                    peak_rss_kib: field("peak_rss_kib"),
+                    elapsed: Duration::from_nanos(report.elapsed_ns),
+                    busy: Duration::from_nanos(report.busy_ns),
+                    peak_rss_kib: report.peak_rss_kib,
                 })
             })
             .collect()
@@ -134,17 +122,11 @@ impl Supervisor {
     pub(super) fn route_cache_counters(&self) -> RouteCacheCounters {
         let mut total = RouteCacheCounters::default();
         for record in &self.records {
-            let values: Vec<u64> = match self.drained.get(&record.id) {
-                Some((_, _, report)) => RouteCacheCounters::default()
-                    .pairs()
-                    .iter()
-                    .map(|(name, _)| {
-                        report_field(report, &format!("route_cache.{name}")).unwrap_or(0)
-                    })
-                    .collect(),
-                None => record.counters.route_cache.clone(),
+            let values = match self.drained.get(&record.id) {
+                Some((_, _, report)) => &report.route_cache,
+                None => &record.counters.route_cache,
             };
-            total.add(&values);
+            total.add(values);
         }
         total
     }
