@@ -370,6 +370,7 @@ impl StreamCheck {
 /// Writes one envelope into a ring: the header, then a payload that `encode` writes in place
 /// (returning its length, or `None` when the slot is too small). Blocks on a full ring at most
 /// `timeout` (backpressure).
+#[inline]
 pub fn push_envelope<M: RingMemory>(
     producer: &mut Producer<M>,
     header: &EnvelopeHeader,

@@ -67,6 +67,7 @@ impl ConsumerCursor {
     /// the data line the producer is filling (which would bounce that line between the cores
     /// on every record). The stamp of a published record is still checked: a stamp that does
     /// not match although the tail passed it is corruption.
+    #[inline]
     fn next_published<M: RingMemory>(
         &mut self,
         memory: &M,
@@ -201,6 +202,7 @@ impl<M: RingMemory> Consumer<M> {
     /// Processes up to `max_records` committed records in place, in order, then releases them
     /// all with one store. Returns how many were processed (0 when none was published: one look
     /// at the producer's tail).
+    #[inline]
     pub fn poll<E>(
         &mut self,
         max_records: usize,

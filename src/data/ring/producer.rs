@@ -128,6 +128,7 @@ impl<M: RingMemory> Producer<M> {
         self.cursor.records
     }
 
+    #[inline]
     fn free(&self) -> u64 {
         self.cursor.free(&self.layout)
     }
@@ -181,6 +182,7 @@ impl<M: RingMemory> Producer<M> {
     }
 
     /// Writes the record header and the commit stamp of a record filled at `offset`.
+    #[inline]
     fn commit_at(&mut self, offset: usize, body_len: usize, kind: u32, total: u64) {
         // SAFETY: [offset, offset + total) lies inside the data area and is free (checked by
         // the caller against `free()`), so this producer owns it until it publishes the stamp.
@@ -201,6 +203,7 @@ impl<M: RingMemory> Producer<M> {
 
     /// Fills and commits one record in `window` bytes at the current position; `None` when the
     /// record did not fit.
+    #[inline]
     fn try_fill(
         &mut self,
         window: u64,
@@ -222,6 +225,7 @@ impl<M: RingMemory> Producer<M> {
     /// the body length (or `None` if the slot is too small). Blocks (backpressure) until there
     /// is room, at most `timeout`. A body that does not fit even the largest slot is
     /// [`PushError::TooLarge`] and no record is written.
+    #[inline]
     pub fn push_with(
         &mut self,
         mut fill: impl FnMut(&mut [u8]) -> Option<usize>,
@@ -272,6 +276,7 @@ impl<M: RingMemory> Producer<M> {
     /// consumer's head is read (a cache line the consumer writes) only when the cached view
     /// leaves less than [`OPTIMISTIC_WINDOW`]: records are usually far smaller, and a larger
     /// one takes the slow path of `push_with`.
+    #[inline]
     fn contiguous_window(&mut self) -> u64 {
         let to_end = self.layout.capacity - (self.cursor.tail & self.layout.mask);
         let cap = to_end.min(self.layout.max_total);
