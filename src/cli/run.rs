@@ -276,20 +276,17 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(bar) = bar {
         bar.finish();
     }
-    let mut report = String::new();
-    let mut end = String::new();
-    let code = match result {
+    let (summary, ending) = match result {
         Ok(summary) => {
-            report.push_str(&render_summary(&config, &summary));
-            let code = if summary.interrupted {
-                end.push_str(&summary::stopped_line(&summary, summary.last_seq));
-                interrupts.exit_code()
+            let ending = if summary.interrupted {
+                Ending::Stopped {
+                    code: interrupts.exit_code(),
+                    through: summary.last_seq,
+                }
             } else {
-                0
+                Ending::Completed
             };
-            let outcome = if code == 0 { "completed" } else { "stopped" };
-            reports.write(&config, &summary, outcome, code);
-            code
+            (summary, ending)
         }
         Err(RunError::Config(report)) => {
             eprint!("{report}");
@@ -301,21 +298,17 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
             message,
             completed_through,
             summary,
-        }) => {
-            report.push_str(&render_summary(&config, &summary));
-            let failed = format!("failed: node_error in `{node}` on seq {seq}: {message}");
-            end.push_str(&format!(
-                "  FAILED: node_error in `{node}` on seq {seq}: {message}\n  completed through seq {completed_through}; records from seq {} on were not completed\n",
-                completed_through + 1
-            ));
-            end.push_str(&summary::resume_line(&summary, completed_through));
-            reports.write(&config, &summary, &failed, EXIT_FAILED);
-            EXIT_FAILED
-        }
+        }) => (
+            *summary,
+            Ending::Failed {
+                what: format!("node_error in `{node}` on seq {seq}: {message}"),
+                through: completed_through,
+                source_read: 0,
+                before_start: false,
+            },
+        ),
         Err(RunError::ResumeRefused { refused, summary }) => {
-            eprintln!("error: resume refused: {refused}");
-            reports.write(&config, &summary, "resume refused", EXIT_CONFIG);
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            (*summary, Ending::ResumeRefused(refused.to_string()))
         }
         Err(error @ RunError::Journal(_)) => {
             eprintln!("error: {error}");
@@ -331,11 +324,92 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
-    if code == EXIT_FAILED && reader_gone(&config) {
-        return Ok(ExitCode::from(EXIT_READER_GONE));
+    let report = render_summary(&config, &summary);
+    Ok(finish(
+        &config, args.quiet, &summary, report, ending, reports,
+    ))
+}
+
+/// How a run ended, whatever its placement: what its summary's end says, its `--report`
+/// outcome and its exit status are made from this one value.
+enum Ending {
+    /// Every record is accounted for.
+    Completed,
+    /// Stopped by a signal (`code`: 128 + the signal) with every record through `through`
+    /// written.
+    Stopped { code: u8, through: u64 },
+    /// A node or a worker failed: `what` names it; records through `through` are complete,
+    /// the source had read through `source_read`.
+    Failed {
+        what: String,
+        through: u64,
+        source_read: u64,
+        /// The failure is a worker that could not set itself up.
+        before_start: bool,
+    },
+    /// The run journal refused the resume; nothing was written.
+    ResumeRefused(String),
+}
+
+/// Writes the reports, prints the summary and its end, and returns the exit status.
+fn finish(
+    config: &Config,
+    quiet: bool,
+    summary: &RunSummary,
+    report: String,
+    ending: Ending,
+    reports: Reports,
+) -> ExitCode {
+    let mut end = String::new();
+    let (code, outcome) = match &ending {
+        Ending::Completed => (0, "completed".to_string()),
+        Ending::Stopped { code, through } => {
+            end.push_str(&summary::stopped_line(summary, *through));
+            (*code, "stopped".to_string())
+        }
+        Ending::Failed {
+            what,
+            through,
+            source_read,
+            ..
+        } => {
+            end.push_str(&format!(
+                "  FAILED: {what}\n  completed through seq {through}; records from seq {} on were not completed{}\n",
+                through + 1,
+                if source_read > through {
+                    format!(" (the source had read through seq {source_read})")
+                } else {
+                    String::new()
+                }
+            ));
+            end.push_str(&summary::resume_line(summary, *through));
+            (EXIT_FAILED, format!("failed: {what}"))
+        }
+        Ending::ResumeRefused(refused) => {
+            eprintln!("error: resume refused: {refused}");
+            reports.write(config, summary, "resume refused", EXIT_CONFIG);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    reports.write(config, summary, &outcome, code);
+    if code == EXIT_FAILED && reader_gone(config) {
+        return ExitCode::from(EXIT_READER_GONE);
     }
-    print_outcome(&config, args.quiet, &report, &end);
-    Ok(ExitCode::from(code))
+    let failed_to_start = matches!(
+        ending,
+        Ending::Failed {
+            before_start: true,
+            ..
+        }
+    );
+    // A worker that could not start because the input cannot be read: the input's status.
+    let code = if failed_to_start && unreadable_input(config).is_some() {
+        EXIT_NO_INPUT
+    } else {
+        code
+    };
+    print_outcome(config, quiet, &report, &end);
+    ExitCode::from(code)
 }
 
 /// A failed run that writes stdout, whose reader closed it (`| head`): it ends the way a Unix
@@ -429,56 +503,35 @@ fn run_process_groups(
             moved.duplicate_records
         ));
     }
-    let mut end = String::new();
-    let (code, outcome) = match &run.end {
-        RunEnd::Drained => (0, "completed".to_string()),
+    let ending = match &run.end {
+        RunEnd::Drained => Ending::Completed,
         RunEnd::Failed(failure)
             if failure.category == crate::control::FailureCategory::ResumeRefused =>
         {
-            eprintln!("error: resume refused: {}", failure.detail);
-            reports.write(config, &run.summary, "resume refused", EXIT_CONFIG);
-            return Ok(ExitCode::from(EXIT_CONFIG));
+            Ending::ResumeRefused(failure.detail.clone())
         }
-        RunEnd::Failed(failure) => {
-            end.push_str(&format!(
-                "  FAILED: worker {} (group {}) {}: {}\n  completed through seq {}; records from seq {} on were not completed{}\n",
-                failure.worker,
-                failure.group,
-                failure.category,
-                failure.detail,
-                run.completed_through,
-                run.completed_through + 1,
-                if run.source_last_seq > run.completed_through {
-                    format!(" (the source had read through seq {})", run.source_last_seq)
-                } else {
-                    String::new()
-                }
-            ));
-            end.push_str(&summary::resume_line(&run.summary, run.completed_through));
-            let outcome = format!(
-                "failed: worker {} (group {}) {}: {}",
+        RunEnd::Failed(failure) => Ending::Failed {
+            what: format!(
+                "worker {} (group {}) {}: {}",
                 failure.worker, failure.group, failure.category, failure.detail
-            );
-            (EXIT_FAILED, outcome)
-        }
-        RunEnd::Interrupted(signal) => {
-            end.push_str(&summary::stopped_line(&run.summary, run.completed_through));
-            (exit_code_of(*signal), "stopped".to_string())
-        }
+            ),
+            through: run.completed_through,
+            source_read: run.source_last_seq,
+            before_start: failure.category == crate::control::FailureCategory::BootstrapError,
+        },
+        RunEnd::Interrupted(signal) => Ending::Stopped {
+            code: exit_code_of(*signal),
+            through: run.completed_through,
+        },
     };
-    reports.write(config, &run.summary, &outcome, code);
-    if code == EXIT_FAILED && reader_gone(config) {
-        return Ok(ExitCode::from(EXIT_READER_GONE));
-    }
-    let failed_to_start = matches!(&run.end, RunEnd::Failed(f)
-        if f.category == crate::control::FailureCategory::BootstrapError);
-    let code = if failed_to_start && unreadable_input(config).is_some() {
-        EXIT_NO_INPUT
-    } else {
-        code
-    };
-    print_outcome(config, args.quiet, &report, &end);
-    Ok(ExitCode::from(code))
+    Ok(finish(
+        config,
+        args.quiet,
+        &run.summary,
+        report,
+        ending,
+        reports,
+    ))
 }
 
 /// The `--report` files of a run, and the sampler that feeds their throughput chart.
