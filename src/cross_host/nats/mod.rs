@@ -100,7 +100,8 @@ impl Bridge {
         let handle = runtime.handle().clone();
         let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
         let js_stream = runtime.block_on(async {
-            tokio::time::timeout(deadline, ensure_stream(&context, wanted, &shown))
+            let placed_by = std::time::Instant::now() + deadline.mul_f64(0.9);
+            tokio::time::timeout(deadline, ensure_stream(&context, wanted, &shown, placed_by))
                 .await
                 .map_err(|_| CrossHostError::JetStream {
                     url: shown.clone(),
@@ -399,11 +400,21 @@ fn stream_config(settings: &CrossHost, name: &str, subjects: &str) -> stream::Co
     }
 }
 
-/// The run's stream: created, or found with the same subjects, storage and window.
+/// The server found too few JetStream servers for the stream's replicas (JetStream error
+/// 10005): a cluster still forming, or with servers down.
+fn is_placement(error: &impl std::fmt::Display) -> bool {
+    let text = error.to_string();
+    text.contains("error code 10005") || text.contains("no suitable peers for placement")
+}
+
+/// The run's stream: created, or found with the same subjects, storage and window. A cluster
+/// that cannot place its replicas yet (servers still starting or joining) is asked again until
+/// `placed_by`.
 async fn ensure_stream(
     context: &jetstream::Context,
     wanted: stream::Config,
     url: &str,
+    placed_by: std::time::Instant,
 ) -> Result<stream::Stream, CrossHostError> {
     let name = wanted.name.clone();
     // Two hosts creating the run's stream at once can race inside the server (the loser is
@@ -412,6 +423,18 @@ async fn ensure_stream(
     let mut found = loop {
         match context.get_or_create_stream(wanted.clone()).await {
             Ok(found) => break found,
+            Err(e) if is_placement(&e) && std::time::Instant::now() < placed_by => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) if is_placement(&e) => {
+                return Err(CrossHostError::JetStream {
+                    url: url.to_string(),
+                    detail: format!(
+                        "stream {name}: the cluster cannot place {} replicas ({e}): start its servers with JetStream, or lower cross_host.replicas to the servers it has",
+                        wanted.num_replicas
+                    ),
+                });
+            }
             Err(_) if attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
