@@ -6,6 +6,7 @@ use stream_kernel::control::{
     BootstrapBundle, ControlMessage, DrainReport, FailureCategory, InputMark, MasterKey, NodeCount,
     NodeFinal, OutputMark, StopMode,
 };
+use stream_kernel::graph::Outcome;
 
 /// A fixed master key, so the seeds stay valid across runs.
 pub const FUZZ_MASTER: [u8; 32] = *b"stream-kernel fuzz master key 32";
@@ -100,7 +101,8 @@ pub fn seed_frames() -> Vec<Vec<u8>> {
                             records_in: 99,
                             records_out: 99,
                             errors: 0,
-                            counters: vec![("accepted".into(), 1)],
+                            counters: vec![("bytes_read".into(), 4_096)],
+                            outcomes: vec![Outcome::with_reason("declined", "LIMIT", 1)],
                         },
                         group: "group".into(),
                         ..NodeFinal::default()
