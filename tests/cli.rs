@@ -613,11 +613,6 @@ fn progress_bar_on_a_terminal_only() {
 }
 
 fn main() {
-    let tool = |program, package| Need::Tool {
-        program,
-        probe: "--version",
-        package,
-    };
     needs::run(vec![
         panicking(
             "no_arguments_runs_the_default_job",
@@ -663,7 +658,7 @@ fn main() {
         ),
         panicking(
             "man_pages_render_with_groff",
-            &[tool("groff", "Debian package groff")],
+            &[Need::tool("groff", "Debian package groff")],
             man_pages_render_with_groff,
         ),
         panicking("quiet_and_log_levels", &[], quiet_and_log_levels),
@@ -679,7 +674,7 @@ fn main() {
         ),
         panicking(
             "progress_bar_on_a_terminal_only",
-            &[tool("script", "Debian package util-linux")],
+            &[Need::tool("script", "Debian package util-linux")],
             progress_bar_on_a_terminal_only,
         ),
     ])

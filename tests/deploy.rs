@@ -254,11 +254,6 @@ fn the_dashboard_is_scoped_by_instance() {
 }
 
 fn main() {
-    let tool = |program, package| Need::Tool {
-        program,
-        probe: "--version",
-        package,
-    };
     needs::run(vec![
         panicking(
             "kubernetes_workloads_are_hardened",
@@ -267,7 +262,7 @@ fn main() {
         ),
         panicking(
             "kubernetes_manifests_validate_against_the_api_schemas",
-            &[tool(
+            &[Need::tool(
                 "kubernetes-validate",
                 "pip install kubernetes-validate",
             )],
@@ -275,12 +270,12 @@ fn main() {
         ),
         panicking(
             "checkov_passes_the_kubernetes_manifests",
-            &[tool("checkov", "pip install checkov")],
+            &[Need::tool("checkov", "pip install checkov")],
             checkov_passes_the_kubernetes_manifests,
         ),
         panicking(
             "the_systemd_unit_verifies_and_is_hardened",
-            &[tool("systemd-analyze", "Debian package systemd")],
+            &[Need::tool("systemd-analyze", "Debian package systemd")],
             the_systemd_unit_verifies_and_is_hardened,
         ),
         panicking(

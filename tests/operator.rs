@@ -961,11 +961,6 @@ fn k8s_manifests_agree_with_the_binary() -> Result<(), Failed> {
 }
 
 fn main() {
-    let tool = |program, package| Need::Tool {
-        program,
-        probe: "--version",
-        package,
-    };
     needs::run(vec![
         trial(
             "metrics_scraped_during_a_run_follow_prometheus_conventions",
@@ -974,13 +969,13 @@ fn main() {
                     module: "prometheus_client.openmetrics.parser",
                     package: "prometheus_client",
                 },
-                tool("promtool", "Debian package prometheus"),
+                Need::tool("promtool", "Debian package prometheus"),
             ],
             metrics_scraped_during_a_run_follow_prometheus_conventions,
         ),
         trial(
             "final_figures_are_pushed_to_a_pushgateway",
-            &[tool(
+            &[Need::tool(
                 "prometheus-pushgateway",
                 "Debian package prometheus-pushgateway",
             )],

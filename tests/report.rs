@@ -237,11 +237,7 @@ fn main() {
         ),
         needs::panicking(
             "report_renders_in_a_real_browser",
-            &[needs::Need::Tool {
-                program: CHROMIUM,
-                probe: "--version",
-                package: "Debian package chromium",
-            }],
+            &[needs::Need::tool(CHROMIUM, "Debian package chromium")],
             report_renders_in_a_real_browser,
         ),
     ])

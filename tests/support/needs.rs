@@ -35,6 +35,15 @@ pub const SAMPLE: &str = concat!(
 );
 
 impl Need {
+    /// A program that answers `--version`, from `package`.
+    pub const fn tool(program: &'static str, package: &'static str) -> Self {
+        Self::Tool {
+            program,
+            probe: "--version",
+            package,
+        }
+    }
+
     /// Why this need is not met, or `None` when it is.
     pub fn missing(self) -> Option<String> {
         match self {
