@@ -612,6 +612,76 @@ fn progress_bar_on_a_terminal_only() {
     );
 }
 
+/// In a real terminal (a tmux pane, 150 columns), the log lines a supervised run writes while
+/// its bar is drawn replace the bar's frame instead of leaving stale frames above them, and the
+/// last frame shows the whole file read (not the last heartbeat's share of it).
+fn progress_bar_leaves_no_stale_frames_and_ends_at_the_input_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    // Long enough for the bar to appear (after half a second) on a fast machine.
+    generate(2_000_000, &input);
+    let session = format!("sk-progress-{}", std::process::id());
+    let run = format!(
+        "{exe} run -c {config} --input {input} --output {out} --dead-letter {rejects} >/dev/null; echo run-exit-status=$?; sleep 60",
+        exe = env!("CARGO_BIN_EXE_stream-kernel"),
+        config = config("fund_load_baseline_4proc.yml"),
+        input = input.display(),
+        out = dir.path().join("out.txt").display(),
+        rejects = dir.path().join("rejects.jsonl").display()
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "50",
+        "bash",
+        "-c",
+        &run,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let screen = loop {
+        let shown = tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", &session]);
+        let screen = String::from_utf8_lossy(&shown.stdout).into_owned();
+        if screen.contains("run-exit-status=") || std::time::Instant::now() > deadline {
+            break screen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = tmux(&["kill-server"]);
+    assert!(
+        screen.contains("run-exit-status=0"),
+        "the run did not end with 0:\n{screen}"
+    );
+    let frames: Vec<&str> = screen.lines().filter(|l| l.contains("records/s")).collect();
+    assert_eq!(
+        frames.len(),
+        1,
+        "stale bar frames on the terminal:\n{screen}"
+    );
+    // `████ 190.73 MiB/190.73 MiB  2.00 M records ...`: read through the end.
+    let fraction = frames[0].split("  ").next().unwrap_or_default();
+    let (read, total) = fraction.split_once('/').unwrap_or_default();
+    let read: Vec<&str> = read.split_whitespace().rev().take(2).collect();
+    let total: Vec<&str> = total.split_whitespace().rev().collect();
+    assert!(
+        !read.is_empty() && read == total,
+        "the last frame does not show the whole input read: {}",
+        frames[0]
+    );
+}
+
 fn main() {
     needs::run(vec![
         panicking(
@@ -676,6 +746,15 @@ fn main() {
             "progress_bar_on_a_terminal_only",
             &[Need::tool("script", "Debian package util-linux")],
             progress_bar_on_a_terminal_only,
+        ),
+        panicking(
+            "progress_bar_leaves_no_stale_frames_and_ends_at_the_input_end",
+            &[Need::Tool {
+                program: "tmux",
+                probe: "-V",
+                package: "Debian package tmux",
+            }],
+            progress_bar_leaves_no_stale_frames_and_ends_at_the_input_end,
         ),
     ])
 }

@@ -56,9 +56,9 @@ pub fn si(value: f64) -> String {
 fn template(total: Total) -> &'static str {
     match total {
         Total::Bytes(_) => {
-            "{bar:30} {bytes}/{total_bytes}  {records} records  {rate} records/s  eta {eta}"
+            "{wide_bar} {bytes}/{total_bytes}  {records} records  {rate} records/s  eta {eta}"
         }
-        Total::Records(_) => "{bar:30} {records}/{total} records  {rate} records/s  eta {eta}",
+        Total::Records(_) => "{wide_bar} {records}/{total} records  {rate} records/s  eta {eta}",
         Total::Unknown => "{spinner} {records} records  {rate} records/s",
     }
 }

@@ -7,7 +7,7 @@
 //! when the logging level is `info`.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -25,7 +25,15 @@ pub use super::log_record::{LogIdentity, LogValue, pack_fields, timestamp};
 struct ConsoleLayer {
     identity: LogIdentity,
     to_stdout: bool,
+    /// Stderr is a terminal, where the CLI may be drawing a progress bar: each line first
+    /// clears the line the cursor is on, so it replaces the bar's frame instead of leaving
+    /// it above (the bar redraws below on its next tick). On a line already empty this is
+    /// a no-op; a redirected stderr never gets the escape.
+    clears_line: bool,
 }
+
+/// Return to the line's start and erase it (ANSI `CR`, `EL 2`).
+const CLEAR_LINE: &str = "\r\x1b[2K";
 
 impl<S: Subscriber> Layer<S> for ConsoleLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -36,7 +44,8 @@ impl<S: Subscriber> Layer<S> for ConsoleLayer {
         // escaped, so one event is one line that nothing can forge.
         let shown = |text: &str| crate::text::printable(text).into_owned();
         let mut line = format!(
-            "{} {:<5} [{} {}] {}",
+            "{}{} {:<5} [{} {}] {}",
+            if self.clears_line { CLEAR_LINE } else { "" },
             timestamp(now_ms()),
             event.metadata().level(),
             shown(&worker),
@@ -138,10 +147,14 @@ pub fn init(logging: &Logging, identity: LogIdentity) -> Result<(), LogInitError
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
     for exporter in &logging.exporters {
         match exporter {
-            LogExporter::Stderr | LogExporter::Stdout => layers.push(Box::new(ConsoleLayer {
-                identity: identity.clone(),
-                to_stdout: matches!(exporter, LogExporter::Stdout),
-            })),
+            LogExporter::Stderr | LogExporter::Stdout => {
+                let to_stdout = matches!(exporter, LogExporter::Stdout);
+                layers.push(Box::new(ConsoleLayer {
+                    identity: identity.clone(),
+                    to_stdout,
+                    clears_line: !to_stdout && std::io::stderr().is_terminal(),
+                }))
+            }
             LogExporter::Jsonl { path } => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)

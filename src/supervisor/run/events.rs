@@ -332,6 +332,10 @@ impl Supervisor {
                 record.counters.records_in = record.counters.records_in.max(records);
                 if let (true, Some(progress)) = (record.holds_source, &self.progress) {
                     progress.records.fetch_max(records, Ordering::Relaxed);
+                    // The bytes through the last record read: a bar stops where the run did,
+                    // not at the last heartbeat's figure.
+                    let read = input_marks.iter().map(|m| m.bytes).max().unwrap_or(0);
+                    progress.input_bytes.fetch_max(read, Ordering::Relaxed);
                 }
                 self.note_marks(&input_marks, output_mark.as_slice());
                 self.drained
