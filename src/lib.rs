@@ -12,8 +12,7 @@
 //! them inline or in process groups (see the README and the guide in `docs/`):
 //!
 //! ```no_run
-//! use stream_kernel::adapters::Line;
-//! use stream_kernel::graph::Registry;
+//! use stream_kernel::prelude::*;
 //!
 //! // A message: a type that can travel between nodes (and processes).
 //! stream_kernel::message! {
@@ -49,23 +48,24 @@
 //! The same pipeline declared and run in code, inline:
 //!
 //! ```no_run
-//! # use stream_kernel::adapters::Line;
-//! # use stream_kernel::graph::Registry;
+//! # use stream_kernel::prelude::*;
 //! # fn registry() -> Registry { let mut r = Registry::new(); r.line_source("read"); r.line_sink("write"); r }
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // First thing: a process started as a worker of this program becomes one here.
 //!     stream_kernel::worker_entry(registry);
-//!     let config = stream_kernel::config::PipelineBuilder::new("copy")
+//!     let config = PipelineBuilder::new("copy")
 //!         .nodes(["read", "write"])
 //!         .input_file("input.txt")
 //!         .output_file("output.txt")
 //!         .build(&registry())?
 //!         .config;
-//!     let summary = stream_kernel::runtime::run_inline(&config, &registry(), &Default::default())?;
+//!     let summary = run_inline(&config, &registry(), &Default::default())?;
 //!     println!("{} records", summary.records_in);
 //!     Ok(())
 //! }
 //! ```
+//!
+//! [`prelude`] holds what a node author or an embedding program uses; start there.
 //!
 //! Planes, one module each, layered downwards: [`config`] (the YAML contract and the in-code
 //! builder), [`graph`] (node API, registry, typed graph) with [`adapters`] (the engine's own
@@ -84,10 +84,13 @@
 pub mod adapters;
 #[cfg(feature = "fund-load")]
 pub mod apps;
-pub mod calendar;
+pub(crate) mod calendar;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+// The control channel's frames, keys and sessions: public for the frame fuzzers and the
+// protocol tests, not for pipelines (hidden from the API docs; no stability promised).
+#[doc(hidden)]
 pub mod control;
 pub mod cross_host;
 pub mod data;
@@ -95,9 +98,10 @@ pub mod files;
 pub mod graph;
 pub mod json;
 pub mod observability;
+pub mod prelude;
 pub mod runtime;
 pub mod supervisor;
-pub mod text;
+pub(crate) mod text;
 
 /// The rkyv this crate encodes messages with, for [`message!`] and for programs that derive
 /// its traits themselves (`#[rkyv(crate = stream_kernel::rkyv)]`).

@@ -6,11 +6,6 @@ use std::borrow::Cow;
 
 /// `text` with every control character escaped Rust-style (`\n`, `\u{1b}`); other text,
 /// any script included, unchanged.
-///
-/// ```
-/// assert_eq!(stream_kernel::text::printable("a\nb"), "a\\nb");
-/// assert_eq!(stream_kernel::text::printable("données"), "données");
-/// ```
 pub fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
@@ -29,4 +24,16 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 /// A path as logs and summaries show it (see [`printable`]).
 pub fn path(path: &std::path::Path) -> String {
     printable(&path.to_string_lossy()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_other_text_kept() {
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(printable("out\u{1b}[2J"), "out\\u{1b}[2J");
+        assert_eq!(printable("données"), "données");
+    }
 }

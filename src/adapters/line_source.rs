@@ -115,7 +115,7 @@ impl LineSource {
                 match read {
                     LineRead::Line => true,
                     LineRead::End => false,
-                    LineRead::Stopped => return Err(stopped_by.unwrap_or(NodeError::Stopped)),
+                    LineRead::Stopped => return Err(stopped_by.unwrap_or(NodeError::STOPPED)),
                 }
             }
         };

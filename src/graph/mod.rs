@@ -17,7 +17,7 @@ pub use message::{
     encode_into_uninit,
 };
 pub use node::{
-    EmitTarget, Emitter, ErasedNode, ErasedSource, InputPosition, Node, NodeError, Nothing,
+    EmitTarget, Emitter, ErasedNode, ErasedSource, Halt, InputPosition, Node, NodeError, Nothing,
     Outcome, OutputPort, OutputProgress, Pull, RecordContext, Source,
 };
 pub use registry::{

@@ -105,12 +105,34 @@ pub enum NodeError {
     /// `written_through` is completely written and none after it (see [`crate::files::writer`]).
     #[error(transparent)]
     Output(Box<crate::files::writer::OutputError>),
+    /// The runtime ended this call: a node further down already failed (the runtime holds
+    /// that failure) or the run is stopping. A node never makes one; it returns the one it
+    /// got from an emit or the port as it came (`?`), and the runtime takes it from there.
+    #[error("{0}")]
+    Halted(Halt),
+}
+
+/// Why the runtime ended a node's call (see [`NodeError::Halted`]): the runtime's own signal,
+/// opaque to nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halt(pub(crate) HaltReason);
+
+/// The runtime's reasons behind a [`Halt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HaltReason {
     /// A node further down the chain failed; the runtime already holds that failure.
-    #[error("a downstream node failed")]
     Downstream,
     /// The run is stopping; the source stops at the next record.
-    #[error("stopped")]
     Stopped,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            HaltReason::Downstream => "a downstream node failed",
+            HaltReason::Stopped => "stopped",
+        })
+    }
 }
 
 impl From<crate::files::writer::OutputError> for NodeError {
@@ -120,6 +142,22 @@ impl From<crate::files::writer::OutputError> for NodeError {
 }
 
 impl NodeError {
+    /// A node further down the chain failed; the runtime already holds that failure.
+    pub(crate) const DOWNSTREAM: Self = Self::Halted(Halt(HaltReason::Downstream));
+    /// The run is stopping.
+    pub(crate) const STOPPED: Self = Self::Halted(Halt(HaltReason::Stopped));
+
+    /// The runtime ended the call (a failure further down, or the run stopping): not this
+    /// node's failure.
+    pub fn is_halted(&self) -> bool {
+        matches!(self, Self::Halted(_))
+    }
+
+    /// The run is stopping.
+    pub(crate) fn is_stopped(&self) -> bool {
+        matches!(self, Self::Halted(Halt(HaltReason::Stopped)))
+    }
+
     /// A node failure with its message.
     pub fn failed(message: impl Into<String>) -> Self {
         Self::Failed(message.into())
@@ -167,8 +205,8 @@ pub trait OutputPort {
     fn dead_letter(&mut self, reason: &str, detail: &str) -> Result<(), NodeError>;
 
     /// A source is about to wait for input: the runtime publishes what is pending (buffered
-    /// outputs, a ring's unpublished batch), and says whether to go on waiting (`Err(Stopped)`
-    /// when the run is stopping). Ports of other nodes do nothing.
+    /// outputs, a ring's unpublished batch), and says whether to go on waiting (an error
+    /// [`NodeError::Halted`] when the run is stopping). Ports of other nodes do nothing.
     fn idle(&mut self) -> Result<(), NodeError> {
         Ok(())
     }
@@ -207,7 +245,7 @@ impl<'p, T: Message> Emitter<'p, T> {
 
     /// For sources: call before waiting for input (and again at least every 100 ms while
     /// waiting). Everything the run holds back is published, so that records already read
-    /// reach their outputs while the source waits; `Err(NodeError::Stopped)` says the run is
+    /// reach their outputs while the source waits; an error [`NodeError::Halted`] says the run is
     /// stopping and the source must return it without emitting.
     pub fn idle(&mut self) -> Result<(), NodeError> {
         self.port.idle()

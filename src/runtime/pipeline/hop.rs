@@ -357,7 +357,7 @@ impl ChainEnv {
                 }),
             });
         }
-        Err(NodeError::Downstream)
+        Err(NodeError::DOWNSTREAM)
     }
 }
 
@@ -483,7 +483,7 @@ fn stage_failed(
 ) -> Result<(), NodeError> {
     match error {
         // Not this node's failure: one further down, or the run stopping under it.
-        NodeError::Downstream | NodeError::Stopped => Err(error),
+        NodeError::Halted(_) => Err(error),
         error => {
             stage.stats.errors += 1;
             if traced {
@@ -553,7 +553,7 @@ fn run_stage_observed(
     }
     // The node's own error is set on its span before the span closes, then the policy runs.
     let own_error = match &result {
-        Err(NodeError::Downstream | NodeError::Stopped) | Ok(()) => None,
+        Err(NodeError::Halted(_)) | Ok(()) => None,
         Err(error) => Some(error.to_string()),
     };
     if let Some((start_ns, span_id)) = span {
@@ -630,7 +630,7 @@ impl OutputPort for Port<'_, '_> {
     fn idle(&mut self) -> Result<(), NodeError> {
         self.flush_while_idle()?;
         match self.stop {
-            Some(stop) if stop() => Err(NodeError::Stopped),
+            Some(stop) if stop() => Err(NodeError::STOPPED),
             _ => Ok(()),
         }
     }
@@ -702,6 +702,6 @@ impl Port<'_, '_> {
                 trace: None,
             });
         }
-        NodeError::Downstream
+        NodeError::DOWNSTREAM
     }
 }

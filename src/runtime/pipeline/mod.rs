@@ -17,7 +17,7 @@
 //! the node that was running.
 //!
 //! Node failures follow `runtime.on_node_error`: under `fail` the first failure is recorded
-//! (node, `seq`, message) and unwinds the chain as [`NodeError::Downstream`]; under
+//! (node, `seq`, message) and unwinds the chain as [`NodeError::Halted`]; under
 //! `dead_letter` a node's own failure sends the record to the dead-letter adapter and the run
 //! goes on. I/O, encoding and payload errors always fail the run: they are not about the record.
 
@@ -495,11 +495,11 @@ impl LocalPipeline {
                 }
                 // The run is being stopped while this record was on its way: it is not
                 // complete, and no node failed.
-                Err(NodeError::Stopped) => {
+                Err(error) if error.is_stopped() => {
                     run.interrupted = true;
                     break;
                 }
-                Err(NodeError::Downstream) => {
+                Err(NodeError::Halted(_)) => {
                     run.failure = self.env.failure.take();
                     break;
                 }
@@ -585,7 +585,8 @@ impl LocalPipeline {
                 Err(panic) => self.panicked(panic.as_ref(), &ctx, &mut *egress),
             };
             match result {
-                Ok(()) | Err(NodeError::Stopped) => {}
+                Ok(()) => {}
+                Err(error) if error.is_stopped() => {}
                 Err(_) => return self.env.failure.take(),
             }
         }
@@ -618,7 +619,7 @@ impl LocalPipeline {
         stage.stats.records_out += port.emitted;
         match result {
             Ok(()) => Ok(()),
-            Err(error @ (NodeError::Downstream | NodeError::Stopped)) => Err(error),
+            Err(error @ NodeError::Halted(_)) => Err(error),
             Err(error) => {
                 stage.stats.errors += 1;
                 self.env.handle_failure(&stage.name, ctx, error, egress)

@@ -617,7 +617,7 @@ impl GroupData<'_> {
         let result = self
             .pipeline
             .run_encoded(position, payload, trusted, &ctx, egress);
-        if let Err(NodeError::Stopped) = result {
+        if result.as_ref().is_err_and(NodeError::is_stopped) {
             return Err(WorkerFailure::stopped());
         }
         if result.is_err() {

@@ -158,7 +158,7 @@ impl WorkerEgress<'_> {
                 Err(PushError::TimedOut)
                     if self.shared.stopping() && !self.shared.drain_on_stop() =>
                 {
-                    return Err(NodeError::Stopped);
+                    return Err(NodeError::STOPPED);
                 }
                 Err(PushError::TimedOut) => {}
                 Err(PushError::TooLarge { len, max }) => {

@@ -67,7 +67,7 @@ impl WorkerFailure {
         error: NodeError,
     ) -> Self {
         match error {
-            NodeError::Stopped => Self::stopped(),
+            error if error.is_stopped() => Self::stopped(),
             other => Self::ring(format!("{context}: {other}")),
         }
     }
