@@ -96,6 +96,36 @@ impl Reason {
     }
 }
 
+/// How many attempts were declined, per reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeclineCounts([u64; Reason::DECLINES.len()]);
+
+impl DeclineCounts {
+    /// One more attempt declined for `reason` (an accepted one is not counted here).
+    pub fn add(&mut self, reason: Reason) {
+        if let Some(slot) = Self::slot(reason) {
+            self.0[slot] += 1;
+        }
+    }
+
+    /// The attempts declined for `reason`.
+    pub fn get(&self, reason: Reason) -> u64 {
+        Self::slot(reason).map_or(0, |slot| self.0[slot])
+    }
+
+    /// Every decline reason with its count, in code order.
+    pub fn iter(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::DECLINES
+            .iter()
+            .map(|&reason| (reason, self.get(reason)))
+    }
+
+    /// The reason's place: codes 1..=11 are the declines.
+    fn slot(reason: Reason) -> Option<usize> {
+        usize::from(reason.code()).checked_sub(1)
+    }
+}
+
 /// An id as read from the input, losslessly: a string of 1 to 19 ASCII digits is kept as its
 /// value and its length (so `"0528"` and `"528"` stay distinct), anything else as text. Ids are
 /// compared, hashed and printed without copying or re-parsing strings on every hop.
@@ -297,6 +327,24 @@ pub struct OutputLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decline_counts_count_each_decline_reason_and_not_acceptance() {
+        let mut counts = DeclineCounts::default();
+        counts.add(Reason::WeeklyAmountLimit);
+        counts.add(Reason::WeeklyAmountLimit);
+        counts.add(Reason::InputParseError);
+        counts.add(Reason::Accepted);
+        assert_eq!(counts.get(Reason::WeeklyAmountLimit), 2);
+        assert_eq!(counts.get(Reason::InputParseError), 1);
+        assert_eq!(counts.get(Reason::Accepted), 0);
+        let listed: Vec<_> = counts.iter().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            listed,
+            [(Reason::InputParseError, 1), (Reason::WeeklyAmountLimit, 2)]
+        );
+        assert_eq!(counts.iter().count(), Reason::DECLINES.len());
+    }
 
     #[test]
     fn digit_text_keeps_leading_zeros_and_long_ids() {

@@ -446,7 +446,7 @@ pub struct LineSink {
     /// (the writers only measure them) and they are not counted again.
     resume_after: u64,
     accepted: u64,
-    declined: [u64; 12],
+    declined: DeclineCounts,
     audit_line: Vec<u8>,
 }
 
@@ -470,7 +470,7 @@ impl LineSink {
             audit,
             resume_after: ctx.resume_after,
             accepted: 0,
-            declined: [0; 12],
+            declined: DeclineCounts::default(),
             audit_line: Vec::with_capacity(256),
         })
     }
@@ -529,7 +529,7 @@ impl Node for LineSink {
         } else if input.accepted {
             self.accepted += 1;
         } else {
-            self.declined[usize::from(reason.code())] += 1;
+            self.declined.add(reason);
         }
         self.output.write_line(ctx.seq, input.text.as_slice())?;
         self.write_audit(ctx.seq, input, reason)
@@ -563,12 +563,8 @@ impl Node for LineSink {
 
     fn outcomes(&self) -> Vec<Outcome> {
         let mut outcomes = vec![Outcome::new("accepted", self.accepted)];
-        for reason in Reason::DECLINES {
-            outcomes.push(Outcome::with_reason(
-                "declined",
-                reason.as_str(),
-                self.declined[usize::from(reason.code())],
-            ));
+        for (reason, count) in self.declined.iter() {
+            outcomes.push(Outcome::with_reason("declined", reason.as_str(), count));
         }
         outcomes
     }
