@@ -20,22 +20,23 @@
 //! (node, `seq`, message) and unwinds the chain as [`NodeError::Halted`]; under
 //! `dead_letter` a node's own failure sends the record to the dead-letter adapter and the run
 //! goes on. I/O, encoding and payload errors always fail the run: they are not about the record.
+//!
+//! This file drives records; `build` makes and links the nodes, `hop` is one step of the
+//! chain, `outputs` flushes and settles the outputs, `stats` keeps the figures.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::dead_letter::DeadLetters;
 use super::journal::JournalKeeper;
-use super::resume::{InputTrail, ResumePlan, ResumeRefused};
+use super::resume::{InputTrail, ResumeRefused};
 use super::routes::Routes;
-use super::summary::{NodeReport, NodeStats};
-use crate::config::{Config, NodeErrorPolicy};
-use crate::control::NodeCount;
+use super::summary::NodeStats;
+use crate::config::NodeErrorPolicy;
 use crate::graph::{
-    BuildContext, BuiltNode, EmitTarget, ErasedNode, ErasedSource, Graph, MessageType, NodeError,
-    NodeRole, OutputPort, Placement, Pull, RecordContext, Registry, Services, Value,
+    EmitTarget, ErasedNode, ErasedSource, MessageType, NodeError, OutputPort, Pull, RecordContext,
+    Value,
 };
 use crate::observability::ids::trace_id_for;
 use crate::observability::latency::{self, LatencyHistogram};
@@ -51,36 +52,17 @@ pub const TIMING_SAMPLE: u64 = 256;
 /// so each flush is a completed record with a known input position (the run journal).
 pub(crate) const OUTPUT_BATCH: u64 = super::resume::CHECKPOINT_EVERY;
 
+mod build;
 mod hop;
+mod outputs;
+mod stats;
+
+pub use build::{PipelineRun, StartError};
+pub use stats::PublishedNodes;
 
 pub(crate) use hop::{ChainEnv, Egress, Link, Stage, log_failure};
 pub use hop::{NodeFailure, RecordTrace};
 use hop::{Port, panic_message, run_entry};
-
-/// What a worker's data thread publishes for its heartbeat thread.
-#[derive(Debug, Clone, Default)]
-pub struct PublishedStats {
-    /// Per local node.
-    pub nodes: Vec<NodeCount>,
-    /// End-to-end latency of the measured records that ended here.
-    pub latency: LatencyHistogram,
-    /// Input positions the source passed, not yet sent (the heartbeat takes them).
-    pub input_marks: Vec<crate::control::InputMark>,
-    /// The outputs' lengths at the latest completed checkpoint record (the worker where
-    /// records end).
-    pub output_marks: Vec<crate::control::OutputMark>,
-}
-
-/// Input positions a heartbeat carries at most (the newest): a heartbeat stays far below the
-/// control frame limit, and the journal needs only recent ones.
-const MAX_MARKS_PER_BEAT: usize = 4096;
-
-/// Where a worker's data thread publishes its figures for the heartbeat thread.
-pub type PublishedNodes = Arc<parking_lot::Mutex<PublishedStats>>;
-
-/// How often a worker's node figures are published for its heartbeat (which carries them at
-/// least once a second).
-const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How a source run ended.
 pub(crate) struct SourceRun {
@@ -109,30 +91,6 @@ fn root_context<'g>(env: &ChainEnv, run_id: u64, group: &'g str, seq: u64) -> Re
         }
     }
     ctx
-}
-
-/// The routing table as seen from `group`: in process mode every node's group is its chain
-/// position; inline, everything is group 0.
-fn routes_for(config: &Config, graph: &Graph, group: &str) -> Routes {
-    let routes =
-        Routes::from_graph(graph).with_cache(config.runtime.platform.routing_cache.clone());
-    if !config.is_process_mode() {
-        return routes;
-    }
-    let topology = super::topology::Topology::of(config, graph);
-    let groups = (0..graph.nodes.len())
-        .map(|node| topology.group_of_node(node).map_or(0, |g| g.index))
-        .collect();
-    let home = topology.group(group).map_or(0, |g| g.index);
-    routes.with_groups(groups, home)
-}
-
-/// Building or starting the local nodes failed; nothing was ingested.
-#[derive(Debug, thiserror::Error)]
-#[error("node `{node}` failed to start: {message}")]
-pub struct StartError {
-    pub node: String,
-    pub message: String,
 }
 
 /// A process's local nodes and what drives them: the source (if this process holds it), the
@@ -169,139 +127,7 @@ pub(crate) struct LocalPipeline {
 /// [`LatencyConfig::max_output_delay_us`]: crate::config::LatencyConfig::max_output_delay_us
 const DELAY_CHECK_EVERY: u64 = 32;
 
-/// What a local pipeline is built for: its run, where a resumed run resumes, and the counter
-/// its source reports consumed input bytes into ([`crate::graph::InputProgress`]).
-#[derive(Debug, Clone, Default)]
-pub struct PipelineRun {
-    /// The run's id (trace ids derive from it).
-    pub run_id: u64,
-    /// Where a resumed run resumes (empty: a fresh run).
-    pub resume: ResumePlan,
-    /// Input bytes the source consumed.
-    pub input_bytes: Arc<AtomicU64>,
-}
-
 impl LocalPipeline {
-    /// Builds the nodes of `graph` for which `is_local` holds, in pipeline order, and links
-    /// them (does not start them).
-    pub fn build(
-        config: &Config,
-        registry: &Registry,
-        graph: &Graph,
-        placement: &Placement,
-        is_local: impl Fn(usize) -> bool,
-        run: &PipelineRun,
-    ) -> Result<Self, StartError> {
-        let (run_id, resume_after) = (run.run_id, run.resume.after);
-        let mut services = Services::default();
-        let input_bytes = Arc::clone(&run.input_bytes);
-        services.get_or_insert_with(|| crate::graph::InputProgress(input_bytes));
-        let mut source = None;
-        let mut source_name = String::new();
-        let mut built = Vec::new();
-        let null = serde_norway::Value::Null;
-        for (index, node) in graph.nodes.iter().enumerate().filter(|(i, _)| is_local(*i)) {
-            let start_error = |message: String| StartError {
-                node: node.name.clone(),
-                message,
-            };
-            let factory = registry
-                .get(&node.name)
-                .ok_or_else(|| start_error("not in the node registry".to_string()))?;
-            let mut ctx = BuildContext {
-                node: &node.name,
-                settings: config.nodes.get(&node.name).unwrap_or(&null),
-                config,
-                placement,
-                services: &mut services,
-                resume_after,
-                output_lengths: &run.resume.output_lengths,
-            };
-            match factory
-                .build(&mut ctx)
-                .map_err(|e| start_error(e.to_string()))?
-            {
-                BuiltNode::Source(s) if node.role == NodeRole::Source => {
-                    source = Some(s);
-                    source_name = node.name.clone();
-                }
-                BuiltNode::Source(_) => {
-                    return Err(start_error("a source must be the first node".to_string()));
-                }
-                BuiltNode::Node(n) => built.push((node.name.clone(), index, n)),
-            }
-        }
-        let routes = routes_for(config, graph, &placement.group);
-        let mut local = vec![None; graph.nodes.len()];
-        for (position, (_, index, _)) in built.iter().enumerate() {
-            local[*index] = Some(position);
-        }
-        let link_of = |index: usize| match routes.next_of(index) {
-            None => Link::Terminal,
-            Some(next) => match local.get(next).copied().flatten() {
-                Some(position) => Link::Local(position),
-                None => Link::Remote(next),
-            },
-        };
-        let stages = built
-            .into_iter()
-            .map(|(name, index, node)| Stage {
-                name,
-                index,
-                node,
-                next: link_of(index),
-                stats: NodeStats::default(),
-            })
-            .collect();
-        let source_next = link_of(0);
-        Ok(Self {
-            source,
-            source_name,
-            source_next,
-            source_stats: NodeStats::default(),
-            stages,
-            env: ChainEnv::new(
-                routes,
-                config.runtime.on_node_error,
-                local,
-                graph.nodes.iter().map(|n| n.name.clone()).collect(),
-            ),
-            group: placement.group.clone(),
-            stats_out: None,
-            run_id,
-            ends_records: graph.nodes.len().checked_sub(1).is_some_and(&is_local),
-            trail: InputTrail::new(
-                &run.resume.input_positions,
-                crate::text::printable(&super::journal::input_identity(config).name).into_owned(),
-            ),
-            resume_after,
-            journal: None,
-            max_output_delay: Duration::from_micros(config.runtime.latency.max_output_delay_us),
-        })
-    }
-
-    /// Calls every local node's `on_start`, source first.
-    pub fn start(&mut self) -> Result<(), StartError> {
-        if let Some(source) = self.source.as_mut() {
-            source.on_start().map_err(|e| StartError {
-                node: self.source_name.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        for stage in &mut self.stages {
-            stage.node.on_start().map_err(|e| StartError {
-                node: stage.name.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        Ok(())
-    }
-
-    /// The position of local node `index` (graph index), if it runs here.
-    pub fn position_of(&self, index: usize) -> Option<usize> {
-        self.env.local.get(index).copied().flatten()
-    }
-
     /// A caught panic of record `ctx`: charged to the node that was running, under the policy.
     fn panicked(
         &mut self,
@@ -625,196 +451,5 @@ impl LocalPipeline {
                 self.env.handle_failure(&stage.name, ctx, error, egress)
             }
         }
-    }
-
-    /// Hands every local output (sinks' files, the dead-letter file) to the operating system:
-    /// a batch boundary. A failure names the output and the first record not written.
-    /// Publishes the node figures for the heartbeat, at most every [`STATS_EVERY`] (callers
-    /// call it at batch boundaries).
-    pub fn publish_stats(&mut self) {
-        let Some((out, last)) = &mut self.stats_out else {
-            return;
-        };
-        if last.is_some_and(|t| t.elapsed() < STATS_EVERY) {
-            return;
-        }
-        *last = Some(Instant::now());
-        let out = Arc::clone(out);
-        let counts: Vec<NodeCount> = self
-            .reports()
-            .into_iter()
-            .map(|r| NodeCount {
-                node: r.name,
-                records_in: r.stats.records_in,
-                records_out: r.stats.records_out,
-                errors: r.stats.errors,
-                counters: r.counters,
-                outcomes: r.outcomes,
-            })
-            .collect();
-        let marks = self.trail.drain();
-        let mut out = out.lock();
-        out.nodes = counts;
-        out.latency = self.env.latency.histogram;
-        out.input_marks
-            .extend(marks.into_iter().map(super::resume::mark_of));
-        let excess = out.input_marks.len().saturating_sub(MAX_MARKS_PER_BEAT);
-        out.input_marks.drain(..excess);
-    }
-
-    /// A record born at `born_ns` (0: not measured) ended now in this process. Where records
-    /// end (written by the sink, dead-lettered, or handed to the embedding host) its latency
-    /// is taken when its output reaches the operating system, at the next
-    /// [`LocalPipeline::outputs_written`]: what a reader of the output sees. A record that left
-    /// nothing downstream and no output (`nothing_left`, outside the last process) ends here.
-    #[inline]
-    pub(crate) fn record_ended(&mut self, born_ns: u64, nothing_left: bool) {
-        if born_ns == 0 {
-            return;
-        }
-        if self.ends_records {
-            self.env.latency.unwritten(born_ns);
-        } else if nothing_left {
-            self.env.latency.observe_now(born_ns);
-        }
-    }
-
-    /// Every output of this process reached the operating system (a flush, a published ring
-    /// batch): the records waiting in them are now visible to a reader.
-    pub(crate) fn outputs_written(&mut self) {
-        self.env.latency.written();
-    }
-
-    /// End-to-end latency of the measured records that ended in this process.
-    pub fn latency(&self) -> LatencyHistogram {
-        self.env.latency.histogram
-    }
-
-    /// Hands every output of this process to the operating system: the local nodes' buffers,
-    /// the dead-letter file, the batch of the outbound rings.
-    pub fn flush_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
-        self.publish_stats();
-        let output_failure = |node: &str, error: NodeError| {
-            Box::new(NodeFailure {
-                seq: error.written_through().map_or(0, |w| w + 1),
-                node: node.to_string(),
-                error,
-                trace: None,
-            })
-        };
-        for stage in &mut self.stages {
-            stage
-                .node
-                .flush()
-                .map_err(|e| output_failure(&stage.name, e))?;
-        }
-        if let Some(dead_letters) = egress.dead_letter_file() {
-            dead_letters
-                .flush()
-                .map_err(|e| output_failure("dead_letter", e))?;
-        }
-        egress.publish();
-        self.outputs_written();
-        Ok(())
-    }
-
-    /// The end of the input: the dead-letter file ends its replay (a resumed run) and every
-    /// local output is flushed.
-    pub fn finish_outputs(&mut self, egress: &mut dyn Egress) -> Result<(), Box<NodeFailure>> {
-        if let Some(dead_letters) = egress.dead_letter_file()
-            && let Err(error) = dead_letters.finish()
-        {
-            return Err(Box::new(NodeFailure {
-                seq: error.written_through().map_or(0, |w| w + 1),
-                node: "dead_letter".to_string(),
-                error,
-                trace: None,
-            }));
-        }
-        self.flush_outputs(egress)
-    }
-
-    /// After a failure: cuts every local output back to the records through the returned
-    /// `seq` (at most `completed`; less when an output could not be written that far) and
-    /// hands over what is left. What the outputs hold is then exactly what the run reports.
-    pub fn settle_outputs(&mut self, egress: &mut dyn Egress, completed: u64) -> u64 {
-        let mut through = completed;
-        // No flush first: a flush would make the last batch final and move the window a
-        // failure may roll back (see `RecordWriter::flush`); `truncate_after` writes out what
-        // it keeps.
-        // An output that cannot write out what it keeps lowers the point for all of them:
-        // repeat until every output ends at the same record.
-        loop {
-            let before = through;
-            for stage in &mut self.stages {
-                let cut = stage.node.truncate_after(through);
-                lower_to_written(&mut through, cut, &stage.name);
-            }
-            if let Some(dead_letters) = egress.dead_letter_file() {
-                let cut = dead_letters.truncate_after(through);
-                lower_to_written(&mut through, cut, "dead_letter");
-            }
-            if through == before {
-                return through;
-            }
-        }
-    }
-
-    /// Per-node reports of this process.
-    pub fn reports(&self) -> Vec<NodeReport> {
-        let mut nodes = Vec::with_capacity(self.stages.len() + 1);
-        if let Some(source) = &self.source {
-            nodes.push(NodeReport {
-                name: self.source_name.clone(),
-                group: self.group.clone(),
-                busy_ns: self
-                    .source_stats
-                    .busy_estimate_over(self.source_stats.records_in),
-                stats: self.source_stats.clone(),
-                counters: source.counters(),
-                outcomes: Vec::new(),
-            });
-        }
-        nodes.extend(self.stages.iter().map(|s| NodeReport {
-            name: s.name.clone(),
-            group: self.group.clone(),
-            busy_ns: s.stats.estimated_busy_ns(),
-            stats: s.stats.clone(),
-            counters: s.node.counters(),
-            outcomes: s.node.outcomes(),
-        }));
-        nodes
-    }
-}
-
-/// An output that failed while a failed run settles its outputs: what it could write bounds
-/// the completed range; the failure itself was already reported, this one is logged.
-fn lower_to_written(through: &mut u64, result: Result<(), NodeError>, node: &str) {
-    if let Err(error) = result {
-        if let Some(written) = error.written_through() {
-            *through = (*through).min(written);
-        }
-        tracing::error!(node, "{error}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A preempted sample does not dominate a node's estimate; a slow node keeps its time.
-    #[test]
-    fn an_outlier_sample_is_capped() {
-        let mut stats = NodeStats::default();
-        for _ in 0..100 {
-            stats.add_sample(1_000);
-        }
-        stats.add_sample(50_000_000);
-        assert!(stats.sampled_busy_ns < 100 * 1_000 + 100_000, "{stats:?}");
-        let mut slow = NodeStats::default();
-        for _ in 0..100 {
-            slow.add_sample(2_000_000);
-        }
-        assert_eq!(slow.sampled_busy_ns, 200_000_000);
     }
 }
