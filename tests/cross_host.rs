@@ -108,6 +108,14 @@ fn main() {
                 "xh14_a_full_jetstream_store_fails_at_once_naming_the_limit",
                 xh14,
             ),
+            Trial::test(
+                "xh15_a_second_host_under_a_run_id_being_run_is_refused_naming_the_owner",
+                xh15,
+            ),
+            Trial::test(
+                "xh16_an_account_whose_limits_leave_no_room_is_refused_before_the_first_publish",
+                xh16,
+            ),
         ]
         .into_iter()
         .map(|trial| {
@@ -1018,19 +1026,47 @@ fn xh13() -> Result<(), Failed> {
     run_both(&config, &input, calm.path(), &run_id("xh13-calm", 0))?;
     let undisturbed = started.elapsed();
     check_identical(calm.path(), &reference, "the undisturbed cluster run")?;
-    // The same with the stream's leader killed once the stream is there.
+    // The same with the stream's leader killed once the stream is there: once in the suite,
+    // `STREAM_KERNEL_XH_CLUSTER_RUNS` times from tools/cross-host-chaos.sh (a fresh cluster
+    // for each, the killed node gone from the last).
+    let rounds = runs("STREAM_KERNEL_XH_CLUSTER_RUNS", 1);
+    for round in 0..rounds {
+        if round > 0 {
+            cluster = Cluster::start()?;
+        }
+        leader_killed_round(
+            &mut cluster,
+            &input,
+            &reference,
+            &replicated,
+            round,
+            undisturbed,
+        )?;
+    }
+    Ok(())
+}
+
+/// One run of xh13 with the stream's leader killed: identical to inline, no stream left.
+fn leader_killed_round(
+    cluster: &mut Cluster,
+    input: &Path,
+    reference: &(Vec<u8>, Vec<u8>),
+    replicated: &[(&str, String)],
+    round: u64,
+    undisturbed: Duration,
+) -> Result<(), Failed> {
     let work = tempfile::tempdir()?;
     let config = two_host_config_with(
         work.path(),
         Profile::Experiment,
         &cluster.urls(),
-        &replicated,
+        replicated,
     )?;
-    let run = run_id("xh13", 1);
+    let run = run_id("xh13", round + 1);
     let stream = format!("stream_kernel_{run}");
     let started = Instant::now();
-    let up = spawn_host("upstream", &config, &input, work.path(), &run)?;
-    let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
+    let up = spawn_host("upstream", &config, input, work.path(), &run)?;
+    let down = spawn_host("downstream", &config, input, work.path(), &run)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (leader, replicas) = loop {
         if let Some(found) = cluster.stream_leader(&stream) {
@@ -1051,13 +1087,12 @@ fn xh13() -> Result<(), Failed> {
     expect_ok(&up, "upstream")?;
     expect_ok(&down, "downstream")?;
     let disturbed = started.elapsed();
-    check_identical(
-        work.path(),
-        &reference,
-        "after the stream leader was killed",
-    )?;
+    check_identical(work.path(), reference, "after the stream leader was killed")?;
+    check(!cluster.has_stream(&stream), || {
+        format!("stream {stream} was left behind")
+    })?;
     println!(
-        "xh13: 3 replicas, stream leader n{} killed at {:.2} s: run {:.2} s against {:.2} s undisturbed (+{:.2} s)",
+        "xh13 round {round}: 3 replicas, stream leader n{} killed at {:.2} s: run {:.2} s against {:.2} s undisturbed (+{:.2} s); no stream left",
         leader + 1,
         killed_at.as_secs_f64(),
         disturbed.as_secs_f64(),
@@ -1068,8 +1103,9 @@ fn xh13() -> Result<(), Failed> {
 }
 
 /// A server whose JetStream store is capped far below what the run needs: the upstream fails
-/// at the first refused publish, saying the storage limit is reached and what to do, instead
-/// of retrying until the idle timeout and calling the server "back".
+/// at the first refused publish with exit 3 (a rerun fails the same way), saying the storage
+/// limit is reached, what the stream needs for this input and what to do, instead of
+/// retrying until the idle timeout and calling the server "back".
 fn xh14() -> Result<(), Failed> {
     let conf_dir = tempfile::tempdir()?;
     let conf = conf_dir.path().join("small-store.conf");
@@ -1089,18 +1125,130 @@ fn xh14() -> Result<(), Failed> {
     let up_after = started.elapsed();
     let _ = wait_exit(down)?;
     let said = format!("{}{}", up.stdout, up.stderr);
-    check(up.code != Some(0), || {
-        format!("the upstream exited 0 on a full store:\n{said}")
-    })?;
-    check(said.contains("storage limit is reached"), || {
+    check(up.code == Some(3), || {
         format!(
-            "the upstream did not name the storage limit:\n{}",
-            tail(&said)
+            "the upstream exited {:?} on a full store, not 3:\n{said}",
+            up.code
         )
     })?;
+    check(
+        said.contains("storage limit is reached") && said.contains("needs about"),
+        || {
+            format!(
+                "the upstream did not name the storage limit:\n{}",
+                tail(&said)
+            )
+        },
+    )?;
     println!(
         "xh14: store capped at 2 MB, 200k lines: the upstream failed after {:.1} s naming the storage limit",
         up_after.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One owner per run id and host: a downstream host is waiting for its records when a second
+/// downstream under the same run id starts: it is refused at once (exit 3) naming the first.
+/// The first is then killed (`kill -9`): its claim names a process of this machine that is
+/// gone, so the pair run next under the same run id takes it over and ends identical to
+/// inline.
+fn xh15() -> Result<(), Failed> {
+    let nats = Nats::start(&[])?;
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, 5_000)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let (first_dir, second_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let config = two_host_config(first_dir.path(), Profile::Experiment, &nats.url())?;
+    let run = run_id("xh15", 0);
+    let mut first = spawn_host("downstream", &config, &input, first_dir.path(), &run)?;
+    let first_pid = first.id();
+    // The first host claims the run within milliseconds of its start; the second starts well
+    // after that.
+    std::thread::sleep(Duration::from_secs(3));
+    let refused = wait_exit(spawn_host(
+        "downstream",
+        &config,
+        &input,
+        second_dir.path(),
+        &run,
+    )?)?;
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    check(
+        refused.code == Some(3)
+            && said.contains("is already being run by")
+            && said.contains(&format!("pid={first_pid}")),
+        || {
+            format!(
+                "the second downstream: exit {:?}, expected 3 naming pid {first_pid}:\n{}",
+                refused.code,
+                tail(&said)
+            )
+        },
+    )?;
+    let _ = first.kill();
+    let _ = first.wait();
+    // Its workers end with it (they watch their supervisor): give them a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let fresh = tempfile::tempdir()?;
+    run_both(&config, &input, fresh.path(), &run)?;
+    check_identical(fresh.path(), &reference, "after taking over the claim")?;
+    println!(
+        "xh15: a second downstream under run {run} was refused naming pid {first_pid}; after kill -9 of the first, the next pair took the claim over and ended identical"
+    );
+    Ok(())
+}
+
+/// An account whose JetStream limits (1 MB of file storage) leave far less room than the
+/// run's stream needs: the upstream host is refused at start (exit 3), naming the room and
+/// what the stream needs, and creates no stream.
+fn xh16() -> Result<(), Failed> {
+    let conf_dir = tempfile::tempdir()?;
+    let conf = conf_dir.path().join("account-limits.conf");
+    std::fs::write(
+        &conf,
+        "accounts {\n  LIMITED: {\n    jetstream: { max_file: 1MB, max_mem: 1MB }\n    users: [ { user: limited, password: limited } ]\n  }\n}\n",
+    )?;
+    let conf_arg = conf.display().to_string();
+    let nats = Nats::start(&["-c", &conf_arg])?;
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, FAULT_LINES)?;
+    let password = data.path().join("password");
+    std::fs::write(&password, "limited\n")?;
+    let work = tempfile::tempdir()?;
+    let config = two_host_config_with(
+        work.path(),
+        Profile::Experiment,
+        &nats.url(),
+        &[
+            ("credentials.user", "limited".to_string()),
+            ("credentials.password_file", yaml_path(&password)),
+        ],
+    )?;
+    let run = run_id("xh16", 0);
+    let started = Instant::now();
+    let up = wait_exit(spawn_host("upstream", &config, &input, work.path(), &run)?)?;
+    let said = format!("{}{}", up.stdout, up.stderr);
+    check(
+        up.code == Some(3) && said.contains("has room for") && said.contains("needs about"),
+        || {
+            format!(
+                "the upstream on a 1 MB account: exit {:?}, expected 3 naming the room:\n{}",
+                up.code,
+                tail(&said)
+            )
+        },
+    )?;
+    check(!said.contains("cross-host hand-off through"), || {
+        format!("the upstream started its hand-off anyway:\n{}", tail(&said))
+    })?;
+    println!(
+        "xh16: a 1 MB account under a 200k-line input: the upstream was refused in {} ms: {}",
+        started.elapsed().as_millis(),
+        said.lines()
+            .find(|l| l.contains("has room for"))
+            .unwrap_or_default()
     );
     Ok(())
 }

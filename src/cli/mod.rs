@@ -43,8 +43,9 @@ const EXIT_FAILED: u8 = 1;
 /// Exit status for config errors (docs/configuration.md), and for run files that cannot be used (the
 /// input is the output, a missing input file).
 const EXIT_CONFIG: u8 = 2;
-/// Exit status for a run whose hand-off to other hosts cannot start: NATS unreachable within
-/// the connect timeout, credentials refused, or the run's stream exists with other settings.
+/// Exit status for a run whose hand-off to other hosts cannot start (NATS unreachable within
+/// the connect timeout, credentials refused, the run's stream exists with other settings) or
+/// cannot go on (the server refuses to store more: a rerun fails the same way).
 const EXIT_CROSS_HOST: u8 = 3;
 /// Exit status for command-line usage errors (an unknown flag, a missing value): `EX_USAGE`
 /// of sysexits.h, distinct from a config error.
@@ -69,7 +70,8 @@ Exit status:
   2    the config is invalid (every error listed), or the run's files contradict each other
        (an output is the input, two outputs are one file)
   3    the hand-off to other hosts cannot start (NATS unreachable, credentials refused, the
-       run's stream exists with other settings)
+       run's stream exists with other settings) or the server refuses to store more (its
+       store or the account's JetStream limits are full)
   64   command-line usage error
   66   the input file is missing or cannot be read (nothing was written)
   73   an output file cannot be created or used: a missing directory, no permission, a FIFO,

@@ -305,6 +305,7 @@ pub(super) fn run(app: &App, args: RunArgs) -> anyhow::Result<ExitCode> {
                 through: completed_through,
                 source_read: 0,
                 before_start: false,
+                status: EXIT_FAILED,
             },
         ),
         Err(RunError::ResumeRefused { refused, summary }) => {
@@ -346,6 +347,9 @@ enum Ending {
         source_read: u64,
         /// The failure is a worker that could not set itself up.
         before_start: bool,
+        /// The exit status: a failed run's, or the hand-off's when the server refused to
+        /// store more (a rerun fails the same way until its limits change).
+        status: u8,
     },
     /// The run journal refused the resume; nothing was written.
     ResumeRefused(String),
@@ -371,6 +375,7 @@ fn finish(
             what,
             through,
             source_read,
+            status,
             ..
         } => {
             end.push_str(&format!(
@@ -383,7 +388,7 @@ fn finish(
                 }
             ));
             end.push_str(&summary::resume_line(summary, *through));
-            (EXIT_FAILED, format!("failed: {what}"))
+            (*status, format!("failed: {what}"))
         }
         Ending::ResumeRefused(refused) => {
             eprintln!("error: resume refused: {refused}");
@@ -518,6 +523,11 @@ fn run_process_groups(
             through: run.completed_through,
             source_read: run.source_last_seq,
             before_start: failure.category == crate::control::FailureCategory::BootstrapError,
+            status: if failure.category == crate::control::FailureCategory::CrossHostRefused {
+                EXIT_CROSS_HOST
+            } else {
+                EXIT_FAILED
+            },
         },
         RunEnd::Interrupted(signal) => Ending::Stopped {
             code: exit_code_of(*signal),

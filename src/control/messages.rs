@@ -262,11 +262,14 @@ pub enum FailureCategory {
     /// A resumed run's input is not the one its journal describes, or ends before the
     /// resume point: nothing was written.
     ResumeRefused = 10,
+    /// The hand-off's server refused to store more records (its store or the account's
+    /// JetStream limits are full): a rerun fails the same way until the limits change.
+    CrossHostRefused = 11,
 }
 
 impl FailureCategory {
     /// Every category.
-    pub const ALL: [FailureCategory; 10] = [
+    pub const ALL: [FailureCategory; 11] = [
         Self::StartTimeout,
         Self::BootstrapError,
         Self::HeartbeatTimeout,
@@ -277,6 +280,7 @@ impl FailureCategory {
         Self::RingCorrupted,
         Self::CrossHost,
         Self::ResumeRefused,
+        Self::CrossHostRefused,
     ];
 
     /// The category's label in events, errors, metrics and the summary.
@@ -292,6 +296,7 @@ impl FailureCategory {
             Self::RingCorrupted => "ring_corrupted",
             Self::CrossHost => "cross_host",
             Self::ResumeRefused => "resume_refused",
+            Self::CrossHostRefused => "cross_host_refused",
         }
     }
 }

@@ -100,6 +100,41 @@ pub enum CrossHostError {
         /// What failed.
         detail: String,
     },
+    /// Another process runs this run id under this host name (see the claims bucket in
+    /// docs/across-hosts.md).
+    #[error(
+        "run {run} on host {host} is already being run by {owner}; wait for it to end, or if it is gone, its claim expires within {expires_s} s (or use another --run-id)"
+    )]
+    Owned {
+        /// The run id.
+        run: String,
+        /// The host name (`--host`).
+        host: String,
+        /// Who holds the claim (`machine=... pid=...`).
+        owner: String,
+        /// Seconds a claim outlives its owner's last refresh.
+        expires_s: u64,
+    },
+    /// The account's JetStream limits leave less room than the run's stream needs.
+    #[error(
+        "the NATS account at {url} has room for {available} bytes of {storage} storage, and the run's stream needs about {needed} bytes (1.5x the {input} input bytes, times {replicas} replicas): raise the account's JetStream limits ({limit}) or free space, then rerun"
+    )]
+    NoRoom {
+        /// The server URL(s).
+        url: String,
+        /// `file` or `memory`.
+        storage: &'static str,
+        /// Bytes the account may still store.
+        available: u64,
+        /// Bytes the stream is expected to need.
+        needed: u64,
+        /// The input's size.
+        input: u64,
+        /// The stream's replicas.
+        replicas: u32,
+        /// The limit's name in the account's config.
+        limit: &'static str,
+    },
     /// The config places groups on hosts in a way this run cannot serve.
     #[error("{0}")]
     Placement(String),
@@ -136,6 +171,9 @@ pub struct EdgeFailure {
     pub worker: String,
     /// What failed.
     pub detail: String,
+    /// The server refused to store more (its store or the account's JetStream limits are
+    /// full): rerunning fails the same way until the limits change.
+    pub refused: bool,
 }
 
 /// Records and messages moved by the bridge, for the summary.

@@ -16,6 +16,7 @@ impl Bridge {
         _run: &str,
         _host: &str,
         _input: Option<String>,
+        _input_bytes: Option<u64>,
         _rings: Vec<BridgedRing>,
     ) -> Result<Self, CrossHostError> {
         Err(CrossHostError::Unavailable)

@@ -65,15 +65,6 @@ pub fn push_url(gateway: &str, job: &str, host: &str) -> String {
     )
 }
 
-/// This host's name, the `instance` of a push.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// `PUT`s `body` to `url` (replacing what the grouping key held).
 pub fn push(url: &str, body: String) -> Result<(), PushError> {
     let failed = |detail: String| PushError {

@@ -251,6 +251,22 @@ impl Cluster {
             })
     }
 
+    /// Some live node knows stream `name` (with or without a leader).
+    pub fn has_stream(&self, name: &str) -> bool {
+        (0..3)
+            .filter(|i| self.nodes[*i].child.is_some())
+            .filter_map(|i| self.jsz(i))
+            .any(|jsz| {
+                jsz["account_details"].as_array().is_some_and(|accounts| {
+                    accounts.iter().any(|account| {
+                        account["stream_detail"]
+                            .as_array()
+                            .is_some_and(|streams| streams.iter().any(|s| s["name"] == name))
+                    })
+                })
+            })
+    }
+
     /// kill -9 of node `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

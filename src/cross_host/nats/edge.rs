@@ -24,8 +24,24 @@ pub(super) struct Edge {
     pub(super) settings: CrossHost,
 }
 
-/// An edge stopped before its end: why (`None`: asked to stop).
-pub(super) type EdgeResult = Result<(), Option<String>>;
+/// Why an edge stopped before its end.
+pub(super) enum EdgeStop {
+    /// The run asked it to stop.
+    Asked,
+    /// It failed: what failed.
+    Failed(String),
+    /// The server refused to store more (its store or the account's limits are full): a
+    /// rerun fails the same way until the limits change.
+    Refused(String),
+}
+
+pub(super) type EdgeResult = Result<(), EdgeStop>;
+
+impl From<String> for EdgeStop {
+    fn from(detail: String) -> Self {
+        Self::Failed(detail)
+    }
+}
 
 impl Edge {
     pub(super) fn run(self) {
@@ -37,29 +53,58 @@ impl Edge {
                 Direction::Publish => self.publish(),
                 Direction::Subscribe => self.subscribe(),
             }))
-            .unwrap_or_else(|_| Err(Some("the NATS client panicked".to_string())));
+            .unwrap_or_else(|_| Err(EdgeStop::Failed("the NATS client panicked".to_string())));
         match outcome {
             Ok(()) => {
                 self.shared.finished.fetch_add(1, Ordering::Relaxed);
             }
-            Err(Some(detail)) => {
-                let mut slot = self.shared.failure.lock();
-                if slot.is_none() {
-                    *slot = Some(EdgeFailure {
-                        worker: self.ring.worker.clone(),
-                        detail: format!(
-                            "edge {} (subject {}): {detail}",
-                            self.ring.name, self.subject
-                        ),
-                    });
-                }
-            }
-            Err(None) => {}
+            Err(EdgeStop::Asked) => {}
+            Err(EdgeStop::Failed(detail)) => self.record_failure(detail, false),
+            Err(EdgeStop::Refused(detail)) => self.record_failure(detail, true),
+        }
+    }
+
+    /// The first failure of any edge is the bridge's.
+    fn record_failure(&self, detail: String, refused: bool) {
+        let mut slot = self.shared.failure.lock();
+        if slot.is_none() {
+            *slot = Some(EdgeFailure {
+                worker: self.ring.worker.clone(),
+                detail: format!(
+                    "edge {} (subject {}): {detail}",
+                    self.ring.name, self.subject
+                ),
+                refused,
+            });
         }
     }
 
     pub(super) fn stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// With memory storage a server restart loses the stream with every record it had
+    /// acknowledged (a publisher that finds it gone creates it afresh): the run's stream must
+    /// still be the one this host started with, or its records cannot be confirmed stored.
+    fn confirm_stored(&self) -> EdgeResult {
+        if self.settings.storage != StreamStorage::Memory {
+            return Ok(());
+        }
+        let started = self.stream.cached_info().created;
+        let context = self.context.lock().clone();
+        let now = self.handle.block_on(async {
+            let mut stream = context.get_stream(&self.wanted.name).await.ok()?;
+            Some(stream.info().await.ok()?.created)
+        });
+        // Gone is the sink host's delete at its end (it had every record); a loss with no
+        // publish after it shows there as a gap, and that host fails.
+        if now.is_none_or(|created| created == started) {
+            return Ok(());
+        }
+        Err(EdgeStop::Failed(format!(
+            "stream {} (memory storage) is not the one this host published into: the server lost it with the records it had acknowledged; rerun both hosts (file storage or replicas keep records across a server restart)",
+            self.wanted.name
+        )))
     }
 
     pub(super) fn segment(&self) -> Result<Segment, String> {
@@ -73,7 +118,7 @@ impl Edge {
     /// acknowledged by the server.
     pub(super) fn publish(&self) -> EdgeResult {
         let mut ring = Consumer::attach(self.segment()?, WaitStrategy::BALANCED)
-            .map_err(|e| Some(e.to_string()))?;
+            .map_err(|e| EdgeStop::Failed(e.to_string()))?;
         if self.already_complete {
             return self.drain_published(&mut ring);
         }
@@ -86,7 +131,7 @@ impl Edge {
         let mut mark_sent = 0u64;
         loop {
             if self.stopped() {
-                return Err(None);
+                return Err(EdgeStop::Asked);
             }
             // The watermark is read before the records: every record it covers was committed
             // before it, so once the ring is drained below, the watermark holds for them all.
@@ -103,7 +148,7 @@ impl Edge {
                     batch.push(record.body);
                     Ok::<(), String>(())
                 })
-                .map_err(|e| Some(format!("reading the ring: {e:?}")))?;
+                .map_err(|e| EdgeStop::Failed(format!("reading the ring: {e:?}")))?;
             let drained = taken < room;
             if check.ended()
                 || batch.count() as usize == per_message
@@ -125,7 +170,8 @@ impl Edge {
                 mark_sent = mark;
             }
             if check.ended() {
-                return out.settle_all();
+                out.settle_all()?;
+                return self.confirm_stored();
             }
             out.settle_ready()?;
             if drained {
@@ -140,7 +186,7 @@ impl Edge {
         let mut check = StreamCheck::default();
         loop {
             if self.stopped() {
-                return Err(None);
+                return Err(EdgeStop::Asked);
             }
             let taken = ring
                 .poll(1024, |record| {
@@ -148,7 +194,7 @@ impl Edge {
                         EnvelopeHeader::read(record.body).map_err(|e| e.to_string())?;
                     check.admit(&header).map_err(|e| e.to_string())
                 })
-                .map_err(|e| Some(format!("reading the ring: {e:?}")))?;
+                .map_err(|e| EdgeStop::Failed(format!("reading the ring: {e:?}")))?;
             self.shared
                 .duplicate_records
                 .fetch_add(taken as u64, Ordering::Relaxed);
@@ -165,7 +211,7 @@ impl Edge {
     /// the ring, in index order, until the end of stream.
     pub(super) fn subscribe(&self) -> EdgeResult {
         let mut ring = Producer::attach(self.segment()?, WaitStrategy::BALANCED)
-            .map_err(|e| Some(e.to_string()))?;
+            .map_err(|e| EdgeStop::Failed(e.to_string()))?;
         let config = consumer::pull::OrderedConfig {
             filter_subject: self.subject.clone(),
             deliver_policy: consumer::DeliverPolicy::All,
@@ -180,7 +226,7 @@ impl Edge {
         let mut stream_sequence = 0u64;
         loop {
             if self.stopped() {
-                return Err(None);
+                return Err(EdgeStop::Asked);
             }
             let next = self
                 .handle
@@ -200,7 +246,7 @@ impl Edge {
                         }
                     }
                     if last_message.elapsed() > idle_limit {
-                        return Err(Some(format!(
+                        return Err(EdgeStop::Failed(format!(
                             "no message from the upstream host for {:.0} s (idle_timeout_seconds): rerun this host's supervisor once the upstream host's supervisor and the NATS server run (it replays the stream from its start)",
                             idle_limit.as_secs_f64()
                         )));
@@ -208,7 +254,7 @@ impl Edge {
                     continue;
                 }
                 Ok(None) => {
-                    return Err(Some(
+                    return Err(EdgeStop::Failed(
                         "the subject's consumer ended: rerun this host's supervisor (it replays the stream from its start)".into(),
                     ));
                 }
@@ -229,12 +275,13 @@ impl Edge {
                 .fetch_add(1, Ordering::Relaxed);
             let headers = message.headers.as_ref();
             let header = |name| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
-            let first =
-                wire::number(header(wire::FIRST), wire::FIRST).map_err(|e| Some(e.to_string()))?;
-            let count =
-                wire::number(header(wire::COUNT), wire::COUNT).map_err(|e| Some(e.to_string()))?;
+            let first = wire::number(header(wire::FIRST), wire::FIRST)
+                .map_err(|e| EdgeStop::Failed(e.to_string()))?;
+            let count = wire::number(header(wire::COUNT), wire::COUNT)
+                .map_err(|e| EdgeStop::Failed(e.to_string()))?;
             let watermark = header(wire::WATERMARK).and_then(|v| v.parse::<u64>().ok());
-            self.check_input(header(wire::INPUT)).map_err(Some)?;
+            self.check_input(header(wire::INPUT))
+                .map_err(EdgeStop::Failed)?;
             inbox
                 .hold(
                     Held {
@@ -245,7 +292,7 @@ impl Edge {
                     },
                     self.settings.max_in_flight as usize * 4,
                 )
-                .map_err(Some)?;
+                .map_err(EdgeStop::Failed)?;
             while let Some(held) = inbox.next_ready() {
                 self.deliver(&mut ring, &mut inbox, held)?;
                 if inbox.check.ended() {
@@ -263,13 +310,13 @@ impl Edge {
         &self,
         config: &consumer::pull::OrderedConfig,
         idle_limit: Duration,
-    ) -> Result<consumer::pull::Ordered, Option<String>> {
+    ) -> Result<consumer::pull::Ordered, EdgeStop> {
         let started = Instant::now();
         loop {
             match self.read_from(config.clone(), 0) {
                 Ok(messages) => return Ok(messages),
                 Err(e) if started.elapsed() > idle_limit => {
-                    return Err(Some(format!(
+                    return Err(EdgeStop::Failed(format!(
                         "cannot read the subject for {:.0} s: {e}; rerun this host's supervisor once the NATS server runs (it replays the stream from its start)",
                         idle_limit.as_secs_f64()
                     )));
@@ -277,7 +324,7 @@ impl Edge {
                 Err(e) => {
                     tracing::warn!(worker_id = "supervisor", subject = %self.subject, "cannot read the subject yet ({e}); retrying");
                     if self.stopped() {
-                        return Err(None);
+                        return Err(EdgeStop::Asked);
                     }
                     std::thread::sleep(SLICE);
                     self.reconnect();
@@ -352,17 +399,19 @@ impl Edge {
         inbox: &mut Inbox,
         held: Held,
     ) -> EdgeResult {
-        let records = wire::records(&held.payload, held.count).map_err(|e| Some(e.to_string()))?;
+        let records = wire::records(&held.payload, held.count)
+            .map_err(|e| EdgeStop::Failed(e.to_string()))?;
         if let Fit::Take { skip } = wire::fit(held.first, held.count, inbox.expected) {
             self.shared
                 .duplicate_records
                 .fetch_add(skip as u64, Ordering::Relaxed);
             for body in &records[skip..] {
-                let (header, _) = EnvelopeHeader::read(body).map_err(|e| Some(e.to_string()))?;
+                let (header, _) =
+                    EnvelopeHeader::read(body).map_err(|e| EdgeStop::Failed(e.to_string()))?;
                 inbox
                     .check
                     .admit(&header)
-                    .map_err(|e| Some(e.to_string()))?;
+                    .map_err(|e| EdgeStop::Failed(e.to_string()))?;
                 self.push(ring, body)?;
                 if header.kind == EnvelopeKind::EndOfStream {
                     break;
@@ -394,8 +443,8 @@ impl Edge {
             match ring.push(body, SLICE) {
                 Ok(()) => return Ok(()),
                 Err(PushError::TimedOut) if !self.stopped() => continue,
-                Err(PushError::TimedOut) => return Err(None),
-                Err(e) => return Err(Some(format!("writing the ring: {e}"))),
+                Err(PushError::TimedOut) => return Err(EdgeStop::Asked),
+                Err(e) => return Err(EdgeStop::Failed(format!("writing the ring: {e}"))),
             }
         }
     }
@@ -421,12 +470,12 @@ pub(super) fn wait_for_ring(
 ) -> EdgeResult {
     match ring.wait_for_watermark(SLICE, mark) {
         Ok(Readiness::Closed) if !check.ended() => {
-            Err(Some(check.closed().err().map_or_else(
+            Err(EdgeStop::Failed(check.closed().err().map_or_else(
                 || "ring closed".to_string(),
                 |e| e.to_string(),
             )))
         }
         Ok(_) => Ok(()),
-        Err(e) => Err(Some(e.to_string())),
+        Err(e) => Err(EdgeStop::Failed(e.to_string())),
     }
 }

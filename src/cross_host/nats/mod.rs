@@ -28,9 +28,10 @@ use crate::data::{
 };
 
 mod edge;
+mod owner;
 mod queue;
 
-use edge::{Edge, EdgeResult};
+use edge::{Edge, EdgeResult, EdgeStop};
 use queue::{Held, Inbox, Outbox};
 
 /// How long one ring or network wait lasts before the stop flag is looked at again.
@@ -46,6 +47,12 @@ pub struct Bridge {
     url: String,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// This host's claim on the run id (released at the end).
+    claim: Option<owner::Claim>,
+    /// What a fresh connection needs (the end-of-run delete retries on one).
+    settings: CrossHost,
+    server_url: String,
+    host: String,
 }
 
 /// What the ring threads report.
@@ -58,6 +65,8 @@ struct Shared {
     /// The run's input fingerprint (set at start on the source's host, else by the first
     /// message received).
     input: Mutex<Option<String>>,
+    /// The input's size and the account's room, for a refused publish's message.
+    room: Mutex<Room>,
     published_records: AtomicU64,
     published_messages: AtomicU64,
     received_records: AtomicU64,
@@ -76,6 +85,7 @@ impl Bridge {
         run: &str,
         host: &str,
         input: Option<String>,
+        input_bytes: Option<u64>,
         rings: Vec<BridgedRing>,
     ) -> Result<Self, CrossHostError> {
         let url = super::server_url(settings);
@@ -99,6 +109,22 @@ impl Bridge {
         let recreate = wanted.clone();
         let handle = runtime.handle().clone();
         let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
+        // One process per run id and host: claimed before the stream is touched.
+        let claim = runtime.block_on(async {
+            tokio::time::timeout(
+                deadline,
+                owner::Claim::take(&context, settings, run, host, &shown),
+            )
+            .await
+            .map_err(|_| CrossHostError::JetStream {
+                url: shown.clone(),
+                detail: format!(
+                    "no answer about the run's claims bucket within {:.1} s",
+                    deadline.as_secs_f64()
+                ),
+            })?
+        })?;
+        let room = runtime.block_on(check_room(&context, settings, input_bytes, &shown))?;
         let js_stream = runtime.block_on(async {
             let placed_by = std::time::Instant::now() + deadline.mul_f64(0.9);
             tokio::time::timeout(deadline, ensure_stream(&context, wanted, &shown, placed_by))
@@ -135,6 +161,10 @@ impl Bridge {
         );
         let shared = Arc::new(Shared::default());
         *shared.input.lock() = input;
+        *shared.room.lock() = Room {
+            input_bytes,
+            available: room,
+        };
         shared.edges.store(rings.len() as u64, Ordering::Relaxed);
         let mut threads = Vec::new();
         for ring in rings {
@@ -169,6 +199,10 @@ impl Bridge {
             url: shown,
             shared,
             threads,
+            claim: Some(claim),
+            settings: settings.clone(),
+            server_url: url,
+            host: host.to_string(),
         })
     }
 
@@ -205,13 +239,40 @@ impl Bridge {
         let Some(runtime) = &self.runtime else {
             return Ok(());
         };
-        runtime
-            .block_on(self.context.delete_stream(&self.stream))
-            .map(|_| ())
-            .map_err(|e| CrossHostError::JetStream {
-                url: self.url.clone(),
-                detail: format!("deleting stream {}: {e}", self.stream),
-            })
+        let first = match deleted(runtime.block_on(self.context.delete_stream(&self.stream))) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        // The connection may be the broken part (a partition healed, a server restarted):
+        // retry on fresh ones until the connect timeout.
+        tracing::warn!(worker_id = "supervisor", stream = %self.stream, "deleting the run's stream failed ({first}); retrying on a fresh connection");
+        let deadline =
+            Instant::now() + Duration::from_secs_f64(self.settings.connect_timeout_seconds);
+        let mut last = first;
+        while Instant::now() < deadline {
+            let attempt = runtime.block_on(async {
+                let client = connect(&self.settings, &self.server_url, &self.host).await?;
+                let context = new_context(&client, &self.settings);
+                deleted(context.delete_stream(&self.stream).await).map_err(|detail| {
+                    CrossHostError::JetStream {
+                        url: self.url.clone(),
+                        detail,
+                    }
+                })
+            });
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(CrossHostError::JetStream {
+            url: self.url.clone(),
+            detail: format!(
+                "deleting stream {} failed, also on fresh connections: {last}; it expires after cross_host.max_age_seconds, or delete it by hand (`nats stream rm {}`)",
+                self.stream, self.stream
+            ),
+        })
     }
 
     /// Stops every edge thread (each looks at the flag at least every 50 ms); the client
@@ -227,9 +288,125 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.stop();
+        if let (Some(runtime), Some(claim)) = (&self.runtime, self.claim.take()) {
+            runtime.block_on(claim.release());
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
+    }
+}
+
+/// What the run's stream may need and have: the input's size (on the source's host) and the
+/// bytes the account may still store (when it reports limits).
+#[derive(Debug, Clone, Copy, Default)]
+struct Room {
+    input_bytes: Option<u64>,
+    available: Option<u64>,
+}
+
+impl Room {
+    /// `needs about N bytes for an input of M; the account has room for K` (what is known).
+    fn describe(&self, replicas: u32) -> String {
+        let mut said = match self.input_bytes {
+            Some(input) => format!(
+                "the stream needs about {} bytes for the {input}-byte input",
+                needed_for(input, replicas)
+            ),
+            None => "the stream needs about 1.5x the input".to_string(),
+        };
+        match self.available {
+            Some(room) => said.push_str(&format!(
+                "; the account had room for {room} bytes at the start"
+            )),
+            None => said.push_str(
+                "; the server's own store limit (max_file_store / max_memory_store) is not visible to clients",
+            ),
+        }
+        said
+    }
+}
+
+/// Bytes a stream holding an input of `input` bytes takes, replicas counted (its records are
+/// re-encoded with their envelopes: about 1.5x the input, measured on fund-load lines).
+fn needed_for(input: u64, replicas: u32) -> u64 {
+    input.saturating_mul(3) / 2 * u64::from(replicas.max(1))
+}
+
+/// Where the account reports JetStream limits for the stream's storage: the room left, and
+/// on the source's host a refusal when the input would not fit. `None`: no limit reported.
+async fn check_room(
+    context: &jetstream::Context,
+    settings: &CrossHost,
+    input_bytes: Option<u64>,
+    url: &str,
+) -> Result<Option<u64>, CrossHostError> {
+    let Ok(account) = context.query_account().await else {
+        // An account without JetStream information says nothing about room: the stream's
+        // creation says the rest.
+        return Ok(None);
+    };
+    let limits = &account.limits;
+    let (limit, used, per_stream, storage, limit_name) = match settings.storage {
+        StreamStorage::File => (
+            limits.max_storage,
+            account.storage,
+            limits.storage_max_stream_bytes,
+            "file",
+            "max_file",
+        ),
+        StreamStorage::Memory => (
+            limits.max_memory,
+            account.memory,
+            limits.memory_max_stream_bytes,
+            "memory",
+            "max_mem",
+        ),
+    };
+    // Negative limits are "no limit".
+    let Some(limit) = limit.and_then(|l| u64::try_from(l).ok()) else {
+        return Ok(None);
+    };
+    let mut available = limit.saturating_sub(used);
+    if let Some(cap) = per_stream
+        .and_then(|c| u64::try_from(c).ok())
+        .filter(|&c| c > 0)
+    {
+        available = available.min(cap);
+    }
+    if let Some(input) = input_bytes {
+        let needed = needed_for(input, settings.replicas);
+        if needed > available {
+            return Err(CrossHostError::NoRoom {
+                url: url.to_string(),
+                storage,
+                available,
+                needed,
+                input,
+                replicas: settings.replicas.max(1),
+                limit: limit_name,
+            });
+        }
+    }
+    Ok(Some(available))
+}
+
+/// A delete's answer: done, also when the stream was gone already (what the delete was for).
+fn deleted(
+    answer: Result<jetstream::stream::DeleteStatus, jetstream::context::DeleteStreamError>,
+) -> Result<(), String> {
+    match answer {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 

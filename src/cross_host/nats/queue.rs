@@ -106,7 +106,7 @@ impl<'e> Outbox<'e> {
         let limit = Duration::from_secs_f64(self.edge.settings.idle_timeout_seconds);
         loop {
             if self.edge.stopped() {
-                return Err(None);
+                return Err(EdgeStop::Asked);
             }
             if let Some(ack) = message.ack.take() {
                 match self.edge.handle.block_on(ack.into_future()) {
@@ -122,7 +122,7 @@ impl<'e> Outbox<'e> {
                         return Ok(());
                     }
                     Err(e) if message.since.elapsed() > limit => {
-                        return Err(Some(format!(
+                        return Err(EdgeStop::Failed(format!(
                             "JetStream did not acknowledge a message for {:.0} s: {e}; rerun this host's supervisor once the server is back (its output restarts cleanly)",
                             limit.as_secs_f64()
                         )));
@@ -130,13 +130,28 @@ impl<'e> Outbox<'e> {
                     // A full store does not empty itself: retrying for the idle timeout would
                     // only delay the same failure, and a plain rerun hits the same limit.
                     Err(e) if is_out_of_storage(&e) => {
-                        return Err(Some(format!(
-                            "JetStream cannot store more of stream {} ({e}): the server's or the account's storage limit is reached. The stream needs about 1.5x the input; free space or raise the limit (max_file_store, max_memory_store, the account's JetStream limits), delete the stream, then rerun both hosts",
-                            self.edge.wanted.name
+                        let room = *self.edge.shared.room.lock();
+                        return Err(EdgeStop::Refused(format!(
+                            "JetStream cannot store more of stream {} ({e}): the server's or the account's storage limit is reached; {}. Free space or raise the limit (max_file_store, max_memory_store, the account's JetStream limits), delete the stream, then rerun both hosts",
+                            self.edge.wanted.name,
+                            room.describe(self.edge.settings.replicas)
                         )));
                     }
                     Err(e) => {
                         tracing::warn!(worker_id = "supervisor", subject = %self.edge.subject, "publish not acknowledged ({e}); retrying");
+                        let acknowledged =
+                            self.edge.shared.published_records.load(Ordering::Relaxed);
+                        if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound
+                            && self.edge.settings.storage == StreamStorage::Memory
+                            && acknowledged > 0
+                        {
+                            // The server lost the stream and the records it had acknowledged:
+                            // nothing can bring them back from this host.
+                            return Err(EdgeStop::Failed(format!(
+                                "the server lost stream {} (memory storage) with the {acknowledged} records it had acknowledged; rerun both hosts (file storage or replicas keep records across a server restart)",
+                                self.edge.wanted.name
+                            )));
+                        }
                         if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
                             // A server that lost the stream (memory storage restarted, or a
                             // server still starting): create it again. A subscriber finds any
@@ -163,7 +178,7 @@ impl<'e> Outbox<'e> {
                     }
                 }
             } else if message.since.elapsed() > limit {
-                return Err(Some(format!(
+                return Err(EdgeStop::Failed(format!(
                     "cannot publish to JetStream for {:.0} s; rerun this host's supervisor once the server is back",
                     limit.as_secs_f64()
                 )));

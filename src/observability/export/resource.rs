@@ -22,6 +22,8 @@ pub fn instance_id(worker: &str, pid: u32, host: &str) -> String {
 /// This host's name (the kernel's hostname), `unknown` when it cannot be read.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }

@@ -120,7 +120,12 @@ impl Supervisor {
             .as_ref()
             .and_then(crate::cross_host::Bridge::failure)
         {
-            self.fail(&failure.worker, FailureCategory::CrossHost, failure.detail);
+            let category = if failure.refused {
+                FailureCategory::CrossHostRefused
+            } else {
+                FailureCategory::CrossHost
+            };
+            self.fail(&failure.worker, category, failure.detail);
         }
     }
 

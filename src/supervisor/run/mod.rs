@@ -305,8 +305,20 @@ fn start_bridge(
     let holds_source = records.iter().any(|r| r.holds_source);
     let input =
         holds_source.then(|| crate::cross_host::input_fingerprint(config, options.resume.after));
+    // The stream's room is checked against the input's size before the first publish.
+    let input_bytes = match &config.adapters.source {
+        crate::config::SourceAdapter::File { path, .. } if holds_source => {
+            std::fs::metadata(path).ok().map(|m| m.len())
+        }
+        _ => None,
+    };
     Ok(Some(crate::cross_host::Bridge::start(
-        settings, &run, host, input, bridged,
+        settings,
+        &run,
+        host,
+        input,
+        input_bytes,
+        bridged,
     )?))
 }
 
@@ -573,7 +585,11 @@ impl Supervisor {
             let ended = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
-            let url = super::push::push_url(gateway, &health.push_job, &super::push::host_name());
+            let url = super::push::push_url(
+                gateway,
+                &health.push_job,
+                &crate::observability::export::host_name(),
+            );
             let body = super::push::final_figures(&view, succeeded, ended);
             match super::push::push(&url, body) {
                 Ok(()) => tracing::info!(worker_id = "supervisor", "final metrics pushed to {url}"),
