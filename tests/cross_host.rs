@@ -116,6 +116,10 @@ fn main() {
                 "xh16_an_account_whose_limits_leave_no_room_is_refused_before_the_first_publish",
                 xh16,
             ),
+            Trial::test(
+                "xh17_with_memory_storage_a_server_restart_never_leaves_the_upstream_exiting_0_with_records_lost",
+                xh17,
+            ),
         ]
         .into_iter()
         .map(|trial| {
@@ -1249,6 +1253,53 @@ fn xh16() -> Result<(), Failed> {
         said.lines()
             .find(|l| l.contains("has room for"))
             .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Memory storage, the server restarted mid-run (it comes back empty): whenever the sink host
+/// does not end identical to inline, the upstream host has failed too — it never exits 0 with
+/// the records the server lost. 5 runs at random moments.
+fn xh17() -> Result<(), Failed> {
+    let mut nats = Nats::start(&[])?;
+    let data = tempfile::tempdir()?;
+    let input = data.path().join("input.txt");
+    generated_input(&input, FAULT_LINES)?;
+    let reference = inline_reference(Profile::Experiment, &input)?;
+    let mut chooser = Chooser::seeded("xh17");
+    let (mut lost, mut whole) = (0, 0);
+    for i in 0..5 {
+        let work = tempfile::tempdir()?;
+        let config = two_host_config_with(
+            work.path(),
+            Profile::Experiment,
+            &nats.url(),
+            &[("storage", "memory".to_string())],
+        )?;
+        let run = run_id("xh17", i);
+        let up = spawn_host("upstream", &config, &input, work.path(), &run)?;
+        let down = spawn_host("downstream", &config, &input, work.path(), &run)?;
+        std::thread::sleep(Duration::from_millis(200 + chooser.next(600)));
+        nats.restart(Duration::from_millis(200))?;
+        let (up, down) = (wait_exit(up)?, wait_exit(down)?);
+        let identical = down.code == Some(0)
+            && check_identical(work.path(), &reference, "memory storage").is_ok();
+        if identical {
+            whole += 1;
+            continue;
+        }
+        lost += 1;
+        check(up.code != Some(0), || {
+            format!(
+                "run {i}: the sink host failed ({:?}) but the upstream exited 0:\n{}\n{}",
+                down.code,
+                tail(&down.stderr),
+                tail(&format!("{}{}", up.stdout, up.stderr))
+            )
+        })?;
+    }
+    println!(
+        "xh17 memory storage, server restarted mid-run 5 times: {whole} ended identical, {lost} lost records and both hosts failed"
     );
     Ok(())
 }

@@ -111,9 +111,10 @@ impl Bridge {
         let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
         // One process per run id and host: claimed before the stream is touched.
         let claim = runtime.block_on(async {
+            let retry_until = std::time::Instant::now() + deadline.mul_f64(0.9);
             tokio::time::timeout(
                 deadline,
-                owner::Claim::take(&context, settings, run, host, &shown),
+                owner::Claim::take(&context, settings, (run, host), &shown, retry_until),
             )
             .await
             .map_err(|_| CrossHostError::JetStream {

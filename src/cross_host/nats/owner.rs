@@ -28,28 +28,27 @@ pub(super) struct Claim {
 }
 
 impl Claim {
-    /// Claims `<run>.<host>`, or says who holds it.
+    /// Claims `<run>.<host>`, or says who holds it. A bucket that cannot answer yet (on a
+    /// cluster, its replicas are still electing their first leader) is asked again until
+    /// `retry_until`.
     pub(super) async fn take(
         context: &jetstream::Context,
         settings: &CrossHost,
-        run: &str,
-        host: &str,
+        who: (&str, &str),
         url: &str,
+        retry_until: std::time::Instant,
     ) -> Result<Self, CrossHostError> {
-        let store = bucket(context, settings, url).await?;
+        let (run, host) = who;
         let key = format!("{}.{}", key_part(run), key_part(host));
         let me = Bytes::from(describe_self());
-        let taken = match store.create(&key, me.clone()).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                take_over_if_dead(&store, &key, me.clone(), run, host).await
+        let store = loop {
+            match claim_once(context, settings, &key, me.clone(), who, url).await {
+                Ok(store) => break store,
+                Err(error @ CrossHostError::Owned { .. }) => return Err(error),
+                Err(error) if std::time::Instant::now() >= retry_until => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-            Err(e) => Err(CrossHostError::JetStream {
-                url: url.to_string(),
-                detail: format!("claiming run {run} for host {host}: {e}"),
-            }),
         };
-        taken?;
         let refresher = tokio::spawn({
             let (store, key) = (store.clone(), key.clone());
             async move {
@@ -73,6 +72,29 @@ impl Claim {
     pub(super) async fn release(self) {
         self.refresher.abort();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.store.delete(&self.key)).await;
+    }
+}
+
+/// One attempt at the claim: the bucket, then the key (taken over from a gone local owner).
+async fn claim_once(
+    context: &jetstream::Context,
+    settings: &CrossHost,
+    key: &str,
+    me: Bytes,
+    (run, host): (&str, &str),
+    url: &str,
+) -> Result<kv::Store, CrossHostError> {
+    let store = bucket(context, settings, url).await?;
+    match store.create(key, me.clone()).await {
+        Ok(_) => Ok(store),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            take_over_if_dead(&store, key, me, (run, host), url).await?;
+            Ok(store)
+        }
+        Err(e) => Err(CrossHostError::JetStream {
+            url: url.to_string(),
+            detail: format!("claiming run {run} for host {host}: {e}"),
+        }),
     }
 }
 
@@ -117,14 +139,16 @@ async fn take_over_if_dead(
     store: &kv::Store,
     key: &str,
     me: Bytes,
-    run: &str,
-    host: &str,
+    (run, host): (&str, &str),
+    url: &str,
 ) -> Result<(), CrossHostError> {
     let entry = store
         .entry(key)
         .await
-        .ok()
-        .flatten()
+        .map_err(|e| CrossHostError::JetStream {
+            url: url.to_string(),
+            detail: format!("reading the claim of run {run} for host {host}: {e}"),
+        })?
         .filter(|e| e.operation == kv::Operation::Put);
     let Some(entry) = entry else {
         // Deleted or expired in between: claim it as new.
