@@ -198,19 +198,7 @@ impl Cluster {
 
     /// A node's `/jsz` monitoring answer (accounts and streams), as JSON.
     fn jsz(&self, i: usize) -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", self.nodes[i].monitor_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let request = "GET /jsz?accounts=true&streams=true&config=true HTTP/1.0\r\n\r\n";
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.")
-            .then_some(())
-            .filter(|()| head.split_whitespace().nth(1) == Some("200"))?;
-        serde_json::from_str(body).ok()
+        jsz_at(self.nodes[i].monitor_port)
     }
 
     fn wait_for_meta_leader(&self) -> Result<(), Failed> {
@@ -282,4 +270,38 @@ impl Drop for Cluster {
             self.kill(i);
         }
     }
+}
+
+/// `/jsz` (accounts, streams, configs) of the server whose monitoring port is `port`.
+fn jsz_at(port: u16) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = "GET /jsz?accounts=true&streams=true&config=true HTTP/1.0\r\n\r\n";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.")
+        .then_some(())
+        .filter(|()| head.split_whitespace().nth(1) == Some("200"))?;
+    serde_json::from_str(body).ok()
+}
+
+/// The names of the streams the server whose monitoring port is `port` holds (empty when it
+/// does not answer).
+pub fn stream_names(port: u16) -> Vec<String> {
+    let Some(jsz) = jsz_at(port) else {
+        return Vec::new();
+    };
+    let accounts = jsz["account_details"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    accounts
+        .iter()
+        .filter_map(|account| account["stream_detail"].as_array())
+        .flatten()
+        .filter_map(|stream| stream["name"].as_str().map(str::to_string))
+        .collect()
 }
