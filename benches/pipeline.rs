@@ -140,9 +140,24 @@ fn compare_placements(input: &Path, dir: &Path, lines: u64, rounds: usize) {
         / peer_rates.iter().copied().fold(f64::INFINITY, f64::min);
     let targets = [
         ("inline >= 1.0x the peer", median(&mut ratios[1]), 1.0, true),
-        ("4 groups >= 1.2x the peer", median(&mut ratios[2]), 1.2, true),
-        ("4 groups >= 1.3x inline", median(&mut four_vs_inline), 1.3, true),
-        ("5 groups >= 1.0x the peer", median(&mut ratios[3]), 1.0, true),
+        (
+            "4 groups >= 1.2x the peer",
+            median(&mut ratios[2]),
+            1.2,
+            true,
+        ),
+        (
+            "4 groups >= 1.3x inline",
+            median(&mut four_vs_inline),
+            1.3,
+            true,
+        ),
+        (
+            "5 groups >= 1.0x the peer",
+            median(&mut ratios[3]),
+            1.0,
+            true,
+        ),
         (
             "inline peak RSS <= 1.0x the peer's",
             rss[1] as f64 / rss[0].max(1) as f64,
@@ -159,7 +174,11 @@ fn compare_placements(input: &Path, dir: &Path, lines: u64, rounds: usize) {
         return;
     }
     for (target, value, bound, at_least) in targets {
-        let met = if at_least { value >= bound } else { value <= bound };
+        let met = if at_least {
+            value >= bound
+        } else {
+            value <= bound
+        };
         let verdict = if met { "met" } else { "missed" };
         println!("target {target}: {value:.2}x: {verdict}");
     }

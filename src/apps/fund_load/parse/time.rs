@@ -53,18 +53,23 @@ pub(super) fn common_rfc3339(b: &[u8]) -> Option<UtcInstant> {
 /// [`common_rfc3339`] at the start of `b`: the instant and the bytes read, stopping after the
 /// zone (the caller decides what may follow).
 pub(super) fn rfc3339_prefix(b: &[u8]) -> Option<(UtcInstant, usize)> {
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
+    // The fixed part as an array: every index below is checked once, at compile time.
+    let head: &[u8; 20] = b.get(..20)?.try_into().ok()?;
+    if head[4] != b'-'
+        || head[7] != b'-'
+        || head[10] != b'T'
+        || head[13] != b':'
+        || head[16] != b':'
     {
         return None;
     }
-    let year = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
-    let (month, day) = (two_digits(b, 5)?, two_digits(b, 8)?);
-    let (hour, minute, second) = (two_digits(b, 11)?, two_digits(b, 14)?, two_digits(b, 17)?);
+    let pair = |at: usize| {
+        let (x, y) = (head[at].wrapping_sub(b'0'), head[at + 1].wrapping_sub(b'0'));
+        (x < 10 && y < 10).then(|| u32::from(x) * 10 + u32::from(y))
+    };
+    let year = pair(0)? * 100 + pair(2)?;
+    let (month, day) = (pair(5)?, pair(8)?);
+    let (hour, minute, second) = (pair(11)?, pair(14)?, pair(17)?);
     if !(1..=12).contains(&month)
         || day == 0
         || day > days_in_month(i64::from(year), month)
@@ -76,7 +81,7 @@ pub(super) fn rfc3339_prefix(b: &[u8]) -> Option<(UtcInstant, usize)> {
     }
     let mut at = 19;
     let mut nanos = 0u32;
-    if b[at] == b'.' {
+    if head[19] == b'.' {
         at += 1;
         let start = at;
         while let Some(d @ b'0'..=b'9') = b.get(at) {
@@ -189,4 +194,75 @@ pub(super) fn general_rfc3339(raw: &str) -> Option<UtcInstant> {
         secs: local - offset_secs,
         nanos,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text shaped like an RFC 3339 date-time, every field drawn wide enough to be invalid
+    /// too: digits or not, separators right or wrong, fractions of 0-12 digits, zones of every
+    /// form, trailing bytes.
+    fn date_time_like() -> impl Strategy<Value = String> {
+        // A field of `width` digits around its valid range (the edges and just past them),
+        // now and then not digits at all.
+        let field = |range: std::ops::Range<u32>, width: usize| {
+            prop_oneof![
+                9 => range.prop_map(move |v| format!("{v:0width$}")),
+                1 => Just("x".repeat(width)),
+            ]
+        };
+        (
+            (
+                field(1960..2110, 4),
+                field(0..14, 2),
+                field(0..33, 2),
+                field(0..25, 2),
+                field(0..61, 2),
+                field(0..62, 2),
+            ),
+            prop_oneof![8 => Just('T'), 1 => Just('t'), 1 => Just(' ')],
+            prop_oneof![
+                Just(String::new()),
+                (0usize..13).prop_map(|n| format!(".{}", "7".repeat(n)))
+            ],
+            prop_oneof![
+                4 => Just("Z".to_string()),
+                1 => Just("z".to_string()),
+                4 => (0u32..26, 0u32..62, any::<bool>()).prop_map(|(h, m, minus)| {
+                    format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' })
+                }),
+                1 => Just(String::new()),
+            ],
+            prop_oneof![8 => Just(""), 1 => Just(" "), 1 => Just("x")],
+        )
+            .prop_map(|((y, mo, d, h, mi, s), sep, fraction, zone, tail)| {
+                format!("{y}-{mo}-{d}{sep}{h}:{mi}:{s}{fraction}{zone}{tail}")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The one-pass reader agrees with the general path on everything it accepts, and
+        /// accepts every common `YYYY-MM-DDTHH:MM:SS[.f]Z|±HH:MM` form the general path does
+        /// (seconds below 60).
+        #[test]
+        fn the_common_form_reads_what_the_general_path_reads(text in date_time_like()) {
+            let common = common_rfc3339(text.as_bytes());
+            let general = general_rfc3339(&text);
+            if let Some(instant) = common {
+                prop_assert_eq!(Some(instant), general);
+            }
+            let b = text.as_bytes();
+            let common_shape = b.len() >= 20
+                && b[10] == b'T'
+                && !text.ends_with('z')
+                && b.get(17..19).is_some_and(|s| s < b"60".as_slice());
+            if general.is_some() && common_shape && text.trim() == text {
+                prop_assert!(common.is_some(), "{} read only by the general path", text);
+            }
+        }
+    }
 }
