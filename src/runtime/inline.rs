@@ -33,7 +33,7 @@ pub struct RunOptions {
     /// state, but their outputs are not written again; the input is checked against the
     /// journal's positions. Empty: a fresh run.
     pub resume: ResumePlan,
-    /// The run journal a resumed run continues (see [`crate::runtime::journal`]); `None`: a
+    /// The run journal a resumed run continues (see [`crate::files::Journal`]); `None`: a
     /// fresh journal.
     pub journal: Option<Journal>,
 }

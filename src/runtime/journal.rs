@@ -116,11 +116,6 @@ impl JournalKeeper {
         &self.path
     }
 
-    /// The journal as last updated.
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
     /// The last completed record.
     pub fn completed_seq(&self) -> u64 {
         self.journal.completed.seq

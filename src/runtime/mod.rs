@@ -3,22 +3,24 @@
 //! runtime, routing, dead letters and the run summary. It must not parse configs (it receives
 //! validated ones) nor know business rules (nodes carry them).
 
-pub mod dead_letter;
+pub(crate) mod dead_letter;
 mod inline;
 pub mod journal;
 pub(crate) mod pipeline;
-pub mod resume;
-pub mod room;
+pub(crate) mod resume;
+pub(crate) mod room;
 pub mod routes;
-pub mod signals;
+pub(crate) mod signals;
 mod summary;
-pub mod topology;
-pub mod worker;
+pub(crate) mod topology;
+pub(crate) mod worker;
 
 pub use inline::{
     OutputFn, RunError, RunOptions, RunProgress, run_inline, run_inline_with_outputs,
 };
 pub use pipeline::{NodeFailure, PipelineRun, TIMING_SAMPLE};
+/// Where a resumed run resumes (`RunOptions::resume`); made from a run journal by the CLI.
+pub use resume::ResumePlan;
 pub use summary::{
     JournalPoint, NodeReport, NodeStats, RingReport, RunSummary, Timeline, WorkerReport,
 };

@@ -88,12 +88,6 @@ impl Topology {
         self.groups.get(at + 1)
     }
 
-    /// The group before `name` in the chain.
-    pub fn previous(&self, name: &str) -> Option<&GroupSpan> {
-        let at = self.groups.iter().position(|g| g.name == name)?;
-        at.checked_sub(1).and_then(|p| self.groups.get(p))
-    }
-
     /// The name of the group at chain position `index`.
     pub fn name_of(&self, index: u16) -> Option<&str> {
         self.groups.get(usize::from(index)).map(|g| g.name.as_str())

@@ -4,16 +4,16 @@
 //! the monitor (reaping, heartbeats, failure categories), signals, and the health endpoints.
 //! Its loop is the only writer of worker state (see `run.rs` for the state machine).
 
-pub mod health;
+pub(crate) mod health;
 mod host;
 #[cfg(feature = "health")]
 mod http;
-pub mod lifecycle;
-pub mod monitor;
+pub(crate) mod lifecycle;
+pub(crate) mod monitor;
 #[cfg(feature = "health")]
 mod push;
 mod run;
-pub mod spawn;
+pub(crate) mod spawn;
 mod telemetry;
 
 pub use crate::runtime::signals::{ignore_write_signals, stop_signals};

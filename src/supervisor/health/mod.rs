@@ -21,7 +21,7 @@ mod notify;
 mod server;
 
 #[cfg(feature = "health")]
-pub use metrics::{MetricsFormat, render_metrics};
+pub use metrics::MetricsFormat;
 pub use notify::{notify_ready, notify_stopping};
 #[cfg(feature = "health")]
 pub use server::HealthServer;
@@ -40,6 +40,9 @@ pub struct HealthState {
 }
 
 /// Everything `/metrics` exposes, as numbers in base units.
+// Read by the `/metrics` renderer and server (feature `health`); without it the supervisor
+// still keeps the model (the run summary and lifecycle read parts of it).
+#[cfg_attr(not(feature = "health"), allow(dead_code))]
 #[derive(Debug, Default, Clone)]
 pub struct MetricsView {
     /// Every worker.
@@ -85,6 +88,7 @@ pub struct NodeMetrics {
 
 /// One worker as `/metrics` shows it; counters as of its last heartbeat (at least one a
 /// second), process figures read from `/proc` at each refresh.
+#[cfg_attr(not(feature = "health"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     /// The worker's id (`group#n`).
@@ -106,6 +110,9 @@ pub struct WorkerMetrics {
 }
 
 /// One ring edge as `/metrics` shows it.
+// Read by the `/metrics` renderer and server (feature `health`); without it the supervisor
+// still keeps the model (the run summary and lifecycle read parts of it).
+#[cfg_attr(not(feature = "health"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub struct RingMetrics {
     /// The edge's name (`producer->consumer`).
@@ -118,6 +125,7 @@ pub struct RingMetrics {
     pub records: u64,
 }
 
+#[cfg_attr(not(feature = "health"), allow(dead_code))]
 impl MetricsView {
     /// Fills in the process figures of the supervisor and every worker with a pid. Called at
     /// scrape time, so the supervisor's loop never reads `/proc`.
