@@ -1039,9 +1039,12 @@ fn xh13() -> Result<(), Failed> {
     let input = data.path().join("input.txt");
     generated_input(&input, FAULT_LINES)?;
     let reference = inline_reference(Profile::Experiment, &input)?;
+    // A stream leader's election after a kill takes 5-15 s on NATS (its raft timeouts): the
+    // hosts' idle timeout must outlast it, as the guide says for clusters.
     let replicated = [
         ("replicas", "3".to_string()),
         ("connect_timeout_seconds", "20".to_string()),
+        ("idle_timeout_seconds", "40".to_string()),
     ];
     // Undisturbed, for the comparison.
     let calm = tempfile::tempdir()?;
