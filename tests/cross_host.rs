@@ -179,6 +179,13 @@ fn spawn_host(
     run: &str,
 ) -> Result<Child, Failed> {
     let mut command = cli();
+    host_run(&mut command, host, config, input, dir, run);
+    Ok(command.spawn()?)
+}
+
+/// `run` of host `host` with `config`, reading `input`, writing `dir/output.txt` and
+/// `dir/rejects.jsonl`, in `dir`, its output piped: appended to `command`.
+fn host_run(command: &mut Command, host: &str, config: &Path, input: &Path, dir: &Path, run: &str) {
     command
         .args(["run", "--host", host, "--run-id", run, "-c"])
         .arg(config)
@@ -191,7 +198,6 @@ fn spawn_host(
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    Ok(command.spawn()?)
 }
 
 /// The inline run's output and dead letters on `input`.
@@ -931,18 +937,8 @@ impl Namespace {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.name])
-            .arg(env!("CARGO_BIN_EXE_stream-kernel"))
-            .args(["run", "--host", host, "--run-id", run, "-c"])
-            .arg(&host_config)
-            .arg("--input")
-            .arg(input)
-            .arg("--output")
-            .arg(dir.join("output.txt"))
-            .arg("--dead-letter")
-            .arg(dir.join("rejects.jsonl"))
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .arg(env!("CARGO_BIN_EXE_stream-kernel"));
+        host_run(&mut command, host, &host_config, input, dir, run);
         Ok(command.spawn()?)
     }
 

@@ -110,34 +110,21 @@ impl Bridge {
         let handle = runtime.handle().clone();
         let deadline = Duration::from_secs_f64(settings.connect_timeout_seconds);
         // One process per run id and host: claimed before the stream is touched.
-        let claim = runtime.block_on(async {
-            let retry_until = std::time::Instant::now() + deadline.mul_f64(0.9);
-            tokio::time::timeout(
-                deadline,
-                owner::Claim::take(&context, settings, (run, host), &shown, retry_until),
-            )
-            .await
-            .map_err(|_| CrossHostError::JetStream {
-                url: shown.clone(),
-                detail: format!(
-                    "no answer about the run's claims bucket within {:.1} s",
-                    deadline.as_secs_f64()
-                ),
-            })?
-        })?;
+        // Each asks again until 90% of the connect timeout, then says why.
+        let retry_until = || Instant::now() + deadline.mul_f64(0.9);
+        let claim = runtime.block_on(within(
+            deadline,
+            &shown,
+            "the run's claims bucket".to_string(),
+            owner::Claim::take(&context, settings, (run, host), &shown, retry_until()),
+        ))?;
         let room = runtime.block_on(check_room(&context, settings, input_bytes, &shown))?;
-        let js_stream = runtime.block_on(async {
-            let placed_by = std::time::Instant::now() + deadline.mul_f64(0.9);
-            tokio::time::timeout(deadline, ensure_stream(&context, wanted, &shown, placed_by))
-                .await
-                .map_err(|_| CrossHostError::JetStream {
-                    url: shown.clone(),
-                    detail: format!(
-                        "no answer about stream {stream} within {:.1} s (is JetStream enabled: nats-server -js?)",
-                        deadline.as_secs_f64()
-                    ),
-                })?
-        })?;
+        let js_stream = runtime.block_on(within(
+            deadline,
+            &shown,
+            format!("stream {stream} (is JetStream enabled: nats-server -js?)"),
+            ensure_stream(&context, wanted, &shown, retry_until()),
+        ))?;
         let mut complete = BTreeSet::new();
         if let Some(input) = &input {
             let subjects: Vec<String> = rings
@@ -390,6 +377,24 @@ async fn check_room(
         }
     }
     Ok(Some(available))
+}
+
+/// `answer`, or a failure saying that `what` gave none within `deadline`.
+async fn within<T>(
+    deadline: Duration,
+    url: &str,
+    what: String,
+    answer: impl std::future::Future<Output = Result<T, CrossHostError>>,
+) -> Result<T, CrossHostError> {
+    tokio::time::timeout(deadline, answer)
+        .await
+        .map_err(|_| CrossHostError::JetStream {
+            url: url.to_string(),
+            detail: format!(
+                "no answer about {what} within {:.1} s",
+                deadline.as_secs_f64()
+            ),
+        })?
 }
 
 /// A delete's answer: done, also when the stream was gone already (what the delete was for).
